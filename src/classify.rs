@@ -1,0 +1,455 @@
+//! Verdicts from a worker's screen, its timings and process facts, each with the evidence that
+//! produced it.
+//!
+//! The classifier is a pure function: [`classify`] takes a [`ScreenSnapshot`] (the full emulated
+//! screen, whatever the UI shows), a [`Timing`] (all times in ms on the engine's clock) and the
+//! profile's compiled [`Rule`]s. A screen rule only fires once output has been quiet for the rule's
+//! `quiet_ms`, and only on the rows of its region (by default the cursor's row and its
+//! neighbours), so the word "error:" scrolling past in a log is not an error.
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What a worker is doing, as far as switchyard can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictKind {
+    /// Producing output or working.
+    Running,
+    /// A prompt waits for an answer: y/n, a trust dialog, a menu, a login.
+    WaitingInput,
+    /// The agent sits at its own empty prompt.
+    Idle,
+    /// No output, no screen change and no worktree activity for the stall threshold.
+    Stalled,
+    /// The screen shows a failure near the cursor, with output quiet.
+    Error,
+    /// The screen says the work is finished.
+    Done,
+    /// The process exited with this status.
+    Exited(i32),
+}
+
+impl VerdictKind {
+    /// snake_case name, with the code for `exited(code)`.
+    pub fn label(self) -> String {
+        match self {
+            VerdictKind::Running => "running".into(),
+            VerdictKind::WaitingInput => "waiting_input".into(),
+            VerdictKind::Idle => "idle".into(),
+            VerdictKind::Stalled => "stalled".into(),
+            VerdictKind::Error => "error".into(),
+            VerdictKind::Done => "done".into(),
+            VerdictKind::Exited(c) => format!("exited({c})"),
+        }
+    }
+}
+
+/// Why a verdict was reached: the rule (or signal) and the screen line (or measurement).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Rule name (from the config) or signal name (`exit-status`, `silence`, `output`).
+    pub rule: String,
+    /// The matched screen line, trimmed, or a description of the signal.
+    pub line: String,
+}
+
+/// A verdict with its evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// What the worker is doing.
+    pub kind: VerdictKind,
+    /// What produced the verdict.
+    pub evidence: Evidence,
+}
+
+impl Verdict {
+    /// A verdict from a signal rather than a screen rule.
+    pub fn signal(kind: VerdictKind, rule: &str, line: impl Into<String>) -> Verdict {
+        Verdict {
+            kind,
+            evidence: Evidence {
+                rule: rule.into(),
+                line: line.into(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} [{}] {}",
+            self.kind.label(),
+            self.evidence.rule,
+            self.evidence.line
+        )
+    }
+}
+
+/// Which rows of the screen a rule looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Region {
+    /// The cursor's row and the non-blank rows just above and below it.
+    Cursor,
+    /// The last N non-blank rows of the screen.
+    LastLines(usize),
+    /// Every row.
+    Screen,
+}
+
+impl Region {
+    /// Parses `cursor`, `screen` or `last:N`.
+    pub fn parse(s: &str) -> Result<Region, String> {
+        match s {
+            "cursor" => Ok(Region::Cursor),
+            "screen" => Ok(Region::Screen),
+            _ => s
+                .strip_prefix("last:")
+                .and_then(|n| n.parse().ok())
+                .filter(|&n| n > 0)
+                .map(Region::LastLines)
+                .ok_or_else(|| {
+                    format!("unknown region {s:?}: use \"cursor\", \"screen\" or \"last:N\"")
+                }),
+        }
+    }
+}
+
+/// A rule as written in the config (`[[rules]]` or `[[agents.NAME.rules]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Name shown as evidence.
+    pub name: String,
+    /// Verdict when it matches: `waiting_input`, `idle`, `error`, `done` or `running`.
+    pub verdict: VerdictKind,
+    /// A regex (Rust `regex` syntax) matched against each row of the region.
+    pub pattern: String,
+    /// `cursor` (default), `screen` or `last:N`.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Output must have been quiet this long (ms) before the rule counts. Default 500.
+    #[serde(default = "default_quiet_ms")]
+    pub quiet_ms: u64,
+}
+
+fn default_region() -> String {
+    "cursor".into()
+}
+fn default_quiet_ms() -> u64 {
+    500
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Name shown as evidence.
+    pub name: String,
+    /// Verdict when it matches.
+    pub verdict: VerdictKind,
+    /// Compiled pattern.
+    pub re: Regex,
+    /// Rows it looks at.
+    pub region: Region,
+    /// Required quiet time before it counts, ms.
+    pub quiet_ms: u64,
+}
+
+impl Rule {
+    /// Compiles a rule. Errors name the rule and say what is wrong with the pattern or region.
+    pub fn compile(spec: &RuleSpec) -> Result<Rule, String> {
+        if matches!(spec.verdict, VerdictKind::Exited(_) | VerdictKind::Stalled) {
+            return Err(format!(
+                "rule {:?}: verdict {} comes from signals, not screen rules; use waiting_input, idle, error, done or running",
+                spec.name,
+                spec.verdict.label()
+            ));
+        }
+        let re = Regex::new(&spec.pattern)
+            .map_err(|e| format!("rule {:?}: pattern does not compile: {e}", spec.name))?;
+        let region =
+            Region::parse(&spec.region).map_err(|e| format!("rule {:?}: {e}", spec.name))?;
+        Ok(Rule {
+            name: spec.name.clone(),
+            verdict: spec.verdict,
+            re,
+            region,
+            quiet_ms: spec.quiet_ms,
+        })
+    }
+}
+
+/// The visible screen of a worker as plain text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScreenSnapshot {
+    /// Every row, left to right, trailing blanks trimmed. Length = the PTY's rows.
+    pub rows: Vec<String>,
+    /// Cursor row (0-based).
+    pub cursor_row: usize,
+    /// Cursor column (0-based).
+    pub cursor_col: usize,
+    /// True while the child uses the alternate screen (a full-screen TUI).
+    pub alternate: bool,
+    /// The window title the child set (OSC 0/2), if any.
+    pub title: String,
+}
+
+impl ScreenSnapshot {
+    /// A snapshot from text lines with the cursor at the end of the last line (for tests).
+    pub fn from_text(text: &str) -> ScreenSnapshot {
+        let rows: Vec<String> = text.lines().map(|l| l.trim_end().to_string()).collect();
+        let cursor_row = rows.len().saturating_sub(1);
+        let cursor_col = rows.last().map_or(0, |r| r.chars().count());
+        ScreenSnapshot {
+            rows,
+            cursor_row,
+            cursor_col,
+            ..Default::default()
+        }
+    }
+
+    /// The last `n` non-blank rows, joined with newlines (the error tail given to a restart).
+    pub fn tail(&self, n: usize) -> String {
+        let rows: Vec<&str> = self
+            .rows
+            .iter()
+            .map(|r| r.as_str())
+            .filter(|r| !r.trim().is_empty())
+            .collect();
+        rows[rows.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Row indices a region covers, in top-to-bottom order.
+    fn region_rows(&self, region: Region) -> Vec<usize> {
+        let nonblank = |i: &usize| !self.rows[*i].trim().is_empty();
+        match region {
+            Region::Screen => (0..self.rows.len()).filter(nonblank).collect(),
+            Region::LastLines(n) => {
+                let mut v: Vec<usize> = (0..self.rows.len())
+                    .rev()
+                    .filter(nonblank)
+                    .take(n)
+                    .collect();
+                v.reverse();
+                v
+            }
+            Region::Cursor => {
+                if self.rows.is_empty() {
+                    return Vec::new();
+                }
+                let c = self.cursor_row.min(self.rows.len() - 1);
+                let mut v = Vec::new();
+                if let Some(above) = (0..c).rev().find(nonblank) {
+                    v.push(above);
+                }
+                v.push(c);
+                if let Some(below) = (c + 1..self.rows.len()).find(nonblank) {
+                    v.push(below);
+                }
+                v
+            }
+        }
+    }
+}
+
+/// Times the classifier needs, in ms on the engine's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timing {
+    /// Now.
+    pub now: u64,
+    /// When the worker started.
+    pub started_at: u64,
+    /// When the last byte of output arrived.
+    pub last_output_at: u64,
+    /// When the screen text last changed.
+    pub last_change_at: u64,
+    /// When a file in the worktree last changed (or a commit was made).
+    pub last_activity_at: u64,
+}
+
+impl Timing {
+    /// ms since the last byte of output.
+    pub fn quiet_ms(&self) -> u64 {
+        self.now
+            .saturating_sub(self.last_output_at.max(self.started_at))
+    }
+
+    /// ms since anything happened: output, screen change or worktree activity.
+    pub fn idle_ms(&self) -> u64 {
+        let last = self
+            .last_output_at
+            .max(self.last_change_at)
+            .max(self.last_activity_at)
+            .max(self.started_at);
+        self.now.saturating_sub(last)
+    }
+}
+
+/// Classifies a live worker (one that has not exited).
+///
+/// Rules are tried in order; the first whose quiet time has passed and whose pattern matches a row
+/// of its region wins, with that rule and row as evidence. Without a match, a worker with nothing
+/// happening for `stall_ms` is `stalled` (evidence: the silence), otherwise `running`.
+pub fn classify(
+    screen: &ScreenSnapshot,
+    timing: &Timing,
+    rules: &[Rule],
+    stall_ms: u64,
+) -> Verdict {
+    let quiet = timing.quiet_ms();
+    for rule in rules {
+        if quiet < rule.quiet_ms {
+            continue;
+        }
+        for i in screen.region_rows(rule.region) {
+            let row = &screen.rows[i];
+            if rule.re.is_match(row) {
+                return Verdict {
+                    kind: rule.verdict,
+                    evidence: Evidence {
+                        rule: rule.name.clone(),
+                        line: row.trim().to_string(),
+                    },
+                };
+            }
+        }
+    }
+    let idle = timing.idle_ms();
+    if idle >= stall_ms {
+        return Verdict::signal(
+            VerdictKind::Stalled,
+            "silence",
+            format!(
+                "no output, screen change or file change for {}s",
+                idle / 1000
+            ),
+        );
+    }
+    Verdict::signal(
+        VerdictKind::Running,
+        "output",
+        format!("last output {:.1}s ago", quiet as f64 / 1000.0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(name: &str, verdict: VerdictKind, pattern: &str, region: &str) -> Rule {
+        Rule::compile(&RuleSpec {
+            name: name.into(),
+            verdict,
+            pattern: pattern.into(),
+            region: region.into(),
+            quiet_ms: 500,
+        })
+        .unwrap()
+    }
+
+    fn rules() -> Vec<Rule> {
+        vec![
+            rule(
+                "yes-no",
+                VerdictKind::WaitingInput,
+                r"\(y/n\)\s*$",
+                "cursor",
+            ),
+            rule(
+                "error-line",
+                VerdictKind::Error,
+                r"(?i)^\s*error:",
+                "cursor",
+            ),
+        ]
+    }
+
+    fn at(now: u64, last_output: u64) -> Timing {
+        Timing {
+            now,
+            started_at: 0,
+            last_output_at: last_output,
+            last_change_at: last_output,
+            last_activity_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_prompt_at_the_cursor_waits_for_input_once_quiet() {
+        let s = ScreenSnapshot::from_text("building\nApply these edits to src/lib.rs? (y/n)");
+        let busy = classify(&s, &at(10_100, 10_000), &rules(), 60_000);
+        assert_eq!(busy.kind, VerdictKind::Running);
+        let v = classify(&s, &at(11_000, 10_000), &rules(), 60_000);
+        assert_eq!(v.kind, VerdictKind::WaitingInput);
+        assert_eq!(v.evidence.rule, "yes-no");
+        assert_eq!(v.evidence.line, "Apply these edits to src/lib.rs? (y/n)");
+    }
+
+    #[test]
+    fn an_error_scrolling_past_far_from_the_cursor_is_not_an_error() {
+        let s =
+            ScreenSnapshot::from_text("error: warming cache\nstep 2\nstep 3\nstep 4\n• thinking");
+        let v = classify(&s, &at(20_000, 10_000), &rules(), 60_000);
+        assert_eq!(v.kind, VerdictKind::Running, "{v}");
+        let s = ScreenSnapshot::from_text("step 4\nerror: test failed\n$");
+        let v = classify(&s, &at(20_000, 10_000), &rules(), 60_000);
+        assert_eq!(v.kind, VerdictKind::Error);
+        assert_eq!(v.evidence.line, "error: test failed");
+    }
+
+    #[test]
+    fn silence_past_the_threshold_is_a_stall() {
+        let s = ScreenSnapshot::from_text("• thinking…");
+        let v = classify(&s, &at(70_000, 5_000), &rules(), 60_000);
+        assert_eq!(v.kind, VerdictKind::Stalled);
+        assert_eq!(v.evidence.rule, "silence");
+        let mut t = at(70_000, 5_000);
+        t.last_activity_at = 69_000; // a file changed in the worktree: not a stall
+        assert_eq!(
+            classify(&s, &t, &rules(), 60_000).kind,
+            VerdictKind::Running
+        );
+    }
+
+    #[test]
+    fn bad_rules_are_clear_errors() {
+        let spec = RuleSpec {
+            name: "broken".into(),
+            verdict: VerdictKind::Error,
+            pattern: "(unclosed".into(),
+            region: "cursor".into(),
+            quiet_ms: 0,
+        };
+        let e = Rule::compile(&spec).unwrap_err();
+        assert!(
+            e.starts_with("rule \"broken\": pattern does not compile"),
+            "{e}"
+        );
+        let e = Region::parse("bottom").unwrap_err();
+        assert!(e.contains("last:N"));
+        assert_eq!(Region::parse("last:5"), Ok(Region::LastLines(5)));
+    }
+
+    #[test]
+    fn last_lines_region_skips_blank_rows() {
+        let r = rule("done", VerdictKind::Done, "All tests passed", "last:2");
+        let s = ScreenSnapshot {
+            rows: vec!["All tests passed".into(), "".into(), "$".into(), "".into()],
+            cursor_row: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            classify(&s, &at(9_000, 0), &[r], 60_000).kind,
+            VerdictKind::Done
+        );
+    }
+
+    #[test]
+    fn tail_keeps_the_last_nonblank_rows() {
+        let s = ScreenSnapshot::from_text("a\n\nb\nc\n\n");
+        assert_eq!(s.tail(2), "b\nc");
+    }
+}

@@ -1,0 +1,450 @@
+//! Configuration: agent profiles (argv templates), classifier rules, heal policy, limits.
+//!
+//! Layers, later ones overriding earlier ones key by key (tables merge, other values replace):
+//! the defaults shipped in `assets/switchyard.toml`, then `switchyard.toml` in the user config
+//! directory (`$XDG_CONFIG_HOME/switchyard/` or `~/.config/switchyard/`), then `switchyard.toml`
+//! beside the manifest.
+
+use crate::classify::{Rule, RuleSpec};
+use regex::Regex;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The defaults shipped with switchyard.
+pub const DEFAULTS: &str = include_str!("../assets/switchyard.toml");
+
+/// The whole configuration after merging every layer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Most workers running at once.
+    pub max_parallel: usize,
+    /// The ref new task branches start from (`HEAD`, a branch or a commit).
+    pub base: String,
+    /// Agent profile for tasks that do not name one.
+    pub default_agent: String,
+    /// Prompt for tasks without `prompt`; placeholders `{id} {issue} {title}`.
+    pub prompt_template: String,
+    /// PTY size for workers when no terminal decides it (headless), rows × cols.
+    pub pty_rows: u16,
+    /// See `pty_rows`.
+    pub pty_cols: u16,
+    /// Scrollback kept per worker, in lines.
+    pub scrollback_lines: usize,
+    /// Heal policy.
+    pub heal: HealPolicy,
+    /// Screen rules applied to every profile, after the profile's own rules.
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    /// Agent profiles by name.
+    pub agents: BTreeMap<String, AgentProfile>,
+    /// A command (argv, no shell) run when a task needs attention; placeholders `{task_id}`,
+    /// `{title}`, `{reason}`.
+    #[serde(default)]
+    pub notify_command: Option<Vec<String>>,
+}
+
+/// How to run one agent CLI.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentProfile {
+    /// argv template; placeholders `{prompt} {task_id} {issue} {title} {worktree} {branch}
+    /// {attempt} {switchyard}` are replaced inside each element; never run through a shell.
+    pub command: Vec<String>,
+    /// Extra environment variables for the worker.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Screen rules for this agent, tried before the global `rules`.
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    /// Text typed (followed by Enter) to nudge a stalled worker; the heal policy's if absent.
+    #[serde(default)]
+    pub nudge: Option<String>,
+    /// The CLI version the rules were checked against (documentation only).
+    #[serde(default)]
+    pub checked_version: Option<String>,
+}
+
+/// One allow-listed automatic answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerSpec {
+    /// Name shown in the journal.
+    pub name: String,
+    /// Regex the prompt line must match.
+    pub pattern: String,
+    /// Text to type; `\r` is Enter.
+    pub keys: String,
+}
+
+/// The heal policy: what happens automatically, and how often at most.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealPolicy {
+    /// Most worker starts per task (the first run included) before the task is `error`.
+    pub max_attempts: u32,
+    /// Back-off before restart N is `backoff_ms × 2^(N-1)`, at most `backoff_max_ms`.
+    pub backoff_ms: u64,
+    /// Cap on the back-off, ms.
+    pub backoff_max_ms: u64,
+    /// No output, screen change or file change for this long (ms) is a stall.
+    pub stall_ms: u64,
+    /// Nudges per task before a stalled worker is restarted.
+    pub max_nudges: u32,
+    /// Default nudge text.
+    pub nudge_text: String,
+    /// Most automatic answers per task before the task needs attention instead.
+    pub max_auto_answers: u32,
+    /// Rows of screen tail given to a restarted agent and kept in its log.
+    pub error_tail_lines: usize,
+    /// Prompts that may be answered automatically.
+    pub answers: Vec<AnswerSpec>,
+    /// Prompts matching any of these are never answered automatically.
+    pub deny: Vec<String>,
+}
+
+/// Errors loading the configuration; each names the file and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file exists but cannot be read.
+    #[error("{0}: cannot read: {1}")]
+    Read(PathBuf, std::io::Error),
+    /// A file is not valid TOML.
+    #[error("{0}: not valid TOML: {1}")]
+    Syntax(PathBuf, String),
+    /// The merged configuration has a wrong key or value.
+    #[error("configuration ({files}): {message}. Fix the key in one of those files (defaults: assets/switchyard.toml)")]
+    Invalid {
+        /// The files that were merged, in order.
+        files: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The compiled, ready-to-use policy parts of a config.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// Screen rules per agent profile (the profile's own, then the global ones).
+    pub rules: BTreeMap<String, Vec<Rule>>,
+    /// Allow-listed answers: (name, pattern, keys).
+    pub answers: Vec<(String, Regex, String)>,
+    /// Deny-list patterns.
+    pub deny: Vec<Regex>,
+}
+
+impl Config {
+    /// The shipped defaults alone.
+    pub fn defaults() -> Config {
+        Config::from_layers(&[(
+            PathBuf::from("assets/switchyard.toml"),
+            DEFAULTS.to_string(),
+        )])
+        .expect("the shipped defaults are valid")
+    }
+
+    /// Loads defaults, the user config and the config beside the manifest (if present).
+    /// Returns the config and the files it was read from.
+    pub fn load_for(manifest: &Path) -> Result<(Config, Vec<PathBuf>), ConfigError> {
+        let mut layers = vec![(
+            PathBuf::from("assets/switchyard.toml"),
+            DEFAULTS.to_string(),
+        )];
+        let mut candidates = Vec::new();
+        if let Some(dir) = dirs::config_dir() {
+            candidates.push(dir.join("switchyard").join("switchyard.toml"));
+        }
+        let beside = manifest
+            .parent()
+            .map(|d| d.join("switchyard.toml"))
+            .unwrap_or_else(|| PathBuf::from("switchyard.toml"));
+        candidates.push(beside);
+        for path in candidates {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => layers.push((path, text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ConfigError::Read(path, e)),
+            }
+        }
+        let files: Vec<PathBuf> = layers.iter().map(|(p, _)| p.clone()).collect();
+        Ok((Config::from_layers(&layers)?, files))
+    }
+
+    /// Merges TOML layers (path, text) in order and checks the result.
+    pub fn from_layers(layers: &[(PathBuf, String)]) -> Result<Config, ConfigError> {
+        let mut merged = toml::Table::new();
+        for (path, text) in layers {
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax(path.clone(), e.to_string()))?;
+            merge(&mut merged, table);
+        }
+        let files = layers
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let invalid = |message: String| ConfigError::Invalid {
+            files: files.clone(),
+            message,
+        };
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
+        config.compile().map_err(invalid)?;
+        if !config.agents.contains_key(&config.default_agent) {
+            return Err(invalid(format!(
+                "default_agent {:?} is not a profile under [agents]",
+                config.default_agent
+            )));
+        }
+        if config.max_parallel == 0 {
+            return Err(invalid("max_parallel must be at least 1".into()));
+        }
+        Ok(config)
+    }
+
+    /// Compiles every rule, answer and deny pattern. Errors name the profile and rule.
+    pub fn compile(&self) -> Result<Compiled, String> {
+        let global: Vec<Rule> = self
+            .rules
+            .iter()
+            .map(Rule::compile)
+            .collect::<Result<_, _>>()?;
+        let mut rules = BTreeMap::new();
+        for (name, profile) in &self.agents {
+            if profile.command.is_empty() {
+                return Err(format!(
+                    "[agents.{name}] command is empty: give an argv list"
+                ));
+            }
+            let mut own: Vec<Rule> = profile
+                .rules
+                .iter()
+                .map(Rule::compile)
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("[agents.{name}] {e}"))?;
+            own.extend(global.iter().cloned());
+            rules.insert(name.clone(), own);
+        }
+        let answers = self
+            .heal
+            .answers
+            .iter()
+            .map(|a| {
+                Regex::new(&a.pattern)
+                    .map(|re| (a.name.clone(), re, a.keys.clone()))
+                    .map_err(|e| {
+                        format!(
+                            "[[heal.answers]] {:?}: pattern does not compile: {e}",
+                            a.name
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let deny = self
+            .heal
+            .deny
+            .iter()
+            .map(|p| Regex::new(p).map_err(|e| format!("heal.deny {p:?} does not compile: {e}")))
+            .collect::<Result<_, _>>()?;
+        Ok(Compiled {
+            rules,
+            answers,
+            deny,
+        })
+    }
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, everything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Values for an argv template's placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct Vars {
+    /// `{prompt}`
+    pub prompt: String,
+    /// `{task_id}`
+    pub task_id: String,
+    /// `{issue}` (empty without one)
+    pub issue: String,
+    /// `{title}`
+    pub title: String,
+    /// `{worktree}`
+    pub worktree: String,
+    /// `{branch}`
+    pub branch: String,
+    /// `{attempt}` (1-based)
+    pub attempt: String,
+    /// `{switchyard}`: the path of the running switchyard binary (for the demo's fake agent).
+    pub switchyard: String,
+}
+
+/// Fills an argv template. Each element is substituted on its own and stays ONE argv element,
+/// whatever the values contain: no shell ever sees them.
+pub fn render_argv(template: &[String], vars: &Vars) -> Vec<String> {
+    template
+        .iter()
+        .map(|arg| {
+            // One pass over the template so a value containing "{title}" is not expanded again.
+            let mut out = String::with_capacity(arg.len());
+            let mut rest = arg.as_str();
+            while let Some(start) = rest.find('{') {
+                out.push_str(&rest[..start]);
+                let after = &rest[start..];
+                let end = after.find('}').map(|e| e + 1).unwrap_or(after.len());
+                let value = match &after[..end] {
+                    "{prompt}" => Some(&vars.prompt),
+                    "{task_id}" => Some(&vars.task_id),
+                    "{issue}" => Some(&vars.issue),
+                    "{title}" => Some(&vars.title),
+                    "{worktree}" => Some(&vars.worktree),
+                    "{branch}" => Some(&vars.branch),
+                    "{attempt}" => Some(&vars.attempt),
+                    "{switchyard}" => Some(&vars.switchyard),
+                    _ => None,
+                };
+                match value {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&after[..end]),
+                }
+                rest = &after[end..];
+            }
+            out.push_str(rest);
+            out
+        })
+        .collect()
+}
+
+/// Fills the prompt template (`{id}`, `{issue}`, `{title}`).
+pub fn render_prompt(template: &str, id: &str, issue: Option<u64>, title: &str) -> String {
+    let issue = issue.map(|n| n.to_string()).unwrap_or_default();
+    render_argv(
+        &[template.replace("{id}", "{task_id}")],
+        &Vars {
+            task_id: id.into(),
+            issue,
+            title: title.into(),
+            ..Default::default()
+        },
+    )
+    .remove(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_defaults_load_and_compile() {
+        let c = Config::defaults();
+        assert_eq!(c.max_parallel, 4);
+        assert!(c.agents.contains_key("codex"));
+        assert!(c.agents.contains_key("shell"));
+        let compiled = c.compile().unwrap();
+        assert!(!compiled.deny.is_empty());
+        assert!(compiled
+            .deny
+            .iter()
+            .any(|d| d.is_match("Overwrite existing file? (y/n)")));
+        assert!(compiled
+            .answers
+            .iter()
+            .any(|(_, re, _)| re.is_match("Apply these edits? (y/n)")));
+    }
+
+    #[test]
+    fn later_layers_override_and_merge_tables() {
+        let local = r#"
+            max_parallel = 2
+            [heal]
+            stall_ms = 1000
+            [agents.mine]
+            command = ["my-agent", "{prompt}"]
+        "#;
+        let c = Config::from_layers(&[
+            ("defaults".into(), DEFAULTS.into()),
+            ("local.toml".into(), local.into()),
+        ])
+        .unwrap();
+        assert_eq!(c.max_parallel, 2);
+        assert_eq!(c.heal.stall_ms, 1000);
+        assert_eq!(c.heal.max_attempts, Config::defaults().heal.max_attempts);
+        assert!(c.agents.contains_key("mine") && c.agents.contains_key("codex"));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let e = Config::from_layers(&[
+            ("defaults".into(), DEFAULTS.into()),
+            ("local.toml".into(), "max_paralel = 3".into()),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("local.toml") && e.contains("max_paralel"), "{e}");
+        let e = Config::from_layers(&[("bad.toml".into(), "x = [".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("bad.toml: not valid TOML"), "{e}");
+        let e = Config::from_layers(&[
+            ("defaults".into(), DEFAULTS.into()),
+            (
+                "local.toml".into(),
+                "[[agents.codex.rules]]\nname='x'\nverdict='error'\npattern='('".into(),
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("[agents.codex] rule \"x\": pattern does not compile"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hostile_values_stay_one_argv_element() {
+        let title = "'; touch /tmp/pwned; '$(reboot) {prompt}";
+        let argv = render_argv(
+            &[
+                "agent".into(),
+                "--yolo".into(),
+                "{prompt}".into(),
+                "--id={task_id}".into(),
+            ],
+            &Vars {
+                prompt: format!("Fix: {title}"),
+                task_id: "t1".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(argv.len(), 4);
+        assert_eq!(argv[2], format!("Fix: {title}"));
+        assert_eq!(argv[3], "--id=t1");
+    }
+
+    #[test]
+    fn unknown_placeholders_are_left_alone() {
+        let argv = render_argv(
+            &["{nope} {task_id} {".into()],
+            &Vars {
+                task_id: "a".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(argv, vec!["{nope} a {"]);
+        assert_eq!(
+            render_prompt("Fix #{issue}: {title} ({id})", "t1", Some(7), "X"),
+            "Fix #7: X (t1)"
+        );
+    }
+}

@@ -1,0 +1,1205 @@
+//! The engine: a deterministic state machine `(state, event, now) -> (state, effects)`.
+//!
+//! It owns the manifest data, the plan and each task's run state, and decides everything:
+//! scheduling, classification, heal actions, retries and the lifecycle. It never touches a PTY,
+//! git, the disk or the clock: the shell feeds it [`Event`]s with `now` (ms on any monotonic-ish
+//! clock; real runs use Unix epoch ms so manifest times are real) and carries out the
+//! [`Effect`]s it returns.
+
+use crate::classify::{classify, ScreenSnapshot, Timing, Verdict, VerdictKind};
+use crate::config::{render_prompt, Compiled, Config};
+use crate::manifest::{Manifest, Status};
+use crate::plan::Plan;
+use serde_json::{json, Value};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+
+/// Milliseconds on the engine's clock.
+pub type Ms = u64;
+
+/// Something that happened, reported by the shell (or the person, through [`Command`]).
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Time passed: classify live workers, heal, schedule.
+    Tick,
+    /// A worker's screen as it is now (sent when it changed) and when its last byte arrived.
+    Screen {
+        /// Task index (manifest order).
+        task: usize,
+        /// The full emulated screen.
+        screen: ScreenSnapshot,
+        /// When the last byte of output arrived, ms.
+        last_output_at: Ms,
+    },
+    /// A file changed in the task's worktree.
+    Activity {
+        /// Task index.
+        task: usize,
+    },
+    /// The worktree is ready and the worker's process runs.
+    Started {
+        /// Task index.
+        task: usize,
+        /// Absolute worktree path.
+        worktree: String,
+        /// Branch checked out there.
+        branch: String,
+        /// Commit the branch was created from.
+        base_commit: String,
+        /// The argv actually run (for the journal).
+        argv: Vec<String>,
+    },
+    /// The worktree or the process could not be set up; the message says why.
+    StartFailed {
+        /// Task index.
+        task: usize,
+        /// What went wrong, e.g. "agent binary `codex` not found on PATH".
+        error: String,
+    },
+    /// The worker's process exited.
+    Exited {
+        /// Task index.
+        task: usize,
+        /// Exit status (128+signal when killed by a signal).
+        code: i32,
+        /// Commits on the task's branch ahead of its base, if git could tell.
+        commits_ahead: Option<usize>,
+    },
+    /// Answer to [`Effect::Inspect`]: the task's branch state while its agent is idle.
+    Inspected {
+        /// Task index.
+        task: usize,
+        /// Commits ahead of base.
+        commits_ahead: usize,
+    },
+    /// A person's (or remote) command.
+    Command(Command),
+}
+
+/// Every manual override; keys, the CLI and heal actions all speak this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Restart the task now (kills a live worker first), resetting its heal counters.
+    Retry(usize),
+    /// Type text (then Enter) into the worker; `None` uses the profile's nudge text.
+    Nudge(usize, Option<String>),
+    /// Type exactly these bytes into the worker.
+    Answer(usize, String),
+    /// Kill the worker; the task becomes `error` until retried.
+    Kill(usize),
+    /// Stop the task and mark it `skipped` (dependents may go on).
+    Skip(usize),
+    /// Mark the task `complete` by hand (kills a live worker).
+    MarkDone(usize),
+    /// Start no new workers.
+    Pause,
+    /// Start workers again.
+    Resume,
+    /// Change the most workers at once (at least 1).
+    SetMaxParallel(usize),
+    /// Stop every worker; running tasks stay `running` so the next run resumes them.
+    Quit,
+}
+
+/// What the engine needs to start a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartSpec {
+    /// Task index.
+    pub task: usize,
+    /// Task id.
+    pub task_id: String,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Agent profile name.
+    pub agent: String,
+    /// The profile's argv template.
+    pub command: Vec<String>,
+    /// Extra environment.
+    pub env: BTreeMap<String, String>,
+    /// The full prompt (with the error context on a restart).
+    pub prompt: String,
+    /// Task title.
+    pub title: String,
+    /// Issue number, if any.
+    pub issue: Option<u64>,
+    /// Branch name.
+    pub branch: String,
+    /// Ref to branch from when the branch does not exist yet.
+    pub base: String,
+    /// Files the task touches (given to the worker as `SWITCHYARD_FILES`).
+    pub files: Vec<String>,
+}
+
+/// One line of the event journal (`<workdir>/logs/events.jsonl`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalEntry {
+    /// When, ms.
+    pub at: Ms,
+    /// Task id, if about one task.
+    pub task: Option<String>,
+    /// `start`, `spawn`, `verdict`, `heal`, `status`, `exit`, `command`, `error`.
+    pub kind: &'static str,
+    /// One human-readable line.
+    pub message: String,
+    /// Details (e.g. the exact bytes sent).
+    pub data: Value,
+}
+
+/// Work for the shell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Create (or reuse) the worktree and spawn the worker; answer with Started/StartFailed.
+    Start(StartSpec),
+    /// Write bytes to the worker's PTY.
+    Write {
+        /// Task index.
+        task: usize,
+        /// Exact bytes.
+        bytes: Vec<u8>,
+    },
+    /// Kill the worker's process; an Exited event follows.
+    Kill {
+        /// Task index.
+        task: usize,
+    },
+    /// Count commits ahead of base; answer with Inspected.
+    Inspect {
+        /// Task index.
+        task: usize,
+    },
+    /// Append the error context of a failed attempt to the task's log.
+    SaveErrorLog {
+        /// Task index.
+        task: usize,
+        /// The text (screen tail with a header).
+        text: String,
+    },
+    /// Save the manifest (atomically).
+    Persist,
+    /// Append to the journal.
+    Journal(JournalEntry),
+    /// A task needs a person: ring the bell, run the notify command.
+    Attention {
+        /// Task index.
+        task: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why switchyard itself stopped a worker (so its exit is not taken as a failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A restart follows.
+    Restart,
+    /// Killed by hand or by the heal ladder; the task is `error`.
+    Kill,
+    /// Skipped by hand.
+    Skip,
+    /// The task is complete.
+    Complete,
+    /// switchyard is quitting.
+    Quit,
+}
+
+/// A live (or starting) worker's state as the engine sees it.
+#[derive(Debug, Clone)]
+pub struct WorkerState {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// When the start was requested, ms.
+    pub spawned_at: Ms,
+    /// True once the process runs (Started received).
+    pub live: bool,
+    /// Last byte of output, ms.
+    pub last_output_at: Ms,
+    /// Last change of the screen text, ms.
+    pub last_change_at: Ms,
+    /// Last worktree activity or heal action, ms.
+    pub last_activity_at: Ms,
+    /// The latest full screen.
+    pub screen: ScreenSnapshot,
+    screen_hash: u64,
+    acted_on: Option<u64>,
+    inspecting: bool,
+    /// Set when switchyard stopped it on purpose.
+    pub stop: Option<StopReason>,
+}
+
+/// A task's run state beside its manifest entry.
+#[derive(Debug, Clone, Default)]
+pub struct TaskRun {
+    /// The latest verdict.
+    pub verdict: Option<Verdict>,
+    /// The worker, while one exists.
+    pub worker: Option<WorkerState>,
+    /// A (re)start is due at this time.
+    pub restart_at: Option<Ms>,
+    restart_context: Option<String>,
+    /// Nudges sent since the last (re)start.
+    pub nudges: u32,
+    /// Automatic answers sent in total.
+    pub auto_answers: u32,
+    idle_nudged: bool,
+    /// When the current run of this task began, ms (for elapsed time).
+    pub run_started_at: Option<Ms>,
+    /// When it ended, ms.
+    pub run_ended_at: Option<Ms>,
+}
+
+/// The engine.
+#[derive(Debug)]
+pub struct Engine {
+    /// The manifest, kept up to date; persisted on every status change.
+    pub manifest: Manifest,
+    /// The DAG.
+    pub plan: Plan,
+    /// The configuration.
+    pub config: Config,
+    compiled: Compiled,
+    /// Run state per task, in manifest order.
+    pub runs: Vec<TaskRun>,
+    /// No new workers start while paused.
+    pub paused: bool,
+    /// Most workers at once.
+    pub max_parallel: usize,
+    /// When this run began, ms.
+    pub started_at: Ms,
+    quitting: bool,
+}
+
+impl Engine {
+    /// Builds an engine over a validated manifest. Tasks left `running`/`stuck` (or
+    /// `needs_attention` without a worker) by an earlier run are restarted in their worktree.
+    pub fn new(manifest: Manifest, plan: Plan, config: Config, now: Ms) -> Result<Engine, String> {
+        let compiled = config.compile()?;
+        for t in manifest.tasks() {
+            let agent = t.agent.as_deref().unwrap_or(&config.default_agent);
+            if !config.agents.contains_key(agent) {
+                return Err(format!(
+                    "task {}: agent {agent:?} has no profile; add [agents.{agent}] to switchyard.toml or use one of: {}",
+                    t.id,
+                    config.agents.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        let mut runs = vec![TaskRun::default(); plan.len()];
+        for (i, t) in manifest.tasks().enumerate() {
+            if matches!(
+                t.status,
+                Status::Running | Status::Stuck | Status::NeedsAttention
+            ) {
+                runs[i].restart_at = Some(now);
+            }
+        }
+        Ok(Engine {
+            max_parallel: config.max_parallel,
+            manifest,
+            plan,
+            config,
+            compiled,
+            runs,
+            paused: false,
+            started_at: now,
+            quitting: false,
+        })
+    }
+
+    /// The task's manifest entry.
+    pub fn task(&self, i: usize) -> &crate::manifest::Task {
+        self.manifest
+            .task(&self.plan.ids[i])
+            .expect("plan and manifest agree")
+    }
+
+    fn task_mut(&mut self, i: usize) -> &mut crate::manifest::Task {
+        let id = self.plan.ids[i].clone();
+        self.manifest
+            .task_mut(&id)
+            .expect("plan and manifest agree")
+    }
+
+    /// Status of task `i`.
+    pub fn status(&self, i: usize) -> Status {
+        self.task(i).status
+    }
+
+    /// Number of tasks per status.
+    pub fn counts(&self) -> BTreeMap<Status, usize> {
+        let mut m = BTreeMap::new();
+        for t in self.manifest.tasks() {
+            *m.entry(t.status).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Workers that exist now (starting, running, or stopping).
+    pub fn live_workers(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.runs.len()).filter(|&i| self.runs[i].worker.is_some())
+    }
+
+    /// True when nothing more will happen without a person: no worker runs except ones waiting
+    /// for a person, no restart is due, and no task can start.
+    pub fn is_settled(&self) -> bool {
+        (0..self.runs.len()).all(|i| {
+            let st = self.status(i);
+            let run = &self.runs[i];
+            match st {
+                Status::Running | Status::Stuck => false,
+                Status::Pending => false,
+                Status::NeedsAttention => run.restart_at.is_none(),
+                _ => run.worker.is_none() && run.restart_at.is_none(),
+            }
+        })
+    }
+
+    /// The exit code of a finished headless run: 0 all done, 2 a person must decide, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        let statuses: Vec<Status> = self.manifest.tasks().map(|t| t.status).collect();
+        if statuses.iter().all(|s| s.is_done()) {
+            0
+        } else if statuses.contains(&Status::NeedsAttention) {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Feeds one event; returns the effects to carry out, in order.
+    pub fn update(&mut self, event: Event, now: Ms) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match event {
+            Event::Tick => {
+                for i in 0..self.runs.len() {
+                    self.classify_and_heal(i, now, &mut fx);
+                }
+            }
+            Event::Screen {
+                task,
+                screen,
+                last_output_at,
+            } => {
+                if let Some(w) = self.runs[task].worker.as_mut() {
+                    let h = hash_screen(&screen);
+                    if h != w.screen_hash {
+                        w.screen_hash = h;
+                        w.last_change_at = now;
+                    }
+                    w.last_output_at = w.last_output_at.max(last_output_at);
+                    w.screen = screen;
+                }
+            }
+            Event::Activity { task } => {
+                if let Some(w) = self.runs[task].worker.as_mut() {
+                    w.last_activity_at = now;
+                }
+            }
+            Event::Started {
+                task,
+                worktree,
+                branch,
+                base_commit,
+                argv,
+            } => self.on_started(task, worktree, branch, base_commit, argv, now, &mut fx),
+            Event::StartFailed { task, error } => {
+                self.runs[task].worker = None;
+                self.set_verdict(
+                    task,
+                    Verdict::signal(VerdictKind::Error, "start", error.clone()),
+                    now,
+                    &mut fx,
+                );
+                self.journal(&mut fx, now, Some(task), "error", error, Value::Null);
+                self.set_status(task, Status::Error, now, &mut fx);
+            }
+            Event::Exited {
+                task,
+                code,
+                commits_ahead,
+            } => self.on_exited(task, code, commits_ahead, now, &mut fx),
+            Event::Inspected {
+                task,
+                commits_ahead,
+            } => self.on_inspected(task, commits_ahead, now, &mut fx),
+            Event::Command(c) => self.on_command(c, now, &mut fx),
+        }
+        self.schedule(now, &mut fx);
+        fx
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_started(
+        &mut self,
+        i: usize,
+        worktree: String,
+        branch: String,
+        base_commit: String,
+        argv: Vec<String>,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(w) = self.runs[i].worker.as_mut() else {
+            return;
+        };
+        w.live = true;
+        w.last_output_at = now;
+        w.last_change_at = now;
+        w.last_activity_at = now;
+        let attempt = w.attempt;
+        let t = self.task_mut(i);
+        t.worktree = Some(worktree.clone());
+        t.branch = Some(branch.clone());
+        t.base_commit = Some(base_commit);
+        self.journal(
+            fx,
+            now,
+            Some(i),
+            "spawn",
+            format!(
+                "attempt {attempt}: {} in {worktree} on {branch}",
+                argv.first().map(String::as_str).unwrap_or("")
+            ),
+            json!({ "argv": argv, "worktree": worktree, "branch": branch, "attempt": attempt }),
+        );
+        fx.push(Effect::Persist);
+    }
+
+    fn on_exited(
+        &mut self,
+        i: usize,
+        code: i32,
+        commits: Option<usize>,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(w) = self.runs[i].worker.take() else {
+            return;
+        };
+        let tail = w.screen.tail(self.config.heal.error_tail_lines);
+        let last_line = w.screen.tail(1);
+        self.journal(
+            fx,
+            now,
+            Some(i),
+            "exit",
+            format!("exited with status {code}"),
+            json!({ "code": code, "commitsAhead": commits, "stop": w.stop.map(|s| format!("{s:?}")) }),
+        );
+        match w.stop {
+            Some(StopReason::Restart) | Some(StopReason::Complete) | Some(StopReason::Skip) => {}
+            Some(StopReason::Kill) | Some(StopReason::Quit) => {}
+            None => {
+                let ahead = commits.unwrap_or(0);
+                if code == 0 && ahead > 0 {
+                    self.set_verdict(
+                        i,
+                        Verdict::signal(
+                            VerdictKind::Exited(0),
+                            "exit-status",
+                            format!("exited 0 with {ahead} commit(s) ahead of base"),
+                        ),
+                        now,
+                        fx,
+                    );
+                    self.complete(i, now, fx);
+                } else {
+                    let why = if code == 0 {
+                        "exited 0 but its branch has no commits ahead of base".to_string()
+                    } else {
+                        format!("exited with status {code}")
+                    };
+                    let line = if last_line.is_empty() {
+                        why.clone()
+                    } else {
+                        format!("{why}: {last_line}")
+                    };
+                    self.set_verdict(
+                        i,
+                        Verdict::signal(VerdictKind::Exited(code), "exit-status", line),
+                        now,
+                        fx,
+                    );
+                    self.restart_or_fail(i, &why, tail, now, fx);
+                }
+            }
+        }
+    }
+
+    fn on_inspected(&mut self, i: usize, commits: usize, now: Ms, fx: &mut Vec<Effect>) {
+        let Some(w) = self.runs[i].worker.as_mut() else {
+            return;
+        };
+        w.inspecting = false;
+        if w.stop.is_some() {
+            return;
+        }
+        let idle_like = matches!(
+            self.runs[i].verdict.as_ref().map(|v| v.kind),
+            Some(VerdictKind::Idle | VerdictKind::Done)
+        );
+        if !idle_like {
+            return;
+        }
+        if commits > 0 {
+            if let Some(w) = self.runs[i].worker.as_mut() {
+                w.stop = Some(StopReason::Complete);
+            }
+            fx.push(Effect::Kill { task: i });
+            self.complete(i, now, fx);
+        } else if !self.runs[i].idle_nudged {
+            self.runs[i].idle_nudged = true;
+            let text = "You seem to be finished, but nothing is committed on this branch yet. \
+                        Commit your work with a clear message."
+                .to_string();
+            self.send(
+                i,
+                format!("{text}\r").into_bytes(),
+                "heal",
+                "nudge: idle without commits",
+                now,
+                fx,
+            );
+        } else {
+            self.escalate(
+                i,
+                "idle at its prompt with no commits ahead of base".into(),
+                now,
+                fx,
+            );
+        }
+    }
+
+    fn on_command(&mut self, c: Command, now: Ms, fx: &mut Vec<Effect>) {
+        let who = format!("{c:?}");
+        match c {
+            Command::Retry(i) => {
+                if self.status(i).is_done() {
+                    self.journal(
+                        fx,
+                        now,
+                        Some(i),
+                        "command",
+                        "retry ignored: task is already done".into(),
+                        Value::Null,
+                    );
+                    return;
+                }
+                self.journal(
+                    fx,
+                    now,
+                    Some(i),
+                    "command",
+                    "retry by hand".into(),
+                    Value::Null,
+                );
+                let run = &mut self.runs[i];
+                run.nudges = 0;
+                run.auto_answers = 0;
+                run.idle_nudged = false;
+                run.restart_context = None;
+                run.restart_at = Some(now);
+                if let Some(w) = run.worker.as_mut() {
+                    if w.stop.is_none() || w.stop == Some(StopReason::Kill) {
+                        w.stop = Some(StopReason::Restart);
+                        fx.push(Effect::Kill { task: i });
+                    }
+                }
+                self.set_status(i, Status::Running, now, fx);
+            }
+            Command::Nudge(i, text) => {
+                let text = text.unwrap_or_else(|| self.nudge_text(i));
+                self.send(
+                    i,
+                    format!("{text}\r").into_bytes(),
+                    "command",
+                    "nudge by hand",
+                    now,
+                    fx,
+                );
+            }
+            Command::Answer(i, text) => {
+                self.send(i, text.into_bytes(), "command", "answer by hand", now, fx);
+                if self.status(i) == Status::NeedsAttention {
+                    self.set_status(i, Status::Running, now, fx);
+                }
+            }
+            Command::Kill(i) => {
+                self.journal(
+                    fx,
+                    now,
+                    Some(i),
+                    "command",
+                    "kill by hand".into(),
+                    Value::Null,
+                );
+                self.stop_worker(i, StopReason::Kill, fx);
+                self.runs[i].restart_at = None;
+                if !self.status(i).is_finished() {
+                    self.set_verdict(
+                        i,
+                        Verdict::signal(VerdictKind::Error, "manual", "killed by hand"),
+                        now,
+                        fx,
+                    );
+                    self.set_status(i, Status::Error, now, fx);
+                }
+            }
+            Command::Skip(i) => {
+                self.journal(
+                    fx,
+                    now,
+                    Some(i),
+                    "command",
+                    "skip by hand".into(),
+                    Value::Null,
+                );
+                self.stop_worker(i, StopReason::Skip, fx);
+                self.runs[i].restart_at = None;
+                self.runs[i].run_ended_at = Some(now);
+                self.set_status(i, Status::Skipped, now, fx);
+            }
+            Command::MarkDone(i) => {
+                self.journal(
+                    fx,
+                    now,
+                    Some(i),
+                    "command",
+                    "marked done by hand".into(),
+                    Value::Null,
+                );
+                self.stop_worker(i, StopReason::Complete, fx);
+                self.runs[i].restart_at = None;
+                self.complete(i, now, fx);
+            }
+            Command::Pause => {
+                self.paused = true;
+                self.journal(
+                    fx,
+                    now,
+                    None,
+                    "command",
+                    "scheduler paused".into(),
+                    Value::Null,
+                );
+            }
+            Command::Resume => {
+                self.paused = false;
+                self.journal(
+                    fx,
+                    now,
+                    None,
+                    "command",
+                    "scheduler resumed".into(),
+                    Value::Null,
+                );
+            }
+            Command::SetMaxParallel(n) => {
+                self.max_parallel = n.max(1);
+                let m = self.max_parallel;
+                self.journal(
+                    fx,
+                    now,
+                    None,
+                    "command",
+                    format!("max_parallel = {m}"),
+                    Value::Null,
+                );
+            }
+            Command::Quit => {
+                self.quitting = true;
+                self.journal(fx, now, None, "command", who, Value::Null);
+                for i in 0..self.runs.len() {
+                    self.stop_worker(i, StopReason::Quit, fx);
+                }
+            }
+        }
+    }
+
+    fn stop_worker(&mut self, i: usize, reason: StopReason, fx: &mut Vec<Effect>) {
+        if let Some(w) = self.runs[i].worker.as_mut() {
+            if w.stop.is_none() {
+                w.stop = Some(reason);
+                fx.push(Effect::Kill { task: i });
+            } else {
+                w.stop = Some(reason);
+            }
+        }
+    }
+
+    fn nudge_text(&self, i: usize) -> String {
+        let agent = self.agent_of(i);
+        self.config
+            .agents
+            .get(agent)
+            .and_then(|p| p.nudge.clone())
+            .unwrap_or_else(|| self.config.heal.nudge_text.clone())
+    }
+
+    fn agent_of(&self, i: usize) -> &str {
+        self.task(i)
+            .agent
+            .as_deref()
+            .unwrap_or(&self.config.default_agent)
+    }
+
+    fn classify_and_heal(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
+        let Some(w) = self.runs[i].worker.as_ref() else {
+            return;
+        };
+        if !w.live || w.stop.is_some() {
+            return;
+        }
+        let timing = Timing {
+            now,
+            started_at: w.spawned_at,
+            last_output_at: w.last_output_at,
+            last_change_at: w.last_change_at,
+            last_activity_at: w.last_activity_at,
+        };
+        let rules = &self.compiled.rules[self.agent_of(i)];
+        let v = classify(&w.screen, &timing, rules, self.config.heal.stall_ms);
+        let screen_hash = w.screen_hash;
+        let acted = w.acted_on == Some(screen_hash);
+        let inspecting = w.inspecting;
+        let kind = v.kind;
+        let line = v.evidence.line.clone();
+        self.set_verdict(i, v, now, fx);
+        let status = self.status(i);
+        match kind {
+            VerdictKind::Running => {
+                if matches!(status, Status::Stuck | Status::NeedsAttention) {
+                    self.set_status(i, Status::Running, now, fx);
+                }
+            }
+            VerdictKind::WaitingInput => {
+                if !acted && status != Status::NeedsAttention {
+                    self.answer_prompt(i, &line, now, fx);
+                }
+            }
+            VerdictKind::Error => {
+                if status != Status::NeedsAttention {
+                    let tail = self.runs[i]
+                        .worker
+                        .as_ref()
+                        .map(|w| w.screen.tail(self.config.heal.error_tail_lines))
+                        .unwrap_or_default();
+                    self.stop_worker(i, StopReason::Restart, fx);
+                    self.restart_or_fail(i, &format!("error on screen: {line}"), tail, now, fx);
+                }
+            }
+            VerdictKind::Stalled => {
+                if status == Status::NeedsAttention {
+                    return;
+                }
+                if status != Status::Stuck {
+                    self.set_status(i, Status::Stuck, now, fx);
+                }
+                if self.runs[i].nudges < self.config.heal.max_nudges {
+                    self.runs[i].nudges += 1;
+                    let text = self.nudge_text(i);
+                    let n = self.runs[i].nudges;
+                    self.send(
+                        i,
+                        format!("{text}\r").into_bytes(),
+                        "heal",
+                        &format!("nudge {n} after stall"),
+                        now,
+                        fx,
+                    );
+                } else {
+                    let tail = self.runs[i]
+                        .worker
+                        .as_ref()
+                        .map(|w| w.screen.tail(self.config.heal.error_tail_lines))
+                        .unwrap_or_default();
+                    self.stop_worker(i, StopReason::Restart, fx);
+                    self.restart_or_fail(i, "stalled after nudges", tail, now, fx);
+                }
+            }
+            VerdictKind::Idle | VerdictKind::Done => {
+                if !inspecting && !acted {
+                    if let Some(w) = self.runs[i].worker.as_mut() {
+                        w.inspecting = true;
+                        w.acted_on = Some(screen_hash);
+                    }
+                    fx.push(Effect::Inspect { task: i });
+                }
+            }
+            VerdictKind::Exited(_) => {}
+        }
+    }
+
+    fn answer_prompt(&mut self, i: usize, line: &str, now: Ms, fx: &mut Vec<Effect>) {
+        if let Some(d) = self.compiled.deny.iter().find(|d| d.is_match(line)) {
+            let reason = format!("prompt matches the deny-list ({}): {line}", d.as_str());
+            self.escalate(i, reason, now, fx);
+            return;
+        }
+        if self.runs[i].auto_answers >= self.config.heal.max_auto_answers {
+            let reason = format!(
+                "{} automatic answers already sent (heal.max_auto_answers): {line}",
+                self.runs[i].auto_answers
+            );
+            self.escalate(i, reason, now, fx);
+            return;
+        }
+        let found = self
+            .compiled
+            .answers
+            .iter()
+            .find(|(_, re, _)| re.is_match(line))
+            .map(|(name, _, keys)| (name.clone(), keys.clone()));
+        match found {
+            Some((name, keys)) => {
+                self.runs[i].auto_answers += 1;
+                self.send(
+                    i,
+                    keys.into_bytes(),
+                    "heal",
+                    &format!("answer ({name}) to: {line}"),
+                    now,
+                    fx,
+                );
+            }
+            None => self.escalate(
+                i,
+                format!("prompt is not on the allow-list: {line}"),
+                now,
+                fx,
+            ),
+        }
+    }
+
+    /// Writes bytes to a worker and journals them with the reason; marks the screen as acted on.
+    fn send(
+        &mut self,
+        i: usize,
+        bytes: Vec<u8>,
+        kind: &'static str,
+        reason: &str,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(w) = self.runs[i].worker.as_mut() else {
+            self.journal(
+                fx,
+                now,
+                Some(i),
+                kind,
+                format!("{reason}: no worker to send to"),
+                Value::Null,
+            );
+            return;
+        };
+        w.acted_on = Some(w.screen_hash);
+        w.last_activity_at = now;
+        let shown = String::from_utf8_lossy(&bytes).into_owned();
+        self.journal(
+            fx,
+            now,
+            Some(i),
+            kind,
+            format!("{reason} — sent {shown:?}"),
+            json!({ "bytes": shown, "reason": reason }),
+        );
+        fx.push(Effect::Write { task: i, bytes });
+    }
+
+    fn escalate(&mut self, i: usize, reason: String, now: Ms, fx: &mut Vec<Effect>) {
+        if self.status(i) == Status::NeedsAttention {
+            return;
+        }
+        self.journal(
+            fx,
+            now,
+            Some(i),
+            "heal",
+            format!("escalate: {reason}"),
+            Value::Null,
+        );
+        self.task_mut(i).last_verdict = Some(format!("needs_attention: {reason}"));
+        self.set_status(i, Status::NeedsAttention, now, fx);
+        fx.push(Effect::Attention { task: i, reason });
+    }
+
+    /// Restarts the task after a failure, or marks it `error` when attempts are used up.
+    fn restart_or_fail(
+        &mut self,
+        i: usize,
+        why: &str,
+        tail: String,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) {
+        let attempts = self.task(i).attempts.unwrap_or(0);
+        let id = self.plan.ids[i].clone();
+        fx.push(Effect::SaveErrorLog {
+            task: i,
+            text: format!("--- {id} attempt {attempts}: {why}\n{tail}\n"),
+        });
+        if attempts >= self.config.heal.max_attempts {
+            self.runs[i].restart_at = None;
+            self.runs[i].run_ended_at = Some(now);
+            self.journal(
+                fx,
+                now,
+                Some(i),
+                "heal",
+                format!("giving up after {attempts} attempts: {why}"),
+                Value::Null,
+            );
+            self.set_status(i, Status::Error, now, fx);
+            return;
+        }
+        let shift = attempts.saturating_sub(1).min(20);
+        let delay = (self.config.heal.backoff_ms << shift).min(self.config.heal.backoff_max_ms);
+        self.runs[i].restart_at = Some(now + delay);
+        self.runs[i].restart_context = Some(format!(
+            "Previous attempt {attempts} failed ({why}). The last lines of its screen were:\n{tail}\n\n"
+        ));
+        self.runs[i].nudges = 0;
+        self.runs[i].idle_nudged = false;
+        self.journal(
+            fx,
+            now,
+            Some(i),
+            "heal",
+            format!(
+                "restart in {:.1}s with the error as context: {why}",
+                delay as f64 / 1000.0
+            ),
+            json!({ "delayMs": delay, "attempt": attempts + 1, "context": tail }),
+        );
+        if self.status(i) != Status::Running {
+            self.set_status(i, Status::Running, now, fx);
+        }
+    }
+
+    fn complete(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
+        self.runs[i].run_ended_at = Some(now);
+        self.runs[i].restart_at = None;
+        self.task_mut(i).completed_at = Some(rfc3339(now));
+        self.set_status(i, Status::Complete, now, fx);
+    }
+
+    fn set_verdict(&mut self, i: usize, v: Verdict, now: Ms, fx: &mut Vec<Effect>) {
+        let changed = self.runs[i].verdict.as_ref().is_none_or(|old| {
+            old.kind != v.kind
+                || (old.kind != VerdictKind::Running && old.evidence.line != v.evidence.line)
+        });
+        if changed {
+            let text = v.to_string();
+            self.journal(
+                fx,
+                now,
+                Some(i),
+                "verdict",
+                text.clone(),
+                json!({
+                    "verdict": v.kind.label(), "rule": v.evidence.rule, "line": v.evidence.line
+                }),
+            );
+            if v.kind != VerdictKind::Running {
+                let t = self.task_mut(i);
+                t.last_verdict = Some(text);
+                t.last_progress = Some(rfc3339(now));
+                fx.push(Effect::Persist);
+            }
+        }
+        self.runs[i].verdict = Some(v);
+    }
+
+    fn set_status(&mut self, i: usize, st: Status, now: Ms, fx: &mut Vec<Effect>) {
+        let old = self.status(i);
+        if old == st {
+            return;
+        }
+        let t = self.task_mut(i);
+        t.status = st;
+        t.last_progress = Some(rfc3339(now));
+        self.journal(
+            fx,
+            now,
+            Some(i),
+            "status",
+            format!("{old} → {st}"),
+            json!({ "from": old.as_str(), "to": st.as_str() }),
+        );
+        fx.push(Effect::Persist);
+    }
+
+    fn journal(
+        &self,
+        fx: &mut Vec<Effect>,
+        now: Ms,
+        task: Option<usize>,
+        kind: &'static str,
+        message: String,
+        data: Value,
+    ) {
+        fx.push(Effect::Journal(JournalEntry {
+            at: now,
+            task: task.map(|i| self.plan.ids[i].clone()),
+            kind,
+            message,
+            data,
+        }));
+    }
+
+    fn occupies_slot(&self, i: usize) -> bool {
+        let run = &self.runs[i];
+        run.worker.is_some() || run.restart_at.is_some()
+    }
+
+    fn schedule(&mut self, now: Ms, fx: &mut Vec<Effect>) {
+        // Blocked bookkeeping first, in manifest order (a topological order of earlier phases).
+        for i in 0..self.runs.len() {
+            let st = self.status(i);
+            if !matches!(st, Status::Pending | Status::Blocked) {
+                continue;
+            }
+            let failed_pred = self.plan.preds(i).map(|(j, _)| j).find(|&j| {
+                matches!(
+                    self.status(j),
+                    Status::Error | Status::NeedsAttention | Status::Blocked
+                )
+            });
+            match (st, failed_pred) {
+                (Status::Pending, Some(j)) => {
+                    let msg = format!("waits for {} which is {}", self.plan.ids[j], self.status(j));
+                    self.task_mut(i).last_verdict = Some(format!("blocked: {msg}"));
+                    self.set_status(i, Status::Blocked, now, fx);
+                }
+                (Status::Blocked, None) => self.set_status(i, Status::Pending, now, fx),
+                _ => {}
+            }
+        }
+        if self.quitting {
+            return;
+        }
+        // Due restarts hold their slot already.
+        for i in 0..self.runs.len() {
+            if self.runs[i].worker.is_none()
+                && self.runs[i].restart_at.is_some_and(|t| t <= now)
+                && !self.paused
+            {
+                self.start(i, now, fx);
+            }
+        }
+        if self.paused {
+            return;
+        }
+        let mut occupied: Vec<usize> = (0..self.runs.len())
+            .filter(|&i| self.occupies_slot(i))
+            .collect();
+        let mut ready: Vec<usize> = (0..self.runs.len())
+            .filter(|&i| self.status(i) == Status::Pending && !self.occupies_slot(i))
+            .filter(|&i| {
+                self.plan
+                    .preds(i)
+                    .all(|(j, _)| self.status(j).is_finished())
+            })
+            .collect();
+        ready.sort_by_key(|&i| (std::cmp::Reverse(self.plan.height[i]), i));
+        for i in ready {
+            if occupied.len() >= self.max_parallel
+                || occupied.iter().any(|&j| self.plan.runs_alone(j))
+            {
+                break;
+            }
+            if self.plan.runs_alone(i) && !occupied.is_empty() {
+                break; // let the workers drain so the lone task is not starved
+            }
+            self.start(i, now, fx);
+            occupied.push(i);
+        }
+    }
+
+    fn start(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
+        let run = &mut self.runs[i];
+        run.restart_at = None;
+        let context = run.restart_context.take();
+        if run.run_started_at.is_none() || run.run_ended_at.is_some() {
+            run.run_started_at = Some(now);
+            run.run_ended_at = None;
+        }
+        let agent = self.agent_of(i).to_string();
+        let profile = self.config.agents[&agent].clone();
+        let t = self.task(i).clone();
+        let attempt = t.attempts.unwrap_or(0) + 1;
+        let base_prompt = t.prompt.clone().unwrap_or_else(|| {
+            render_prompt(&self.config.prompt_template, &t.id, t.issue, &t.title)
+        });
+        let prompt = match context {
+            Some(c) => format!("{c}Fix that, then do the task:\n{base_prompt}"),
+            None => base_prompt,
+        };
+        let spec = StartSpec {
+            task: i,
+            task_id: t.id.clone(),
+            attempt,
+            agent: agent.clone(),
+            command: profile.command.clone(),
+            env: profile.env.clone(),
+            prompt,
+            title: t.title.clone(),
+            issue: t.issue,
+            branch: t.branch.clone().unwrap_or_else(|| t.branch_name()),
+            base: t
+                .base_commit
+                .clone()
+                .unwrap_or_else(|| self.config.base.clone()),
+            files: t.files.clone(),
+        };
+        self.runs[i].worker = Some(WorkerState {
+            attempt,
+            spawned_at: now,
+            live: false,
+            last_output_at: now,
+            last_change_at: now,
+            last_activity_at: now,
+            screen: ScreenSnapshot::default(),
+            screen_hash: 0,
+            acted_on: None,
+            inspecting: false,
+            stop: None,
+        });
+        {
+            let tm = self.task_mut(i);
+            tm.attempts = Some(attempt);
+            if tm.started_at.is_none() {
+                tm.started_at = Some(rfc3339(now));
+            }
+        }
+        self.journal(
+            fx,
+            now,
+            Some(i),
+            "start",
+            format!("attempt {attempt} with agent {agent}"),
+            json!({ "attempt": attempt, "agent": agent }),
+        );
+        self.set_status(i, Status::Running, now, fx);
+        fx.push(Effect::Persist);
+        fx.push(Effect::Start(spec));
+    }
+}
+
+fn hash_screen(s: &ScreenSnapshot) -> u64 {
+    let mut h = DefaultHasher::new();
+    s.rows.hash(&mut h);
+    s.cursor_row.hash(&mut h);
+    s.cursor_col.hash(&mut h);
+    h.finish()
+}
+
+/// RFC 3339 UTC text for a time in Unix epoch ms (what the manifest's time fields hold).
+pub fn rfc3339(ms: Ms) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

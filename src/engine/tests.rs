@@ -1,0 +1,442 @@
+//! Engine policies with plain values and a fake clock (ms counted from 0).
+
+use super::*;
+use crate::config::Config;
+
+const SEED: &str = include_str!("../../tests/fixtures/seed-manifest.json");
+
+fn config(extra: &str) -> Config {
+    Config::from_layers(&[
+        ("defaults".into(), crate::config::DEFAULTS.into()),
+        (
+            "test.toml".into(),
+            "[heal]\nstall_ms = 10000\nbackoff_ms = 1000\nmax_attempts = 3\n[agents.fake]\ncommand = [\"fake\", \"{prompt}\"]\n".into(),
+        ),
+        ("extra.toml".into(), extra.into()),
+    ])
+    .unwrap()
+}
+
+fn engine_with(json: &str, extra: &str) -> Engine {
+    let m = Manifest::parse(json).unwrap();
+    let plan = Plan::build(&m).unwrap();
+    Engine::new(m, plan, config(extra), 0).unwrap()
+}
+
+fn engine(json: &str) -> Engine {
+    engine_with(json, "")
+}
+
+fn starts(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Start(s) => Some(s.task_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn writes(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Write { bytes, .. } => Some(String::from_utf8_lossy(bytes).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn started(e: &mut Engine, i: usize, now: Ms) -> Vec<Effect> {
+    e.update(
+        Event::Started {
+            task: i,
+            worktree: format!("/w/{}", e.plan.ids[i]),
+            branch: "b".into(),
+            base_commit: "abc".into(),
+            argv: vec!["fake".into()],
+        },
+        now,
+    )
+}
+
+fn screen(e: &mut Engine, i: usize, text: &str, now: Ms) -> Vec<Effect> {
+    e.update(
+        Event::Screen {
+            task: i,
+            screen: ScreenSnapshot::from_text(text),
+            last_output_at: now,
+        },
+        now,
+    )
+}
+
+fn exited(e: &mut Engine, i: usize, code: i32, commits: usize, now: Ms) -> Vec<Effect> {
+    e.update(
+        Event::Exited {
+            task: i,
+            code,
+            commits_ahead: Some(commits),
+        },
+        now,
+    )
+}
+
+const ONE: &str = r#"{"phases":[{"tasks":[{"id":"a","agent":"fake","files":["x"]}]}]}"#;
+
+#[test]
+fn seed_example_starts_t1_and_t3_then_t2_after_t1() {
+    let mut e = engine(SEED);
+    let fx = e.update(Event::Tick, 0);
+    assert_eq!(
+        starts(&fx),
+        vec!["t1", "t3"],
+        "t1 has the longer critical path"
+    );
+    for i in 0..2 {
+        started(&mut e, if i == 0 { 0 } else { 2 }, 10);
+    }
+    let fx = exited(&mut e, 0, 0, 1, 100);
+    assert_eq!(e.status(0), Status::Complete);
+    assert_eq!(starts(&fx), vec!["t2"]);
+    // Phase 2 waits for all of phase 1.
+    let t2 = e.plan.index_of("t2").unwrap();
+    started(&mut e, t2, 110);
+    let fx = exited(&mut e, t2, 0, 2, 200);
+    assert!(starts(&fx).is_empty(), "t3 still runs: phase 2 waits");
+    let fx = exited(&mut e, 2, 0, 1, 300);
+    assert_eq!(
+        starts(&fx),
+        vec!["t4", "t7", "t6"],
+        "by critical path, then manifest order"
+    );
+}
+
+#[test]
+fn max_parallel_caps_workers_and_a_task_without_files_runs_alone() {
+    let json = r#"{"phases":[{"tasks":[
+        {"id":"a","files":["1"]},{"id":"b","files":["2"]},{"id":"c","files":["3"]},
+        {"id":"lone"},{"id":"d","files":["4"]}]}]}"#;
+    let mut e = engine_with(json, "");
+    e.max_parallel = 2;
+    let fx = e.update(Event::Tick, 0);
+    assert_eq!(starts(&fx), vec!["a", "b"]);
+    started(&mut e, 0, 1);
+    started(&mut e, 1, 1);
+    let fx = exited(&mut e, 0, 0, 1, 50);
+    assert_eq!(starts(&fx), vec!["c"]);
+    started(&mut e, 2, 51);
+    exited(&mut e, 1, 0, 1, 60);
+    let fx = exited(&mut e, 2, 0, 1, 70);
+    assert_eq!(
+        starts(&fx),
+        vec!["lone"],
+        "the lone task waits for the others to drain"
+    );
+    let lone = e.plan.index_of("lone").unwrap();
+    started(&mut e, lone, 71);
+    assert!(
+        starts(&e.update(Event::Tick, 80)).is_empty(),
+        "nothing beside the lone task"
+    );
+    let fx = exited(&mut e, lone, 0, 1, 90);
+    assert_eq!(starts(&fx), vec!["d"]);
+}
+
+#[test]
+fn an_allow_listed_prompt_is_answered_once_quiet_and_journaled() {
+    let mut e = engine(ONE);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 10);
+    screen(&mut e, 0, "working\nApply these edits to x? (y/n)", 1_000);
+    assert!(
+        writes(&e.update(Event::Tick, 1_100)).is_empty(),
+        "not quiet long enough"
+    );
+    let fx = e.update(Event::Tick, 1_500);
+    assert_eq!(writes(&fx), vec!["y\r"]);
+    let journal: Vec<&JournalEntry> = fx
+        .iter()
+        .filter_map(|f| match f {
+            Effect::Journal(j) if j.kind == "heal" => Some(j),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(journal[0].data["bytes"], "y\r");
+    assert!(journal[0].message.contains("answer (yes-no)"));
+    // The same screen is not answered twice.
+    assert!(writes(&e.update(Event::Tick, 3_000)).is_empty());
+}
+
+#[test]
+fn a_deny_listed_prompt_escalates_and_is_never_answered() {
+    let mut e = engine(ONE);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 10);
+    screen(&mut e, 0, "Overwrite config.toml? (y/n)", 1_000);
+    let fx = e.update(Event::Tick, 2_000);
+    assert!(writes(&fx).is_empty());
+    assert_eq!(e.status(0), Status::NeedsAttention);
+    assert!(fx.iter().any(|f| matches!(f, Effect::Attention { .. })));
+    assert!(e
+        .task(0)
+        .last_verdict
+        .as_deref()
+        .unwrap()
+        .contains("deny-list"));
+    // A person answers; output resumes; the task runs again.
+    e.update(Event::Command(Command::Answer(0, "n\r".into())), 3_000);
+    screen(
+        &mut e,
+        0,
+        "Overwrite config.toml? (y/n) n\nok, skipping",
+        3_100,
+    );
+    e.update(Event::Tick, 3_200);
+    assert_eq!(e.status(0), Status::Running);
+}
+
+#[test]
+fn an_unknown_prompt_escalates() {
+    let mut e = engine(ONE);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 10);
+    screen(&mut e, 0, "Pick a model: Continue?", 1_000);
+    // "continue" is allow-listed; a menu is not.
+    assert_eq!(writes(&e.update(Event::Tick, 2_000)), vec!["y\r"]);
+    screen(&mut e, 0, "Which branch? [main/dev] (y/n)", 3_000);
+    let fx = e.update(Event::Tick, 4_000);
+    assert_eq!(writes(&fx), vec!["y\r"], "the y/n form is allow-listed");
+}
+
+#[test]
+fn a_failure_restarts_with_the_error_as_context_then_gives_up() {
+    let mut e = engine(ONE);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 10);
+    screen(
+        &mut e,
+        0,
+        "step 1\nerror: test suite failed: assertion failed",
+        500,
+    );
+    let fx = exited(&mut e, 0, 1, 0, 600);
+    assert!(starts(&fx).is_empty(), "back-off first");
+    assert!(fx.iter().any(
+        |f| matches!(f, Effect::SaveErrorLog { text, .. } if text.contains("assertion failed"))
+    ));
+    assert_eq!(e.status(0), Status::Running);
+    assert!(starts(&e.update(Event::Tick, 1_500)).is_empty());
+    let fx = e.update(Event::Tick, 1_600);
+    let spec = fx
+        .iter()
+        .find_map(|f| match f {
+            Effect::Start(s) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("restarted after 1000 ms");
+    assert_eq!(spec.attempt, 2);
+    assert!(spec
+        .prompt
+        .starts_with("Previous attempt 1 failed (exited with status 1)"));
+    assert!(spec.prompt.contains("error: test suite failed"));
+    started(&mut e, 0, 1_700);
+    exited(&mut e, 0, 1, 0, 2_000);
+    assert!(
+        starts(&e.update(Event::Tick, 3_999)).is_empty(),
+        "second back-off is 2000 ms"
+    );
+    assert_eq!(starts(&e.update(Event::Tick, 4_000)), vec!["a"]);
+    started(&mut e, 0, 4_100);
+    exited(&mut e, 0, 2, 0, 4_200);
+    assert_eq!(e.status(0), Status::Error, "three attempts used");
+    assert!(e.is_settled());
+    assert_eq!(e.exit_code(), 1);
+}
+
+#[test]
+fn exit_zero_without_commits_is_not_complete() {
+    let mut e = engine(ONE);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 10);
+    exited(&mut e, 0, 0, 0, 100);
+    assert_eq!(e.status(0), Status::Running, "restart pending");
+    assert!(e
+        .task(0)
+        .last_verdict
+        .as_deref()
+        .unwrap()
+        .contains("no commits ahead"));
+}
+
+#[test]
+fn a_stall_is_nudged_then_restarted() {
+    let mut e = engine(ONE);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 0);
+    screen(&mut e, 0, "• thinking…", 100);
+    assert!(writes(&e.update(Event::Tick, 9_000)).is_empty());
+    let fx = e.update(Event::Tick, 10_200);
+    assert_eq!(e.status(0), Status::Stuck);
+    assert_eq!(writes(&fx).len(), 1);
+    assert!(writes(&fx)[0].starts_with("Please continue"));
+    // Output resumes after the nudge: running again.
+    screen(&mut e, 0, "• thinking…\n↻ nudged: continuing", 11_000);
+    e.update(Event::Tick, 11_100);
+    assert_eq!(e.status(0), Status::Running);
+    // Stalls again: nudges are used up, so it restarts.
+    let fx = e.update(Event::Tick, 21_200);
+    assert!(fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })));
+    assert!(e.runs[0].restart_at.is_some());
+    exited(&mut e, 0, 143, 0, 21_300);
+    assert_eq!(
+        e.status(0),
+        Status::Running,
+        "the kill was ours: no failure counted"
+    );
+    assert_eq!(e.task(0).attempts, Some(1));
+}
+
+#[test]
+fn idle_at_its_prompt_with_commits_is_complete() {
+    let json = r#"{"phases":[{"tasks":[{"id":"a","agent":"fake","files":["x"]}]}]}"#;
+    let extra = "[[agents.fake.rules]]\nname = \"idle\"\nverdict = \"idle\"\npattern = \"^›\\\\s*$\"\nquiet_ms = 300\n";
+    let mut e = engine_with(json, "");
+    // Add an idle rule through the profile.
+    e.config = config(extra);
+    e.compiled = e.config.compile().unwrap();
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 0);
+    screen(&mut e, 0, "done editing\n› ", 100);
+    let fx = e.update(Event::Tick, 1_000);
+    assert!(fx.iter().any(|f| matches!(f, Effect::Inspect { task: 0 })));
+    let fx = e.update(
+        Event::Inspected {
+            task: 0,
+            commits_ahead: 0,
+        },
+        1_100,
+    );
+    assert!(writes(&fx)[0].contains("Commit your work"));
+    screen(&mut e, 0, "committed\n› ", 2_000);
+    let fx = e.update(Event::Tick, 3_000);
+    assert!(fx.iter().any(|f| matches!(f, Effect::Inspect { task: 0 })));
+    let fx = e.update(
+        Event::Inspected {
+            task: 0,
+            commits_ahead: 1,
+        },
+        3_100,
+    );
+    assert!(fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })));
+    assert_eq!(e.status(0), Status::Complete);
+    exited(&mut e, 0, 143, 1, 3_200);
+    assert_eq!(e.status(0), Status::Complete);
+    assert_eq!(e.exit_code(), 0);
+}
+
+#[test]
+fn a_failed_dependency_blocks_its_dependents_until_retried() {
+    let json = r#"{"phases":[{"tasks":[{"id":"a","files":["x"]},{"id":"b","files":["y"],"dependsOn":["a"]}]}]}"#;
+    let mut e = engine_with(json, "[heal]\nmax_attempts = 1");
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 0);
+    exited(&mut e, 0, 1, 0, 10);
+    assert_eq!(e.status(0), Status::Error);
+    assert_eq!(e.status(1), Status::Blocked);
+    assert!(e.is_settled());
+    let fx = e.update(Event::Command(Command::Retry(0)), 20);
+    assert_eq!(starts(&fx), vec!["a"]);
+    assert_eq!(e.status(1), Status::Pending);
+}
+
+#[test]
+fn a_missing_agent_binary_is_an_error_on_that_task_only() {
+    let json = r#"{"phases":[{"tasks":[{"id":"a","files":["x"]},{"id":"b","files":["y"]}]}]}"#;
+    let mut e = engine(json);
+    e.update(Event::Tick, 0);
+    e.update(
+        Event::StartFailed {
+            task: 0,
+            error: "agent binary \"codex\" not found on PATH".into(),
+        },
+        5,
+    );
+    assert_eq!(e.status(0), Status::Error);
+    assert!(e
+        .task(0)
+        .last_verdict
+        .as_deref()
+        .unwrap()
+        .contains("not found on PATH"));
+    assert_eq!(e.status(1), Status::Running);
+}
+
+#[test]
+fn a_killed_run_resumes_running_tasks_and_keeps_finished_ones() {
+    let json = r#"{"phases":[{"tasks":[
+        {"id":"a","files":["x"],"status":"complete"},
+        {"id":"b","files":["y"],"status":"running","attempts":1,"worktree":"/w/b","baseCommit":"abc"}]}]}"#;
+    let mut e = engine(json);
+    let fx = e.update(Event::Tick, 0);
+    let spec = fx
+        .iter()
+        .find_map(|f| match f {
+            Effect::Start(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(spec.task_id, "b");
+    assert_eq!(
+        spec.base, "abc",
+        "same base, so the existing worktree is reused"
+    );
+    assert_eq!(spec.attempt, 2);
+    assert_eq!(e.status(0), Status::Complete);
+}
+
+#[test]
+fn quit_stops_workers_but_leaves_them_resumable() {
+    let mut e = engine(ONE);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 0);
+    let fx = e.update(Event::Command(Command::Quit), 10);
+    assert!(fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })));
+    exited(&mut e, 0, 143, 0, 20);
+    assert_eq!(e.status(0), Status::Running);
+    assert!(starts(&e.update(Event::Tick, 30)).is_empty());
+}
+
+#[test]
+fn skip_and_mark_done_let_dependents_go() {
+    let json = r#"{"phases":[{"tasks":[{"id":"a","files":["x"]},{"id":"b","files":["x"]},{"id":"c","files":["x"]}]}]}"#;
+    let mut e = engine(json);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 0);
+    let fx = e.update(Event::Command(Command::Skip(0)), 10);
+    assert_eq!(e.status(0), Status::Skipped);
+    assert_eq!(starts(&fx), vec!["b"]);
+    exited(&mut e, 0, 143, 0, 11);
+    started(&mut e, 1, 12);
+    let fx = e.update(Event::Command(Command::MarkDone(1)), 20);
+    assert_eq!(e.status(1), Status::Complete);
+    assert_eq!(starts(&fx), vec!["c"]);
+}
+
+#[test]
+fn pause_holds_new_starts() {
+    let mut e = engine(SEED);
+    e.update(Event::Command(Command::Pause), 0);
+    assert!(starts(&e.update(Event::Tick, 1)).is_empty());
+    let fx = e.update(Event::Command(Command::Resume), 2);
+    assert_eq!(starts(&fx).len(), 2);
+}
+
+#[test]
+fn an_unknown_agent_is_a_clear_error() {
+    let m = Manifest::parse(r#"{"phases":[{"tasks":[{"id":"a","agent":"nope"}]}]}"#).unwrap();
+    let plan = Plan::build(&m).unwrap();
+    let err = Engine::new(m, plan, Config::defaults(), 0).unwrap_err();
+    assert!(
+        err.starts_with("task a: agent \"nope\" has no profile"),
+        "{err}"
+    );
+}

@@ -1,0 +1,13 @@
+//! switchyard: a terminal control room for running many AI coding agents in parallel on one
+//! repository. See `DESIGN.md` in the shared folder and the README.
+//!
+//! Layers point down: [`manifest`] ← [`plan`] ← [`classify`] ← [`engine`] (the pure core), then
+//! the shell: [`worker`] (PTYs), [`git`] (worktrees), [`runtime`] (the loop that feeds the engine),
+//! [`headless`] and [`ui`] (two renderings of the same state).
+
+pub mod classify;
+pub mod config;
+pub mod engine;
+pub mod fake_agent;
+pub mod manifest;
+pub mod plan;

@@ -1,0 +1,670 @@
+//! The task manifest: model, load, validation with locations, atomic save.
+//!
+//! The format is the seed orchestrator's JSON manifest (`../shared/seeds/`, "task-orchestrator"):
+//! top level `project, repo, workdir, created, model, modelTier, phases[]`, each task `id, issue,
+//! title, files[], dependsOn[], status, worktree, tmuxSession, startedAt, lastProgress,
+//! completedAt, prNumber`. switchyard adds optional task fields (`agent`, `prompt`, `attempts`,
+//! `lastVerdict`, `baseCommit`, `branch`, `verify`). Every field switchyard does not know is kept in
+//! `extra` and written back unchanged, in its original order.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::fmt;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+/// A task's lifecycle status as stored in the manifest.
+///
+/// The first eight are the seed's statuses; `needs_attention` (a person must decide: a prompt on
+/// the deny-list or not on the allow-list, or the heal ladder ran out) and `skipped` (a person
+/// skipped it; it counts as finished for its dependents) are switchyard's additions.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Not started yet (possibly waiting for a dependency, a phase or a free slot).
+    #[default]
+    Pending,
+    /// Cannot start: a dependency ended in `error` or `needs_attention`.
+    Blocked,
+    /// A worker is (or is about to be) running it, including a restart waiting out its back-off.
+    Running,
+    /// Seed status for a stuck worker; switchyard reads it and treats it like `running`.
+    Stuck,
+    /// Failed and the heal ladder is exhausted (or the agent could not be started).
+    Error,
+    /// Finished: the agent succeeded and the branch has commits ahead of base.
+    Complete,
+    /// Finished, and a pull request was opened (`prNumber`).
+    PrOpen,
+    /// Finished, and the pull request was merged.
+    Merged,
+    /// A person must decide (see the task's `lastVerdict`).
+    NeedsAttention,
+    /// A person skipped it; dependents may go on.
+    Skipped,
+}
+
+impl Status {
+    /// Every status, in the order the header counts them.
+    pub const ALL: [Status; 10] = [
+        Status::Running,
+        Status::NeedsAttention,
+        Status::Pending,
+        Status::Blocked,
+        Status::Stuck,
+        Status::Error,
+        Status::Complete,
+        Status::PrOpen,
+        Status::Merged,
+        Status::Skipped,
+    ];
+
+    /// True when dependents may start (`complete`, `pr_open`, `merged`, `skipped`).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            Status::Complete | Status::PrOpen | Status::Merged | Status::Skipped
+        )
+    }
+
+    /// True for `complete`, `pr_open` and `merged`: the work exists on its branch.
+    pub fn is_done(self) -> bool {
+        matches!(self, Status::Complete | Status::PrOpen | Status::Merged)
+    }
+
+    /// The manifest spelling, e.g. `needs_attention`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Blocked => "blocked",
+            Status::Running => "running",
+            Status::Stuck => "stuck",
+            Status::Error => "error",
+            Status::Complete => "complete",
+            Status::PrOpen => "pr_open",
+            Status::Merged => "merged",
+            Status::NeedsAttention => "needs_attention",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One task of the manifest. Unknown fields are kept in `extra`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Task {
+    /// Unique id, e.g. `t1`; used in branch, worktree and log names, so it must be a plain name.
+    pub id: String,
+    /// The issue number this task fixes, if any; names the branch `fix/issue-<issue>`.
+    #[serde(default)]
+    pub issue: Option<u64>,
+    /// One-line title; the default prompt is built from it.
+    #[serde(default)]
+    pub title: String,
+    /// Files (relative to the repository root) the task touches; tasks sharing a file run in order.
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// Ids of tasks that must be finished first. `None` when the key is absent: only then does
+    /// the planner infer same-file ordering into this task (see [`crate::plan`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<Vec<String>>,
+    /// Lifecycle status.
+    #[serde(default)]
+    pub status: Status,
+    /// Absolute path of the task's worktree, once created.
+    #[serde(default)]
+    pub worktree: Option<String>,
+    /// Seed field (tmux session name); kept for compatibility, switchyard never sets it.
+    #[serde(default)]
+    pub tmux_session: Option<Value>,
+    /// RFC 3339 time the task first started.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// RFC 3339 time of the last status or verdict change.
+    #[serde(default)]
+    pub last_progress: Option<String>,
+    /// RFC 3339 time the task finished.
+    #[serde(default)]
+    pub completed_at: Option<String>,
+    /// Pull request number, once one was opened.
+    #[serde(default)]
+    pub pr_number: Option<Value>,
+    /// Agent profile name (a key of `[agents]` in the config); the config's `default_agent` if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The prompt given to the agent; built from the config's `prompt_template` if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// How many times a worker was started for this task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// The last verdict with its evidence, e.g. `waiting_input: rule yes-no matched "Apply? (y/n)"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verdict: Option<String>,
+    /// The commit the task's branch was created from (commits ahead are counted from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
+    /// The task's branch, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// A verify command (argv) run in the worktree before the task counts as complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Vec<String>>,
+    /// Fields switchyard does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Task {
+    /// A pending task with only an id and title (used by importers, the demo and tests).
+    pub fn new(id: &str, title: &str) -> Task {
+        Task {
+            id: id.to_string(),
+            issue: None,
+            title: title.to_string(),
+            files: Vec::new(),
+            depends_on: None,
+            status: Status::Pending,
+            worktree: None,
+            tmux_session: None,
+            started_at: None,
+            last_progress: None,
+            completed_at: None,
+            pr_number: None,
+            agent: None,
+            prompt: None,
+            attempts: None,
+            last_verdict: None,
+            base_commit: None,
+            branch: None,
+            verify: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// The ids this task explicitly waits for (empty when `dependsOn` is absent).
+    pub fn deps(&self) -> &[String] {
+        self.depends_on.as_deref().unwrap_or(&[])
+    }
+
+    /// The branch name for this task: `fix/issue-<issue>`, or `task/<id>` without an issue.
+    pub fn branch_name(&self) -> String {
+        match self.issue {
+            Some(n) => format!("fix/issue-{n}"),
+            None => format!("task/{}", self.id),
+        }
+    }
+}
+
+/// A phase: a named group of tasks; phase N+1 waits for phase N unless `parallel` is true.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    /// Display name, e.g. `Phase 1: Critical`.
+    #[serde(default)]
+    pub name: String,
+    /// The phase's tasks in manifest order.
+    #[serde(default)]
+    pub tasks: Vec<Task>,
+    /// Fields switchyard does not know (e.g. `parallel`, read by the planner), kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Phase {
+    /// True when the phase says it need not wait for the phase before it (`"waitForPrevious": false`).
+    pub fn waits_for_previous(&self) -> bool {
+        self.extra
+            .get("waitForPrevious")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+    }
+}
+
+/// The whole manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Project name shown in the header.
+    #[serde(default)]
+    pub project: String,
+    /// Seed field: `owner/repo` on GitHub (informational).
+    #[serde(default)]
+    pub repo: Option<String>,
+    /// Where worktrees and logs go; relative paths are relative to the manifest's directory.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// RFC 3339 creation time.
+    #[serde(default)]
+    pub created: Option<String>,
+    /// Seed field: the model name (informational).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Seed field: the model tier (informational).
+    #[serde(default, rename = "modelTier")]
+    pub model_tier: Option<String>,
+    /// Phases in order.
+    #[serde(default)]
+    pub phases: Vec<Phase>,
+    /// Fields switchyard does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Where a validation problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// 1-based line and column in the JSON text.
+    LineCol(usize, usize),
+    /// A task, by id (or by position when its id is unusable).
+    Task(String),
+    /// The manifest as a whole.
+    Whole,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::LineCol(l, c) => write!(f, "line {l}, column {c}"),
+            Location::Task(id) => write!(f, "task {id}"),
+            Location::Whole => f.write_str("manifest"),
+        }
+    }
+}
+
+/// One problem found in a manifest: what, where, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where the problem is.
+    pub location: Location,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}. Fix: {}", self.location, self.message, self.fix)
+    }
+}
+
+/// Errors from loading or saving a manifest. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read or written.
+    #[error("{path}: {action} failed: {source}")]
+    Io {
+        /// The manifest file.
+        path: PathBuf,
+        /// What was being done (`read`, `write`, `rename`, ...).
+        action: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid manifest; every problem found is listed.
+    #[error("{path}: invalid manifest:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The manifest file.
+        path: PathBuf,
+        /// Every problem, in file order.
+        problems: Vec<Problem>,
+    },
+}
+
+impl Manifest {
+    /// Parses manifest JSON text. Errors carry the JSON line:column and a fix.
+    pub fn parse(text: &str) -> Result<Manifest, Vec<Problem>> {
+        serde_json::from_str::<Manifest>(text).map_err(|e| {
+            let fix = match e.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    "correct the JSON syntax there (a missing comma, quote or bracket is typical)"
+                }
+                _ => {
+                    "give the field the type the seed format expects (see README, \"The manifest\")"
+                }
+            };
+            vec![Problem {
+                location: Location::LineCol(e.line(), e.column()),
+                message: strip_serde_position(&e.to_string()),
+                fix: fix.to_string(),
+            }]
+        })
+    }
+
+    /// Reads and validates the manifest at `path`.
+    ///
+    /// Errors: [`ManifestError::Io`] when unreadable, [`ManifestError::Invalid`] listing every
+    /// syntax or validation problem (duplicate id, unknown `dependsOn`, unsafe id or file path).
+    /// Dependency cycles are reported by [`crate::plan::Plan::build`].
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+            path: path.to_path_buf(),
+            action: "read",
+            source,
+        })?;
+        let manifest = Manifest::parse(&text).map_err(|problems| ManifestError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })?;
+        let problems = manifest.validate();
+        if problems.is_empty() {
+            Ok(manifest)
+        } else {
+            Err(ManifestError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// Checks ids and paths: empty or duplicate ids, ids or files that would escape the worktree
+    /// directory (`..`, absolute paths), unknown or self `dependsOn`. Returns every problem found.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut seen = HashSet::new();
+        let ids: HashSet<&str> = self.tasks().map(|t| t.id.as_str()).collect();
+        for (n, task) in self.tasks().enumerate() {
+            let at = if task.id.is_empty() {
+                Location::Task(format!("#{} (no id)", n + 1))
+            } else {
+                Location::Task(task.id.clone())
+            };
+            if let Err(why) = check_id(&task.id) {
+                problems.push(Problem {
+                    location: at.clone(),
+                    message: format!("id {:?} {why}", task.id),
+                    fix: "use letters, digits, '-', '_' or '.' only, e.g. \"t1\"".into(),
+                });
+            }
+            if !task.id.is_empty() && !seen.insert(task.id.as_str()) {
+                problems.push(Problem {
+                    location: at.clone(),
+                    message: format!("duplicate task id {:?}", task.id),
+                    fix: "give every task a unique id".into(),
+                });
+            }
+            for file in &task.files {
+                if let Err(why) = check_relative_path(file) {
+                    problems.push(Problem {
+                        location: at.clone(),
+                        message: format!("file {file:?} {why}"),
+                        fix: "list files relative to the repository root, without '..'".into(),
+                    });
+                }
+            }
+            for dep in task.deps() {
+                if dep == &task.id {
+                    problems.push(Problem {
+                        location: at.clone(),
+                        message: "depends on itself".into(),
+                        fix: format!("remove {dep:?} from its dependsOn"),
+                    });
+                } else if !ids.contains(dep.as_str()) {
+                    problems.push(Problem {
+                        location: at.clone(),
+                        message: format!("dependsOn names unknown task {dep:?}"),
+                        fix: "name an existing task id, or remove the entry".into(),
+                    });
+                }
+            }
+        }
+        problems
+    }
+
+    /// All tasks in manifest order (phase by phase).
+    pub fn tasks(&self) -> impl Iterator<Item = &Task> {
+        self.phases.iter().flat_map(|p| p.tasks.iter())
+    }
+
+    /// All tasks in manifest order, mutably.
+    pub fn tasks_mut(&mut self) -> impl Iterator<Item = &mut Task> {
+        self.phases.iter_mut().flat_map(|p| p.tasks.iter_mut())
+    }
+
+    /// The task with this id.
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks().find(|t| t.id == id)
+    }
+
+    /// The task with this id, mutably.
+    pub fn task_mut(&mut self, id: &str) -> Option<&mut Task> {
+        self.tasks_mut().find(|t| t.id == id)
+    }
+
+    /// Pretty JSON text of the manifest (2-space indent, trailing newline).
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a manifest always serializes");
+        s.push('\n');
+        s
+    }
+
+    /// Writes the manifest atomically: a temp file in the same directory, fsync, rename, fsync of
+    /// the directory. A crash leaves either the old or the new file, never half of one.
+    pub fn save(&self, path: &Path) -> Result<(), ManifestError> {
+        write_atomic(path, self.to_json().as_bytes())
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
+    let io = |action: &'static str| {
+        move |source| ManifestError::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".switchyard-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io("create temp file"))?;
+    tmp.write_all(bytes).map_err(io("write"))?;
+    tmp.as_file().sync_all().map_err(io("fsync"))?;
+    tmp.persist(path).map_err(|e| ManifestError::Io {
+        path: path.to_path_buf(),
+        action: "rename",
+        source: e.error,
+    })?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Checks a task id is usable in a branch, directory and file name.
+fn check_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() {
+        return Err("is empty");
+    }
+    if id == "." || id == ".." || id.starts_with('.') {
+        return Err("would escape the worktree directory");
+    }
+    if id.len() > 100 {
+        return Err("is longer than 100 characters");
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err("has characters that cannot appear in a branch or file name");
+    }
+    Ok(())
+}
+
+/// Checks a file path stays inside the worktree: relative, no `..`.
+fn check_relative_path(p: &str) -> Result<(), &'static str> {
+    if p.is_empty() {
+        return Err("is empty");
+    }
+    let path = Path::new(p);
+    if path.is_absolute() || p.starts_with('/') || p.starts_with('\\') {
+        return Err("is absolute and would escape the worktree");
+    }
+    if path.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err("contains '..' and would escape the worktree");
+    }
+    Ok(())
+}
+
+/// serde_json appends " at line L column C"; the location is reported separately.
+fn strip_serde_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SEED: &str = r#"{
+  "project": "nuri-security-framework",
+  "repo": "jdrhyne/nuri-security-framework",
+  "phases": [
+    { "name": "Phase 1: Critical", "tasks": [
+      {"id": "t1", "issue": 1, "files": ["ceo_root_manager.js"], "dependsOn": []},
+      {"id": "t2", "issue": 2, "files": ["ceo_root_manager.js"], "dependsOn": ["t1"]},
+      {"id": "t3", "issue": 3, "files": ["workspace_validator.js"], "dependsOn": []}
+    ]},
+    { "name": "Phase 2: High", "tasks": [
+      {"id": "t4", "issue": 4, "files": ["kill_switch.js", "container_executor.js"], "dependsOn": []},
+      {"id": "t5", "issue": 5, "files": ["kill_switch.js"], "dependsOn": ["t4"]},
+      {"id": "t6", "issue": 6, "files": ["ceo_root_manager.js"], "dependsOn": ["t2"]},
+      {"id": "t7", "issue": 7, "files": ["container_executor.js"], "dependsOn": []},
+      {"id": "t8", "issue": 8, "files": ["container_executor.js", "egress_proxy.js"], "dependsOn": ["t7"]}
+    ]}
+  ]
+}"#;
+
+    #[test]
+    fn reads_the_seed_example() {
+        let m = Manifest::parse(SEED).unwrap();
+        assert_eq!(m.project, "nuri-security-framework");
+        assert_eq!(m.tasks().count(), 8);
+        assert_eq!(m.task("t8").unwrap().deps(), ["t7"]);
+        assert!(m.validate().is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_survive_a_round_trip_in_order() {
+        let text = r#"{"project":"p","socket":"/tmp/s","phases":[{"name":"a","parallel":true,
+            "tasks":[{"id":"t1","custom":{"k":[1,2]},"status":"running","labels":["x"]}]}],"zzz":1}"#;
+        let m = Manifest::parse(text).unwrap();
+        let out: Value = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!(out["socket"], "/tmp/s");
+        assert_eq!(out["zzz"], 1);
+        assert_eq!(out["phases"][0]["parallel"], true);
+        assert_eq!(out["phases"][0]["tasks"][0]["custom"]["k"][1], 2);
+        assert_eq!(out["phases"][0]["tasks"][0]["labels"][0], "x");
+        assert_eq!(out["phases"][0]["tasks"][0]["status"], "running");
+        // A second round trip is byte-identical.
+        let again = Manifest::parse(&m.to_json()).unwrap();
+        assert_eq!(again.to_json(), m.to_json());
+    }
+
+    #[test]
+    fn seed_fields_are_written_with_seed_names() {
+        let mut m = Manifest::parse(SEED).unwrap();
+        let t = m.task_mut("t1").unwrap();
+        t.status = Status::PrOpen;
+        t.started_at = Some("2026-01-17T00:00:00Z".into());
+        let out: Value = serde_json::from_str(&m.to_json()).unwrap();
+        let t1 = &out["phases"][0]["tasks"][0];
+        assert_eq!(t1["status"], "pr_open");
+        assert_eq!(t1["startedAt"], "2026-01-17T00:00:00Z");
+        assert!(t1.get("dependsOn").is_some());
+        assert!(t1.get("tmuxSession").is_some());
+        assert!(
+            t1.get("agent").is_none(),
+            "optional additions are omitted when unset"
+        );
+    }
+
+    #[test]
+    fn malformed_json_names_line_and_column() {
+        let problems =
+            Manifest::parse("{\n  \"project\": \"x\",\n  \"phases\": [,]\n}").unwrap_err();
+        assert_eq!(problems[0].location, Location::LineCol(3, 14));
+        assert!(problems[0].fix.contains("JSON syntax"));
+    }
+
+    #[test]
+    fn wrong_status_is_a_located_error() {
+        let problems =
+            Manifest::parse(r#"{"phases":[{"tasks":[{"id":"a","status":"finished"}]}]}"#)
+                .unwrap_err();
+        assert!(problems[0].message.contains("finished"), "{:?}", problems);
+        assert!(matches!(problems[0].location, Location::LineCol(1, _)));
+    }
+
+    #[test]
+    fn validation_finds_every_problem() {
+        let text = r#"{"phases":[{"tasks":[
+            {"id":"a","files":["../etc/passwd"]},
+            {"id":"a","dependsOn":["ghost"]},
+            {"id":"../x"},
+            {"id":"b","files":["/abs"],"dependsOn":["b"]}]}]}"#;
+        let problems = Manifest::parse(text).unwrap().validate();
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|p| p.contains("task a: file \"../etc/passwd\"")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|p| p.contains("duplicate task id \"a\"")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|p| p.contains("unknown task \"ghost\"")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|p| p.contains("\"../x\" would escape")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|p| p.contains("\"/abs\" is absolute")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|p| p.contains("task b: depends on itself")),
+            "{text:?}"
+        );
+        assert_eq!(problems.len(), 6);
+    }
+
+    #[test]
+    fn atomic_save_replaces_the_file_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        std::fs::write(&path, "old").unwrap();
+        let m = Manifest::parse(SEED).unwrap();
+        m.save(&path).unwrap();
+        let back = Manifest::load(&path).unwrap();
+        assert_eq!(back, m);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn branch_names_follow_the_seed() {
+        let m = Manifest::parse(SEED).unwrap();
+        assert_eq!(m.task("t3").unwrap().branch_name(), "fix/issue-3");
+        assert_eq!(Task::new("x-1", "t").branch_name(), "task/x-1");
+    }
+}
