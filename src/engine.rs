@@ -266,6 +266,9 @@ pub struct Engine {
     pub max_parallel: usize,
     /// When this run began, ms.
     pub started_at: Ms,
+    /// Keep a worker that needs a person alive for them (the control room); when false (headless,
+    /// where nobody can answer) it is stopped and the task stays `needs_attention`.
+    pub hold_for_person: bool,
     quitting: bool,
 }
 
@@ -302,6 +305,7 @@ impl Engine {
             runs,
             paused: false,
             started_at: now,
+            hold_for_person: true,
             quitting: false,
         })
     }
@@ -920,6 +924,10 @@ impl Engine {
         );
         self.task_mut(i).last_verdict = Some(format!("needs_attention: {reason}"));
         self.set_status(i, Status::NeedsAttention, now, fx);
+        if !self.hold_for_person {
+            self.stop_worker(i, StopReason::Kill, fx);
+            self.runs[i].run_ended_at = Some(now);
+        }
         fx.push(Effect::Attention { task: i, reason });
     }
 

@@ -7,7 +7,13 @@
 
 pub mod classify;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod fake_agent;
+pub mod git;
+pub mod headless;
 pub mod manifest;
 pub mod plan;
+pub mod runtime;
+pub mod ui;
+pub mod worker;

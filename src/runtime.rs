@@ -1,0 +1,505 @@
+//! The imperative shell around the engine: turns the outside world (worker output and exits,
+//! file changes, time) into [`Event`]s and carries out the engine's [`Effect`]s (worktrees,
+//! PTYs, the manifest, the journal). The headless reporter and the control room both drive it.
+
+use crate::config::{render_argv, Config, Vars};
+use crate::engine::{Command, Effect, Engine, Event, JournalEntry};
+use crate::git;
+use crate::manifest::{Manifest, ManifestError};
+use crate::plan::Plan;
+use crate::worker::{now_ms, ShellMsg, SpawnSpec, Worker};
+use color_eyre::eyre::{eyre, Result, WrapErr};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Where things live for one manifest.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The manifest file.
+    pub manifest: PathBuf,
+    /// The git repository's working-tree root.
+    pub repo: PathBuf,
+    /// The manifest's `workdir` (default: `<repo>/../<repo name>.switchyard`).
+    pub workdir: PathBuf,
+    /// `<workdir>/worktrees`: one worktree per task.
+    pub worktrees: PathBuf,
+    /// `<workdir>/logs`: transcripts, error logs, `events.jsonl`.
+    pub logs: PathBuf,
+}
+
+impl Paths {
+    /// Resolves the repository (the one containing the manifest unless `repo` is given) and the
+    /// workdir (relative to the manifest's directory; default beside the repository, outside it).
+    pub fn resolve(manifest_path: &Path, m: &Manifest, repo: Option<&Path>) -> Result<Paths> {
+        let manifest = std::path::absolute(manifest_path)
+            .wrap_err_with(|| format!("resolving {}", manifest_path.display()))?;
+        let dir = manifest.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let repo = git::repo_root(repo.unwrap_or(&dir))?;
+        let workdir = match m.workdir.as_deref() {
+            Some(w) if !w.is_empty() => {
+                let p = Path::new(w);
+                if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    dir.join(p)
+                }
+            }
+            _ => {
+                let name = repo
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "repo".into());
+                repo.parent()
+                    .unwrap_or(Path::new("/"))
+                    .join(format!("{name}.switchyard"))
+            }
+        };
+        Ok(Paths {
+            worktrees: workdir.join("worktrees"),
+            logs: workdir.join("logs"),
+            manifest,
+            repo,
+            workdir,
+        })
+    }
+
+    /// The worktree path of a task.
+    pub fn worktree(&self, task_id: &str) -> PathBuf {
+        self.worktrees.join(task_id)
+    }
+}
+
+/// Loads and checks everything a run needs: manifest, plan, config.
+pub fn load(manifest_path: &Path) -> Result<(Manifest, Plan, Config, Vec<PathBuf>)> {
+    let manifest = Manifest::load(manifest_path).map_err(|e| eyre!("{e}"))?;
+    let plan = Plan::build(&manifest).map_err(|problems| {
+        eyre!(
+            "{}",
+            ManifestError::Invalid {
+                path: manifest_path.to_path_buf(),
+                problems
+            }
+        )
+    })?;
+    let (config, files) = Config::load_for(manifest_path).map_err(|e| eyre!("{e}"))?;
+    Ok((manifest, plan, config, files))
+}
+
+/// The running shell.
+pub struct Runtime {
+    /// The engine it drives.
+    pub engine: Engine,
+    /// Live workers by task index.
+    pub workers: BTreeMap<usize, Worker>,
+    /// Paths for this manifest.
+    pub paths: Paths,
+    /// Config files that were merged.
+    pub config_files: Vec<PathBuf>,
+    /// The last journal lines, formatted (newest last, at most 500).
+    pub recent: VecDeque<String>,
+    /// Print every journal line to stdout (headless).
+    pub echo: bool,
+    /// A task needed attention since this was last cleared (the UI rings the bell).
+    pub attention: bool,
+    /// Something the view shows changed.
+    pub changed: bool,
+    /// Rows × cols every worker's PTY gets.
+    pub pty_size: (u16, u16),
+    tx: mpsc::Sender<ShellMsg>,
+    rx: Option<mpsc::Receiver<ShellMsg>>,
+    journal: std::fs::File,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Runtime {
+    /// Opens a manifest: loads and checks it, prepares the workdir and journal, builds the engine.
+    pub fn open(
+        manifest_path: &Path,
+        repo: Option<&Path>,
+        max_parallel: Option<usize>,
+    ) -> Result<Runtime> {
+        let (manifest, plan, config, config_files) = load(manifest_path)?;
+        let paths = Paths::resolve(manifest_path, &manifest, repo)?;
+        std::fs::create_dir_all(&paths.logs)
+            .wrap_err_with(|| format!("creating {}", paths.logs.display()))?;
+        std::fs::create_dir_all(&paths.worktrees)
+            .wrap_err_with(|| format!("creating {}", paths.worktrees.display()))?;
+        let journal = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(paths.logs.join("events.jsonl"))
+            .wrap_err("opening the event journal")?;
+        let pty_size = (config.pty_rows, config.pty_cols);
+        let mut engine = Engine::new(manifest, plan, config, now_ms())
+            .map_err(|e| eyre!("{}: {e}", manifest_path.display()))?;
+        if let Some(n) = max_parallel {
+            engine.max_parallel = n.max(1);
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let watcher = watch_worktrees(&paths.worktrees, engine.plan.ids.clone(), tx.clone());
+        Ok(Runtime {
+            engine,
+            workers: BTreeMap::new(),
+            paths,
+            config_files,
+            recent: VecDeque::new(),
+            echo: false,
+            attention: false,
+            changed: true,
+            pty_size,
+            tx,
+            rx: Some(rx),
+            journal,
+            _watcher: watcher,
+        })
+    }
+
+    /// Takes the receiving end of the shell's channel (once), for the caller's select loop.
+    pub fn take_receiver(&mut self) -> mpsc::Receiver<ShellMsg> {
+        self.rx.take().expect("the receiver is taken once")
+    }
+
+    /// Feeds an event (and every event its effects cause) through the engine.
+    pub fn apply(&mut self, event: Event) {
+        let mut queue = VecDeque::from([event]);
+        while let Some(ev) = queue.pop_front() {
+            let effects = self.engine.update(ev, now_ms());
+            let mut persist = false;
+            for fx in effects {
+                if matches!(fx, Effect::Persist) {
+                    persist = true;
+                } else {
+                    self.perform(fx, &mut queue);
+                }
+            }
+            if persist {
+                self.persist();
+            }
+        }
+    }
+
+    /// A person's or the UI's command.
+    pub fn command(&mut self, c: Command) {
+        self.apply(Event::Command(c));
+    }
+
+    /// Handles one message from the edge.
+    pub fn handle(&mut self, msg: ShellMsg) {
+        match msg {
+            ShellMsg::Wake => self.changed = true,
+            ShellMsg::Activity { task } => self.apply(Event::Activity { task }),
+            ShellMsg::Exited { task, code, signal } => {
+                // The final screen first, so the engine's error context is the last thing shown.
+                if let Some(w) = self.workers.get(&task) {
+                    let screen = w.snapshot();
+                    let last = w.last_output_ms.load(std::sync::atomic::Ordering::Relaxed);
+                    self.apply(Event::Screen {
+                        task,
+                        screen,
+                        last_output_at: last,
+                    });
+                }
+                self.workers.remove(&task);
+                let commits = self.commits_ahead(task);
+                let code = if signal.is_some() && code == 0 {
+                    1
+                } else {
+                    code
+                };
+                self.apply(Event::Exited {
+                    task,
+                    code,
+                    commits_ahead: commits,
+                });
+                self.changed = true;
+            }
+        }
+    }
+
+    /// Sends changed screens to the engine, then a tick.
+    pub fn poll(&mut self) {
+        let mut screens = Vec::new();
+        for (&task, w) in &self.workers {
+            if w.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                let last = w.last_output_ms.load(std::sync::atomic::Ordering::Relaxed);
+                screens.push(Event::Screen {
+                    task,
+                    screen: w.snapshot(),
+                    last_output_at: last,
+                });
+            }
+        }
+        if !screens.is_empty() {
+            self.changed = true;
+        }
+        for ev in screens {
+            self.apply(ev);
+        }
+        self.apply(Event::Tick);
+    }
+
+    /// Resizes every worker's PTY (rows × cols) and remembers the size for new ones.
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        self.pty_size = (rows.max(2), cols.max(10));
+        for w in self.workers.values_mut() {
+            w.resize(self.pty_size.0, self.pty_size.1);
+        }
+        self.changed = true;
+    }
+
+    /// Writes bytes typed by the person into a worker (attach mode).
+    pub fn type_into(&mut self, task: usize, bytes: &[u8]) {
+        if let Some(w) = self.workers.get(&task) {
+            let _ = w.write(bytes);
+        }
+    }
+
+    /// Stops every worker and waits (up to `grace`) for them to exit; the manifest keeps
+    /// running tasks as `running` so the next run resumes them.
+    pub async fn shutdown(&mut self, rx: &mut mpsc::Receiver<ShellMsg>, grace: Duration) {
+        self.command(Command::Quit);
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.workers.is_empty() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(msg)) => self.handle(msg),
+                _ => break,
+            }
+        }
+        self.workers.clear();
+        self.persist();
+    }
+
+    fn commits_ahead(&self, task: usize) -> Option<usize> {
+        let t = self.engine.task(task);
+        let wt = t.worktree.as_deref()?;
+        let base = t.base_commit.as_deref()?;
+        git::commits_ahead(Path::new(wt), base).ok()
+    }
+
+    fn persist(&mut self) {
+        if let Err(e) = self.engine.manifest.save(&self.paths.manifest) {
+            let line = format!("cannot save the manifest: {e}");
+            tracing::error!("{line}");
+            self.push_recent(line);
+        }
+    }
+
+    fn perform(&mut self, fx: Effect, queue: &mut VecDeque<Event>) {
+        match fx {
+            Effect::Start(spec) => queue.push_back(self.start(spec)),
+            Effect::Write { task, bytes } => {
+                if let Some(w) = self.workers.get(&task) {
+                    let _ = w.write(&bytes);
+                }
+            }
+            Effect::Kill { task } => {
+                if let Some(w) = self.workers.get_mut(&task) {
+                    w.kill();
+                }
+            }
+            Effect::Inspect { task } => {
+                let commits = self.commits_ahead(task).unwrap_or(0);
+                queue.push_back(Event::Inspected {
+                    task,
+                    commits_ahead: commits,
+                });
+            }
+            Effect::SaveErrorLog { task, text } => {
+                let id = &self.engine.plan.ids[task];
+                let path = self.paths.logs.join(format!("{id}.errors.log"));
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
+                    let _ = f.write_all(text.as_bytes());
+                }
+            }
+            Effect::Persist => self.persist(),
+            Effect::Journal(entry) => self.journal(&entry),
+            Effect::Attention { task, reason } => {
+                self.attention = true;
+                self.notify(task, &reason);
+            }
+        }
+        self.changed = true;
+    }
+
+    fn start(&mut self, spec: crate::engine::StartSpec) -> Event {
+        let task = spec.task;
+        if let Some(mut old) = self.workers.remove(&task) {
+            old.kill();
+        }
+        let path = self.paths.worktree(&spec.task_id);
+        let info = match git::ensure_worktree(
+            &self.paths.repo,
+            &spec.task_id,
+            &path,
+            &spec.branch,
+            &spec.base,
+        ) {
+            Ok(i) => i,
+            Err(e) => {
+                return Event::StartFailed {
+                    task,
+                    error: e.to_string(),
+                }
+            }
+        };
+        let vars = Vars {
+            prompt: spec.prompt.clone(),
+            task_id: spec.task_id.clone(),
+            issue: spec.issue.map(|n| n.to_string()).unwrap_or_default(),
+            title: spec.title.clone(),
+            worktree: info.path.display().to_string(),
+            branch: info.branch.clone(),
+            attempt: spec.attempt.to_string(),
+            switchyard: std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "switchyard".into()),
+        };
+        let argv = render_argv(&spec.command, &vars);
+        let mut env: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    render_argv(std::slice::from_ref(v), &vars).remove(0),
+                )
+            })
+            .collect();
+        env.push(("SWITCHYARD_TASK_ID".into(), spec.task_id.clone()));
+        env.push(("SWITCHYARD_ATTEMPT".into(), spec.attempt.to_string()));
+        env.push(("SWITCHYARD_FILES".into(), spec.files.join(",")));
+        env.push(("SWITCHYARD_WORKTREE".into(), vars.worktree.clone()));
+        let spawn = SpawnSpec {
+            task,
+            argv: argv.clone(),
+            cwd: info.path.clone(),
+            env,
+            rows: self.pty_size.0,
+            cols: self.pty_size.1,
+            scrollback: self.engine.config.scrollback_lines,
+            transcript: self.paths.logs.join(format!("{}.log", spec.task_id)),
+        };
+        match Worker::spawn(spawn, self.tx.clone()) {
+            Ok(w) => {
+                self.workers.insert(task, w);
+                Event::Started {
+                    task,
+                    worktree: info.path.display().to_string(),
+                    branch: info.branch,
+                    base_commit: info.base_commit,
+                    argv,
+                }
+            }
+            Err(error) => Event::StartFailed { task, error },
+        }
+    }
+
+    fn journal(&mut self, e: &JournalEntry) {
+        let line = serde_json::json!({
+            "ts": crate::engine::rfc3339(e.at),
+            "tsMs": e.at,
+            "task": e.task,
+            "kind": e.kind,
+            "message": e.message,
+            "data": e.data,
+        });
+        let _ = writeln!(self.journal, "{line}");
+        let text = format_entry(e);
+        if self.echo {
+            println!("{text}");
+        }
+        self.push_recent(text);
+    }
+
+    fn push_recent(&mut self, line: String) {
+        if self.recent.len() >= 500 {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(line);
+    }
+
+    fn notify(&mut self, task: usize, reason: &str) {
+        let Some(cmd) = self.engine.config.notify_command.clone() else {
+            return;
+        };
+        let t = self.engine.task(task);
+        let vars = Vars {
+            task_id: t.id.clone(),
+            title: t.title.clone(),
+            prompt: reason.to_string(),
+            ..Default::default()
+        };
+        let argv: Vec<String> = render_argv(&cmd, &vars)
+            .into_iter()
+            .map(|a| a.replace("{reason}", reason))
+            .collect();
+        if let Some((program, args)) = argv.split_first() {
+            let spawned = std::process::Command::new(program)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            if let Err(e) = spawned {
+                self.push_recent(format!("notify_command {program:?} failed: {e}"));
+            }
+        }
+    }
+}
+
+/// One journal entry as a line for people: `HH:MM:SS  task  kind    message`.
+pub fn format_entry(e: &JournalEntry) -> String {
+    let time = chrono::DateTime::from_timestamp_millis(e.at as i64)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default();
+    format!(
+        "{time}  {:<8} {:<7} {}",
+        e.task.as_deref().unwrap_or("-"),
+        e.kind,
+        e.message
+    )
+}
+
+/// Watches the worktrees directory; a change under `<worktrees>/<id>/` (outside `.git`) is
+/// activity of that task. Returns None when the platform watcher cannot start (stall detection
+/// then relies on output alone).
+fn watch_worktrees(
+    dir: &Path,
+    ids: Vec<String>,
+    tx: mpsc::Sender<ShellMsg>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let root = dir.to_path_buf();
+    let index: BTreeMap<String, usize> =
+        ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        for p in ev.paths {
+            let Ok(rel) = p.strip_prefix(&root) else {
+                continue;
+            };
+            let mut comps = rel.components();
+            let Some(first) = comps.next() else { continue };
+            if comps.next().is_some_and(|c| c.as_os_str() == ".git") {
+                continue;
+            }
+            if let Some(&task) = index.get(first.as_os_str().to_string_lossy().as_ref()) {
+                let _ = tx.try_send(ShellMsg::Activity { task });
+            }
+        }
+    })
+    .ok()?;
+    watcher.watch(dir, notify::RecursiveMode::Recursive).ok()?;
+    Some(watcher)
+}

@@ -1,0 +1,559 @@
+//! Drawing: a pure function of engine state, worker screens and UI state. Widgets only draw.
+
+use super::app::{App, InputPurpose, Mode};
+use super::keys::help_rows;
+use crate::engine::Engine;
+use crate::manifest::Status;
+use crate::worker::Emulator;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
+use ratatui::Frame;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The worker screens the view may show, by task index.
+pub type Screens = BTreeMap<usize, Arc<Mutex<Emulator>>>;
+
+/// Glyph and colour per status, so status reads without colour too.
+pub fn status_style(s: Status) -> (&'static str, Style) {
+    let c = |c: Color| Style::default().fg(c);
+    match s {
+        Status::Running => ("●", c(Color::Green)),
+        Status::Stuck => ("◐", c(Color::Yellow)),
+        Status::NeedsAttention => ("▲", c(Color::Red).add_modifier(Modifier::BOLD)),
+        Status::Pending => ("○", c(Color::DarkGray)),
+        Status::Blocked => ("⊘", c(Color::Magenta)),
+        Status::Error => ("✖", c(Color::Red)),
+        Status::Complete => ("✔", c(Color::Green)),
+        Status::PrOpen => ("⇡", c(Color::Cyan)),
+        Status::Merged => ("◆", c(Color::Blue)),
+        Status::Skipped => ("↷", c(Color::DarkGray)),
+    }
+}
+
+fn secs(ms: u64) -> String {
+    let s = ms / 1000;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Elapsed time of task `i`'s current or last run, ms.
+pub fn elapsed(engine: &Engine, i: usize, now: u64) -> Option<u64> {
+    let run = &engine.runs[i];
+    run.run_started_at
+        .map(|a| run.run_ended_at.unwrap_or(now).saturating_sub(a))
+}
+
+/// The verdict text shown for task `i`: the live verdict with its evidence, else the last one saved.
+pub fn verdict_text(engine: &Engine, i: usize) -> String {
+    match (&engine.runs[i].verdict, engine.runs[i].worker.is_some()) {
+        (Some(v), true) => v.to_string(),
+        _ => engine.task(i).last_verdict.clone().unwrap_or_default(),
+    }
+}
+
+/// Draws the whole control room.
+pub fn draw(
+    frame: &mut Frame,
+    engine: &Engine,
+    screens: &Screens,
+    app: &mut App,
+    recent: &[String],
+    now: u64,
+) {
+    let area = frame.area();
+    app.hits.clear();
+    if let Mode::Attached(task) = app.mode {
+        draw_attached(frame, engine, screens, task, area);
+        return;
+    }
+    let [header, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    draw_header(frame.buffer_mut(), header, engine, now);
+    let live: Vec<usize> = screens.keys().copied().collect();
+    if app.zoom && screens.contains_key(&app.selected) {
+        draw_tile(
+            frame.buffer_mut(),
+            body,
+            engine,
+            screens,
+            app.selected,
+            app,
+            now,
+        );
+    } else {
+        let rows_wanted = engine.plan.len() as u16 + 3;
+        let table_h = if live.is_empty() {
+            rows_wanted.min(body.height.saturating_sub(4).max(3))
+        } else {
+            rows_wanted
+                .min((body.height * 2 / 5).max(5))
+                .min(body.height)
+        };
+        let [table_area, rest] =
+            Layout::vertical([Constraint::Length(table_h), Constraint::Min(0)]).areas(body);
+        draw_table(frame, table_area, engine, app, now);
+        if live.is_empty() {
+            draw_recent(frame.buffer_mut(), rest, recent);
+        } else {
+            draw_grid(frame.buffer_mut(), rest, engine, screens, &live, app, now);
+        }
+    }
+    draw_footer(frame.buffer_mut(), footer, app, recent);
+    match &app.mode {
+        Mode::Help => draw_help(frame, area),
+        Mode::ConfirmQuit => draw_confirm(frame, area, engine),
+        _ => {}
+    }
+}
+
+fn draw_header(buf: &mut Buffer, area: Rect, engine: &Engine, now: u64) {
+    let counts = engine.counts();
+    let project = if engine.manifest.project.is_empty() {
+        "switchyard"
+    } else {
+        &engine.manifest.project
+    };
+    let mut spans = vec![
+        Span::styled(
+            " switchyard ",
+            Style::default()
+                .fg(Color::Black)
+                .bg(Color::Cyan)
+                .add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!(" {project} ")),
+    ];
+    // The phase in progress: the first with an unfinished task.
+    let phase = (0..engine.plan.phase_names.len()).find(|&p| {
+        (0..engine.plan.len()).any(|i| engine.plan.phase[i] == p && !engine.status(i).is_finished())
+    });
+    if let Some(p) = phase {
+        spans.push(Span::styled(
+            format!("· phase {}/{} ", p + 1, engine.plan.phase_names.len()),
+            Style::default().fg(Color::Gray),
+        ));
+    }
+    for s in Status::ALL {
+        if let Some(n) = counts.get(&s) {
+            let (g, st) = status_style(s);
+            spans.push(Span::styled(format!("{g} {n} {s}  "), st));
+        }
+    }
+    spans.push(Span::raw(format!(
+        "· {} ",
+        secs(now.saturating_sub(engine.started_at))
+    )));
+    let sched = if engine.paused {
+        Span::styled(
+            " PAUSED ",
+            Style::default().fg(Color::Black).bg(Color::Yellow),
+        )
+    } else {
+        Span::styled(
+            format!("· max {} ", engine.max_parallel),
+            Style::default().fg(Color::Gray),
+        )
+    };
+    spans.push(sched);
+    Paragraph::new(Line::from(spans)).render_ref_to(area, buf);
+}
+
+trait RenderTo {
+    fn render_ref_to(self, area: Rect, buf: &mut Buffer);
+}
+impl<W: ratatui::widgets::Widget> RenderTo for W {
+    fn render_ref_to(self, area: Rect, buf: &mut Buffer) {
+        self.render(area, buf);
+    }
+}
+
+fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now: u64) {
+    let visible: Vec<usize> = app.visible_tasks(engine);
+    let rows: Vec<Row> = visible
+        .iter()
+        .map(|&i| {
+            let t = engine.task(i);
+            let (g, st) = status_style(t.status);
+            let attention = t.status == Status::NeedsAttention;
+            let row = Row::new(vec![
+                Cell::from(t.id.clone()),
+                Cell::from(t.title.clone()),
+                Cell::from(Span::styled(format!("{g} {}", t.status), st)),
+                Cell::from(verdict_text(engine, i)),
+                Cell::from(t.attempts.unwrap_or(0).to_string()),
+                Cell::from(elapsed(engine, i, now).map(secs).unwrap_or_default()),
+            ]);
+            if attention {
+                row.style(Style::default().bg(Color::Rgb(80, 0, 0)))
+            } else {
+                row
+            }
+        })
+        .collect();
+    let title = match app.filter {
+        Some(s) => format!(" tasks · filter: {s} (f cycles) "),
+        None => " tasks ".to_string(),
+    };
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(8),
+            Constraint::Percentage(28),
+            Constraint::Length(17),
+            Constraint::Fill(1),
+            Constraint::Length(3),
+            Constraint::Length(7),
+        ],
+    )
+    .header(
+        Row::new(vec![
+            "id",
+            "title",
+            "status",
+            "verdict · evidence",
+            "try",
+            "elapsed",
+        ])
+        .style(Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)),
+    )
+    .block(
+        Block::default()
+            .borders(Borders::ALL)
+            .border_type(BorderType::Rounded)
+            .title(title),
+    )
+    .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
+    .highlight_symbol("▶ ");
+    let pos = visible.iter().position(|&i| i == app.selected);
+    app.table_state.select(pos);
+    frame.render_stateful_widget(table, area, &mut app.table_state);
+    // Row hit areas for the mouse: rows start below the border and header.
+    let offset = app.table_state.offset();
+    for (k, &i) in visible.iter().enumerate().skip(offset) {
+        let y = area.y + 2 + (k - offset) as u16;
+        if y >= area.bottom().saturating_sub(1) {
+            break;
+        }
+        app.hits.push((Rect::new(area.x, y, area.width, 1), i));
+    }
+}
+
+fn draw_recent(buf: &mut Buffer, area: Rect, recent: &[String]) {
+    if area.height < 3 {
+        return;
+    }
+    let n = (area.height - 2) as usize;
+    let lines: Vec<Line> = recent[recent.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| Line::from(l.as_str()))
+        .collect();
+    Paragraph::new(lines)
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_type(BorderType::Rounded)
+                .title(" events (no worker running) "),
+        )
+        .render_ref_to(area, buf);
+}
+
+/// Columns × rows for `n` tiles in an area, keeping tiles roughly 3:1 (w:h) in cells.
+pub fn grid_shape(n: usize, area: Rect) -> (usize, usize) {
+    if n == 0 {
+        return (0, 0);
+    }
+    let mut best = (1, n);
+    let mut best_score = f64::MAX;
+    for cols in 1..=n {
+        let rows = n.div_ceil(cols);
+        let w = area.width as f64 / cols as f64;
+        let h = area.height as f64 / rows as f64;
+        let score = ((w / h) / 3.0).ln().abs() + 0.05 * (cols * rows - n) as f64;
+        if score < best_score {
+            best_score = score;
+            best = (cols, rows);
+        }
+    }
+    best
+}
+
+fn draw_grid(
+    buf: &mut Buffer,
+    area: Rect,
+    engine: &Engine,
+    screens: &Screens,
+    live: &[usize],
+    app: &mut App,
+    now: u64,
+) {
+    let (cols, rows) = grid_shape(live.len(), area);
+    let row_areas = Layout::vertical(vec![Constraint::Ratio(1, rows as u32); rows]).split(area);
+    for (r, row_area) in row_areas.iter().enumerate() {
+        let in_row: Vec<usize> = live.iter().copied().skip(r * cols).take(cols).collect();
+        let col_areas = Layout::horizontal(vec![
+            Constraint::Ratio(1, in_row.len().max(1) as u32);
+            in_row.len()
+        ])
+        .split(*row_area);
+        for (c, &task) in in_row.iter().enumerate() {
+            draw_tile(buf, col_areas[c], engine, screens, task, app, now);
+        }
+    }
+}
+
+fn draw_tile(
+    buf: &mut Buffer,
+    area: Rect,
+    engine: &Engine,
+    screens: &Screens,
+    task: usize,
+    app: &mut App,
+    now: u64,
+) {
+    let t = engine.task(task);
+    let selected = task == app.selected;
+    let attention = t.status == Status::NeedsAttention;
+    let border = if attention {
+        Style::default().fg(Color::Red).add_modifier(Modifier::BOLD)
+    } else if selected {
+        Style::default().fg(Color::Cyan)
+    } else {
+        Style::default().fg(Color::DarkGray)
+    };
+    let agent = t.agent.as_deref().unwrap_or(&engine.config.default_agent);
+    let (g, _) = status_style(t.status);
+    let title = format!(
+        " {g} {} · {agent} · {} · #{} · {} ",
+        t.id,
+        verdict_text(engine, task),
+        t.attempts.unwrap_or(0),
+        elapsed(engine, task, now).map(secs).unwrap_or_default()
+    );
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_type(if selected {
+            BorderType::Thick
+        } else {
+            BorderType::Rounded
+        })
+        .border_style(border)
+        .title(Span::styled(title, border));
+    let inner = block.inner(area);
+    block.render_ref_to(area, buf);
+    app.hits.push((area, task));
+    if let Some(p) = screens.get(&task) {
+        let p = p.lock().unwrap_or_else(|e| e.into_inner());
+        render_screen_tail(buf, inner, p.screen());
+    }
+}
+
+/// Renders the part of a vt100 screen around its cursor that fits `area` (bottom rows when the
+/// area is shorter than the screen, left columns when narrower), with colours and attributes.
+pub fn render_screen_tail(buf: &mut Buffer, area: Rect, screen: &vt100::Screen) {
+    let (rows, cols) = screen.size();
+    let (crow, _) = screen.cursor_position();
+    let h = area.height.min(rows);
+    // Show the last non-blank row or the cursor row at the bottom, whichever is lower.
+    let last_text = (0..rows)
+        .rev()
+        .find(|&r| (0..cols).any(|c| screen.cell(r, c).is_some_and(|x| x.has_contents())))
+        .unwrap_or(0);
+    let bottom = crow.max(last_text);
+    let first = (bottom + 1).saturating_sub(h).min(rows - h);
+    for y in 0..h {
+        let row = first + y;
+        for x in 0..area.width.min(cols) {
+            let Some(cell) = screen.cell(row, x) else {
+                continue;
+            };
+            if cell.is_wide_continuation() {
+                continue;
+            }
+            let sym = if cell.has_contents() {
+                cell.contents()
+            } else {
+                " "
+            };
+            let mut style = Style::default()
+                .fg(color(cell.fgcolor()))
+                .bg(color(cell.bgcolor()));
+            let mut m = Modifier::empty();
+            if cell.bold() {
+                m |= Modifier::BOLD;
+            }
+            if cell.dim() {
+                m |= Modifier::DIM;
+            }
+            if cell.italic() {
+                m |= Modifier::ITALIC;
+            }
+            if cell.underline() {
+                m |= Modifier::UNDERLINED;
+            }
+            if cell.inverse() {
+                m |= Modifier::REVERSED;
+            }
+            style = style.add_modifier(m);
+            buf[(area.x + x, area.y + y)]
+                .set_symbol(sym)
+                .set_style(style);
+        }
+    }
+}
+
+fn color(c: vt100::Color) -> Color {
+    match c {
+        vt100::Color::Default => Color::Reset,
+        vt100::Color::Idx(i) => Color::Indexed(i),
+        vt100::Color::Rgb(r, g, b) => Color::Rgb(r, g, b),
+    }
+}
+
+fn draw_footer(buf: &mut Buffer, area: Rect, app: &App, recent: &[String]) {
+    let line = match &app.mode {
+        Mode::Input { purpose, text, .. } => {
+            let label = match purpose {
+                InputPurpose::Nudge => "nudge text",
+                InputPurpose::Answer => "answer text",
+            };
+            Line::from(vec![
+                Span::styled(
+                    format!(" {label} (Enter sends, Esc cancels): "),
+                    Style::default().fg(Color::Yellow),
+                ),
+                Span::raw(text.clone()),
+                Span::styled("█", Style::default().fg(Color::Yellow)),
+            ])
+        }
+        _ => {
+            let msg = app
+                .message
+                .clone()
+                .or_else(|| recent.last().cloned())
+                .unwrap_or_default();
+            Line::from(vec![
+                Span::styled(
+                    " ↑↓ select  ⏎ attach  r retry  n nudge  y/N answer  x kill  s skip  ? help  q quit ",
+                    Style::default().fg(Color::Black).bg(Color::Gray),
+                ),
+                Span::raw(" "),
+                Span::styled(msg, Style::default().fg(Color::Gray)),
+            ])
+        }
+    };
+    Paragraph::new(line).render_ref_to(area, buf);
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
+fn draw_help(frame: &mut Frame, area: Rect) {
+    let rows = help_rows();
+    let mut lines: Vec<Line> = rows
+        .iter()
+        .map(|(k, h)| {
+            Line::from(vec![
+                Span::styled(
+                    format!(" {k:<8}"),
+                    Style::default()
+                        .fg(Color::Cyan)
+                        .add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(*h),
+            ])
+        })
+        .collect();
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled(
+        " attached: every key goes to the worker; Ctrl-] detaches.  mouse: click selects, wheel moves",
+        Style::default().fg(Color::Gray),
+    )));
+    let popup = centered(area, 78, lines.len() as u16 + 2);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_type(BorderType::Double)
+                .title(" keys — ? or Esc closes "),
+        ),
+        popup,
+    );
+}
+
+fn draw_confirm(frame: &mut Frame, area: Rect, engine: &Engine) {
+    let n = engine.live_workers().count();
+    let text = vec![
+        Line::from(format!(" {n} worker(s) still running.")),
+        Line::from(" Quit and stop them? Running tasks stay `running` and resume next time."),
+        Line::from(""),
+        Line::from(Span::styled(
+            " y: quit   n / Esc: stay",
+            Style::default().add_modifier(Modifier::BOLD),
+        )),
+    ];
+    let popup = centered(area, 76, 6);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(text).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_type(BorderType::Double)
+                .title(" quit? "),
+        ),
+        popup,
+    );
+}
+
+fn draw_attached(frame: &mut Frame, engine: &Engine, screens: &Screens, task: usize, area: Rect) {
+    let [bar, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
+    let t = engine.task(task);
+    let line = Line::from(vec![
+        Span::styled(
+            " ATTACHED ",
+            Style::default()
+                .fg(Color::Black)
+                .bg(Color::Yellow)
+                .add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!(" {} · {} — keys go to the agent · ", t.id, t.title)),
+        Span::styled(
+            "Ctrl-] detaches",
+            Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD),
+        ),
+    ]);
+    frame.render_widget(Paragraph::new(line), bar);
+    match screens.get(&task) {
+        Some(p) => {
+            let p = p.lock().unwrap_or_else(|e| e.into_inner());
+            frame.render_widget(tui_term::widget::PseudoTerminal::new(p.screen()), rest);
+        }
+        None => frame.render_widget(
+            Paragraph::new(" the worker has exited — Ctrl-] returns to the control room"),
+            rest,
+        ),
+    }
+}

@@ -1,0 +1,437 @@
+//! Workers: one child process per task in its own PTY (portable-pty), its output read
+//! continuously on a thread of its own, parsed there by a vt100 emulator with bounded scrollback,
+//! and appended raw to a transcript file.
+//!
+//! The reader never waits on the UI: it parses, records the time of the last byte, sets a dirty
+//! flag and sends at most one wake-up through a bounded channel (dropped when full). Terminal
+//! queries the child sends (cursor position, device attributes, colours) are answered from the
+//! emulator so full-screen TUIs such as codex start correctly.
+
+use crate::classify::ScreenSnapshot;
+use portable_pty::{native_pty_system, ChildKiller, CommandBuilder, MasterPty, PtySize};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Messages from the edge (worker threads, the file watcher) to the runtime loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShellMsg {
+    /// Some worker produced output (coalesced: one per burst).
+    Wake,
+    /// A worker's process exited with this status (after its output was drained).
+    Exited {
+        /// Task index.
+        task: usize,
+        /// Exit status; 128+signal number is not available from portable-pty, so a signal death
+        /// is reported as 1 with `signal` set.
+        code: i32,
+        /// The signal that ended it, if any (e.g. "Hangup").
+        signal: Option<String>,
+    },
+    /// A file changed in a task's worktree (from the file watcher).
+    Activity {
+        /// Task index.
+        task: usize,
+    },
+}
+
+/// What the vt100 callbacks collect: replies to terminal queries, the title, bells, notifications.
+#[derive(Debug, Default)]
+pub struct Term {
+    /// Bytes to write back to the child (answers to its queries).
+    pub replies: Vec<u8>,
+    /// The window title (OSC 0/2).
+    pub title: String,
+    /// Bells rung since last taken.
+    pub bells: u32,
+    /// Desktop notifications the child sent (OSC 9 / OSC 777), newest last.
+    pub notifications: Vec<String>,
+}
+
+impl vt100::Callbacks for Term {
+    fn audible_bell(&mut self, _: &mut vt100::Screen) {
+        self.bells += 1;
+    }
+
+    fn set_window_title(&mut self, _: &mut vt100::Screen, title: &[u8]) {
+        self.title = String::from_utf8_lossy(title).into_owned();
+    }
+
+    fn unhandled_csi(
+        &mut self,
+        screen: &mut vt100::Screen,
+        i1: Option<u8>,
+        _i2: Option<u8>,
+        params: &[&[u16]],
+        c: char,
+    ) {
+        let first = params.first().and_then(|p| p.first()).copied().unwrap_or(0);
+        match (i1, c, first) {
+            // DSR: cursor position report (CPR), 1-based.
+            (None | Some(b'?'), 'n', 6) => {
+                let (row, col) = screen.cursor_position();
+                self.replies
+                    .extend_from_slice(format!("\x1b[{};{}R", row + 1, col + 1).as_bytes());
+            }
+            // DSR: device status "OK".
+            (None, 'n', 5) => self.replies.extend_from_slice(b"\x1b[0n"),
+            // DA1: a VT220-class terminal with ANSI colour, like xterm answers.
+            (None, 'c', 0) => self.replies.extend_from_slice(b"\x1b[?62;22c"),
+            // DA2: terminal type and version.
+            (Some(b'>'), 'c', 0) => self.replies.extend_from_slice(b"\x1b[>1;10;0c"),
+            _ => {}
+        }
+    }
+
+    fn unhandled_osc(&mut self, _: &mut vt100::Screen, params: &[&[u8]]) {
+        match params {
+            // Colour queries: answer a light-on-dark palette.
+            [b"10", b"?"] => self
+                .replies
+                .extend_from_slice(b"\x1b]10;rgb:e5e5/e5e5/e5e5\x1b\\"),
+            [b"11", b"?"] => self
+                .replies
+                .extend_from_slice(b"\x1b]11;rgb:1e1e/1e1e/1e1e\x1b\\"),
+            [b"9", msg, ..] => self
+                .notifications
+                .push(String::from_utf8_lossy(msg).into_owned()),
+            [b"777", b"notify", rest @ ..] => self.notifications.push(
+                rest.iter()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(": "),
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// The emulator type every worker uses.
+pub type Emulator = vt100::Parser<Term>;
+
+/// How to start a worker.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    /// Task index (echoed in [`ShellMsg::Exited`]).
+    pub task: usize,
+    /// Program and arguments; never run through a shell.
+    pub argv: Vec<String>,
+    /// Working directory (the task's worktree).
+    pub cwd: PathBuf,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// PTY rows.
+    pub rows: u16,
+    /// PTY columns.
+    pub cols: u16,
+    /// Scrollback kept by the emulator, in lines.
+    pub scrollback: usize,
+    /// Raw output is appended here.
+    pub transcript: PathBuf,
+}
+
+/// A running worker: its PTY, emulator and counters.
+pub struct Worker {
+    /// Task index.
+    pub task: usize,
+    /// The emulator (shared with the reader thread).
+    pub parser: Arc<Mutex<Emulator>>,
+    /// Set by the reader when new output was parsed; cleared by whoever snapshots.
+    pub dirty: Arc<AtomicBool>,
+    /// Unix ms of the last byte read.
+    pub last_output_ms: Arc<AtomicU64>,
+    /// Total bytes read.
+    pub bytes_read: Arc<AtomicU64>,
+    writer: Arc<Mutex<Box<dyn Write + Send>>>,
+    master: Box<dyn MasterPty + Send>,
+    killer: Box<dyn ChildKiller + Send + Sync>,
+    size: (u16, u16),
+    /// OS process id, if known.
+    pub pid: Option<u32>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("task", &self.task)
+            .field("pid", &self.pid)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+/// Finds a program on PATH the way `execvp` would (a name with a `/` is taken as a path).
+pub fn find_program(program: &str, path_var: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return p.is_file().then_some(p);
+    }
+    std::env::split_paths(path_var?)
+        .map(|dir| dir.join(program))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Unix epoch milliseconds now (the runtime's clock).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Worker {
+    /// Starts the child in a new PTY and its reader and waiter threads.
+    ///
+    /// Errors (as one readable sentence): an empty argv, the program not found on PATH, the PTY
+    /// or the process could not be created, the transcript could not be opened.
+    pub fn spawn(
+        spec: SpawnSpec,
+        tx: tokio::sync::mpsc::Sender<ShellMsg>,
+    ) -> Result<Worker, String> {
+        let program = spec.argv.first().ok_or("the agent command is empty")?;
+        let path_var = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| std::ffi::OsString::from(v))
+            .or_else(|| std::env::var_os("PATH"));
+        if find_program(program, path_var.as_deref()).is_none() {
+            return Err(format!(
+                "agent binary {program:?} not found on PATH; install it or fix the profile's command in switchyard.toml"
+            ));
+        }
+        let pty = native_pty_system();
+        let pair = pty
+            .openpty(PtySize {
+                rows: spec.rows,
+                cols: spec.cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .map_err(|e| format!("cannot open a PTY: {e}"))?;
+        let mut cmd = CommandBuilder::new(program);
+        cmd.args(&spec.argv[1..]);
+        cmd.cwd(&spec.cwd);
+        cmd.env("TERM", "xterm-256color");
+        cmd.env("COLORTERM", "truecolor");
+        cmd.env("COLUMNS", spec.cols.to_string());
+        cmd.env("LINES", spec.rows.to_string());
+        for (k, v) in &spec.env {
+            cmd.env(k, v);
+        }
+        let mut child = pair
+            .slave
+            .spawn_command(cmd)
+            .map_err(|e| format!("cannot start {program:?}: {e}"))?;
+        drop(pair.slave);
+        let pid = child.process_id();
+        let killer = child.clone_killer();
+        let mut reader = pair
+            .master
+            .try_clone_reader()
+            .map_err(|e| format!("cannot read the PTY: {e}"))?;
+        let writer: Arc<Mutex<Box<dyn Write + Send>>> = Arc::new(Mutex::new(
+            pair.master
+                .take_writer()
+                .map_err(|e| format!("cannot write the PTY: {e}"))?,
+        ));
+        if let Some(dir) = spec.transcript.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let mut transcript = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.transcript)
+            .map_err(|e| format!("cannot open transcript {}: {e}", spec.transcript.display()))?;
+        let parser = Arc::new(Mutex::new(vt100::Parser::new_with_callbacks(
+            spec.rows,
+            spec.cols,
+            spec.scrollback,
+            Term::default(),
+        )));
+        let dirty = Arc::new(AtomicBool::new(false));
+        let last_output_ms = Arc::new(AtomicU64::new(now_ms()));
+        let bytes_read = Arc::new(AtomicU64::new(0));
+
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        {
+            let parser = parser.clone();
+            let dirty = dirty.clone();
+            let last = last_output_ms.clone();
+            let count = bytes_read.clone();
+            let writer = writer.clone();
+            let tx = tx.clone();
+            std::thread::Builder::new()
+                .name(format!("pty-read-{}", spec.task))
+                .spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match reader.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        let _ = transcript.write_all(chunk);
+                        let replies = {
+                            let mut p = parser.lock().unwrap_or_else(|e| e.into_inner());
+                            p.process(chunk);
+                            std::mem::take(&mut p.callbacks_mut().replies)
+                        };
+                        if !replies.is_empty() {
+                            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+                            let _ = w.write_all(&replies);
+                            let _ = w.flush();
+                        }
+                        last.store(now_ms(), Ordering::Relaxed);
+                        count.fetch_add(n as u64, Ordering::Relaxed);
+                        if !dirty.swap(true, Ordering::AcqRel) {
+                            let _ = tx.try_send(ShellMsg::Wake);
+                        }
+                    }
+                    let _ = done_tx.send(());
+                })
+                .map_err(|e| format!("cannot start the reader thread: {e}"))?;
+        }
+        {
+            let task = spec.task;
+            std::thread::Builder::new()
+                .name(format!("pty-wait-{task}"))
+                .spawn(move || {
+                    let status = child.wait();
+                    // Let the reader drain what the child wrote before it exited; a grandchild
+                    // holding the PTY open must not keep the exit from being reported.
+                    let _ = done_rx.recv_timeout(Duration::from_millis(1500));
+                    let (code, signal) = match status {
+                        Ok(s) => (s.exit_code() as i32, s.signal().map(str::to_string)),
+                        Err(_) => (1, None),
+                    };
+                    let _ = tx.blocking_send(ShellMsg::Exited { task, code, signal });
+                })
+                .map_err(|e| format!("cannot start the waiter thread: {e}"))?;
+        }
+        Ok(Worker {
+            task: spec.task,
+            parser,
+            dirty,
+            last_output_ms,
+            bytes_read,
+            writer,
+            master: pair.master,
+            killer,
+            size: (spec.rows, spec.cols),
+            pid,
+        })
+    }
+
+    /// Writes bytes to the child's terminal (keys, answers, nudges).
+    pub fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        w.write_all(bytes)?;
+        w.flush()
+    }
+
+    /// Resizes the PTY and the emulator (rows × cols). No-op when unchanged.
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        if self.size == (rows, cols) || rows == 0 || cols == 0 {
+            return;
+        }
+        self.size = (rows, cols);
+        let _ = self.master.resize(PtySize {
+            rows,
+            cols,
+            pixel_width: 0,
+            pixel_height: 0,
+        });
+        self.parser
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .screen_mut()
+            .set_size(rows, cols);
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// The PTY size, rows × cols.
+    pub fn size(&self) -> (u16, u16) {
+        self.size
+    }
+
+    /// Asks the child to stop (SIGHUP, then SIGKILL if it lingers; portable-pty's policy).
+    pub fn kill(&mut self) {
+        let _ = self.killer.kill();
+    }
+
+    /// The visible screen as text, with cursor, alternate-screen flag and title.
+    pub fn snapshot(&self) -> ScreenSnapshot {
+        let p = self.parser.lock().unwrap_or_else(|e| e.into_inner());
+        snapshot_of(&p)
+    }
+}
+
+/// Plain-text snapshot of an emulator's visible screen.
+pub fn snapshot_of(p: &Emulator) -> ScreenSnapshot {
+    let screen = p.screen();
+    let (_, cols) = screen.size();
+    let (row, col) = screen.cursor_position();
+    ScreenSnapshot {
+        rows: screen
+            .rows(0, cols)
+            .map(|r| r.trim_end().to_string())
+            .collect(),
+        cursor_row: row as usize,
+        cursor_col: col as usize,
+        alternate: screen.alternate_screen(),
+        title: p.callbacks().title.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(bytes: &[u8]) -> Emulator {
+        let mut p = vt100::Parser::new_with_callbacks(24, 80, 0, Term::default());
+        p.process(bytes);
+        p
+    }
+
+    #[test]
+    fn answers_cursor_position_at_the_moment_it_is_asked() {
+        let mut p = parse(b"hello\r\nab\x1b[6n more text");
+        assert_eq!(p.callbacks_mut().replies, b"\x1b[2;3R");
+    }
+
+    #[test]
+    fn answers_device_attributes_and_colour_queries() {
+        let p = parse(b"\x1b[c\x1b]11;?\x07\x1b[>c");
+        let r = String::from_utf8(p.callbacks().replies.clone()).unwrap();
+        assert_eq!(
+            r,
+            "\x1b[?62;22c\x1b]11;rgb:1e1e/1e1e/1e1e\x1b\\\x1b[>1;10;0c"
+        );
+    }
+
+    #[test]
+    fn records_title_bell_and_notifications() {
+        let p = parse(b"\x1b]0;codex: working\x07\x07\x1b]9;Approval needed\x07");
+        assert_eq!(p.callbacks().title, "codex: working");
+        assert_eq!(p.callbacks().bells, 1);
+        assert_eq!(p.callbacks().notifications, vec!["Approval needed"]);
+        assert_eq!(snapshot_of(&p).title, "codex: working");
+    }
+
+    #[test]
+    fn finds_programs_on_path() {
+        let path = std::env::var_os("PATH");
+        assert!(find_program("sh", path.as_deref()).is_some());
+        assert!(find_program("surely-no-such-agent-xyz", path.as_deref()).is_none());
+    }
+}
