@@ -1,0 +1,404 @@
+//! End-to-end runs of the real binary on real git repositories, headless.
+
+mod common;
+
+use common::{bin, git, repo};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn manifest_status(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn tasks(m: &Value) -> Vec<Value> {
+    m["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["tasks"].as_array().unwrap().clone())
+        .collect()
+}
+
+fn journal(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_headless_demo_completes_every_task_with_heals_in_the_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = Command::new(bin())
+        .args(["demo", "--headless", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("tasks complete 8/8"), "{stdout}");
+    let m = manifest_status(&dir.join("manifest.json"));
+    for t in tasks(&m) {
+        assert_eq!(t["status"], "complete", "{t}");
+        let branch = t["branch"].as_str().unwrap();
+        let base = t["baseCommit"].as_str().unwrap();
+        let n = git(&dir, &["rev-list", "--count", &format!("{base}..{branch}")]);
+        assert!(
+            n.trim().parse::<u32>().unwrap() >= 1,
+            "{branch} has commits"
+        );
+    }
+    let j = journal(&dir.join(".switchyard/logs"));
+    let heal = |needle: &str| {
+        j.iter()
+            .any(|e| e["kind"] == "heal" && e["message"].as_str().unwrap().contains(needle))
+    };
+    assert!(heal("answer (yes-no)"), "a prompt was answered");
+    assert!(heal("restart in"), "a failure was restarted");
+    assert!(heal("nudge 1 after stall"), "a stall was nudged");
+    let answer = j
+        .iter()
+        .find(|e| e["kind"] == "heal" && e["message"].as_str().unwrap().contains("answer"))
+        .unwrap();
+    assert_eq!(
+        answer["data"]["bytes"], "y\r",
+        "the exact bytes are journaled"
+    );
+    // The restarted agent got the error as context.
+    let restart = j
+        .iter()
+        .find(|e| e["message"].as_str().unwrap().starts_with("restart in"))
+        .unwrap();
+    assert!(restart["data"]["context"]
+        .as_str()
+        .unwrap()
+        .contains("error: test suite failed"));
+    // Transcripts exist per task.
+    assert!(dir.join(".switchyard/logs/d1.log").exists());
+}
+
+fn write_project(dir: &Path, tasks_json: &str, config: &str) -> std::path::PathBuf {
+    let manifest = dir.join("manifest.json");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"{{"project":"t","workdir":".sy","phases":[{{"name":"p1","tasks":[{tasks_json}]}}]}}"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("switchyard.toml"), config).unwrap();
+    manifest
+}
+
+const COMMIT_AGENT: &str = r#"
+default_agent = "commit"
+[heal]
+backoff_ms = 100
+max_attempts = 2
+[agents.commit]
+command = ["sh", "-c", "printf '%s' \"$1\" > prompt.txt && git add prompt.txt && git -c user.name=a -c user.email=a@a -c commit.gpgsign=false commit -qm work", "agent", "{prompt}"]
+"#;
+
+#[test]
+fn a_hostile_title_reaches_the_agent_as_one_inert_argument() {
+    let r = repo();
+    let pwned = r.path().join("PWNED");
+    let pwned2 = r.path().join("PWNED2");
+    let title = format!(
+        "'; touch {}; '$(touch {})`touch {}`",
+        pwned.display(),
+        pwned2.display(),
+        pwned2.display()
+    );
+    let task =
+        serde_json::json!({"id": "evil", "title": title, "files": ["prompt.txt"], "prompt": title});
+    let manifest = write_project(r.path(), &task.to_string(), COMMIT_AGENT);
+    let out = Command::new(bin())
+        .args(["run", "--headless"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let wt = r.path().join(".sy/worktrees/evil");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("prompt.txt")).unwrap(),
+        title
+    );
+    assert!(
+        !pwned.exists() && !pwned2.exists(),
+        "nothing in the title was executed"
+    );
+}
+
+#[test]
+fn a_missing_agent_binary_is_an_error_on_that_task_not_a_crash() {
+    let r = repo();
+    let config = format!(
+        "{COMMIT_AGENT}\n[agents.ghost]\ncommand = [\"no-such-agent-cli-xyz\", \"{{prompt}}\"]\n"
+    );
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"a","title":"x","files":["a"],"agent":"ghost"},{"id":"b","title":"y","files":["prompt.txt"]}"#,
+        &config,
+    );
+    let out = Command::new(bin())
+        .args(["run", "--headless"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let m = manifest_status(&manifest);
+    let t = tasks(&m);
+    assert_eq!(t[0]["status"], "error");
+    assert!(
+        t[0]["lastVerdict"]
+            .as_str()
+            .unwrap()
+            .contains("\"no-such-agent-cli-xyz\" not found on PATH"),
+        "{}",
+        t[0]
+    );
+    assert_eq!(t[1]["status"], "complete");
+}
+
+#[test]
+fn a_deny_listed_prompt_ends_headless_with_exit_2() {
+    let r = repo();
+    let config = r#"
+default_agent = "asker"
+[agents.asker]
+command = ["sh", "-c", "printf 'Overwrite prompt.txt? (y/n) '; read a; echo got $a"]
+"#;
+    let manifest = write_project(r.path(), r#"{"id":"a","title":"x","files":["a"]}"#, config);
+    let out = Command::new(bin())
+        .args(["run", "--headless"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("escalate: prompt matches the deny-list"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sent \"y"), "never answered: {stdout}");
+    assert_eq!(
+        tasks(&manifest_status(&manifest))[0]["status"],
+        "needs_attention"
+    );
+}
+
+#[test]
+fn plan_prints_the_seed_batches_and_critical_path() {
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed-manifest.json");
+    let out = Command::new(bin()).arg("plan").arg(&seed).output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(s.contains("Batch 1 [Phase 1: Critical]: t1 ∥ t3"), "{s}");
+    assert!(
+        s.contains("Batch 2 [Phase 1: Critical]: t2\n  t2 after t1 (dependsOn)"),
+        "{s}"
+    );
+    assert!(s.contains("Batch 3 [Phase 2: High]: t4 ∥ t6 ∥ t7"), "{s}");
+    assert!(s.contains("Batch 4 [Phase 2: High]: t5 ∥ t8"), "{s}");
+    assert!(
+        s.contains("t5 after all of Phase 1: Critical, t4 (dependsOn)"),
+        "{s}"
+    );
+    assert!(
+        s.contains("t8 after all of Phase 1: Critical, t7 (dependsOn)"),
+        "{s}"
+    );
+    assert!(
+        s.contains("Critical path (4 tasks): t1 → t2 → t4 → t5"),
+        "{s}"
+    );
+}
+
+#[test]
+fn plan_reports_every_problem_with_its_place_and_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        "{\n  \"phases\": [\n    {\"tasks\": [{\"id\": \"a\",}]}\n  ]\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(bin()).arg("plan").arg(&bad).output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        e.contains("bad.json") && e.contains("line 3, column") && e.contains("Fix:"),
+        "{e}"
+    );
+
+    let cyc = tmp.path().join("cycle.json");
+    std::fs::write(
+        &cyc,
+        r#"{"phases":[{"tasks":[{"id":"a","files":["x"],"dependsOn":["b"]},{"id":"b","files":["y"],"dependsOn":["a"]},{"id":"c","dependsOn":["zz"]}]}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(bin()).arg("plan").arg(&cyc).output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        e.contains("task c: dependsOn names unknown task \"zz\""),
+        "{e}"
+    );
+
+    std::fs::write(
+        &cyc,
+        r#"{"phases":[{"tasks":[{"id":"a","files":["x"],"dependsOn":["b"]},{"id":"b","files":["y"],"dependsOn":["a"]}]}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(bin()).arg("plan").arg(&cyc).output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("dependency cycle: a → b (dependsOn) → a (dependsOn)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_killed_run_resumes_and_keeps_finished_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let mut child = Command::new(bin())
+        .args(["demo", "--headless", "--pace", "2", "--dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let manifest = dir.join("manifest.json");
+    // Kill it (SIGKILL: no chance to clean up) once some tasks are complete.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        if let Ok(text) = std::fs::read_to_string(&manifest) {
+            if let Ok(m) = serde_json::from_str::<Value>(&text) {
+                if tasks(&m)
+                    .iter()
+                    .filter(|t| t["status"] == "complete")
+                    .count()
+                    >= 2
+                {
+                    break;
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo made no progress"
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = manifest_status(&manifest);
+    let done_before: Vec<Value> = tasks(&before)
+        .into_iter()
+        .filter(|t| t["status"] == "complete")
+        .collect();
+    assert!(
+        tasks(&before).iter().any(|t| t["status"] != "complete"),
+        "killed mid-run"
+    );
+
+    let out = Command::new(bin())
+        .args(["run", "--headless"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let after = manifest_status(&manifest);
+    for t in tasks(&after) {
+        assert_eq!(t["status"], "complete");
+    }
+    for t in done_before {
+        let now = tasks(&after)
+            .into_iter()
+            .find(|x| x["id"] == t["id"])
+            .unwrap();
+        assert_eq!(
+            now["completedAt"], t["completedAt"],
+            "finished work is not redone"
+        );
+        assert_eq!(now["attempts"], t["attempts"]);
+    }
+}
+
+#[test]
+fn clean_removes_only_the_worktrees_it_made() {
+    let r = repo();
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"a","title":"x","files":["prompt.txt"]}"#,
+        COMMIT_AGENT,
+    );
+    let out = Command::new(bin())
+        .args(["run", "--headless"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    // A worktree made by hand must survive.
+    git(
+        r.path(),
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "mine",
+            r.path().join("../mine-wt").to_str().unwrap(),
+        ],
+    );
+    let out = Command::new(bin())
+        .arg("clean")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!r.path().join(".sy/worktrees/a").exists());
+    let list = git(r.path(), &["worktree", "list"]);
+    assert!(!list.contains(".sy/worktrees/a"), "{list}");
+    assert!(list.contains("mine-wt"), "{list}");
+    assert!(
+        git(r.path(), &["branch", "--list", "task/a"]).contains("task/a"),
+        "branch kept"
+    );
+    assert!(r.path().join(".sy/logs/events.jsonl").exists(), "logs kept");
+    git(
+        r.path(),
+        &[
+            "worktree",
+            "remove",
+            "--force",
+            r.path().join("../mine-wt").to_str().unwrap(),
+        ],
+    );
+}
