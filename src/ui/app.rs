@@ -6,7 +6,7 @@ use super::keys::{action_for, is_detach, Action};
 use crate::engine::{Command, Engine};
 use crate::manifest::Status;
 use crossterm::event::{
-    Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEventKind,
+    Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind,
 };
 use ratatui::layout::Rect;
 use ratatui::widgets::TableState;
@@ -201,7 +201,16 @@ impl App {
                     KeyCode::Backspace => {
                         text.pop();
                     }
-                    KeyCode::Char(c) => text.push(c),
+                    KeyCode::Char('u') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                        text.clear()
+                    }
+                    KeyCode::Char(c)
+                        if !k
+                            .modifiers
+                            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
+                    {
+                        text.push(c)
+                    }
                     _ => {}
                 }
                 return vec![];

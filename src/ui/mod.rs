@@ -66,7 +66,6 @@ pub async fn run(rt: &mut Runtime) -> Result<i32> {
     out.execute(EnableMouseCapture)?;
     out.execute(EnableBracketedPaste)?;
     let mut terminal = Terminal::new(CrosstermBackend::new(stdout()))?;
-    terminal.clear()?;
     let size = terminal.size()?;
     let (r, c) = pty_size_for(size.height, size.width);
     rt.resize(r, c);

@@ -53,8 +53,8 @@ pub fn repo() -> tempfile::TempDir {
 
 /// The binary running in a PTY, its screen parsed by vt100 as a person would see it.
 pub struct PtyApp {
-    parser: Arc<Mutex<vt100::Parser>>,
-    writer: Box<dyn Write + Send>,
+    parser: Arc<Mutex<vt100::Parser<switchyard::worker::Term>>>,
+    writer: Arc<Mutex<Box<dyn Write + Send>>>,
     child: Box<dyn portable_pty::Child + Send + Sync>,
     _master: Box<dyn portable_pty::MasterPty + Send>,
 }
@@ -76,17 +76,34 @@ impl PtyApp {
         cmd.env("TERM", "xterm-256color");
         let child = pair.slave.spawn_command(cmd).unwrap();
         drop(pair.slave);
-        let parser = Arc::new(Mutex::new(vt100::Parser::new(rows, cols, 0)));
+        // The emulator answers terminal queries (cursor position, attributes) as a real
+        // terminal would, using switchyard's own responder.
+        let parser = Arc::new(Mutex::new(vt100::Parser::new_with_callbacks(
+            rows,
+            cols,
+            0,
+            switchyard::worker::Term::default(),
+        )));
         let mut reader = pair.master.try_clone_reader().unwrap();
-        let writer = pair.master.take_writer().unwrap();
+        let writer = Arc::new(Mutex::new(pair.master.take_writer().unwrap()));
         let p = parser.clone();
+        let w = writer.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {
                     break;
                 }
-                p.lock().unwrap().process(&buf[..n]);
+                let replies = {
+                    let mut p = p.lock().unwrap();
+                    p.process(&buf[..n]);
+                    std::mem::take(&mut p.callbacks_mut().replies)
+                };
+                if !replies.is_empty() {
+                    let mut w = w.lock().unwrap();
+                    let _ = w.write_all(&replies);
+                    let _ = w.flush();
+                }
             }
         });
         PtyApp {
@@ -139,9 +156,15 @@ impl PtyApp {
 
     /// Types bytes as a person would.
     pub fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).unwrap();
-        self.writer.flush().unwrap();
+        self.send_quiet(bytes);
         std::thread::sleep(Duration::from_millis(150));
+    }
+
+    /// Types bytes without pausing afterwards.
+    pub fn send_quiet(&mut self, bytes: &[u8]) {
+        let mut w = self.writer.lock().unwrap();
+        w.write_all(bytes).unwrap();
+        w.flush().unwrap();
     }
 
     /// Waits for the process to exit; returns its exit code.
