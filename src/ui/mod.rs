@@ -74,14 +74,11 @@ pub async fn run(rt: &mut Runtime) -> Result<i32> {
     let (key_tx, mut key_rx) = tokio::sync::mpsc::channel(256);
     std::thread::Builder::new()
         .name("terminal-input".into())
-        .spawn(move || loop {
-            match crossterm::event::read() {
-                Ok(ev) => {
-                    if key_tx.blocking_send(ev).is_err() {
-                        break;
-                    }
+        .spawn(move || {
+            while let Ok(ev) = crossterm::event::read() {
+                if key_tx.blocking_send(ev).is_err() {
+                    break;
                 }
-                Err(_) => break,
             }
         })?;
 
