@@ -53,6 +53,9 @@ pub struct Evidence {
     pub rule: String,
     /// The matched screen line, trimmed, or a description of the signal.
     pub line: String,
+    /// The screen row (0-based) of the matched line; `None` for signals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<usize>,
 }
 
 /// A verdict with its evidence.
@@ -72,6 +75,7 @@ impl Verdict {
             evidence: Evidence {
                 rule: rule.into(),
                 line: line.into(),
+                row: None,
             },
         }
     }
@@ -134,6 +138,11 @@ pub struct RuleSpec {
     /// Output must have been quiet this long (ms) before the rule counts. Default 500.
     #[serde(default = "default_quiet_ms")]
     pub quiet_ms: u64,
+    /// The match must persist this long (ms) before a heal action acts on it. Default 0. For
+    /// agents that animate a spinner while failing (output is never quiet), use `quiet_ms = 0`
+    /// with a hold instead.
+    #[serde(default)]
+    pub hold_ms: u64,
 }
 
 fn default_region() -> String {
@@ -156,6 +165,8 @@ pub struct Rule {
     pub region: Region,
     /// Required quiet time before it counts, ms.
     pub quiet_ms: u64,
+    /// How long the match must persist before a heal action acts, ms.
+    pub hold_ms: u64,
 }
 
 impl Rule {
@@ -178,6 +189,7 @@ impl Rule {
             re,
             region,
             quiet_ms: spec.quiet_ms,
+            hold_ms: spec.hold_ms,
         })
     }
 }
@@ -209,6 +221,21 @@ impl ScreenSnapshot {
             cursor_col,
             ..Default::default()
         }
+    }
+
+    /// The non-blank rows from `n` rows above `row` down to the row below it: the context a
+    /// prompt is judged in (a menu's options sit above its "Press enter" line).
+    pub fn context_around(&self, row: usize, n: usize) -> Vec<&str> {
+        if self.rows.is_empty() {
+            return Vec::new();
+        }
+        let r = row.min(self.rows.len() - 1);
+        let end = (r + 2).min(self.rows.len());
+        self.rows[r.saturating_sub(n)..end]
+            .iter()
+            .map(|r| r.trim())
+            .filter(|r| !r.is_empty())
+            .collect()
     }
 
     /// The last `n` non-blank rows, joined with newlines (the error tail given to a restart).
@@ -312,6 +339,7 @@ pub fn classify(
                     evidence: Evidence {
                         rule: rule.name.clone(),
                         line: row.trim().to_string(),
+                        row: Some(i),
                     },
                 };
             }
@@ -346,6 +374,7 @@ mod tests {
             pattern: pattern.into(),
             region: region.into(),
             quiet_ms: 500,
+            hold_ms: 0,
         })
         .unwrap()
     }
@@ -422,6 +451,7 @@ mod tests {
             pattern: "(unclosed".into(),
             region: "cursor".into(),
             quiet_ms: 0,
+            hold_ms: 0,
         };
         let e = Rule::compile(&spec).unwrap_err();
         assert!(

@@ -240,7 +240,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.default_agent, "fake");
-        assert_eq!(c.agents["fake-asks"].command[4], "asks");
+        assert_eq!(c.agents["fake-asks"].command[3], "asks");
     }
 
     #[test]

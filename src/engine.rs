@@ -223,6 +223,8 @@ pub struct WorkerState {
     screen_hash: u64,
     acted_on: Option<u64>,
     inspecting: bool,
+    /// The (verdict, rule) seen on consecutive ticks and since when, ms.
+    held: Option<(VerdictKind, String, Ms)>,
     /// Set when switchyard stopped it on purpose.
     pub stop: Option<StopReason>,
 }
@@ -481,7 +483,7 @@ impl Engine {
             return;
         };
         let tail = w.screen.tail(self.config.heal.error_tail_lines);
-        let last_line = w.screen.tail(1);
+        let last_line = error_line(&tail);
         self.journal(
             fx,
             now,
@@ -763,12 +765,33 @@ impl Engine {
         };
         let rules = &self.compiled.rules[self.agent_of(i)];
         let v = classify(&w.screen, &timing, rules, self.config.heal.stall_ms);
+        let hold_ms = rules
+            .iter()
+            .find(|r| r.name == v.evidence.rule)
+            .map_or(0, |r| r.hold_ms);
+        let since = match &w.held {
+            Some((k, r, since)) if *k == v.kind && *r == v.evidence.rule => *since,
+            _ => now,
+        };
+        let held_long_enough = now.saturating_sub(since) >= hold_ms;
+        let prompt_context: Vec<String> = w
+            .screen
+            .context_around(v.evidence.row.unwrap_or(w.screen.cursor_row), 8)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         let screen_hash = w.screen_hash;
         let acted = w.acted_on == Some(screen_hash);
         let inspecting = w.inspecting;
         let kind = v.kind;
         let line = v.evidence.line.clone();
+        if let Some(w) = self.runs[i].worker.as_mut() {
+            w.held = Some((v.kind, v.evidence.rule.clone(), since));
+        }
         self.set_verdict(i, v, now, fx);
+        if !held_long_enough {
+            return;
+        }
         let status = self.status(i);
         match kind {
             VerdictKind::Running => {
@@ -778,7 +801,7 @@ impl Engine {
             }
             VerdictKind::WaitingInput => {
                 if !acted && status != Status::NeedsAttention {
-                    self.answer_prompt(i, &line, now, fx);
+                    self.answer_prompt(i, &line, &prompt_context, now, fx);
                 }
             }
             VerdictKind::Error => {
@@ -834,9 +857,35 @@ impl Engine {
         }
     }
 
-    fn answer_prompt(&mut self, i: usize, line: &str, now: Ms, fx: &mut Vec<Effect>) {
-        if let Some(d) = self.compiled.deny.iter().find(|d| d.is_match(line)) {
-            let reason = format!("prompt matches the deny-list ({}): {line}", d.as_str());
+    /// Answers an allow-listed prompt. The deny-list is checked against the prompt line and the
+    /// rows just above it (a menu's options sit above its "Press enter" line), so "Sign in" or
+    /// "Delete branch" in a dialog is never confirmed automatically.
+    fn answer_prompt(
+        &mut self,
+        i: usize,
+        line: &str,
+        context: &[String],
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) {
+        let denied = std::iter::once(line)
+            .chain(context.iter().map(String::as_str))
+            .find_map(|l| {
+                self.compiled
+                    .deny
+                    .iter()
+                    .find(|d| d.is_match(l))
+                    .map(|d| (l, d))
+            });
+        if let Some((l, d)) = denied {
+            let reason = if l == line {
+                format!("prompt matches the deny-list ({}): {line}", d.as_str())
+            } else {
+                format!(
+                    "prompt {line:?} is in a dialog that matches the deny-list ({}): {l}",
+                    d.as_str()
+                )
+            };
             self.escalate(i, reason, now, fx);
             return;
         }
@@ -1171,6 +1220,7 @@ impl Engine {
             screen_hash: 0,
             acted_on: None,
             inspecting: false,
+            held: None,
             stop: None,
         });
         {
@@ -1192,6 +1242,25 @@ impl Engine {
         fx.push(Effect::Persist);
         fx.push(Effect::Start(spec));
     }
+}
+
+/// The line of a screen tail that best explains a failure: the last one that says error, failed,
+/// fatal or panic, else the last line.
+fn error_line(tail: &str) -> String {
+    let lines: Vec<&str> = tail
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let re = regex::Regex::new(r"(?i)\b(error|failed|fatal|panic(ked)?|cannot|denied)\b")
+        .expect("a valid pattern");
+    lines
+        .iter()
+        .rev()
+        .find(|l| re.is_match(l))
+        .or(lines.last())
+        .map(|l| l.to_string())
+        .unwrap_or_default()
 }
 
 fn hash_screen(s: &ScreenSnapshot) -> u64 {

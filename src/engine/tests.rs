@@ -238,6 +238,11 @@ fn a_failure_restarts_with_the_error_as_context_then_gives_up() {
         .prompt
         .starts_with("Previous attempt 1 failed (exited with status 1)"));
     assert!(spec.prompt.contains("error: test suite failed"));
+    let verdict = e.task(0).last_verdict.clone().unwrap();
+    assert!(
+        verdict.ends_with("exited with status 1: error: test suite failed: assertion failed"),
+        "{verdict}"
+    );
     started(&mut e, 0, 1_700);
     exited(&mut e, 0, 1, 0, 2_000);
     assert!(
