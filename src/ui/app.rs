@@ -1,8 +1,11 @@
 //! The control room's own state (selection, mode, input line) and its `update`: input events in,
 //! [`Intent`]s out. It holds no policy: every change to a task is an engine [`Command`].
 
+use super::dag::DagLayout;
 use super::encode::{encode_key, encode_paste, Modes};
 use super::keys::{action_for, is_detach, Action};
+use super::scroll::{self, ScrollState};
+use super::view::Screens;
 use crate::engine::{Command, Engine};
 use crate::manifest::Status;
 use crossterm::event::{
@@ -40,6 +43,30 @@ pub enum Mode {
     },
     /// Attached to a worker: keys pass through; Ctrl-] detaches.
     Attached(usize),
+    /// Reading a worker's scrollback (PgUp, wheel, `/`).
+    Scroll(ScrollState),
+}
+
+/// Which views share the top of the screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopViews {
+    /// The task table beside the DAG.
+    Both,
+    /// The task table only.
+    Table,
+    /// The DAG only.
+    Dag,
+}
+
+/// What a clickable area on screen is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HitKind {
+    /// A row of the task table.
+    Row,
+    /// A worker pane.
+    Pane,
+    /// A DAG node.
+    Node,
 }
 
 /// What the loop must do after an input event.
@@ -49,6 +76,8 @@ pub enum Intent {
     Command(Command),
     /// Write bytes to a worker's PTY (attach mode).
     Type(usize, Vec<u8>),
+    /// Put text on the clipboard (OSC 52 to the person's terminal).
+    Copy(String),
     /// Leave the control room.
     Quit,
 }
@@ -69,7 +98,13 @@ pub struct App {
     /// Table scroll state.
     pub table_state: TableState,
     /// Screen areas that select a task when clicked (filled by the last draw).
-    pub hits: Vec<(Rect, usize)>,
+    pub hits: Vec<(Rect, usize, HitKind)>,
+    /// Which views share the top of the screen.
+    pub views: TopViews,
+    /// Share of the body, in percent, the table and DAG get when worker panes are shown.
+    pub top_pct: u16,
+    /// The DAG layout (computed once; the plan does not change during a run).
+    pub dag: Option<DagLayout>,
 }
 
 impl App {
@@ -83,6 +118,9 @@ impl App {
             message: None,
             table_state: TableState::default(),
             hits: Vec::new(),
+            views: TopViews::Both,
+            top_pct: 40,
+            dag: None,
         }
     }
 
@@ -112,12 +150,21 @@ impl App {
         &mut self,
         ev: &TermEvent,
         engine: &Engine,
+        screens: &Screens,
         modes: Modes,
-        live: bool,
     ) -> Vec<Intent> {
+        let live = screens.contains_key(&self.selected);
         match ev {
             TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
-                self.on_key(k, engine, modes, live)
+                if let Mode::Scroll(st) = &mut self.mode {
+                    let mut st = st.clone();
+                    let out = self.on_scroll_key(k, &mut st, screens);
+                    if matches!(self.mode, Mode::Scroll(_)) {
+                        self.mode = Mode::Scroll(st);
+                    }
+                    return out;
+                }
+                self.on_key(k, engine, screens, modes, live)
             }
             TermEvent::Paste(text) => match (&mut self.mode, text) {
                 (Mode::Attached(task), _) => vec![Intent::Type(*task, encode_paste(text, modes))],
@@ -128,19 +175,29 @@ impl App {
                 _ => vec![],
             },
             TermEvent::Mouse(m) if !matches!(self.mode, Mode::Attached(_)) => {
-                match m.kind {
-                    MouseEventKind::Down(MouseButton::Left) => {
-                        if let Some(&(_, task)) = self.hits.iter().find(|(r, _)| {
-                            m.column >= r.x
-                                && m.column < r.right()
-                                && m.row >= r.y
-                                && m.row < r.bottom()
-                        }) {
-                            self.selected = task;
-                        }
+                let hit = self
+                    .hits
+                    .iter()
+                    .find(|(r, _, _)| {
+                        m.column >= r.x
+                            && m.column < r.right()
+                            && m.row >= r.y
+                            && m.row < r.bottom()
+                    })
+                    .map(|&(_, task, kind)| (task, kind));
+                match (m.kind, hit) {
+                    (MouseEventKind::Down(MouseButton::Left), Some((task, _))) => {
+                        self.selected = task
                     }
-                    MouseEventKind::ScrollDown => self.move_selection(engine, 1),
-                    MouseEventKind::ScrollUp => self.move_selection(engine, -1),
+                    (MouseEventKind::ScrollUp, Some((task, HitKind::Pane))) => {
+                        self.selected = task;
+                        self.scroll_by(task, 3, screens);
+                    }
+                    (MouseEventKind::ScrollDown, Some((task, HitKind::Pane))) => {
+                        self.scroll_by(task, -3, screens);
+                    }
+                    (MouseEventKind::ScrollDown, _) => self.move_selection(engine, 1),
+                    (MouseEventKind::ScrollUp, _) => self.move_selection(engine, -1),
                     _ => {}
                 }
                 vec![]
@@ -149,7 +206,14 @@ impl App {
         }
     }
 
-    fn on_key(&mut self, k: &KeyEvent, engine: &Engine, modes: Modes, live: bool) -> Vec<Intent> {
+    fn on_key(
+        &mut self,
+        k: &KeyEvent,
+        engine: &Engine,
+        screens: &Screens,
+        modes: Modes,
+        live: bool,
+    ) -> Vec<Intent> {
         self.message = None;
         match &mut self.mode {
             Mode::Attached(task) => {
@@ -215,7 +279,7 @@ impl App {
                 }
                 return vec![];
             }
-            Mode::Normal => {}
+            Mode::Normal | Mode::Scroll(_) => {}
         }
         let Some(action) = action_for(k) else {
             return vec![];
@@ -236,6 +300,30 @@ impl App {
                 }
             }
             Action::Zoom => self.zoom = !self.zoom,
+            Action::CycleViews => {
+                self.views = match self.views {
+                    TopViews::Both => TopViews::Table,
+                    TopViews::Table => TopViews::Dag,
+                    TopViews::Dag => TopViews::Both,
+                }
+            }
+            Action::GrowTop => self.top_pct = (self.top_pct + 10).min(90),
+            Action::ShrinkTop => self.top_pct = self.top_pct.saturating_sub(10).max(10),
+            Action::ScrollBack => {
+                if !live {
+                    return need_worker(self);
+                }
+                let page = page_rows(screens, sel);
+                self.scroll_by(sel, page as i64, screens);
+            }
+            Action::Search => {
+                if !live {
+                    return need_worker(self);
+                }
+                let mut st = ScrollState::new(sel);
+                st.editing = true;
+                self.mode = Mode::Scroll(st);
+            }
             Action::Filter => {
                 let present: Vec<Status> = Status::ALL
                     .into_iter()
@@ -325,8 +413,222 @@ impl App {
     }
 }
 
+fn page_rows(screens: &Screens, task: usize) -> usize {
+    screens
+        .get(&task)
+        .map(|p| {
+            p.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .screen()
+                .size()
+                .0 as usize
+        })
+        .unwrap_or(24)
+        .saturating_sub(2)
+        .max(1)
+}
+
+impl App {
+    /// Scrolls `task`'s pane by `delta` rows (positive = back in time), entering or leaving
+    /// scrollback mode as needed.
+    fn scroll_by(&mut self, task: usize, delta: i64, screens: &Screens) {
+        let Some(p) = screens.get(&task) else { return };
+        let depth = scroll::depth(&mut p.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut st = match &self.mode {
+            Mode::Scroll(st) if st.task == task => st.clone(),
+            _ => ScrollState::new(task),
+        };
+        st.offset = (st.offset as i64 + delta).clamp(0, depth as i64) as usize;
+        self.mode = if st.offset == 0 && st.query.is_empty() {
+            Mode::Normal
+        } else {
+            Mode::Scroll(st)
+        };
+    }
+
+    fn on_scroll_key(
+        &mut self,
+        k: &KeyEvent,
+        st: &mut ScrollState,
+        screens: &Screens,
+    ) -> Vec<Intent> {
+        let Some(p) = screens.get(&st.task) else {
+            self.mode = Mode::Normal;
+            return vec![];
+        };
+        if st.editing {
+            match k.code {
+                KeyCode::Esc => st.editing = false,
+                KeyCode::Enter => {
+                    st.editing = false;
+                    self.search(st, p, true, true);
+                }
+                KeyCode::Backspace => {
+                    st.query.pop();
+                }
+                KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                    st.query.push(c)
+                }
+                _ => {}
+            }
+            return vec![];
+        }
+        let page = page_rows(screens, st.task) as i64;
+        let depth = scroll::depth(&mut p.lock().unwrap_or_else(|e| e.into_inner())) as i64;
+        let mut moved = |d: i64| st.offset = (st.offset as i64 + d).clamp(0, depth) as usize;
+        match k.code {
+            KeyCode::Esc | KeyCode::Char('q') => self.mode = Mode::Normal,
+            KeyCode::PageUp => moved(page),
+            KeyCode::PageDown => moved(-page),
+            KeyCode::Up | KeyCode::Char('k') => moved(1),
+            KeyCode::Down | KeyCode::Char('j') => moved(-1),
+            KeyCode::Home | KeyCode::Char('g') => moved(depth),
+            KeyCode::End | KeyCode::Char('G') => moved(-depth),
+            KeyCode::Char('/') => {
+                st.editing = true;
+                st.query.clear();
+            }
+            KeyCode::Char('n') => self.search(st, p, true, false),
+            KeyCode::Char('N') => self.search(st, p, false, false),
+            KeyCode::Char('y') => {
+                let mut em = p.lock().unwrap_or_else(|e| e.into_inner());
+                let lines = scroll::all_lines(&mut em);
+                let text = match st.found {
+                    Some(l) => lines[l].trim_end().to_string(),
+                    None => {
+                        let rows = em.screen().size().0 as usize;
+                        let end = lines.len().saturating_sub(st.offset);
+                        lines[end.saturating_sub(rows)..end]
+                            .iter()
+                            .map(|l| l.trim_end())
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    }
+                };
+                self.message = Some(format!(
+                    "copied {} characters (OSC 52)",
+                    text.chars().count()
+                ));
+                return vec![Intent::Copy(text)];
+            }
+            _ => {}
+        }
+        vec![]
+    }
+
+    /// Moves to the next match older (`back`) or newer than the current one; `fresh` starts
+    /// from the live screen.
+    fn search(&mut self, st: &mut ScrollState, p: &SharedEmulator, back: bool, fresh: bool) {
+        let mut em = p.lock().unwrap_or_else(|e| e.into_inner());
+        let lines = scroll::all_lines(&mut em);
+        let rows = em.screen().size().0 as usize;
+        let depth = lines.len().saturating_sub(rows);
+        let from = match (st.found, fresh) {
+            (Some(l), false) => l,
+            _ => lines.len(),
+        };
+        match scroll::find(&lines, &st.query, from, back) {
+            Some(l) => {
+                st.found = Some(l);
+                st.offset = scroll::offset_showing(l, lines.len(), rows, depth);
+                self.message = None;
+            }
+            None => self.message = Some(format!("{:?} not found", st.query)),
+        }
+    }
+}
+
+type SharedEmulator = std::sync::Arc<std::sync::Mutex<crate::worker::Emulator>>;
+
 impl Default for App {
     fn default() -> Self {
         App::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::manifest::Manifest;
+    use crate::plan::Plan;
+    use crate::worker::Term;
+    use std::sync::{Arc, Mutex};
+
+    fn engine() -> Engine {
+        let m = Manifest::parse(include_str!("../../tests/fixtures/seed-manifest.json")).unwrap();
+        let plan = Plan::build(&m).unwrap();
+        Engine::new(m, plan, Config::defaults(), 0).unwrap()
+    }
+
+    fn screens(task: usize, lines: usize) -> Screens {
+        let mut p = vt100::Parser::new_with_callbacks(6, 30, 200, Term::default());
+        for i in 0..lines {
+            p.process(format!("line {i}\r\n").as_bytes());
+        }
+        let mut s = Screens::new();
+        s.insert(task, Arc::new(Mutex::new(p)));
+        s
+    }
+
+    fn key(app: &mut App, e: &Engine, s: &Screens, code: KeyCode) -> Vec<Intent> {
+        app.on_event(
+            &TermEvent::Key(KeyEvent::new(code, KeyModifiers::NONE)),
+            e,
+            s,
+            Modes::default(),
+        )
+    }
+
+    #[test]
+    fn search_types_into_the_query_then_finds_and_copies() {
+        let e = engine();
+        let s = screens(0, 40);
+        let mut app = App::new();
+        assert!(key(&mut app, &e, &s, KeyCode::Char('/')).is_empty());
+        for c in "line 7".chars() {
+            assert!(
+                key(&mut app, &e, &s, KeyCode::Char(c)).is_empty(),
+                "typing {c} stays in the query"
+            );
+        }
+        key(&mut app, &e, &s, KeyCode::Enter);
+        let Mode::Scroll(st) = &app.mode else {
+            panic!("in scrollback: {:?}", app.mode)
+        };
+        assert_eq!(st.query, "line 7");
+        assert_eq!(st.found, Some(7));
+        assert!(st.offset > 0);
+        let out = key(&mut app, &e, &s, KeyCode::Char('y'));
+        assert_eq!(out, vec![Intent::Copy("line 7".into())]);
+        key(&mut app, &e, &s, KeyCode::Esc);
+        assert_eq!(app.mode, Mode::Normal);
+    }
+
+    #[test]
+    fn page_up_scrolls_back_and_down_to_live_leaves_scrollback() {
+        let e = engine();
+        let s = screens(0, 40);
+        let mut app = App::new();
+        key(&mut app, &e, &s, KeyCode::PageUp);
+        let Mode::Scroll(st) = &app.mode else {
+            panic!("{:?}", app.mode)
+        };
+        assert_eq!(st.offset, 4);
+        key(&mut app, &e, &s, KeyCode::PageDown);
+        let Mode::Scroll(st) = &app.mode else {
+            panic!("{:?}", app.mode)
+        };
+        assert_eq!(st.offset, 0);
+    }
+
+    #[test]
+    fn next_attention_jumps_to_the_task_that_needs_a_person() {
+        let mut e = engine();
+        e.manifest.task_mut("t5").unwrap().status = Status::NeedsAttention;
+        let s = Screens::new();
+        let mut app = App::new();
+        key(&mut app, &e, &s, KeyCode::Char('!'));
+        assert_eq!(e.plan.ids[app.selected], "t5");
     }
 }

@@ -39,6 +39,16 @@ pub enum Action {
     Zoom,
     /// Cycle the table's status filter (all, then each status present).
     Filter,
+    /// Cycle the top views: table and DAG, table only, DAG only.
+    CycleViews,
+    /// Give the top views more rows.
+    GrowTop,
+    /// Give the worker panes more rows.
+    ShrinkTop,
+    /// Scroll the selected worker's screen back (enters scrollback).
+    ScrollBack,
+    /// Search the selected worker's scrollback.
+    Search,
     /// Show or hide the help overlay.
     Help,
     /// Quit (asks first while workers run).
@@ -156,6 +166,36 @@ pub const BINDINGS: &[Binding] = &[
         matches: |k| plain(k, '-'),
     },
     Binding {
+        label: "v",
+        action: Action::CycleViews,
+        help: "views: table + DAG / table / DAG",
+        matches: |k| plain(k, 'v'),
+    },
+    Binding {
+        label: "< / >",
+        action: Action::ShrinkTop,
+        help: "fewer / more rows for the table and DAG",
+        matches: |k| plain(k, '<'),
+    },
+    Binding {
+        label: "",
+        action: Action::GrowTop,
+        help: "",
+        matches: |k| plain(k, '>'),
+    },
+    Binding {
+        label: "PgUp",
+        action: Action::ScrollBack,
+        help: "scroll the selected worker's screen back (wheel too)",
+        matches: |k| k.code == KeyCode::PageUp,
+    },
+    Binding {
+        label: "/",
+        action: Action::Search,
+        help: "search the selected worker's scrollback",
+        matches: |k| plain(k, '/'),
+    },
+    Binding {
         label: "f",
         action: Action::Filter,
         help: "filter the table by status (cycles)",
@@ -221,6 +261,7 @@ mod tests {
                 "↑" => key(KeyCode::Up),
                 "↓" => key(KeyCode::Down),
                 "Enter" => key(KeyCode::Enter),
+                "PgUp" => key(KeyCode::PageUp),
                 s if s.chars().count() == 1 => key(KeyCode::Char(s.chars().next().unwrap())),
                 other => panic!("unparseable label {other}"),
             };

@@ -4,8 +4,10 @@
 //! panic.
 
 pub mod app;
+pub mod dag;
 pub mod encode;
 pub mod keys;
+pub mod scroll;
 pub mod view;
 
 use crate::runtime::Runtime;
@@ -117,19 +119,23 @@ pub async fn run(rt: &mut Runtime) -> Result<i32> {
                     terminal.autoresize()?;
                     continue;
                 }
-                let live = rt.workers.contains_key(&app.selected);
-                let modes = rt.workers.get(&attached_or_selected(&app)).map(|w| {
-                    let p = w.parser.lock().unwrap_or_else(|e| e.into_inner());
+                let screens = screens_of(rt);
+                let modes = screens.get(&attached_or_selected(&app)).map(|p| {
+                    let p = p.lock().unwrap_or_else(|e| e.into_inner());
                     encode::Modes {
                         application_cursor: p.screen().application_cursor(),
                         bracketed_paste: p.screen().bracketed_paste(),
                     }
                 }).unwrap_or_default();
                 let mut quit = false;
-                for intent in app.on_event(&ev, &rt.engine, modes, live) {
+                for intent in app.on_event(&ev, &rt.engine, &screens, modes) {
                     match intent {
                         Intent::Command(c) => rt.command(c),
                         Intent::Type(task, bytes) => rt.type_into(task, &bytes),
+                        Intent::Copy(text) => {
+                            let _ = stdout().write_all(&scroll::osc52(&text));
+                            let _ = stdout().flush();
+                        }
                         Intent::Quit => quit = true,
                     }
                 }
@@ -159,6 +165,13 @@ fn attached_or_selected(app: &App) -> usize {
         Mode::Attached(t) => t,
         _ => app.selected,
     }
+}
+
+fn screens_of(rt: &Runtime) -> view::Screens {
+    rt.workers
+        .iter()
+        .map(|(&i, w)| (i, w.parser.clone()))
+        .collect()
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {

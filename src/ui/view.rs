@@ -1,6 +1,7 @@
 //! Drawing: a pure function of engine state, worker screens and UI state. Widgets only draw.
 
-use super::app::{App, InputPurpose, Mode};
+use super::app::{App, HitKind, InputPurpose, Mode, TopViews};
+use super::dag::{self, DagLayout};
 use super::keys::help_rows;
 use crate::engine::Engine;
 use crate::manifest::Status;
@@ -83,28 +84,44 @@ pub fn draw(
     .areas(area);
     draw_header(frame.buffer_mut(), header, engine, now);
     let live: Vec<usize> = screens.keys().copied().collect();
-    if app.zoom && screens.contains_key(&app.selected) {
-        draw_tile(
-            frame.buffer_mut(),
-            body,
-            engine,
-            screens,
-            app.selected,
-            app,
-            now,
-        );
+    let scrolled = match &app.mode {
+        Mode::Scroll(st) if screens.contains_key(&st.task) => Some(st.task),
+        _ => None,
+    };
+    if let Some(task) =
+        scrolled.or((app.zoom && screens.contains_key(&app.selected)).then_some(app.selected))
+    {
+        draw_tile(frame.buffer_mut(), body, engine, screens, task, app, now);
     } else {
         let rows_wanted = engine.plan.len() as u16 + 3;
-        let table_h = if live.is_empty() {
-            rows_wanted.min(body.height.saturating_sub(4).max(3))
+        let top_h = if live.is_empty() {
+            body.height.saturating_sub(6).max(3)
         } else {
-            rows_wanted
-                .min((body.height * 2 / 5).max(5))
-                .min(body.height)
+            (body.height * app.top_pct / 100).max(5).min(body.height)
         };
-        let [table_area, rest] =
-            Layout::vertical([Constraint::Length(table_h), Constraint::Min(0)]).areas(body);
-        draw_table(frame, table_area, engine, app, now);
+        let dag_rows = app
+            .dag
+            .get_or_insert_with(|| DagLayout::new(&engine.plan))
+            .height
+            + 2;
+        let top_h = match app.views {
+            TopViews::Table => top_h.min(rows_wanted),
+            TopViews::Dag => top_h.min(dag_rows),
+            TopViews::Both => top_h.min(rows_wanted.max(dag_rows)),
+        };
+        let [top, rest] =
+            Layout::vertical([Constraint::Length(top_h), Constraint::Min(0)]).areas(body);
+        match app.views {
+            TopViews::Table => draw_table(frame, top, engine, app, now),
+            TopViews::Dag => draw_dag(frame.buffer_mut(), top, engine, app),
+            TopViews::Both => {
+                let [left, right] =
+                    Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)])
+                        .areas(top);
+                draw_table(frame, left, engine, app, now);
+                draw_dag(frame.buffer_mut(), right, engine, app);
+            }
+        }
         if live.is_empty() {
             draw_recent(frame.buffer_mut(), rest, recent);
         } else {
@@ -116,6 +133,26 @@ pub fn draw(
         Mode::Help => draw_help(frame, area),
         Mode::ConfirmQuit => draw_confirm(frame, area, engine),
         _ => {}
+    }
+}
+
+fn draw_dag(buf: &mut Buffer, area: Rect, engine: &Engine, app: &mut App) {
+    let layout = app
+        .dag
+        .get_or_insert_with(|| DagLayout::new(&engine.plan))
+        .clone();
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Rounded)
+        .title(format!(
+            " DAG · {} tasks · critical path {} (bold) ",
+            engine.plan.len(),
+            engine.plan.critical_path.len()
+        ));
+    let inner = block.inner(area);
+    block.render_ref_to(area, buf);
+    for (r, i) in dag::draw(buf, inner, engine, &layout, app.selected) {
+        app.hits.push((r, i, HitKind::Node));
     }
 }
 
@@ -247,7 +284,8 @@ fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now
         if y >= area.bottom().saturating_sub(1) {
             break;
         }
-        app.hits.push((Rect::new(area.x, y, area.width, 1), i));
+        app.hits
+            .push((Rect::new(area.x, y, area.width, 1), i, HitKind::Row));
     }
 }
 
@@ -353,10 +391,45 @@ fn draw_tile(
         .title(Span::styled(title, border));
     let inner = block.inner(area);
     block.render_ref_to(area, buf);
-    app.hits.push((area, task));
-    if let Some(p) = screens.get(&task) {
-        let p = p.lock().unwrap_or_else(|e| e.into_inner());
-        render_screen_tail(buf, inner, p.screen());
+    app.hits.push((area, task, HitKind::Pane));
+    let Some(p) = screens.get(&task) else { return };
+    let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+    match &app.mode {
+        Mode::Scroll(st) if st.task == task => {
+            // Scrolled view: move the emulator's offset only while the lock is held.
+            let lines_total = {
+                p.screen_mut().set_scrollback(usize::MAX);
+                p.screen().scrollback() + p.screen().size().0 as usize
+            };
+            p.screen_mut().set_scrollback(st.offset);
+            let offset = p.screen().scrollback();
+            render_rows(buf, inner, p.screen(), 0);
+            p.screen_mut().set_scrollback(0);
+            let rows = p.screen().size().0 as usize;
+            let top_line = lines_total - rows - offset;
+            if let Some(found) = st.found {
+                if found >= top_line && found < top_line + inner.height as usize {
+                    let y = inner.y + (found - top_line) as u16;
+                    buf.set_style(
+                        Rect::new(inner.x, y, inner.width, 1),
+                        Style::default().bg(Color::Rgb(90, 70, 0)),
+                    );
+                }
+            }
+            let label = format!(" scrollback −{offset} / {} ", lines_total - rows);
+            let w = label.chars().count() as u16;
+            if area.width > w + 2 {
+                Paragraph::new(Span::styled(
+                    label,
+                    Style::default().fg(Color::Black).bg(Color::Yellow),
+                ))
+                .render_ref_to(
+                    Rect::new(area.right() - w - 2, area.bottom() - 1, w, 1),
+                    buf,
+                );
+            }
+        }
+        _ => render_screen_tail(buf, inner, p.screen()),
     }
 }
 
@@ -373,7 +446,14 @@ pub fn render_screen_tail(buf: &mut Buffer, area: Rect, screen: &vt100::Screen) 
         .unwrap_or(0);
     let bottom = crow.max(last_text);
     let first = (bottom + 1).saturating_sub(h).min(rows - h);
-    for y in 0..h {
+    render_rows(buf, area, screen, first);
+}
+
+/// Renders screen rows from `first` down into `area`, with colours and attributes, cropping
+/// columns that do not fit.
+pub fn render_rows(buf: &mut Buffer, area: Rect, screen: &vt100::Screen, first: u16) {
+    let (rows, cols) = screen.size();
+    for y in 0..area.height.min(rows.saturating_sub(first)) {
         let row = first + y;
         for x in 0..area.width.min(cols) {
             let Some(cell) = screen.cell(row, x) else {
@@ -387,9 +467,6 @@ pub fn render_screen_tail(buf: &mut Buffer, area: Rect, screen: &vt100::Screen) 
             } else {
                 " "
             };
-            let mut style = Style::default()
-                .fg(color(cell.fgcolor()))
-                .bg(color(cell.bgcolor()));
             let mut m = Modifier::empty();
             if cell.bold() {
                 m |= Modifier::BOLD;
@@ -406,7 +483,10 @@ pub fn render_screen_tail(buf: &mut Buffer, area: Rect, screen: &vt100::Screen) 
             if cell.inverse() {
                 m |= Modifier::REVERSED;
             }
-            style = style.add_modifier(m);
+            let style = Style::default()
+                .fg(color(cell.fgcolor()))
+                .bg(color(cell.bgcolor()))
+                .add_modifier(m);
             buf[(area.x + x, area.y + y)]
                 .set_symbol(sym)
                 .set_style(style);
@@ -424,6 +504,19 @@ fn color(c: vt100::Color) -> Color {
 
 fn draw_footer(buf: &mut Buffer, area: Rect, app: &App, recent: &[String]) {
     let line = match &app.mode {
+        Mode::Scroll(st) if st.editing => Line::from(vec![
+            Span::styled(" search scrollback (Enter finds, Esc cancels): /", Style::default().fg(Color::Yellow)),
+            Span::raw(st.query.clone()),
+            Span::styled("█", Style::default().fg(Color::Yellow)),
+        ]),
+        Mode::Scroll(_) => Line::from(vec![
+            Span::styled(
+                " SCROLLBACK  PgUp/PgDn ↑↓ g/G move  / search  n/N older/newer match  y copy  Esc back ",
+                Style::default().fg(Color::Black).bg(Color::Yellow),
+            ),
+            Span::raw(" "),
+            Span::styled(app.message.clone().unwrap_or_default(), Style::default().fg(Color::Gray)),
+        ]),
         Mode::Input { purpose, text, .. } => {
             let label = match purpose {
                 InputPurpose::Nudge => "nudge text",
@@ -487,6 +580,10 @@ fn draw_help(frame: &mut Frame, area: Rect) {
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled(
         " attached: every key goes to the worker; Ctrl-] detaches.  mouse: click selects, wheel moves",
+        Style::default().fg(Color::Gray),
+    )));
+    lines.push(Line::from(Span::styled(
+        " scrollback: PgUp/PgDn ↑↓ g/G move, / search, n/N older/newer match, y copy (OSC 52), Esc back",
         Style::default().fg(Color::Gray),
     )));
     let popup = centered(area, 78, lines.len() as u16 + 2);

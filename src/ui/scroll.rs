@@ -1,0 +1,147 @@
+//! Scrollback and search over a worker's emulator. The emulator's view offset is only moved
+//! while the lock is held and always put back to 0, so the classifier (which reads the same
+//! emulator) always sees the live screen.
+
+use crate::worker::Emulator;
+
+/// The person's place in one worker's scrollback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrollState {
+    /// Task index.
+    pub task: usize,
+    /// Rows scrolled back from the live screen (0 = live).
+    pub offset: usize,
+    /// The search text.
+    pub query: String,
+    /// True while the search text is being typed.
+    pub editing: bool,
+    /// The line (index into [`all_lines`]) of the current match.
+    pub found: Option<usize>,
+}
+
+impl ScrollState {
+    /// Scrollback for `task` at the live screen.
+    pub fn new(task: usize) -> ScrollState {
+        ScrollState {
+            task,
+            offset: 0,
+            query: String::new(),
+            editing: false,
+            found: None,
+        }
+    }
+}
+
+/// Every line the emulator still has, oldest first: the scrollback, then the visible screen.
+pub fn all_lines(p: &mut Emulator) -> Vec<String> {
+    let (rows, cols) = p.screen().size();
+    p.screen_mut().set_scrollback(usize::MAX);
+    let depth = p.screen().scrollback();
+    let mut lines = Vec::with_capacity(depth + rows as usize);
+    // Walk from the oldest window to the live one, a screenful at a time; the window at offset
+    // `off` shows lines [depth - off, depth - off + rows).
+    let mut off = depth;
+    loop {
+        p.screen_mut().set_scrollback(off);
+        let top = depth - off;
+        let skip = lines.len().saturating_sub(top);
+        lines.extend(p.screen().rows(0, cols).skip(skip));
+        if off == 0 {
+            break;
+        }
+        off = off.saturating_sub(rows as usize);
+    }
+    p.screen_mut().set_scrollback(0);
+    lines
+}
+
+/// The scrollback depth (rows above the live screen) the emulator holds now.
+pub fn depth(p: &mut Emulator) -> usize {
+    p.screen_mut().set_scrollback(usize::MAX);
+    let d = p.screen().scrollback();
+    p.screen_mut().set_scrollback(0);
+    d
+}
+
+/// Finds `query` (case-insensitive) in `lines`, searching older (`back`) or newer from `from`
+/// (exclusive). Returns the line index.
+pub fn find(lines: &[String], query: &str, from: usize, back: bool) -> Option<usize> {
+    if query.is_empty() {
+        return None;
+    }
+    let q = query.to_lowercase();
+    let hit = |i: &usize| lines[*i].to_lowercase().contains(&q);
+    if back {
+        (0..from.min(lines.len())).rev().find(hit)
+    } else {
+        (from + 1..lines.len()).find(hit)
+    }
+}
+
+/// The offset that shows line `line` (of `total` lines, `rows` visible) near the top third.
+pub fn offset_showing(line: usize, total: usize, rows: usize, depth: usize) -> usize {
+    let live_top = total.saturating_sub(rows);
+    let want_top = line.saturating_sub(rows / 3);
+    live_top.saturating_sub(want_top).min(depth)
+}
+
+/// OSC 52 "copy to clipboard" for `text` (the terminal puts it on the system clipboard).
+pub fn osc52(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+    format!("\x1b]52;c;{b64}\x07").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::Term;
+
+    fn emulator_with(lines: usize) -> Emulator {
+        let mut p = vt100::Parser::new_with_callbacks(5, 20, 100, Term::default());
+        for i in 0..lines {
+            p.process(format!("line {i}\r\n").as_bytes());
+        }
+        p
+    }
+
+    #[test]
+    fn all_lines_walks_scrollback_then_screen_and_restores_the_view() {
+        let mut p = emulator_with(12);
+        let lines = all_lines(&mut p);
+        let text: Vec<&str> = lines.iter().map(|l| l.trim_end()).collect();
+        assert_eq!(
+            &text[..12],
+            (0..12)
+                .map(|i| format!("line {i}"))
+                .collect::<Vec<_>>()
+                .as_slice()
+        );
+        assert_eq!(
+            text.len(),
+            12 + 1,
+            "8 scrolled off + 5 visible (the last one empty)"
+        );
+        assert_eq!(p.screen().scrollback(), 0, "the live view is restored");
+        assert_eq!(depth(&mut p), 8);
+    }
+
+    #[test]
+    fn search_goes_both_ways_case_insensitively() {
+        let lines: Vec<String> = ["a", "Error one", "b", "error two", "c"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(find(&lines, "ERROR", 5, true), Some(3));
+        assert_eq!(find(&lines, "error", 3, true), Some(1));
+        assert_eq!(find(&lines, "error", 1, false), Some(3));
+        assert_eq!(find(&lines, "nothing", 5, true), None);
+    }
+
+    #[test]
+    fn offsets_and_clipboard() {
+        assert_eq!(offset_showing(0, 100, 10, 90), 90);
+        assert_eq!(offset_showing(95, 100, 10, 90), 0);
+        assert_eq!(osc52("hi"), b"\x1b]52;c;aGk=\x07");
+    }
+}
