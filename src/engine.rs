@@ -155,8 +155,12 @@ pub enum Effect {
     Write {
         /// Task index.
         task: usize,
-        /// Exact bytes.
+        /// Exact bytes (without the final Enter when `submit` is set).
         bytes: Vec<u8>,
+        /// Type `bytes` as text (bracketed paste when the child asked for it), then press Enter
+        /// after a short pause: agents such as codex (0.169) take text and `\r` arriving in one
+        /// write as a newline in their input box, not as "send".
+        submit: bool,
     },
     /// Kill the worker's process; an Exited event follows.
     Kill {
@@ -948,15 +952,25 @@ impl Engine {
         w.acted_on = Some(w.screen_hash);
         w.last_activity_at = now;
         let shown = String::from_utf8_lossy(&bytes).into_owned();
+        // A line of text followed by Enter is typed, then submitted; single keys go as they are.
+        let submit = bytes.len() > 2 && bytes.ends_with(b"\r");
         self.journal(
             fx,
             now,
             Some(i),
             kind,
             format!("{reason} — sent {shown:?}"),
-            json!({ "bytes": shown, "reason": reason }),
+            json!({ "bytes": shown, "reason": reason, "submit": submit }),
         );
-        fx.push(Effect::Write { task: i, bytes });
+        let mut bytes = bytes;
+        if submit {
+            bytes.pop();
+        }
+        fx.push(Effect::Write {
+            task: i,
+            bytes,
+            submit,
+        });
     }
 
     fn escalate(&mut self, i: usize, reason: String, now: Ms, fx: &mut Vec<Effect>) {

@@ -290,9 +290,17 @@ impl Runtime {
     fn perform(&mut self, fx: Effect, queue: &mut VecDeque<Event>) {
         match fx {
             Effect::Start(spec) => queue.push_back(self.start(spec)),
-            Effect::Write { task, bytes } => {
+            Effect::Write {
+                task,
+                bytes,
+                submit,
+            } => {
                 if let Some(w) = self.workers.get(&task) {
-                    let _ = w.write(&bytes);
+                    if submit {
+                        w.submit(&bytes);
+                    } else {
+                        let _ = w.write(&bytes);
+                    }
                 }
             }
             Effect::Kill { task } => {

@@ -339,6 +339,33 @@ impl Worker {
         w.flush()
     }
 
+    /// Types `text` as a line and submits it: the text (as a bracketed paste when the child
+    /// enabled mode 2004), then Enter 200 ms later from a short-lived thread, so TUIs that treat
+    /// a fast `\r` as part of a paste still see "send".
+    pub fn submit(&self, text: &[u8]) {
+        let bracketed = self
+            .parser
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .screen()
+            .bracketed_paste();
+        let body = if bracketed {
+            [b"\x1b[200~".as_slice(), text, b"\x1b[201~"].concat()
+        } else {
+            text.to_vec()
+        };
+        let _ = self.write(&body);
+        let writer = self.writer.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("pty-enter-{}", self.task))
+            .spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = w.write_all(b"\r");
+                let _ = w.flush();
+            });
+    }
+
     /// Resizes the PTY and the emulator (rows × cols). No-op when unchanged.
     pub fn resize(&mut self, rows: u16, cols: u16) {
         if self.size == (rows, cols) || rows == 0 || cols == 0 {

@@ -71,3 +71,89 @@ command = ["sh", "-c", "echo ready; while read line; do echo \"got:$line\"; done
         "quit leaves tasks resumable: {m}"
     );
 }
+
+fn project(config: &str, tasks: &str) -> tempfile::TempDir {
+    let r = repo();
+    std::fs::write(r.path().join("switchyard.toml"), config).unwrap();
+    std::fs::write(
+        r.path().join("manifest.json"),
+        format!(
+            r#"{{"project":"e2e","workdir":".sy","phases":[{{"name":"p","tasks":[{tasks}]}}]}}"#
+        ),
+    )
+    .unwrap();
+    r
+}
+
+#[test]
+fn a_child_tui_that_asks_for_the_cursor_position_gets_an_answer() {
+    // The child moves the cursor, asks where it is (DSR 6), and prints the answer it read.
+    let config = r#"
+default_agent = "asker"
+[agents.asker]
+command = ["bash", "-c", "stty -echo; printf '\\033[5;10H\\033[6n'; IFS= read -r -s -d R pos; printf '\\r\\nreport=%s\\r\\n' \"${pos#*[}\"; sleep 30"]
+"#;
+    let r = project(
+        config,
+        r#"{"id":"q1","title":"Query the cursor","files":["a"]}"#,
+    );
+    let mut app = PtyApp::spawn(&["run", "manifest.json"], r.path(), 30, 110);
+    let s = app.wait_for("report=", 20);
+    assert!(
+        s.contains("report=5;10"),
+        "the child read its cursor position: {s}"
+    );
+    app.send(b"q");
+    app.send(b"y");
+    app.wait_exit(15);
+}
+
+#[test]
+fn a_task_needing_attention_is_highlighted_and_one_key_away() {
+    let config = r#"
+default_agent = "echo"
+[agents.echo]
+command = ["sh", "-c", "echo ready; sleep 60"]
+[agents.danger]
+command = ["sh", "-c", "echo working; printf 'Delete the old release branch? (y/n) '; read a; echo answered $a; sleep 60"]
+"#;
+    let r = project(
+        config,
+        r#"{"id":"calm","title":"Quiet work","files":["a"]},
+           {"id":"other","title":"More quiet work","files":["b"]},
+           {"id":"risky","title":"Prune branches","files":["c"],"agent":"danger"}"#,
+    );
+    let mut app = PtyApp::spawn(&["run", "manifest.json"], r.path(), 34, 130);
+    app.wait_for("needs_attention", 20);
+    // Highlighted in the table (red row) and selected by one key.
+    let row = app.row_with("Prune branches").unwrap();
+    assert!(row.contains("▲ needs_attention"), "{row}");
+    assert_eq!(
+        app.bg_of("risky"),
+        Some(vt100::Color::Rgb(80, 0, 0)),
+        "the row is highlighted"
+    );
+    assert!(
+        app.row_with("Quiet work").unwrap().contains('▶'),
+        "calm is selected first"
+    );
+    app.send(b"!");
+    let s = app.wait_until("selection moved", 5, |s| {
+        s.lines().any(|l| l.contains("▶ risky"))
+    });
+    assert!(s.contains("▲ risky"), "{s}");
+    // Zoomed, the pane's title carries the whole reason.
+    app.send(b"z");
+    app.wait_for("needs_attention: prompt matches the deny-list", 5);
+    app.send(b"z");
+    // A person answers it: the worker goes on and the task runs again.
+    app.send(b"N");
+    app.wait_for("answered n", 10);
+    app.wait_until("back to running", 10, |s| {
+        s.lines()
+            .any(|l| l.contains("Prune branches") && l.contains("● running"))
+    });
+    app.send(b"q");
+    app.send(b"y");
+    app.wait_exit(15);
+}

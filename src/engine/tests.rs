@@ -39,7 +39,13 @@ fn starts(fx: &[Effect]) -> Vec<String> {
 fn writes(fx: &[Effect]) -> Vec<String> {
     fx.iter()
         .filter_map(|e| match e {
-            Effect::Write { bytes, .. } => Some(String::from_utf8_lossy(bytes).into_owned()),
+            Effect::Write { bytes, submit, .. } => {
+                let mut text = String::from_utf8_lossy(bytes).into_owned();
+                if *submit {
+                    text.push('\r');
+                }
+                Some(text)
+            }
             _ => None,
         })
         .collect()

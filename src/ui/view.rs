@@ -55,6 +55,11 @@ pub fn elapsed(engine: &Engine, i: usize, now: u64) -> Option<u64> {
 
 /// The verdict text shown for task `i`: the live verdict with its evidence, else the last one saved.
 pub fn verdict_text(engine: &Engine, i: usize) -> String {
+    if engine.status(i) == Status::NeedsAttention {
+        if let Some(v) = &engine.task(i).last_verdict {
+            return v.clone();
+        }
+    }
     match (&engine.runs[i].verdict, engine.runs[i].worker.is_some()) {
         (Some(v), true) => v.to_string(),
         _ => engine.task(i).last_verdict.clone().unwrap_or_default(),
@@ -248,7 +253,7 @@ fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now
         rows,
         [
             Constraint::Length(8),
-            Constraint::Percentage(28),
+            Constraint::Percentage(22),
             Constraint::Length(17),
             Constraint::Fill(1),
             Constraint::Length(3),

@@ -119,6 +119,28 @@ impl PtyApp {
         self.parser.lock().unwrap().screen().contents()
     }
 
+    /// The background colour of the cell at the first occurrence of `text` on screen.
+    pub fn bg_of(&self, text: &str) -> Option<vt100::Color> {
+        let p = self.parser.lock().unwrap();
+        let screen = p.screen();
+        let (rows, cols) = screen.size();
+        for (r, line) in screen.rows(0, cols).enumerate().take(rows as usize) {
+            if let Some(byte_col) = line.find(text) {
+                let col = line[..byte_col].chars().count() as u16;
+                return screen.cell(r as u16, col).map(|c| c.bgcolor());
+            }
+        }
+        None
+    }
+
+    /// The text of the screen row containing `text`.
+    pub fn row_with(&self, text: &str) -> Option<String> {
+        self.screen()
+            .lines()
+            .find(|l| l.contains(text))
+            .map(str::to_string)
+    }
+
     /// True while the app shows the alternate screen.
     pub fn alternate(&self) -> bool {
         self.parser.lock().unwrap().screen().alternate_screen()
