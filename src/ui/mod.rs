@@ -10,6 +10,9 @@ pub mod keys;
 pub mod scroll;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 use crate::runtime::Runtime;
 use crate::worker::now_ms;
 use app::{App, Intent, Mode};

@@ -116,7 +116,12 @@ pub fn draw(
         };
         let [top, rest] =
             Layout::vertical([Constraint::Length(top_h), Constraint::Min(0)]).areas(body);
-        match app.views {
+        // Side by side needs room; a narrow terminal shows the table alone (v shows the DAG).
+        let views = match app.views {
+            TopViews::Both if top.width < 120 => TopViews::Table,
+            v => v,
+        };
+        match views {
             TopViews::Table => draw_table(frame, top, engine, app, now),
             TopViews::Dag => draw_dag(frame.buffer_mut(), top, engine, app),
             TopViews::Both => {
@@ -253,9 +258,9 @@ fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now
         rows,
         [
             Constraint::Length(8),
-            Constraint::Percentage(22),
+            Constraint::Fill(2),
             Constraint::Length(17),
-            Constraint::Fill(1),
+            Constraint::Fill(3),
             Constraint::Length(3),
             Constraint::Length(7),
         ],

@@ -1,0 +1,142 @@
+//! Snapshot tests of every view at two terminal sizes (ratatui TestBackend + insta).
+
+use super::app::{App, Mode, TopViews};
+use super::scroll::ScrollState;
+use super::view::{self, Screens};
+use crate::config::Config;
+use crate::engine::{Engine, Event};
+use crate::worker::Term;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use std::sync::{Arc, Mutex};
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+
+/// The demo manifest, started at t=0, with d1..d3 running and d2 at its y/n prompt.
+fn fixture() -> (Engine, Screens) {
+    let manifest = crate::demo::manifest();
+    let plan = crate::plan::Plan::build(&manifest).unwrap();
+    let config = Config::from_layers(&[
+        ("defaults".into(), crate::config::DEFAULTS.into()),
+        ("demo".into(), crate::demo::config_toml(1.0)),
+    ])
+    .unwrap();
+    let mut e = Engine::new(manifest, plan, config, 0).unwrap();
+    e.update(Event::Tick, 0);
+    let mut screens = Screens::new();
+    let texts = [
+        "\x1b[1;36m● fake-agent\x1b[0m task d1\r\n• reading src/parse.rs\r\n\x1b[33m✎ editing src/parse.rs\x1b[0m\r\n",
+        "\x1b[1;36m● fake-agent\x1b[0m task d2\r\n• planning changes\r\nApply these edits to src/config.rs? (y/n) ",
+        "\x1b[1;36m● fake-agent\x1b[0m task d3\r\n\x1b[31merror: test suite failed\x1b[0m\r\n",
+    ];
+    for (i, text) in texts.iter().enumerate() {
+        e.update(
+            Event::Started {
+                task: i,
+                worktree: format!("/w/d{}", i + 1),
+                branch: format!("fix/issue-{}", i + 1),
+                base_commit: "0".repeat(40),
+                argv: vec!["fake".into()],
+            },
+            10,
+        );
+        let mut p = vt100::Parser::new_with_callbacks(22, 100, 100, Term::default());
+        for n in 0..30 {
+            p.process(format!("log line {n}\r\n").as_bytes());
+        }
+        p.process(text.as_bytes());
+        e.update(
+            Event::Screen {
+                task: i,
+                screen: crate::worker::snapshot_of(&p),
+                last_output_at: 500,
+            },
+            500,
+        );
+        screens.insert(i, Arc::new(Mutex::new(p)));
+    }
+    e.update(Event::Tick, 2_000);
+    (e, screens)
+}
+
+fn render(e: &Engine, screens: &Screens, app: &mut App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let recent = vec!["12:00:00  d2       heal    answer (yes-no)".to_string()];
+    t.draw(|f| view::draw(f, e, screens, app, &recent, 65_000)).unwrap();
+    let buf = t.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..h {
+        let line: String = (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn snap(name: &str, setup: impl Fn(&mut App)) {
+    let (e, screens) = fixture();
+    for (w, h) in SIZES {
+        let mut app = App::new();
+        setup(&mut app);
+        let text = render(&e, &screens, &mut app, w, h);
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), text);
+    }
+}
+
+#[test]
+fn control_room_table_dag_and_panes() {
+    snap("both", |_| {});
+}
+
+#[test]
+fn table_only() {
+    snap("table", |a| a.views = TopViews::Table);
+}
+
+#[test]
+fn dag_only() {
+    snap("dag", |a| a.views = TopViews::Dag);
+}
+
+#[test]
+fn zoomed_pane() {
+    snap("zoom", |a| {
+        a.zoom = true;
+        a.selected = 1;
+    });
+}
+
+#[test]
+fn help_overlay() {
+    snap("help", |a| a.mode = Mode::Help);
+}
+
+#[test]
+fn attached() {
+    snap("attached", |a| a.mode = Mode::Attached(1));
+}
+
+#[test]
+fn scrollback_with_a_match() {
+    snap("scrollback", |a| {
+        let mut st = ScrollState::new(0);
+        st.offset = 10;
+        st.query = "line 12".into();
+        st.found = Some(12);
+        a.mode = Mode::Scroll(st);
+    });
+}
+
+#[test]
+fn every_view_fits_a_tiny_terminal_without_panicking() {
+    let (e, screens) = fixture();
+    for (w, h) in [(20, 5), (1, 1), (40, 10), (300, 100)] {
+        for views in [TopViews::Both, TopViews::Table, TopViews::Dag] {
+            let mut app = App::new();
+            app.views = views;
+            render(&e, &screens, &mut app, w, h);
+            app.mode = Mode::Help;
+            render(&e, &screens, &mut app, w, h);
+        }
+    }
+}
