@@ -39,10 +39,33 @@ pub struct Config {
     pub rules: Vec<RuleSpec>,
     /// Agent profiles by name.
     pub agents: BTreeMap<String, AgentProfile>,
+    /// Key bindings for the control room: action name → key name(s) (see README, "Keys").
+    #[serde(default)]
+    pub keys: BTreeMap<String, KeyNames>,
     /// A command (argv, no shell) run when a task needs attention; placeholders `{task_id}`,
     /// `{title}`, `{reason}`.
     #[serde(default)]
     pub notify_command: Option<Vec<String>>,
+}
+
+/// Key names as written in the config: one or several.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum KeyNames {
+    /// `retry = "R"`
+    One(String),
+    /// `quit = ["q", "ctrl-c"]`
+    Many(Vec<String>),
+}
+
+impl KeyNames {
+    /// The names, one or several.
+    pub fn list(&self) -> Vec<&str> {
+        match self {
+            KeyNames::One(s) => vec![s.as_str()],
+            KeyNames::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// How to run one agent CLI.

@@ -3,7 +3,7 @@
 
 use super::dag::DagLayout;
 use super::encode::{encode_key, encode_paste, Modes};
-use super::keys::{action_for, is_detach, Action};
+use super::keys::{Action, KeyMap};
 use super::scroll::{self, ScrollState};
 use super::view::Screens;
 use crate::engine::{Command, Engine};
@@ -105,6 +105,8 @@ pub struct App {
     pub top_pct: u16,
     /// The DAG layout (computed once; the plan does not change during a run).
     pub dag: Option<DagLayout>,
+    /// The key map in force (defaults plus the config's `[keys]`).
+    pub keys: KeyMap,
 }
 
 impl App {
@@ -121,6 +123,7 @@ impl App {
             views: TopViews::Both,
             top_pct: 40,
             dag: None,
+            keys: KeyMap::default(),
         }
     }
 
@@ -218,7 +221,7 @@ impl App {
         match &mut self.mode {
             Mode::Attached(task) => {
                 let task = *task;
-                if is_detach(k) {
+                if self.keys.is_detach(k) {
                     self.mode = Mode::Normal;
                     return vec![];
                 }
@@ -281,7 +284,7 @@ impl App {
             }
             Mode::Normal | Mode::Scroll(_) => {}
         }
-        let Some(action) = action_for(k) else {
+        let Some(action) = self.keys.action_for(k) else {
             return vec![];
         };
         let sel = self.selected;

@@ -1,6 +1,10 @@
-//! The key table: ONE list drives both dispatch and the `?` help overlay.
+//! The key table: ONE list drives both dispatch and the `?` help overlay. Every binding can be
+//! changed in `switchyard.toml` under `[keys]` (`retry = "R"`, `quit = ["q", "ctrl-c"]`,
+//! `detach = "ctrl-b"`); key names are described at [`parse_key`].
 
+use crate::config::KeyNames;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::collections::BTreeMap;
 
 /// What a key does in the control room (outside attach mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,194 +59,339 @@ pub enum Action {
     Quit,
 }
 
-/// One row of the key table.
-pub struct Binding {
-    /// The keys, as shown in the help.
-    pub label: &'static str,
-    /// What they do.
-    pub action: Action,
-    /// The help text.
-    pub help: &'static str,
-    matches: fn(&KeyEvent) -> bool,
-}
-
-fn plain(k: &KeyEvent, c: char) -> bool {
-    k.code == KeyCode::Char(c)
-        && !k
-            .modifiers
-            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
-}
-
-/// The control room's keys.
-pub const BINDINGS: &[Binding] = &[
-    Binding {
-        label: "↑ / k",
-        action: Action::Up,
-        help: "select the previous task",
-        matches: |k| k.code == KeyCode::Up || plain(k, 'k'),
-    },
-    Binding {
-        label: "↓ / j",
-        action: Action::Down,
-        help: "select the next task",
-        matches: |k| k.code == KeyCode::Down || plain(k, 'j'),
-    },
-    Binding {
-        label: "Enter",
-        action: Action::Attach,
-        help: "attach to the selected worker (Ctrl-] detaches)",
-        matches: |k| k.code == KeyCode::Enter,
-    },
-    Binding {
-        label: "z",
-        action: Action::Zoom,
-        help: "zoom the selected worker's pane / back to the grid",
-        matches: |k| plain(k, 'z'),
-    },
-    Binding {
-        label: "r",
-        action: Action::Retry,
-        help: "retry: restart the task now",
-        matches: |k| plain(k, 'r'),
-    },
-    Binding {
-        label: "n",
-        action: Action::Nudge,
-        help: "nudge: type a message (editable) into the worker",
-        matches: |k| plain(k, 'n'),
-    },
-    Binding {
-        label: "y",
-        action: Action::Yes,
-        help: "answer the worker's prompt with y",
-        matches: |k| plain(k, 'y'),
-    },
-    Binding {
-        label: "N",
-        action: Action::No,
-        help: "answer the worker's prompt with n",
-        matches: |k| plain(k, 'N'),
-    },
-    Binding {
-        label: "a",
-        action: Action::Answer,
-        help: "answer: type custom text into the worker",
-        matches: |k| plain(k, 'a'),
-    },
-    Binding {
-        label: "x",
-        action: Action::Kill,
-        help: "kill the worker (task becomes error; r retries)",
-        matches: |k| plain(k, 'x'),
-    },
-    Binding {
-        label: "s",
-        action: Action::Skip,
-        help: "skip the task (dependents may go on)",
-        matches: |k| plain(k, 's'),
-    },
-    Binding {
-        label: "d",
-        action: Action::MarkDone,
-        help: "mark the task complete by hand",
-        matches: |k| plain(k, 'd'),
-    },
-    Binding {
-        label: "p",
-        action: Action::TogglePause,
-        help: "pause / resume starting new workers",
-        matches: |k| plain(k, 'p'),
-    },
-    Binding {
-        label: "+ / -",
-        action: Action::MoreParallel,
-        help: "raise / lower max parallel workers",
-        matches: |k| plain(k, '+') || plain(k, '='),
-    },
-    Binding {
-        label: "",
-        action: Action::LessParallel,
-        help: "",
-        matches: |k| plain(k, '-'),
-    },
-    Binding {
-        label: "v",
-        action: Action::CycleViews,
-        help: "views: table + DAG / table / DAG",
-        matches: |k| plain(k, 'v'),
-    },
-    Binding {
-        label: "< / >",
-        action: Action::ShrinkTop,
-        help: "fewer / more rows for the table and DAG",
-        matches: |k| plain(k, '<'),
-    },
-    Binding {
-        label: "",
-        action: Action::GrowTop,
-        help: "",
-        matches: |k| plain(k, '>'),
-    },
-    Binding {
-        label: "PgUp",
-        action: Action::ScrollBack,
-        help: "scroll the selected worker's screen back (wheel too)",
-        matches: |k| k.code == KeyCode::PageUp,
-    },
-    Binding {
-        label: "/",
-        action: Action::Search,
-        help: "search the selected worker's scrollback",
-        matches: |k| plain(k, '/'),
-    },
-    Binding {
-        label: "f",
-        action: Action::Filter,
-        help: "filter the table by status (cycles)",
-        matches: |k| plain(k, 'f'),
-    },
-    Binding {
-        label: "!",
-        action: Action::NextAttention,
-        help: "jump to the next task that needs attention",
-        matches: |k| plain(k, '!') || k.code == KeyCode::Tab,
-    },
-    Binding {
-        label: "?",
-        action: Action::Help,
-        help: "show / hide this help",
-        matches: |k| plain(k, '?'),
-    },
-    Binding {
-        label: "q",
-        action: Action::Quit,
-        help: "quit (asks first while workers run)",
-        matches: |k| {
-            plain(k, 'q')
-                || (k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL))
-        },
-    },
+/// The default key table: (config name, action, default keys, help). The help overlay lists
+/// these rows with the keys actually bound.
+pub const DEFAULTS: &[(&str, Action, &[&str], &str)] = &[
+    ("up", Action::Up, &["up", "k"], "select the previous task"),
+    ("down", Action::Down, &["down", "j"], "select the next task"),
+    (
+        "attach",
+        Action::Attach,
+        &["enter"],
+        "attach to the selected worker (keys go to it)",
+    ),
+    (
+        "zoom",
+        Action::Zoom,
+        &["z"],
+        "zoom the selected worker's pane / back to the grid",
+    ),
+    (
+        "retry",
+        Action::Retry,
+        &["r"],
+        "retry: restart the task now",
+    ),
+    (
+        "nudge",
+        Action::Nudge,
+        &["n"],
+        "nudge: type a message (editable) into the worker",
+    ),
+    (
+        "yes",
+        Action::Yes,
+        &["y"],
+        "answer the worker's prompt with y",
+    ),
+    (
+        "no",
+        Action::No,
+        &["N"],
+        "answer the worker's prompt with n",
+    ),
+    (
+        "answer",
+        Action::Answer,
+        &["a"],
+        "answer: type custom text into the worker",
+    ),
+    (
+        "kill",
+        Action::Kill,
+        &["x"],
+        "kill the worker (task becomes error; r retries)",
+    ),
+    (
+        "skip",
+        Action::Skip,
+        &["s"],
+        "skip the task (dependents may go on)",
+    ),
+    (
+        "mark_done",
+        Action::MarkDone,
+        &["d"],
+        "mark the task complete by hand",
+    ),
+    (
+        "pause",
+        Action::TogglePause,
+        &["p"],
+        "pause / resume starting new workers",
+    ),
+    (
+        "more_parallel",
+        Action::MoreParallel,
+        &["+", "="],
+        "one more worker at once",
+    ),
+    (
+        "less_parallel",
+        Action::LessParallel,
+        &["-"],
+        "one fewer worker at once",
+    ),
+    (
+        "views",
+        Action::CycleViews,
+        &["v"],
+        "views: table + DAG / table / DAG",
+    ),
+    (
+        "shrink_top",
+        Action::ShrinkTop,
+        &["<"],
+        "fewer rows for the table and DAG",
+    ),
+    (
+        "grow_top",
+        Action::GrowTop,
+        &[">"],
+        "more rows for the table and DAG",
+    ),
+    (
+        "scroll_back",
+        Action::ScrollBack,
+        &["pgup"],
+        "scroll the selected worker's screen back (wheel too)",
+    ),
+    (
+        "search",
+        Action::Search,
+        &["/"],
+        "search the selected worker's scrollback",
+    ),
+    (
+        "filter",
+        Action::Filter,
+        &["f"],
+        "filter the table by status (cycles)",
+    ),
+    (
+        "next_attention",
+        Action::NextAttention,
+        &["!", "tab"],
+        "jump to the next task that needs attention",
+    ),
+    ("help", Action::Help, &["?"], "show / hide this help"),
+    (
+        "quit",
+        Action::Quit,
+        &["q", "ctrl-c"],
+        "quit (asks first while workers run)",
+    ),
 ];
 
-/// The action for a key press, if any.
-pub fn action_for(key: &KeyEvent) -> Option<Action> {
-    BINDINGS.iter().find(|b| (b.matches)(key)).map(|b| b.action)
+/// The default detach chord in attach mode.
+pub const DEFAULT_DETACH: &str = "ctrl-]";
+
+/// A key with its modifiers (shift is part of the character for printable keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// The key.
+    pub code: KeyCode,
+    /// Ctrl and Alt (Shift only for non-character keys).
+    pub mods: KeyModifiers,
 }
 
-/// True for the detach chord (Ctrl-]), which crossterm may report as Ctrl-5 or as the raw 0x1d.
-pub fn is_detach(key: &KeyEvent) -> bool {
-    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    matches!(key.code, KeyCode::Char(']') | KeyCode::Char('5')) && ctrl
-        || key.code == KeyCode::Char('\u{1d}')
+impl Key {
+    fn matches(&self, k: &KeyEvent) -> bool {
+        let relevant = |m: KeyModifiers| match k.code {
+            KeyCode::Char(_) => m & (KeyModifiers::CONTROL | KeyModifiers::ALT),
+            _ => m,
+        };
+        let same_code = match (self.code, k.code) {
+            (KeyCode::Char(a), KeyCode::Char(b)) if self.mods.contains(KeyModifiers::CONTROL) => {
+                a.eq_ignore_ascii_case(&b)
+                    // crossterm reports Ctrl-] as Ctrl-5 on some terminals, and Ctrl-\ as Ctrl-4.
+                    || (a == ']' && b == '5')
+                    || (a == '\\' && b == '4')
+            }
+            (a, b) => a == b,
+        };
+        (same_code && relevant(self.mods) == relevant(k.modifiers))
+            // The raw control character (e.g. 0x1d for Ctrl-]) arrives as a plain char sometimes.
+            || (self.mods == KeyModifiers::CONTROL
+                && matches!(self.code, KeyCode::Char(c) if k.code == KeyCode::Char(((c as u8) & 0x1f) as char)))
+    }
+
+    /// How the key is written in the help and the config.
+    pub fn label(&self) -> String {
+        let mut s = String::new();
+        if self.mods.contains(KeyModifiers::CONTROL) {
+            s.push_str("Ctrl-");
+        }
+        if self.mods.contains(KeyModifiers::ALT) {
+            s.push_str("Alt-");
+        }
+        match self.code {
+            KeyCode::Char(' ') => s.push_str("Space"),
+            KeyCode::Char(c) => s.push(c),
+            KeyCode::Up => s.push('↑'),
+            KeyCode::Down => s.push('↓'),
+            KeyCode::Left => s.push('←'),
+            KeyCode::Right => s.push('→'),
+            KeyCode::Enter => s.push_str("Enter"),
+            KeyCode::Tab => s.push_str("Tab"),
+            KeyCode::Esc => s.push_str("Esc"),
+            KeyCode::PageUp => s.push_str("PgUp"),
+            KeyCode::PageDown => s.push_str("PgDn"),
+            KeyCode::Home => s.push_str("Home"),
+            KeyCode::End => s.push_str("End"),
+            KeyCode::F(n) => s.push_str(&format!("F{n}")),
+            other => s.push_str(&format!("{other:?}")),
+        }
+        s
+    }
 }
 
-/// Help rows (keys, text) for the overlay, from the same table.
-pub fn help_rows() -> Vec<(&'static str, &'static str)> {
-    BINDINGS
-        .iter()
-        .filter(|b| !b.label.is_empty())
-        .map(|b| (b.label, b.help))
-        .collect()
+/// Parses a key name: a single character (`r`, `R`, `?`, `/`), a named key (`enter`, `tab`,
+/// `esc`, `space`, `up`, `down`, `left`, `right`, `pgup`, `pgdn`, `home`, `end`, `f1`…`f12`),
+/// optionally prefixed by `ctrl-` and/or `alt-` (e.g. `ctrl-]`, `alt-x`). Case matters for
+/// single characters only.
+pub fn parse_key(text: &str) -> Result<Key, String> {
+    let mut mods = KeyModifiers::NONE;
+    let mut rest = text;
+    loop {
+        let lower = rest.to_ascii_lowercase();
+        if rest.chars().count() > 1 && lower.starts_with("ctrl-") {
+            mods |= KeyModifiers::CONTROL;
+            rest = &rest[5..];
+        } else if rest.chars().count() > 1 && lower.starts_with("alt-") {
+            mods |= KeyModifiers::ALT;
+            rest = &rest[4..];
+        } else {
+            break;
+        }
+    }
+    let mut chars = rest.chars();
+    let code = match (chars.next(), chars.next()) {
+        (Some(c), None) => KeyCode::Char(c),
+        _ => match rest.to_ascii_lowercase().as_str() {
+            "enter" | "return" => KeyCode::Enter,
+            "tab" => KeyCode::Tab,
+            "esc" | "escape" => KeyCode::Esc,
+            "space" => KeyCode::Char(' '),
+            "up" => KeyCode::Up,
+            "down" => KeyCode::Down,
+            "left" => KeyCode::Left,
+            "right" => KeyCode::Right,
+            "pgup" | "pageup" => KeyCode::PageUp,
+            "pgdn" | "pagedown" => KeyCode::PageDown,
+            "home" => KeyCode::Home,
+            "end" => KeyCode::End,
+            f if f.starts_with('f') && f[1..].parse::<u8>().is_ok_and(|n| (1..=12).contains(&n)) => {
+                KeyCode::F(f[1..].parse().unwrap_or(1))
+            }
+            _ => {
+                return Err(format!(
+                    "unknown key {text:?}: use one character, or enter, tab, esc, space, up, down, left, right, pgup, pgdn, home, end, f1..f12, with optional ctrl-/alt-"
+                ))
+            }
+        },
+    };
+    Ok(Key { code, mods })
+}
+
+/// The key map in force: defaults with the config's `[keys]` applied.
+#[derive(Debug, Clone)]
+pub struct KeyMap {
+    bindings: Vec<(Action, Vec<Key>, &'static str)>,
+    /// The chord that leaves attach mode.
+    pub detach: Key,
+}
+
+impl Default for KeyMap {
+    fn default() -> Self {
+        KeyMap::new(&BTreeMap::new()).expect("the default keys parse")
+    }
+}
+
+impl KeyMap {
+    /// Builds the key map. Errors name the unknown action or key; a key bound to two actions is
+    /// an error too (the later one would never fire).
+    pub fn new(overrides: &BTreeMap<String, KeyNames>) -> Result<KeyMap, String> {
+        for name in overrides.keys() {
+            if name != "detach" && !DEFAULTS.iter().any(|(n, ..)| n == name) {
+                return Err(format!(
+                    "[keys] {name:?} is not an action; use one of: detach, {}",
+                    DEFAULTS
+                        .iter()
+                        .map(|(n, ..)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        let parse_all = |name: &str, names: Vec<&str>| -> Result<Vec<Key>, String> {
+            names
+                .into_iter()
+                .map(|k| parse_key(k).map_err(|e| format!("[keys] {name}: {e}")))
+                .collect()
+        };
+        let mut bindings = Vec::new();
+        for (name, action, keys, help) in DEFAULTS {
+            let keys = match overrides.get(*name) {
+                Some(v) => parse_all(name, v.list())?,
+                None => parse_all(name, keys.to_vec())?,
+            };
+            bindings.push((*action, keys, *help));
+        }
+        let detach = match overrides.get("detach") {
+            Some(v) => *parse_all("detach", v.list())?
+                .first()
+                .ok_or("[keys] detach: give a key")?,
+            None => parse_key(DEFAULT_DETACH)?,
+        };
+        for (i, (a, keys, _)) in bindings.iter().enumerate() {
+            for k in keys {
+                if let Some((b, ..)) = bindings[i + 1..].iter().find(|(_, ks, _)| ks.contains(k)) {
+                    return Err(format!(
+                        "[keys] {} is bound to both {a:?} and {b:?}",
+                        k.label()
+                    ));
+                }
+            }
+        }
+        Ok(KeyMap { bindings, detach })
+    }
+
+    /// The action for a key press, if any.
+    pub fn action_for(&self, key: &KeyEvent) -> Option<Action> {
+        self.bindings
+            .iter()
+            .find(|(_, keys, _)| keys.iter().any(|k| k.matches(key)))
+            .map(|(a, ..)| *a)
+    }
+
+    /// True for the detach chord.
+    pub fn is_detach(&self, key: &KeyEvent) -> bool {
+        self.detach.matches(key)
+    }
+
+    /// Help rows (keys, text) for the overlay, from the same table that dispatches.
+    pub fn help_rows(&self) -> Vec<(String, &'static str)> {
+        self.bindings
+            .iter()
+            .map(|(_, keys, help)| {
+                (
+                    keys.iter().map(Key::label).collect::<Vec<_>>().join(" / "),
+                    *help,
+                )
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -255,34 +404,57 @@ mod tests {
 
     #[test]
     fn every_help_row_has_a_key_that_triggers_its_action() {
-        for b in BINDINGS.iter().filter(|b| !b.label.is_empty()) {
-            let first = b.label.split(" / ").next().unwrap();
-            let k = match first {
-                "↑" => key(KeyCode::Up),
-                "↓" => key(KeyCode::Down),
-                "Enter" => key(KeyCode::Enter),
-                "PgUp" => key(KeyCode::PageUp),
-                s if s.chars().count() == 1 => key(KeyCode::Char(s.chars().next().unwrap())),
-                other => panic!("unparseable label {other}"),
-            };
-            assert_eq!(action_for(&k), Some(b.action), "{}", b.label);
+        let map = KeyMap::default();
+        for (name, action, keys, _) in DEFAULTS {
+            for k in *keys {
+                let parsed = parse_key(k).unwrap();
+                let ev = KeyEvent::new(parsed.code, parsed.mods);
+                assert_eq!(map.action_for(&ev), Some(*action), "{name}: {k}");
+            }
         }
-        assert_eq!(
-            action_for(&key(KeyCode::Char('-'))),
-            Some(Action::LessParallel)
-        );
+        assert_eq!(map.help_rows().len(), DEFAULTS.len());
+        assert_eq!(map.help_rows()[0].0, "↑ / k");
     }
 
     #[test]
     fn detach_chord_is_recognised_in_its_encodings() {
-        assert!(is_detach(&KeyEvent::new(
-            KeyCode::Char(']'),
-            KeyModifiers::CONTROL
-        )));
-        assert!(is_detach(&KeyEvent::new(
-            KeyCode::Char('5'),
-            KeyModifiers::CONTROL
-        )));
-        assert!(!is_detach(&key(KeyCode::Char(']'))));
+        let map = KeyMap::default();
+        assert!(map.is_detach(&KeyEvent::new(KeyCode::Char(']'), KeyModifiers::CONTROL)));
+        assert!(map.is_detach(&KeyEvent::new(KeyCode::Char('5'), KeyModifiers::CONTROL)));
+        assert!(map.is_detach(&key(KeyCode::Char('\u{1d}'))));
+        assert!(!map.is_detach(&key(KeyCode::Char(']'))));
+    }
+
+    #[test]
+    fn keys_can_be_rebound_and_bad_names_are_clear_errors() {
+        let mut o = BTreeMap::new();
+        o.insert("retry".to_string(), KeyNames::One("R".into()));
+        o.insert("detach".to_string(), KeyNames::One("ctrl-b".into()));
+        o.insert(
+            "quit".to_string(),
+            KeyNames::Many(vec!["Q".into(), "ctrl-q".into()]),
+        );
+        let map = KeyMap::new(&o).unwrap();
+        assert_eq!(
+            map.action_for(&key(KeyCode::Char('R'))),
+            Some(Action::Retry)
+        );
+        assert_eq!(map.action_for(&key(KeyCode::Char('r'))), None);
+        assert_eq!(
+            map.action_for(&KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL)),
+            Some(Action::Quit)
+        );
+        assert!(map.is_detach(&KeyEvent::new(KeyCode::Char('b'), KeyModifiers::CONTROL)));
+        let mut bad = BTreeMap::new();
+        bad.insert("retyr".to_string(), KeyNames::One("r".into()));
+        assert!(KeyMap::new(&bad)
+            .unwrap_err()
+            .contains("\"retyr\" is not an action"));
+        let mut bad = BTreeMap::new();
+        bad.insert("retry".to_string(), KeyNames::One("ctrl-nope".into()));
+        assert!(KeyMap::new(&bad).unwrap_err().contains("unknown key"));
+        let mut clash = BTreeMap::new();
+        clash.insert("retry".to_string(), KeyNames::One("q".into()));
+        assert!(KeyMap::new(&clash).unwrap_err().contains("bound to both"));
     }
 }

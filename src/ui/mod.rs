@@ -59,6 +59,15 @@ pub fn pty_size_for(rows: u16, cols: u16) -> (u16, u16) {
 
 /// Runs the control room until the person quits. Returns the exit code (as headless would).
 pub async fn run(rt: &mut Runtime) -> Result<i32> {
+    let keys = keys::KeyMap::new(&rt.engine.config.keys).map_err(|e| {
+        color_eyre::eyre::eyre!(
+            "{}: {e}",
+            rt.config_files
+                .last()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        )
+    })?;
     enable_raw_mode()?;
     let _guard = TerminalGuard;
     let previous = std::panic::take_hook();
@@ -89,6 +98,7 @@ pub async fn run(rt: &mut Runtime) -> Result<i32> {
 
     let mut rx = rt.take_receiver();
     let mut app = App::new();
+    app.keys = keys;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_frame = Instant::now() - Duration::from_secs(1);

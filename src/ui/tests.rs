@@ -62,7 +62,8 @@ fn fixture() -> (Engine, Screens) {
 fn render(e: &Engine, screens: &Screens, app: &mut App, w: u16, h: u16) -> String {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     let recent = vec!["12:00:00  d2       heal    answer (yes-no)".to_string()];
-    t.draw(|f| view::draw(f, e, screens, app, &recent, 65_000)).unwrap();
+    t.draw(|f| view::draw(f, e, screens, app, &recent, 65_000))
+        .unwrap();
     let buf = t.backend().buffer().clone();
     let mut out = String::new();
     for y in 0..h {

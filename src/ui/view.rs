@@ -2,7 +2,6 @@
 
 use super::app::{App, HitKind, InputPurpose, Mode, TopViews};
 use super::dag::{self, DagLayout};
-use super::keys::help_rows;
 use crate::engine::Engine;
 use crate::manifest::Status;
 use crate::worker::Emulator;
@@ -78,7 +77,8 @@ pub fn draw(
     let area = frame.area();
     app.hits.clear();
     if let Mode::Attached(task) = app.mode {
-        draw_attached(frame, engine, screens, task, area);
+        let detach = app.keys.detach.label();
+        draw_attached(frame, engine, screens, task, area, &detach);
         return;
     }
     let [header, body, footer] = Layout::vertical([
@@ -140,7 +140,7 @@ pub fn draw(
     }
     draw_footer(frame.buffer_mut(), footer, app, recent);
     match &app.mode {
-        Mode::Help => draw_help(frame, area),
+        Mode::Help => draw_help(frame, area, app),
         Mode::ConfirmQuit => draw_confirm(frame, area, engine),
         _ => {}
     }
@@ -571,14 +571,14 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     )
 }
 
-fn draw_help(frame: &mut Frame, area: Rect) {
-    let rows = help_rows();
+fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
+    let rows = app.keys.help_rows();
     let mut lines: Vec<Line> = rows
         .iter()
         .map(|(k, h)| {
             Line::from(vec![
                 Span::styled(
-                    format!(" {k:<8}"),
+                    format!(" {k:<12}"),
                     Style::default()
                         .fg(Color::Cyan)
                         .add_modifier(Modifier::BOLD),
@@ -589,14 +589,17 @@ fn draw_help(frame: &mut Frame, area: Rect) {
         .collect();
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled(
-        " attached: every key goes to the worker; Ctrl-] detaches.  mouse: click selects, wheel moves",
+        format!(
+            " attached: every key goes to the worker; {} detaches.  mouse: click selects, wheel scrolls",
+            app.keys.detach.label()
+        ),
         Style::default().fg(Color::Gray),
     )));
     lines.push(Line::from(Span::styled(
         " scrollback: PgUp/PgDn ↑↓ g/G move, / search, n/N older/newer match, y copy (OSC 52), Esc back",
         Style::default().fg(Color::Gray),
     )));
-    let popup = centered(area, 78, lines.len() as u16 + 2);
+    let popup = centered(area, 84, lines.len() as u16 + 2);
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: false }).block(
@@ -633,7 +636,14 @@ fn draw_confirm(frame: &mut Frame, area: Rect, engine: &Engine) {
     );
 }
 
-fn draw_attached(frame: &mut Frame, engine: &Engine, screens: &Screens, task: usize, area: Rect) {
+fn draw_attached(
+    frame: &mut Frame,
+    engine: &Engine,
+    screens: &Screens,
+    task: usize,
+    area: Rect,
+    detach: &str,
+) {
     let [bar, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
     let t = engine.task(task);
     let line = Line::from(vec![
@@ -646,7 +656,7 @@ fn draw_attached(frame: &mut Frame, engine: &Engine, screens: &Screens, task: us
         ),
         Span::raw(format!(" {} · {} — keys go to the agent · ", t.id, t.title)),
         Span::styled(
-            "Ctrl-] detaches",
+            format!("{detach} detaches"),
             Style::default()
                 .fg(Color::Yellow)
                 .add_modifier(Modifier::BOLD),
