@@ -122,6 +122,17 @@ impl Region {
     }
 }
 
+/// What a rule's pattern is matched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Rows of the screen region.
+    Screen,
+    /// The window title.
+    Title,
+    /// The agent's announced state (OSC 7501).
+    AgentState,
+}
+
 /// A rule as written in the config (`[[rules]]` or `[[agents.NAME.rules]]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,9 +143,14 @@ pub struct RuleSpec {
     pub verdict: VerdictKind,
     /// A regex (Rust `regex` syntax) matched against each row of the region.
     pub pattern: String,
-    /// `cursor` (default), `screen` or `last:N`.
+    /// `cursor` (default), `screen` or `last:N`; only for `source = "screen"`.
     #[serde(default = "default_region")]
     pub region: String,
+    /// What the pattern is matched against: `screen` (default; rows of the region), `title`
+    /// (the window title, OSC 0/2) or `agent_state` (the agent's own state announcement,
+    /// OSC 7501, e.g. `state=blocked:app=codex:kind=permission`).
+    #[serde(default = "default_source")]
+    pub source: String,
     /// Output must have been quiet this long (ms) before the rule counts. Default 500.
     #[serde(default = "default_quiet_ms")]
     pub quiet_ms: u64,
@@ -145,6 +161,9 @@ pub struct RuleSpec {
     pub hold_ms: u64,
 }
 
+fn default_source() -> String {
+    "screen".into()
+}
 fn default_region() -> String {
     "cursor".into()
 }
@@ -161,8 +180,10 @@ pub struct Rule {
     pub verdict: VerdictKind,
     /// Compiled pattern.
     pub re: Regex,
-    /// Rows it looks at.
+    /// Rows it looks at (screen rules).
     pub region: Region,
+    /// What it matches.
+    pub source: Source,
     /// Required quiet time before it counts, ms.
     pub quiet_ms: u64,
     /// How long the match must persist before a heal action acts, ms.
@@ -183,11 +204,21 @@ impl Rule {
             .map_err(|e| format!("rule {:?}: pattern does not compile: {e}", spec.name))?;
         let region =
             Region::parse(&spec.region).map_err(|e| format!("rule {:?}: {e}", spec.name))?;
+        let source = match spec.source.as_str() {
+            "screen" => Source::Screen,
+            "title" => Source::Title,
+            "agent_state" => Source::AgentState,
+            other => return Err(format!(
+                "rule {:?}: unknown source {other:?}: use \"screen\", \"title\" or \"agent_state\"",
+                spec.name
+            )),
+        };
         Ok(Rule {
             name: spec.name.clone(),
             verdict: spec.verdict,
             re,
             region,
+            source,
             quiet_ms: spec.quiet_ms,
             hold_ms: spec.hold_ms,
         })
@@ -207,6 +238,8 @@ pub struct ScreenSnapshot {
     pub alternate: bool,
     /// The window title the child set (OSC 0/2), if any.
     pub title: String,
+    /// The state the agent announced with its own escape sequence (OSC 7501), if any.
+    pub agent_state: Option<String>,
 }
 
 impl ScreenSnapshot {
@@ -223,14 +256,15 @@ impl ScreenSnapshot {
         }
     }
 
-    /// The non-blank rows from `n` rows above `row` down to the row below it: the context a
-    /// prompt is judged in (a menu's options sit above its "Press enter" line).
+    /// The non-blank rows from `n` rows above `row` to `n` rows below it: the dialog a prompt is
+    /// judged in (a menu's options sit above its "Press enter" line; an approval's command sits
+    /// below its question).
     pub fn context_around(&self, row: usize, n: usize) -> Vec<&str> {
         if self.rows.is_empty() {
             return Vec::new();
         }
         let r = row.min(self.rows.len() - 1);
-        let end = (r + 2).min(self.rows.len());
+        let end = (r + n + 1).min(self.rows.len());
         self.rows[r.saturating_sub(n)..end]
             .iter()
             .map(|r| r.trim())
@@ -331,6 +365,24 @@ pub fn classify(
         if quiet < rule.quiet_ms {
             continue;
         }
+        let signal = match rule.source {
+            Source::Screen => None,
+            Source::Title => Some(("title", Some(screen.title.as_str()))),
+            Source::AgentState => Some(("OSC 7501", screen.agent_state.as_deref())),
+        };
+        if let Some((what, value)) = signal {
+            if let Some(v) = value.filter(|v| rule.re.is_match(v)) {
+                return Verdict {
+                    kind: rule.verdict,
+                    evidence: Evidence {
+                        rule: rule.name.clone(),
+                        line: format!("{what} {v}"),
+                        row: None,
+                    },
+                };
+            }
+            continue;
+        }
         for i in screen.region_rows(rule.region) {
             let row = &screen.rows[i];
             if rule.re.is_match(row) {
@@ -373,6 +425,7 @@ mod tests {
             verdict,
             pattern: pattern.into(),
             region: region.into(),
+            source: "screen".into(),
             quiet_ms: 500,
             hold_ms: 0,
         })
@@ -450,6 +503,7 @@ mod tests {
             verdict: VerdictKind::Error,
             pattern: "(unclosed".into(),
             region: "cursor".into(),
+            source: "screen".into(),
             quiet_ms: 0,
             hold_ms: 0,
         };

@@ -81,6 +81,10 @@ pub struct AgentProfile {
     /// Screen rules for this agent, tried before the global `rules`.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    /// Dialogs of this agent that are safe to answer automatically, and with which keys; tried
+    /// before the global `[[heal.answers]]` (the deny-list still wins).
+    #[serde(default)]
+    pub answers: Vec<AnswerSpec>,
     /// Text typed (followed by Enter) to nudge a stalled worker; the heal policy's if absent.
     #[serde(default)]
     pub nudge: Option<String>,
@@ -151,8 +155,9 @@ pub enum ConfigError {
 pub struct Compiled {
     /// Screen rules per agent profile (the profile's own, then the global ones).
     pub rules: BTreeMap<String, Vec<Rule>>,
-    /// Allow-listed answers: (name, pattern, keys).
-    pub answers: Vec<(String, Regex, String)>,
+    /// Allow-listed answers per agent profile (the profile's own, then the global ones):
+    /// (name, pattern, keys).
+    pub answers: BTreeMap<String, Vec<(String, Regex, String)>>,
     /// Deny-list patterns.
     pub deny: Vec<Regex>,
 }
@@ -235,8 +240,24 @@ impl Config {
             .iter()
             .map(Rule::compile)
             .collect::<Result<_, _>>()?;
+        let compile_answers = |list: &[AnswerSpec],
+                               place: &str|
+         -> Result<Vec<(String, Regex, String)>, String> {
+            list.iter()
+                .map(|a| {
+                    Regex::new(&a.pattern)
+                        .map(|re| (a.name.clone(), re, a.keys.clone()))
+                        .map_err(|e| format!("{place} {:?}: pattern does not compile: {e}", a.name))
+                })
+                .collect()
+        };
+        let global_answers = compile_answers(&self.heal.answers, "[[heal.answers]]")?;
+        let mut answers = BTreeMap::new();
         let mut rules = BTreeMap::new();
         for (name, profile) in &self.agents {
+            let mut own = compile_answers(&profile.answers, &format!("[[agents.{name}.answers]]"))?;
+            own.extend(global_answers.iter().cloned());
+            answers.insert(name.clone(), own);
             if profile.command.is_empty() {
                 return Err(format!(
                     "[agents.{name}] command is empty: give an argv list"
@@ -251,21 +272,6 @@ impl Config {
             own.extend(global.iter().cloned());
             rules.insert(name.clone(), own);
         }
-        let answers = self
-            .heal
-            .answers
-            .iter()
-            .map(|a| {
-                Regex::new(&a.pattern)
-                    .map(|re| (a.name.clone(), re, a.keys.clone()))
-                    .map_err(|e| {
-                        format!(
-                            "[[heal.answers]] {:?}: pattern does not compile: {e}",
-                            a.name
-                        )
-                    })
-            })
-            .collect::<Result<_, _>>()?;
         let deny = self
             .heal
             .deny
@@ -380,8 +386,7 @@ mod tests {
             .deny
             .iter()
             .any(|d| d.is_match("Overwrite existing file? (y/n)")));
-        assert!(compiled
-            .answers
+        assert!(compiled.answers["codex"]
             .iter()
             .any(|(_, re, _)| re.is_match("Apply these edits? (y/n)")));
     }

@@ -901,9 +901,7 @@ impl Engine {
             self.escalate(i, reason, now, fx);
             return;
         }
-        let found = self
-            .compiled
-            .answers
+        let found = self.compiled.answers[self.agent_of(i)]
             .iter()
             .find(|(_, re, _)| re.is_match(line))
             .map(|(name, _, keys)| (name.clone(), keys.clone()));
@@ -1282,6 +1280,8 @@ fn hash_screen(s: &ScreenSnapshot) -> u64 {
     s.rows.hash(&mut h);
     s.cursor_row.hash(&mut h);
     s.cursor_col.hash(&mut h);
+    s.title.hash(&mut h);
+    s.agent_state.hash(&mut h);
     h.finish()
 }
 

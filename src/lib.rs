@@ -14,6 +14,7 @@ pub mod git;
 pub mod headless;
 pub mod manifest;
 pub mod plan;
+pub mod replay;
 pub mod runtime;
 pub mod ui;
 pub mod worker;

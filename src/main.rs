@@ -70,6 +70,25 @@ enum Cmd {
         #[arg(long)]
         repo: Option<PathBuf>,
     },
+    /// Replay a recorded session (raw bytes, optionally with timing) through the emulator and
+    /// classifier, and print the verdict timeline with evidence and the final verdict.
+    Classify {
+        /// The recording: NAME.bytes (NAME.timing.jsonl and NAME.meta.json are used when present),
+        /// or any file of raw terminal output (then all bytes arrive at once).
+        recording: PathBuf,
+        /// The agent profile whose rules to use.
+        #[arg(long, default_value = "codex")]
+        profile: String,
+        /// A switchyard.toml to layer over the defaults (and the user config).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// How long to keep classifying after the last byte, ms (lets quiet and hold times pass).
+        #[arg(long, default_value_t = 10_000)]
+        settle_ms: u64,
+        /// Also print the seed orchestrator's three-regex verdict, for comparison.
+        #[arg(long)]
+        seed: bool,
+    },
     /// The scripted fake coding agent the demo runs (a real program in a PTY).
     #[command(hide = true)]
     FakeAgent {
@@ -168,6 +187,13 @@ fn real_main(cmd: Cmd) -> Result<u8> {
             run(&manifest, None, None, headless)
         }
         Cmd::Status { manifest } => status(&manifest),
+        Cmd::Classify {
+            recording,
+            profile,
+            config,
+            settle_ms,
+            seed,
+        } => classify(&recording, &profile, config.as_deref(), settle_ms, seed),
         Cmd::Clean { manifest, repo } => clean(&manifest, repo.as_deref()),
         Cmd::FakeAgent { .. } => unreachable!("handled before the runtime starts"),
     }
@@ -253,6 +279,55 @@ fn status(manifest_path: &Path) -> Result<u8> {
     }
     let done = manifest.tasks().filter(|t| t.status.is_done()).count();
     println!("complete {done}/{}", manifest.tasks().count());
+    Ok(0)
+}
+
+fn classify(
+    recording: &Path,
+    profile: &str,
+    config: Option<&Path>,
+    settle_ms: u64,
+    seed: bool,
+) -> Result<u8> {
+    let anchor = config
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/nonexistent/switchyard.toml"));
+    let (config, files) =
+        switchyard::config::Config::load_for(&anchor).map_err(|e| eyre!("{e}"))?;
+    let compiled = config.compile().map_err(|e| eyre!("{e}"))?;
+    let Some(rules) = compiled.rules.get(profile) else {
+        return Err(eyre!(
+            "no agent profile {profile:?}; profiles: {} (config: {})",
+            compiled
+                .rules
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    };
+    let rec = switchyard::replay::Recording::load(recording).map_err(|e| eyre!("{e}"))?;
+    let steps = switchyard::replay::replay(&rec, rules, config.heal.stall_ms, settle_ms);
+    println!(
+        "{} — {} chunks over {:.1}s, {}x{}, profile {profile}",
+        recording.display(),
+        rec.chunks.len(),
+        rec.end_ms() as f64 / 1000.0,
+        rec.cols,
+        rec.rows
+    );
+    print!("{}", switchyard::replay::render(&steps));
+    if seed {
+        println!(
+            "seed regexes: {}",
+            switchyard::replay::seed_classify(&rec).label()
+        );
+    }
     Ok(0)
 }
 

@@ -48,6 +48,9 @@ pub struct Term {
     pub bells: u32,
     /// Desktop notifications the child sent (OSC 9 / OSC 777), newest last.
     pub notifications: Vec<String>,
+    /// The state the agent last announced with OSC 7501 (codex: `state=working:app=codex`);
+    /// `None` before any, and after `state=clear`.
+    pub agent_state: Option<String>,
 }
 
 impl vt100::Callbacks for Term {
@@ -94,6 +97,14 @@ impl vt100::Callbacks for Term {
             [b"11", b"?"] => self
                 .replies
                 .extend_from_slice(b"\x1b]11;rgb:1e1e/1e1e/1e1e\x1b\\"),
+            [b"7501", rest @ ..] => {
+                let text = rest
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(";");
+                self.agent_state = (text != "state=clear").then_some(text);
+            }
             [b"9", msg, ..] => self
                 .notifications
                 .push(String::from_utf8_lossy(msg).into_owned()),
@@ -417,6 +428,7 @@ pub fn snapshot_of(p: &Emulator) -> ScreenSnapshot {
         cursor_col: col as usize,
         alternate: screen.alternate_screen(),
         title: p.callbacks().title.clone(),
+        agent_state: p.callbacks().agent_state.clone(),
     }
 }
 
@@ -453,6 +465,22 @@ mod tests {
         assert_eq!(p.callbacks().bells, 1);
         assert_eq!(p.callbacks().notifications, vec!["Approval needed"]);
         assert_eq!(snapshot_of(&p).title, "codex: working");
+    }
+
+    #[test]
+    fn records_the_agent_state_codex_announces() {
+        let mut p = parse(b"\x1b]7501;state=working:app=codex\x1b\\");
+        assert_eq!(
+            snapshot_of(&p).agent_state.as_deref(),
+            Some("state=working:app=codex")
+        );
+        p.process(b"\x1b]7501;state=blocked:app=codex:kind=permission\x1b\\");
+        assert_eq!(
+            p.callbacks().agent_state.as_deref(),
+            Some("state=blocked:app=codex:kind=permission")
+        );
+        p.process(b"\x1b]7501;state=clear\x1b\\");
+        assert_eq!(p.callbacks().agent_state, None);
     }
 
     #[test]
