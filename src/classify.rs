@@ -27,6 +27,8 @@ pub enum VerdictKind {
     Error,
     /// The screen says the work is finished.
     Done,
+    /// The agent says it hit a rate limit (its tasks pause until the reset time it printed).
+    RateLimited,
     /// The process exited with this status.
     Exited(i32),
 }
@@ -41,6 +43,7 @@ impl VerdictKind {
             VerdictKind::Stalled => "stalled".into(),
             VerdictKind::Error => "error".into(),
             VerdictKind::Done => "done".into(),
+            VerdictKind::RateLimited => "rate_limited".into(),
             VerdictKind::Exited(c) => format!("exited({c})"),
         }
     }
@@ -208,10 +211,12 @@ impl Rule {
             "screen" => Source::Screen,
             "title" => Source::Title,
             "agent_state" => Source::AgentState,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "rule {:?}: unknown source {other:?}: use \"screen\", \"title\" or \"agent_state\"",
                 spec.name
-            )),
+            ))
+            }
         };
         Ok(Rule {
             name: spec.name.clone(),
@@ -403,7 +408,7 @@ pub fn classify(
             VerdictKind::Stalled,
             "silence",
             format!(
-                "no output, screen change or file change for {}s",
+                "no output, screen change, file change or CPU use for {}s",
                 idle / 1000
             ),
         );

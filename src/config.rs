@@ -91,6 +91,151 @@ pub struct AgentProfile {
     /// The CLI version the rules were checked against (documentation only).
     #[serde(default)]
     pub checked_version: Option<String>,
+    /// argv template for the `resume` heal action (e.g. `["codex", "resume", "--last"]`);
+    /// `resume` acts as `restart` without it.
+    #[serde(default)]
+    pub resume: Option<Vec<String>>,
+    /// A verify command (argv, run in the worktree) every task of this profile must pass before
+    /// it is `complete`; a task's own `verify` wins.
+    #[serde(default)]
+    pub verify: Option<Vec<String>>,
+    /// Where the profile gets its state from, for the docs: "screen" (rules over the emulated
+    /// screen), "osc" (the agent's own escape sequences) or both.
+    #[serde(default)]
+    pub signals: Option<String>,
+}
+
+/// A heal action (one step of a ladder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealAction {
+    /// Answer the prompt with the allow-listed keys (waiting_input only; the deny-list wins).
+    Answer,
+    /// Type the step's `text` (or the profile's nudge text) and press Enter.
+    Nudge,
+    /// Type the step's `text` as it is, e.g. "/clear" (with Enter when it ends in `\r`).
+    Keys,
+    /// Stop the worker and start it again in the same worktree with the error tail as context.
+    Restart,
+    /// Like restart, with the profile's `resume` command (e.g. `codex resume --last`).
+    Resume,
+    /// Commit the worktree's uncommitted changes (idle and exited only).
+    Commit,
+    /// Hand the task to a person: `needs_attention`, bell, notify command.
+    Escalate,
+    /// Give up: the task is `error`.
+    Fail,
+    /// Pause this agent's tasks until the reset time the CLI printed (rate_limited only).
+    Pause,
+}
+
+/// One step of a ladder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// What to do.
+    pub action: HealAction,
+    /// How often this step may run before the ladder moves on (default 1; 0 = no limit).
+    #[serde(default = "one")]
+    pub max: u32,
+    /// Back-off before a restart or resume at this step, ms (default: the policy's back-off).
+    #[serde(default)]
+    pub backoff_ms: Option<u64>,
+    /// Text for nudge and keys.
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The heal ladders: per situation, the steps tried in order; past the last step the task needs
+/// attention.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ladder {
+    /// A prompt waits (and is not on the deny-list).
+    pub waiting_input: Vec<Step>,
+    /// An error rule matched on screen, or the verify command failed.
+    pub error: Vec<Step>,
+    /// Nothing happened for `stall_ms`.
+    pub stalled: Vec<Step>,
+    /// At its own prompt, but the branch has no commits ahead of base, or changes are uncommitted.
+    pub idle: Vec<Step>,
+    /// Exited with a failure status, or with success but nothing committed.
+    pub exited: Vec<Step>,
+    /// A rate-limit message.
+    pub rate_limited: Vec<Step>,
+}
+
+impl Ladder {
+    /// The steps for a situation by its name (`waiting_input`, `error`, ...).
+    pub fn steps(&self, situation: &str) -> &[Step] {
+        match situation {
+            "waiting_input" => &self.waiting_input,
+            "error" => &self.error,
+            "stalled" => &self.stalled,
+            "idle" => &self.idle,
+            "exited" => &self.exited,
+            _ => &self.rate_limited,
+        }
+    }
+
+    /// Checks every step is possible where it stands. Errors name the ladder and step.
+    pub fn check(&self) -> Result<(), String> {
+        use HealAction::*;
+        for (name, steps, allowed) in [
+            (
+                "waiting_input",
+                &self.waiting_input,
+                &[Answer, Nudge, Keys, Restart, Resume, Escalate, Fail][..],
+            ),
+            (
+                "error",
+                &self.error,
+                &[Nudge, Keys, Restart, Resume, Escalate, Fail][..],
+            ),
+            (
+                "stalled",
+                &self.stalled,
+                &[Nudge, Keys, Restart, Resume, Escalate, Fail][..],
+            ),
+            (
+                "idle",
+                &self.idle,
+                &[Nudge, Keys, Commit, Restart, Resume, Escalate, Fail][..],
+            ),
+            (
+                "exited",
+                &self.exited,
+                &[Commit, Restart, Resume, Escalate, Fail][..],
+            ),
+            (
+                "rate_limited",
+                &self.rate_limited,
+                &[Pause, Restart, Escalate, Fail][..],
+            ),
+        ] {
+            for (n, s) in steps.iter().enumerate() {
+                if !allowed.contains(&s.action) {
+                    return Err(format!(
+                        "heal.ladder.{name} step {}: {:?} is not possible there; use one of {:?}",
+                        n + 1,
+                        s.action,
+                        allowed
+                    ));
+                }
+                if s.action == Keys && s.text.as_deref().is_none_or(str::is_empty) {
+                    return Err(format!(
+                        "heal.ladder.{name} step {}: keys needs `text`",
+                        n + 1
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One allow-listed automatic answer.
@@ -117,12 +262,17 @@ pub struct HealPolicy {
     pub backoff_max_ms: u64,
     /// No output, screen change or file change for this long (ms) is a stall.
     pub stall_ms: u64,
-    /// Nudges per task before a stalled worker is restarted.
-    pub max_nudges: u32,
     /// Default nudge text.
     pub nudge_text: String,
-    /// Most automatic answers per task before the task needs attention instead.
-    pub max_auto_answers: u32,
+    /// Most automatic keystroke injections (answers, nudges, keys) per task; past it, the task
+    /// needs attention instead.
+    pub max_auto_keys: u32,
+    /// A worker that has been `running` this long (ms) gets its heal ladders reset.
+    pub stable_ms: u64,
+    /// How long a rate-limited agent's tasks pause when the CLI printed no reset time (ms).
+    pub rate_limit_pause_ms: u64,
+    /// What happens, step by step, in each situation.
+    pub ladder: Ladder,
     /// Rows of screen tail given to a restarted agent and kept in its log.
     pub error_tail_lines: usize,
     /// Prompts that may be answered automatically.
@@ -221,6 +371,7 @@ impl Config {
             .try_into()
             .map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
         config.compile().map_err(invalid)?;
+        config.heal.ladder.check().map_err(invalid)?;
         if !config.agents.contains_key(&config.default_agent) {
             return Err(invalid(format!(
                 "default_agent {:?} is not a profile under [agents]",

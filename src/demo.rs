@@ -166,8 +166,7 @@ pub fn config_toml(speed: f64) -> String {
          # Short timings for the demo; the defaults are minutes.\n\
          stall_ms = 2500\n\
          backoff_ms = 500\n\
-         max_attempts = 3\n\
-         max_nudges = 1\n\n",
+         max_attempts = 3\n\n",
     );
     for (name, scenario) in [
         ("fake", "normal"),

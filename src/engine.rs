@@ -6,13 +6,16 @@
 //! clock; real runs use Unix epoch ms so manifest times are real) and carries out the
 //! [`Effect`]s it returns.
 
-use crate::classify::{classify, ScreenSnapshot, Timing, Verdict, VerdictKind};
+use crate::classify::{ScreenSnapshot, Verdict, VerdictKind};
 use crate::config::{render_prompt, Compiled, Config};
 use crate::manifest::{Manifest, Status};
 use crate::plan::Plan;
 use serde_json::{json, Value};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
+
+mod heal;
+pub use heal::Situation;
 use std::hash::{Hash, Hasher};
 
 /// Milliseconds on the engine's clock.
@@ -65,6 +68,8 @@ pub enum Event {
         code: i32,
         /// Commits on the task's branch ahead of its base, if git could tell.
         commits_ahead: Option<usize>,
+        /// Files with uncommitted changes in the worktree, if git could tell.
+        uncommitted: Option<usize>,
     },
     /// Answer to [`Effect::Inspect`]: the task's branch state while its agent is idle.
     Inspected {
@@ -72,6 +77,17 @@ pub enum Event {
         task: usize,
         /// Commits ahead of base.
         commits_ahead: usize,
+        /// Files with uncommitted changes in the worktree.
+        uncommitted: usize,
+    },
+    /// Answer to [`Effect::Verify`].
+    Verified {
+        /// Task index.
+        task: usize,
+        /// True when the verify command exited 0.
+        ok: bool,
+        /// The last lines of its output (or why it could not run).
+        output: String,
     },
     /// A person's (or remote) command.
     Command(Command),
@@ -167,10 +183,24 @@ pub enum Effect {
         /// Task index.
         task: usize,
     },
-    /// Count commits ahead of base; answer with Inspected.
+    /// Count commits ahead of base and uncommitted files; answer with Inspected.
     Inspect {
         /// Task index.
         task: usize,
+    },
+    /// Commit every change in the worktree (`git add -A`, commit); then answer with Inspected.
+    Commit {
+        /// Task index.
+        task: usize,
+        /// The commit message.
+        message: String,
+    },
+    /// Run the verify command (argv) in the worktree; answer with Verified.
+    Verify {
+        /// Task index.
+        task: usize,
+        /// The command.
+        argv: Vec<String>,
     },
     /// Append the error context of a failed attempt to the task's log.
     SaveErrorLog {
@@ -243,11 +273,13 @@ pub struct TaskRun {
     /// A (re)start is due at this time.
     pub restart_at: Option<Ms>,
     restart_context: Option<String>,
-    /// Nudges sent since the last (re)start.
-    pub nudges: u32,
-    /// Automatic answers sent in total.
-    pub auto_answers: u32,
-    idle_nudged: bool,
+    /// Where each heal ladder stands: situation → (step, times used).
+    pub ladder: BTreeMap<Situation, (usize, u32)>,
+    /// Automatic keystroke injections sent (answers, nudges, keys).
+    pub auto_keys: u32,
+    running_since: Option<Ms>,
+    resume_next: bool,
+    verifying: bool,
     /// When the current run of this task began, ms (for elapsed time).
     pub run_started_at: Option<Ms>,
     /// When it ended, ms.
@@ -272,6 +304,8 @@ pub struct Engine {
     pub max_parallel: usize,
     /// When this run began, ms.
     pub started_at: Ms,
+    /// Agents paused by a rate limit, until when (ms).
+    pub paused_agents: BTreeMap<String, Ms>,
     /// Keep a worker that needs a person alive for them (the control room); when false (headless,
     /// where nobody can answer) it is stopped and the task stays `needs_attention`.
     pub hold_for_person: bool,
@@ -312,6 +346,7 @@ impl Engine {
             paused: false,
             started_at: now,
             hold_for_person: true,
+            paused_agents: BTreeMap::new(),
             quitting: false,
         })
     }
@@ -427,11 +462,16 @@ impl Engine {
                 task,
                 code,
                 commits_ahead,
-            } => self.on_exited(task, code, commits_ahead, now, &mut fx),
+                uncommitted,
+            } => self.on_exited(task, code, commits_ahead, uncommitted, now, &mut fx),
             Event::Inspected {
                 task,
                 commits_ahead,
-            } => self.on_inspected(task, commits_ahead, now, &mut fx),
+                uncommitted,
+            } => self.on_inspected(task, commits_ahead, uncommitted, now, &mut fx),
+            Event::Verified { task, ok, output } => {
+                self.on_verified(task, ok, output, now, &mut fx)
+            }
             Event::Command(c) => self.on_command(c, now, &mut fx),
         }
         self.schedule(now, &mut fx);
@@ -475,111 +515,6 @@ impl Engine {
         fx.push(Effect::Persist);
     }
 
-    fn on_exited(
-        &mut self,
-        i: usize,
-        code: i32,
-        commits: Option<usize>,
-        now: Ms,
-        fx: &mut Vec<Effect>,
-    ) {
-        let Some(w) = self.runs[i].worker.take() else {
-            return;
-        };
-        let tail = w.screen.tail(self.config.heal.error_tail_lines);
-        let last_line = error_line(&tail);
-        self.journal(
-            fx,
-            now,
-            Some(i),
-            "exit",
-            format!("exited with status {code}"),
-            json!({ "code": code, "commitsAhead": commits, "stop": w.stop.map(|s| format!("{s:?}")) }),
-        );
-        match w.stop {
-            Some(StopReason::Restart) | Some(StopReason::Complete) | Some(StopReason::Skip) => {}
-            Some(StopReason::Kill) | Some(StopReason::Quit) => {}
-            None => {
-                let ahead = commits.unwrap_or(0);
-                if code == 0 && ahead > 0 {
-                    self.set_verdict(
-                        i,
-                        Verdict::signal(
-                            VerdictKind::Exited(0),
-                            "exit-status",
-                            format!("exited 0 with {ahead} commit(s) ahead of base"),
-                        ),
-                        now,
-                        fx,
-                    );
-                    self.complete(i, now, fx);
-                } else {
-                    let why = if code == 0 {
-                        "exited 0 but its branch has no commits ahead of base".to_string()
-                    } else {
-                        format!("exited with status {code}")
-                    };
-                    let line = if last_line.is_empty() {
-                        why.clone()
-                    } else {
-                        format!("{why}: {last_line}")
-                    };
-                    self.set_verdict(
-                        i,
-                        Verdict::signal(VerdictKind::Exited(code), "exit-status", line),
-                        now,
-                        fx,
-                    );
-                    self.restart_or_fail(i, &why, tail, now, fx);
-                }
-            }
-        }
-    }
-
-    fn on_inspected(&mut self, i: usize, commits: usize, now: Ms, fx: &mut Vec<Effect>) {
-        let Some(w) = self.runs[i].worker.as_mut() else {
-            return;
-        };
-        w.inspecting = false;
-        if w.stop.is_some() {
-            return;
-        }
-        let idle_like = matches!(
-            self.runs[i].verdict.as_ref().map(|v| v.kind),
-            Some(VerdictKind::Idle | VerdictKind::Done)
-        );
-        if !idle_like {
-            return;
-        }
-        if commits > 0 {
-            if let Some(w) = self.runs[i].worker.as_mut() {
-                w.stop = Some(StopReason::Complete);
-            }
-            fx.push(Effect::Kill { task: i });
-            self.complete(i, now, fx);
-        } else if !self.runs[i].idle_nudged {
-            self.runs[i].idle_nudged = true;
-            let text = "You seem to be finished, but nothing is committed on this branch yet. \
-                        Commit your work with a clear message."
-                .to_string();
-            self.send(
-                i,
-                format!("{text}\r").into_bytes(),
-                "heal",
-                "nudge: idle without commits",
-                now,
-                fx,
-            );
-        } else {
-            self.escalate(
-                i,
-                "idle at its prompt with no commits ahead of base".into(),
-                now,
-                fx,
-            );
-        }
-    }
-
     fn on_command(&mut self, c: Command, now: Ms, fx: &mut Vec<Effect>) {
         let who = format!("{c:?}");
         match c {
@@ -604,9 +539,9 @@ impl Engine {
                     Value::Null,
                 );
                 let run = &mut self.runs[i];
-                run.nudges = 0;
-                run.auto_answers = 0;
-                run.idle_nudged = false;
+                run.ladder.clear();
+                run.auto_keys = 0;
+                run.resume_next = false;
                 run.restart_context = None;
                 run.restart_at = Some(now);
                 if let Some(w) = run.worker.as_mut() {
@@ -753,179 +688,6 @@ impl Engine {
             .unwrap_or(&self.config.default_agent)
     }
 
-    fn classify_and_heal(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
-        let Some(w) = self.runs[i].worker.as_ref() else {
-            return;
-        };
-        if !w.live || w.stop.is_some() {
-            return;
-        }
-        let timing = Timing {
-            now,
-            started_at: w.spawned_at,
-            last_output_at: w.last_output_at,
-            last_change_at: w.last_change_at,
-            last_activity_at: w.last_activity_at,
-        };
-        let rules = &self.compiled.rules[self.agent_of(i)];
-        let v = classify(&w.screen, &timing, rules, self.config.heal.stall_ms);
-        let hold_ms = rules
-            .iter()
-            .find(|r| r.name == v.evidence.rule)
-            .map_or(0, |r| r.hold_ms);
-        let since = match &w.held {
-            Some((k, r, since)) if *k == v.kind && *r == v.evidence.rule => *since,
-            _ => now,
-        };
-        let held_long_enough = now.saturating_sub(since) >= hold_ms;
-        let prompt_context: Vec<String> = w
-            .screen
-            .context_around(v.evidence.row.unwrap_or(w.screen.cursor_row), 8)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let screen_hash = w.screen_hash;
-        let acted = w.acted_on == Some(screen_hash);
-        let inspecting = w.inspecting;
-        let kind = v.kind;
-        let line = v.evidence.line.clone();
-        if let Some(w) = self.runs[i].worker.as_mut() {
-            w.held = Some((v.kind, v.evidence.rule.clone(), since));
-        }
-        self.set_verdict(i, v, now, fx);
-        if !held_long_enough {
-            return;
-        }
-        let status = self.status(i);
-        match kind {
-            VerdictKind::Running => {
-                if matches!(status, Status::Stuck | Status::NeedsAttention) {
-                    self.set_status(i, Status::Running, now, fx);
-                }
-            }
-            VerdictKind::WaitingInput => {
-                if !acted && status != Status::NeedsAttention {
-                    self.answer_prompt(i, &line, &prompt_context, now, fx);
-                }
-            }
-            VerdictKind::Error => {
-                if status != Status::NeedsAttention {
-                    let tail = self.runs[i]
-                        .worker
-                        .as_ref()
-                        .map(|w| w.screen.tail(self.config.heal.error_tail_lines))
-                        .unwrap_or_default();
-                    self.stop_worker(i, StopReason::Restart, fx);
-                    self.restart_or_fail(i, &format!("error on screen: {line}"), tail, now, fx);
-                }
-            }
-            VerdictKind::Stalled => {
-                if status == Status::NeedsAttention {
-                    return;
-                }
-                if status != Status::Stuck {
-                    self.set_status(i, Status::Stuck, now, fx);
-                }
-                if self.runs[i].nudges < self.config.heal.max_nudges {
-                    self.runs[i].nudges += 1;
-                    let text = self.nudge_text(i);
-                    let n = self.runs[i].nudges;
-                    self.send(
-                        i,
-                        format!("{text}\r").into_bytes(),
-                        "heal",
-                        &format!("nudge {n} after stall"),
-                        now,
-                        fx,
-                    );
-                } else {
-                    let tail = self.runs[i]
-                        .worker
-                        .as_ref()
-                        .map(|w| w.screen.tail(self.config.heal.error_tail_lines))
-                        .unwrap_or_default();
-                    self.stop_worker(i, StopReason::Restart, fx);
-                    self.restart_or_fail(i, "stalled after nudges", tail, now, fx);
-                }
-            }
-            VerdictKind::Idle | VerdictKind::Done => {
-                if !inspecting && !acted {
-                    if let Some(w) = self.runs[i].worker.as_mut() {
-                        w.inspecting = true;
-                        w.acted_on = Some(screen_hash);
-                    }
-                    fx.push(Effect::Inspect { task: i });
-                }
-            }
-            VerdictKind::Exited(_) => {}
-        }
-    }
-
-    /// Answers an allow-listed prompt. The deny-list is checked against the prompt line and the
-    /// rows just above it (a menu's options sit above its "Press enter" line), so "Sign in" or
-    /// "Delete branch" in a dialog is never confirmed automatically.
-    fn answer_prompt(
-        &mut self,
-        i: usize,
-        line: &str,
-        context: &[String],
-        now: Ms,
-        fx: &mut Vec<Effect>,
-    ) {
-        let denied = std::iter::once(line)
-            .chain(context.iter().map(String::as_str))
-            .find_map(|l| {
-                self.compiled
-                    .deny
-                    .iter()
-                    .find(|d| d.is_match(l))
-                    .map(|d| (l, d))
-            });
-        if let Some((l, d)) = denied {
-            let reason = if l == line {
-                format!("prompt matches the deny-list ({}): {line}", d.as_str())
-            } else {
-                format!(
-                    "prompt {line:?} is in a dialog that matches the deny-list ({}): {l}",
-                    d.as_str()
-                )
-            };
-            self.escalate(i, reason, now, fx);
-            return;
-        }
-        if self.runs[i].auto_answers >= self.config.heal.max_auto_answers {
-            let reason = format!(
-                "{} automatic answers already sent (heal.max_auto_answers): {line}",
-                self.runs[i].auto_answers
-            );
-            self.escalate(i, reason, now, fx);
-            return;
-        }
-        let found = self.compiled.answers[self.agent_of(i)]
-            .iter()
-            .find(|(_, re, _)| re.is_match(line))
-            .map(|(name, _, keys)| (name.clone(), keys.clone()));
-        match found {
-            Some((name, keys)) => {
-                self.runs[i].auto_answers += 1;
-                self.send(
-                    i,
-                    keys.into_bytes(),
-                    "heal",
-                    &format!("answer ({name}) to: {line}"),
-                    now,
-                    fx,
-                );
-            }
-            None => self.escalate(
-                i,
-                format!("prompt is not on the allow-list: {line}"),
-                now,
-                fx,
-            ),
-        }
-    }
-
     /// Writes bytes to a worker and journals them with the reason; marks the screen as acted on.
     fn send(
         &mut self,
@@ -990,59 +752,6 @@ impl Engine {
             self.runs[i].run_ended_at = Some(now);
         }
         fx.push(Effect::Attention { task: i, reason });
-    }
-
-    /// Restarts the task after a failure, or marks it `error` when attempts are used up.
-    fn restart_or_fail(
-        &mut self,
-        i: usize,
-        why: &str,
-        tail: String,
-        now: Ms,
-        fx: &mut Vec<Effect>,
-    ) {
-        let attempts = self.task(i).attempts.unwrap_or(0);
-        let id = self.plan.ids[i].clone();
-        fx.push(Effect::SaveErrorLog {
-            task: i,
-            text: format!("--- {id} attempt {attempts}: {why}\n{tail}\n"),
-        });
-        if attempts >= self.config.heal.max_attempts {
-            self.runs[i].restart_at = None;
-            self.runs[i].run_ended_at = Some(now);
-            self.journal(
-                fx,
-                now,
-                Some(i),
-                "heal",
-                format!("giving up after {attempts} attempts: {why}"),
-                Value::Null,
-            );
-            self.set_status(i, Status::Error, now, fx);
-            return;
-        }
-        let shift = attempts.saturating_sub(1).min(20);
-        let delay = (self.config.heal.backoff_ms << shift).min(self.config.heal.backoff_max_ms);
-        self.runs[i].restart_at = Some(now + delay);
-        self.runs[i].restart_context = Some(format!(
-            "Previous attempt {attempts} failed ({why}). The last lines of its screen were:\n{tail}\n\n"
-        ));
-        self.runs[i].nudges = 0;
-        self.runs[i].idle_nudged = false;
-        self.journal(
-            fx,
-            now,
-            Some(i),
-            "heal",
-            format!(
-                "restart in {:.1}s with the error as context: {why}",
-                delay as f64 / 1000.0
-            ),
-            json!({ "delayMs": delay, "attempt": attempts + 1, "context": tail }),
-        );
-        if self.status(i) != Status::Running {
-            self.set_status(i, Status::Running, now, fx);
-        }
     }
 
     fn complete(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
@@ -1165,6 +874,11 @@ impl Engine {
         let mut ready: Vec<usize> = (0..self.runs.len())
             .filter(|&i| self.status(i) == Status::Pending && !self.occupies_slot(i))
             .filter(|&i| {
+                self.paused_agents
+                    .get(self.agent_of(i))
+                    .is_none_or(|&until| until <= now)
+            })
+            .filter(|&i| {
                 self.plan
                     .preds(i)
                     .all(|(j, _)| self.status(j).is_finished())
@@ -1188,6 +902,8 @@ impl Engine {
     fn start(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
         let run = &mut self.runs[i];
         run.restart_at = None;
+        run.running_since = None;
+        let resume = std::mem::take(&mut run.resume_next);
         let context = run.restart_context.take();
         if run.run_started_at.is_none() || run.run_ended_at.is_some() {
             run.run_started_at = Some(now);
@@ -1209,7 +925,10 @@ impl Engine {
             task_id: t.id.clone(),
             attempt,
             agent: agent.clone(),
-            command: profile.command.clone(),
+            command: match (&profile.resume, resume) {
+                (Some(r), true) => r.clone(),
+                _ => profile.command.clone(),
+            },
             env: profile.env.clone(),
             prompt,
             title: t.title.clone(),

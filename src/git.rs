@@ -151,6 +151,50 @@ pub fn commits_ahead(worktree: &Path, base_commit: &str) -> Result<usize, GitErr
     Ok(walk.count())
 }
 
+/// Files with uncommitted changes (staged, unstaged or untracked, not ignored) in a worktree.
+pub fn uncommitted(worktree: &Path) -> Result<usize, GitError> {
+    let repo =
+        Repository::open(worktree).map_err(err(format!("opening {}", worktree.display())))?;
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false);
+    let statuses = repo
+        .statuses(Some(&mut opts))
+        .map_err(err("reading the status"))?;
+    Ok(statuses.len())
+}
+
+/// Commits every change in the worktree (like `git add -A && git commit`) as "switchyard".
+/// Returns the new commit id, or `None` when there was nothing to commit.
+pub fn commit_all(worktree: &Path, message: &str) -> Result<Option<String>, GitError> {
+    let repo =
+        Repository::open(worktree).map_err(err(format!("opening {}", worktree.display())))?;
+    let mut index = repo.index().map_err(err("opening the index"))?;
+    index
+        .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+        .map_err(err("adding files"))?;
+    index
+        .update_all(["*"].iter(), None)
+        .map_err(err("recording deletions"))?;
+    index.write().map_err(err("writing the index"))?;
+    let tree_id = index.write_tree().map_err(err("writing the tree"))?;
+    let head = repo
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(err("reading HEAD"))?;
+    if head.tree_id() == tree_id {
+        return Ok(None);
+    }
+    let tree = repo.find_tree(tree_id).map_err(err("reading the tree"))?;
+    let sig =
+        git2::Signature::now("switchyard", "switchyard@localhost").map_err(err("signature"))?;
+    let id = repo
+        .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])
+        .map_err(err("committing"))?;
+    Ok(Some(id.to_string()))
+}
+
 /// Files changed between `base_commit` and the worktree's HEAD.
 pub fn files_changed(worktree: &Path, base_commit: &str) -> Result<usize, GitError> {
     let repo =
@@ -277,6 +321,15 @@ mod tests {
         assert!(ok);
     }
 
+    fn git_cli(dir: &Path, args: &[&str]) {
+        assert!(Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .unwrap()
+            .success());
+    }
+
     #[test]
     fn creates_reuses_counts_and_cleans_worktrees() {
         let tmp = tempfile::tempdir().unwrap();
@@ -291,6 +344,16 @@ mod tests {
         commit_in(&wt, "b.txt");
         assert_eq!(commits_ahead(&wt, &info.base_commit).unwrap(), 2);
         assert_eq!(files_changed(&wt, &info.base_commit).unwrap(), 2);
+        assert_eq!(uncommitted(&wt).unwrap(), 0);
+        std::fs::write(wt.join("left-over.txt"), "x").unwrap();
+        assert_eq!(uncommitted(&wt).unwrap(), 1);
+        assert!(commit_all(&wt, "switchyard: commit left-overs")
+            .unwrap()
+            .is_some());
+        assert_eq!(uncommitted(&wt).unwrap(), 0);
+        assert_eq!(commits_ahead(&wt, &info.base_commit).unwrap(), 3);
+        assert_eq!(commit_all(&wt, "nothing").unwrap(), None);
+        git_cli(&wt, &["reset", "-q", "--hard", "HEAD~1"]);
         let again = ensure_worktree(&repo, "t1", &wt, "fix/issue-1", &info.base_commit).unwrap();
         assert!(again.reused);
         assert_eq!(again.branch, "fix/issue-1");

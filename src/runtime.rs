@@ -110,6 +110,7 @@ pub struct Runtime {
     pub pty_size: (u16, u16),
     tx: mpsc::Sender<ShellMsg>,
     rx: Option<mpsc::Receiver<ShellMsg>>,
+    cpu: BTreeMap<usize, (std::time::Instant, u64)>,
     journal: std::fs::File,
     _watcher: Option<notify::RecommendedWatcher>,
 }
@@ -152,6 +153,7 @@ impl Runtime {
             pty_size,
             tx,
             rx: Some(rx),
+            cpu: BTreeMap::new(),
             journal,
             _watcher: watcher,
         })
@@ -191,6 +193,9 @@ impl Runtime {
         match msg {
             ShellMsg::Wake => self.changed = true,
             ShellMsg::Activity { task } => self.apply(Event::Activity { task }),
+            ShellMsg::Verified { task, ok, output } => {
+                self.apply(Event::Verified { task, ok, output })
+            }
             ShellMsg::Exited { task, code, signal } => {
                 // The final screen first, so the engine's error context is the last thing shown.
                 if let Some(w) = self.workers.get(&task) {
@@ -204,6 +209,7 @@ impl Runtime {
                 }
                 self.workers.remove(&task);
                 let commits = self.commits_ahead(task);
+                let uncommitted = self.uncommitted(task);
                 let code = if signal.is_some() && code == 0 {
                     1
                 } else {
@@ -213,6 +219,7 @@ impl Runtime {
                     task,
                     code,
                     commits_ahead: commits,
+                    uncommitted,
                 });
                 self.changed = true;
             }
@@ -238,7 +245,38 @@ impl Runtime {
         for ev in screens {
             self.apply(ev);
         }
+        for task in self.busy_cpu() {
+            self.apply(Event::Activity { task });
+        }
         self.apply(Event::Tick);
+    }
+
+    /// Workers whose process tree used more than 5% of a core since the last sample (sampled
+    /// at most once a second, from /proc): an agent running tests prints nothing for minutes but
+    /// is not stalled.
+    fn busy_cpu(&mut self) -> Vec<usize> {
+        let now = std::time::Instant::now();
+        let mut busy = Vec::new();
+        for (&task, w) in &self.workers {
+            let Some(pid) = w.pid else { continue };
+            let due = self
+                .cpu
+                .get(&task)
+                .is_none_or(|(at, _)| now.duration_since(*at) >= Duration::from_secs(1));
+            if !due {
+                continue;
+            }
+            let ticks = crate::worker::tree_cpu_ticks(pid);
+            if let Some((at, before)) = self.cpu.insert(task, (now, ticks)) {
+                let secs = now.duration_since(at).as_secs_f64();
+                // USER_HZ is 100 on Linux: 5 ticks a second is 5% of a core.
+                if ticks.saturating_sub(before) as f64 >= 5.0 * secs {
+                    busy.push(task);
+                }
+            }
+        }
+        self.cpu.retain(|t, _| self.workers.contains_key(t));
+        busy
     }
 
     /// Resizes every worker's PTY (rows × cols) and remembers the size for new ones.
@@ -270,6 +308,11 @@ impl Runtime {
         }
         self.workers.clear();
         self.persist();
+    }
+
+    fn uncommitted(&self, task: usize) -> Option<usize> {
+        let wt = self.engine.task(task).worktree.as_deref()?;
+        git::uncommitted(Path::new(wt)).ok()
     }
 
     fn commits_ahead(&self, task: usize) -> Option<usize> {
@@ -310,11 +353,28 @@ impl Runtime {
             }
             Effect::Inspect { task } => {
                 let commits = self.commits_ahead(task).unwrap_or(0);
+                let uncommitted = self.uncommitted(task).unwrap_or(0);
                 queue.push_back(Event::Inspected {
                     task,
                     commits_ahead: commits,
+                    uncommitted,
                 });
             }
+            Effect::Commit { task, message } => {
+                if let Some(wt) = self.engine.task(task).worktree.clone() {
+                    if let Err(e) = git::commit_all(Path::new(&wt), &message) {
+                        self.push_recent(format!("automatic commit failed: {e}"));
+                    }
+                }
+                let commits = self.commits_ahead(task).unwrap_or(0);
+                let uncommitted = self.uncommitted(task).unwrap_or(0);
+                queue.push_back(Event::Inspected {
+                    task,
+                    commits_ahead: commits,
+                    uncommitted,
+                });
+            }
+            Effect::Verify { task, argv } => self.verify(task, argv),
             Effect::SaveErrorLog { task, text } => {
                 let id = &self.engine.plan.ids[task];
                 let path = self.paths.logs.join(format!("{id}.errors.log"));
@@ -409,6 +469,28 @@ impl Runtime {
         }
     }
 
+    /// Runs a verify command in the task's worktree on a thread of its own (at most 10 minutes),
+    /// keeps its output in `logs/<id>.verify.log`, and reports through the shell channel.
+    fn verify(&mut self, task: usize, argv: Vec<String>) {
+        let id = self.engine.plan.ids[task].clone();
+        let cwd = self.engine.task(task).worktree.clone().unwrap_or_default();
+        let log = self.paths.logs.join(format!("{id}.verify.log"));
+        let tx = self.tx.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("verify-{id}"))
+            .spawn(move || {
+                let (ok, output) = run_verify(&argv, Path::new(&cwd), Duration::from_secs(600));
+                let _ = std::fs::write(&log, &output);
+                let tail: Vec<&str> = output.lines().rev().take(40).collect();
+                let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+                let _ = tx.blocking_send(ShellMsg::Verified {
+                    task,
+                    ok,
+                    output: tail,
+                });
+            });
+    }
+
     fn journal(&mut self, e: &JournalEntry) {
         let line = serde_json::json!({
             "ts": crate::engine::rfc3339(e.at),
@@ -459,6 +541,63 @@ impl Runtime {
                 self.push_recent(format!("notify_command {program:?} failed: {e}"));
             }
         }
+    }
+}
+
+/// Runs `argv` in `cwd` (no shell), killing it after `limit`. Returns success and the
+/// combined output.
+fn run_verify(argv: &[String], cwd: &Path, limit: Duration) -> (bool, String) {
+    use std::io::{Read, Seek};
+    let Some((program, args)) = argv.split_first() else {
+        return (false, "the verify command is empty".into());
+    };
+    let Ok(mut out) = tempfile::tempfile() else {
+        return (
+            false,
+            "cannot create a temp file for the verify output".into(),
+        );
+    };
+    let pipe = |f: &std::fs::File| {
+        f.try_clone()
+            .map(std::process::Stdio::from)
+            .unwrap_or(std::process::Stdio::null())
+    };
+    let spawned = std::process::Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(pipe(&out))
+        .stderr(pipe(&out))
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return (false, format!("cannot run verify command {program:?}: {e}")),
+    };
+    let start = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) => break None,
+        }
+    };
+    let mut text = String::new();
+    let _ = out.seek(std::io::SeekFrom::Start(0));
+    let _ = out.read_to_string(&mut text);
+    match status {
+        Some(s) => (s.success(), text),
+        None => (
+            false,
+            format!(
+                "{text}\nverify command timed out after {}s",
+                limit.as_secs()
+            ),
+        ),
     }
 }
 

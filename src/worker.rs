@@ -35,6 +35,15 @@ pub enum ShellMsg {
         /// Task index.
         task: usize,
     },
+    /// A verify command finished.
+    Verified {
+        /// Task index.
+        task: usize,
+        /// True when it exited 0.
+        ok: bool,
+        /// The tail of its output.
+        output: String,
+    },
 }
 
 /// What the vt100 callbacks collect: replies to terminal queries, the title, bells, notifications.
@@ -414,6 +423,35 @@ impl Worker {
     }
 }
 
+/// CPU time (clock ticks, user + system) used by a process and its descendants, from /proc;
+/// 0 where /proc cannot tell. Walks at most 64 processes.
+pub fn tree_cpu_ticks(pid: u32) -> u64 {
+    let mut total = 0;
+    let mut queue = vec![pid];
+    let mut seen = 0;
+    while let Some(p) = queue.pop() {
+        seen += 1;
+        if seen > 64 {
+            break;
+        }
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+            if let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+                let f: Vec<&str> = after.split_whitespace().collect();
+                let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                total += num(11) + num(12);
+            }
+        }
+        if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
+            queue.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    total
+}
+
 /// Plain-text snapshot of an emulator's visible screen.
 pub fn snapshot_of(p: &Emulator) -> ScreenSnapshot {
     let screen = p.screen();
@@ -481,6 +519,19 @@ mod tests {
         );
         p.process(b"\x1b]7501;state=clear\x1b\\");
         assert_eq!(p.callbacks().agent_state, None);
+    }
+
+    #[test]
+    fn counts_cpu_of_a_process_tree() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let busy = tree_cpu_ticks(std::process::id());
+        let _ = child.wait();
+        assert!(busy > 0, "this test process and its busy child used CPU");
+        assert_eq!(tree_cpu_ticks(u32::MAX), 0);
     }
 
     #[test]

@@ -27,6 +27,7 @@ fn class(kind: VerdictKind) -> &'static str {
         VerdictKind::Idle | VerdictKind::Done => "idle",
         VerdictKind::WaitingInput => "waiting_input",
         VerdictKind::Error => "error",
+        VerdictKind::RateLimited => "rate_limited",
         VerdictKind::Stalled => "stalled",
         VerdictKind::Running => "running",
         VerdictKind::Exited(_) => "exited",

@@ -64,7 +64,7 @@ fn the_headless_demo_completes_every_task_with_heals_in_the_journal() {
     };
     assert!(heal("answer (yes-no)"), "a prompt was answered");
     assert!(heal("restart in"), "a failure was restarted");
-    assert!(heal("nudge 1 after stall"), "a stall was nudged");
+    assert!(heal("nudge 1 (stalled)"), "a stall was nudged");
     let answer = j
         .iter()
         .find(|e| e["kind"] == "heal" && e["message"].as_str().unwrap().contains("answer"))

@@ -81,6 +81,7 @@ fn exited(e: &mut Engine, i: usize, code: i32, commits: usize, now: Ms) -> Vec<E
             task: i,
             code,
             commits_ahead: Some(commits),
+            uncommitted: Some(0),
         },
         now,
     )
@@ -323,6 +324,7 @@ fn idle_at_its_prompt_with_commits_is_complete() {
         Event::Inspected {
             task: 0,
             commits_ahead: 0,
+            uncommitted: 0,
         },
         1_100,
     );
@@ -334,6 +336,7 @@ fn idle_at_its_prompt_with_commits_is_complete() {
         Event::Inspected {
             task: 0,
             commits_ahead: 1,
+            uncommitted: 0,
         },
         3_100,
     );
@@ -448,6 +451,215 @@ fn an_unknown_agent_is_a_clear_error() {
     let err = Engine::new(m, plan, Config::defaults(), 0).unwrap_err();
     assert!(
         err.starts_with("task a: agent \"nope\" has no profile"),
+        "{err}"
+    );
+}
+
+fn spec_of(fx: &[Effect]) -> Option<StartSpec> {
+    fx.iter().find_map(|f| match f {
+        Effect::Start(s) => Some(s.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_custom_ladder_from_toml_is_followed_step_by_step() {
+    let extra = r#"
+[heal.ladder]
+stalled = [
+  { action = "keys", text = "/clear\r" },
+  { action = "nudge", text = "go on" },
+  { action = "escalate" },
+]
+"#;
+    let mut e = engine_with(ONE, extra);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 0);
+    screen(&mut e, 0, "thinking", 100);
+    assert_eq!(writes(&e.update(Event::Tick, 10_200)), vec!["/clear\r"]);
+    assert_eq!(writes(&e.update(Event::Tick, 20_300)), vec!["go on\r"]);
+    let fx = e.update(Event::Tick, 30_400);
+    assert!(writes(&fx).is_empty());
+    assert_eq!(e.status(0), Status::NeedsAttention);
+}
+
+#[test]
+fn ladders_reset_after_a_stable_stretch_of_work() {
+    let extra = "[heal]\nstable_ms = 5000\n";
+    let mut e = engine_with(ONE, extra);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 0);
+    screen(&mut e, 0, "thinking", 100);
+    assert_eq!(writes(&e.update(Event::Tick, 10_200)).len(), 1, "nudge 1");
+    // Working again for longer than stable_ms: the stall ladder starts over.
+    for t in (11_000..17_000).step_by(500) {
+        screen(&mut e, 0, &format!("working {t}"), t);
+        e.update(Event::Tick, t + 100);
+    }
+    assert!(e.runs[0].ladder.is_empty(), "{:?}", e.runs[0].ladder);
+    let fx = e.update(Event::Tick, 27_000);
+    assert_eq!(writes(&fx).len(), 1, "a nudge again, not a restart");
+}
+
+#[test]
+fn automatic_keystrokes_are_capped() {
+    let mut e = engine_with(ONE, "[heal]\nmax_auto_keys = 2\n");
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 0);
+    for (k, t) in [1_000u64, 3_000, 5_000].iter().enumerate() {
+        screen(&mut e, 0, &format!("step {k}\nContinue? (y/n)"), *t);
+        e.update(Event::Tick, t + 600);
+    }
+    assert_eq!(e.runs[0].auto_keys, 2);
+    assert_eq!(e.status(0), Status::NeedsAttention);
+    assert!(e
+        .task(0)
+        .last_verdict
+        .as_deref()
+        .unwrap()
+        .contains("max_auto_keys"));
+}
+
+#[test]
+fn uncommitted_changes_are_committed_when_the_ladder_says_so_then_verified() {
+    let extra = r#"
+[heal.ladder]
+idle = [{ action = "commit" }, { action = "escalate" }]
+[agents.fake]
+verify = ["cargo", "test"]
+[[agents.fake.rules]]
+name = "idle"
+verdict = "idle"
+pattern = "^>$"
+quiet_ms = 300
+"#;
+    let mut e = engine_with(ONE, extra);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 0);
+    screen(&mut e, 0, "edited\n>", 100);
+    let fx = e.update(Event::Tick, 1_000);
+    assert!(fx.iter().any(|f| matches!(f, Effect::Inspect { task: 0 })));
+    let fx = e.update(
+        Event::Inspected {
+            task: 0,
+            commits_ahead: 0,
+            uncommitted: 2,
+        },
+        1_100,
+    );
+    assert!(fx
+        .iter()
+        .any(|f| matches!(f, Effect::Commit { task: 0, .. })));
+    let fx = e.update(
+        Event::Inspected {
+            task: 0,
+            commits_ahead: 1,
+            uncommitted: 0,
+        },
+        1_200,
+    );
+    let argv = fx.iter().find_map(|f| match f {
+        Effect::Verify { argv, .. } => Some(argv.clone()),
+        _ => None,
+    });
+    assert_eq!(argv, Some(vec!["cargo".to_string(), "test".to_string()]));
+    assert_eq!(
+        e.status(0),
+        Status::Running,
+        "not complete before verify passes"
+    );
+    // Verify fails: restart with its output as context.
+    let fx = e.update(
+        Event::Verified {
+            task: 0,
+            ok: false,
+            output: "test parse ... FAILED\nerror: 1 test failed".into(),
+        },
+        2_000,
+    );
+    assert!(fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })));
+    exited(&mut e, 0, 143, 1, 2_100);
+    let spec = spec_of(&e.update(Event::Tick, 3_100)).expect("restarted");
+    assert!(
+        spec.prompt.contains("error: 1 test failed"),
+        "{}",
+        spec.prompt
+    );
+    started(&mut e, 0, 3_200);
+    exited(&mut e, 0, 0, 2, 4_000);
+    let fx = e.update(Event::Tick, 4_100);
+    let _ = fx;
+    e.update(
+        Event::Verified {
+            task: 0,
+            ok: true,
+            output: "ok".into(),
+        },
+        4_500,
+    );
+    assert_eq!(e.status(0), Status::Complete);
+}
+
+#[test]
+fn a_rate_limit_pauses_the_agents_tasks_until_the_reset_time() {
+    let json = r#"{"phases":[{"tasks":[
+        {"id":"a","agent":"fake","files":["x"]},{"id":"b","agent":"fake","files":["y"]}]}]}"#;
+    let extra = r#"
+max_parallel = 1
+[[agents.fake.rules]]
+name = "limit"
+verdict = "rate_limited"
+pattern = "(?i)rate limit"
+region = "last:3"
+quiet_ms = 200
+"#;
+    let mut e = engine_with(json, extra);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 0);
+    screen(&mut e, 0, "Rate limit reached. Try again in 30s.", 1_000);
+    let fx = e.update(Event::Tick, 1_500);
+    assert!(fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })));
+    assert_eq!(e.paused_agents["fake"], 31_500);
+    exited(&mut e, 0, 143, 0, 1_600);
+    assert!(
+        starts(&e.update(Event::Tick, 20_000)).is_empty(),
+        "b waits too: same agent"
+    );
+    assert_eq!(starts(&e.update(Event::Tick, 31_500)), vec!["a"]);
+}
+
+#[test]
+fn resume_restarts_with_the_profiles_resume_command() {
+    let extra = r#"
+[heal.ladder]
+exited = [{ action = "resume" }, { action = "fail" }]
+[agents.fake]
+resume = ["fake", "resume", "--last"]
+"#;
+    let mut e = engine_with(ONE, extra);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 0);
+    exited(&mut e, 0, 1, 0, 100);
+    let spec = spec_of(&e.update(Event::Tick, 1_100)).unwrap();
+    assert_eq!(spec.command, vec!["fake", "resume", "--last"]);
+    started(&mut e, 0, 1_200);
+    exited(&mut e, 0, 1, 0, 1_300);
+    assert_eq!(e.status(0), Status::Error);
+}
+
+#[test]
+fn an_impossible_ladder_step_is_a_clear_config_error() {
+    let err = Config::from_layers(&[
+        ("defaults".into(), crate::config::DEFAULTS.into()),
+        (
+            "x.toml".into(),
+            "[heal.ladder]\nexited = [{ action = \"nudge\" }]\n".into(),
+        ),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("heal.ladder.exited step 1: Nudge is not possible there"),
         "{err}"
     );
 }

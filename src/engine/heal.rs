@@ -1,0 +1,632 @@
+//! Classification of live workers and the heal ladders: per situation, the configured steps
+//! (`[heal.ladder]` in switchyard.toml) are tried in order, each at most `max` times, and the
+//! ladders reset once a worker has been `running` for `stable_ms`. Every keystroke switchyard
+//! injects is journaled with its reason and counts against `max_auto_keys`.
+
+use super::{error_line, Effect, Engine, Ms, StopReason};
+use crate::classify::{classify, Timing, Verdict, VerdictKind};
+use crate::config::{HealAction, Step};
+use crate::manifest::Status;
+use serde_json::{json, Value};
+
+/// The situations a ladder exists for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Situation {
+    /// A prompt waits (and is not on the deny-list).
+    WaitingInput,
+    /// An error rule matched on screen, or the verify command failed.
+    Error,
+    /// Nothing happened for the stall threshold.
+    Stalled,
+    /// At its own prompt with nothing (or not everything) committed.
+    Idle,
+    /// Exited with a failure, or with success and nothing committed.
+    Exited,
+    /// A rate-limit message.
+    RateLimited,
+}
+
+impl Situation {
+    /// The ladder's name in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Situation::WaitingInput => "waiting_input",
+            Situation::Error => "error",
+            Situation::Stalled => "stalled",
+            Situation::Idle => "idle",
+            Situation::Exited => "exited",
+            Situation::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// What went wrong, for the step that handles it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Trouble {
+    /// The evidence line (a prompt, an error line, a rate-limit message).
+    pub line: String,
+    /// The rows around it (the dialog a prompt sits in).
+    pub context: Vec<String>,
+    /// The screen tail, for a restart's context and the error log.
+    pub tail: String,
+    /// One line for the journal.
+    pub why: String,
+}
+
+impl Engine {
+    /// Classifies a live worker and starts the matching ladder when its verdict calls for it.
+    pub(super) fn classify_and_heal(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
+        let Some(w) = self.runs[i].worker.as_ref() else {
+            return;
+        };
+        if !w.live || w.stop.is_some() {
+            return;
+        }
+        let timing = Timing {
+            now,
+            started_at: w.spawned_at,
+            last_output_at: w.last_output_at,
+            last_change_at: w.last_change_at,
+            last_activity_at: w.last_activity_at,
+        };
+        let rules = &self.compiled.rules[self.agent_of(i)];
+        let v = classify(&w.screen, &timing, rules, self.config.heal.stall_ms);
+        let hold_ms = rules
+            .iter()
+            .find(|r| r.name == v.evidence.rule)
+            .map_or(0, |r| r.hold_ms);
+        let since = match &w.held {
+            Some((k, r, since)) if *k == v.kind && *r == v.evidence.rule => *since,
+            _ => now,
+        };
+        let trouble = Trouble {
+            line: v.evidence.line.clone(),
+            context: w
+                .screen
+                .context_around(v.evidence.row.unwrap_or(w.screen.cursor_row), 8)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            tail: w.screen.tail(self.config.heal.error_tail_lines),
+            why: format!(
+                "{} [{}] {}",
+                v.kind.label(),
+                v.evidence.rule,
+                v.evidence.line
+            ),
+        };
+        let acted = w.acted_on == Some(w.screen_hash);
+        let inspecting = w.inspecting;
+        let screen_hash = w.screen_hash;
+        let kind = v.kind;
+        if let Some(w) = self.runs[i].worker.as_mut() {
+            w.held = Some((v.kind, v.evidence.rule.clone(), since));
+        }
+        self.set_verdict(i, v, now, fx);
+        // Ladders reset after a stable stretch of work.
+        let run = &mut self.runs[i];
+        if kind == VerdictKind::Running {
+            let start = *run.running_since.get_or_insert(now);
+            if now.saturating_sub(start) >= self.config.heal.stable_ms && !run.ladder.is_empty() {
+                run.ladder.clear();
+            }
+        } else {
+            run.running_since = None;
+        }
+        if now.saturating_sub(since) < hold_ms {
+            return;
+        }
+        let status = self.status(i);
+        match kind {
+            VerdictKind::Running => {
+                if matches!(status, Status::Stuck | Status::NeedsAttention) {
+                    self.set_status(i, Status::Running, now, fx);
+                }
+            }
+            // A stall re-arms on its own (every action restarts the silence clock); everything
+            // else is acted on once per screen.
+            _ if status == Status::NeedsAttention => {}
+            VerdictKind::Stalled => {
+                if status != Status::Stuck {
+                    self.set_status(i, Status::Stuck, now, fx);
+                }
+                self.climb(i, Situation::Stalled, trouble, now, fx);
+            }
+            _ if acted => {}
+            VerdictKind::WaitingInput => {
+                let denied = std::iter::once(&trouble.line)
+                    .chain(trouble.context.iter())
+                    .find_map(|l| {
+                        self.compiled
+                            .deny
+                            .iter()
+                            .find(|d| d.is_match(l))
+                            .map(|d| (l.clone(), d.as_str().to_string()))
+                    });
+                match denied {
+                    Some((l, pattern)) => {
+                        let reason = if l == trouble.line {
+                            format!("prompt matches the deny-list ({pattern}): {l}")
+                        } else {
+                            format!(
+                                "prompt {:?} is in a dialog that matches the deny-list ({pattern}): {l}",
+                                trouble.line
+                            )
+                        };
+                        self.escalate(i, reason, now, fx);
+                    }
+                    None => self.climb(i, Situation::WaitingInput, trouble, now, fx),
+                }
+            }
+            VerdictKind::Error => self.climb(i, Situation::Error, trouble, now, fx),
+            VerdictKind::RateLimited => self.climb(i, Situation::RateLimited, trouble, now, fx),
+            VerdictKind::Idle | VerdictKind::Done => {
+                if !inspecting {
+                    if let Some(w) = self.runs[i].worker.as_mut() {
+                        w.inspecting = true;
+                        w.acted_on = Some(screen_hash);
+                    }
+                    fx.push(Effect::Inspect { task: i });
+                }
+            }
+            VerdictKind::Exited(_) => {}
+        }
+        if let Some(w) = self.runs[i].worker.as_mut() {
+            if !matches!(
+                kind,
+                VerdictKind::Running | VerdictKind::Idle | VerdictKind::Done
+            ) {
+                w.acted_on = Some(screen_hash);
+            }
+        }
+    }
+
+    /// The worker exited. Its exit was switchyard's doing (stop set) or the agent's own.
+    pub(super) fn on_exited(
+        &mut self,
+        i: usize,
+        code: i32,
+        commits: Option<usize>,
+        uncommitted: Option<usize>,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(w) = self.runs[i].worker.take() else {
+            return;
+        };
+        let tail = w.screen.tail(self.config.heal.error_tail_lines);
+        self.journal(
+            fx,
+            now,
+            Some(i),
+            "exit",
+            format!("exited with status {code}"),
+            json!({ "code": code, "commitsAhead": commits, "uncommitted": uncommitted,
+                    "stop": w.stop.map(|s| format!("{s:?}")) }),
+        );
+        if w.stop.is_some() || self.status(i).is_finished() {
+            return;
+        }
+        let ahead = commits.unwrap_or(0);
+        let dirty = uncommitted.unwrap_or(0);
+        if code == 0 && ahead > 0 && dirty == 0 {
+            let line = format!("exited 0 with {ahead} commit(s) ahead of base");
+            self.set_verdict(
+                i,
+                Verdict::signal(VerdictKind::Exited(0), "exit-status", line),
+                now,
+                fx,
+            );
+            self.verify_or_complete(i, now, fx);
+            return;
+        }
+        let why = match (code, ahead, dirty) {
+            (0, _, d) if d > 0 => format!("exited 0 with {d} uncommitted file(s)"),
+            (0, _, _) => "exited 0 but its branch has no commits ahead of base".to_string(),
+            (c, _, _) => format!("exited with status {c}"),
+        };
+        let last = error_line(&tail);
+        let line = if last.is_empty() {
+            why.clone()
+        } else {
+            format!("{why}: {last}")
+        };
+        self.set_verdict(
+            i,
+            Verdict::signal(VerdictKind::Exited(code), "exit-status", line.clone()),
+            now,
+            fx,
+        );
+        let trouble = Trouble {
+            line,
+            context: Vec::new(),
+            tail,
+            why,
+        };
+        self.climb(i, Situation::Exited, trouble, now, fx);
+    }
+
+    /// The branch state after an idle verdict, an exit or an automatic commit.
+    pub(super) fn on_inspected(
+        &mut self,
+        i: usize,
+        commits: usize,
+        uncommitted: usize,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) {
+        if self.status(i).is_finished() {
+            return;
+        }
+        let live = match self.runs[i].worker.as_mut() {
+            Some(w) => {
+                w.inspecting = false;
+                if w.stop.is_some() {
+                    return;
+                }
+                true
+            }
+            None => false,
+        };
+        if commits > 0 && uncommitted == 0 {
+            self.verify_or_complete(i, now, fx);
+            return;
+        }
+        let why = if uncommitted > 0 {
+            format!("{uncommitted} file(s) changed but not committed")
+        } else {
+            "nothing committed on the branch yet".to_string()
+        };
+        let trouble = Trouble {
+            line: why.clone(),
+            context: Vec::new(),
+            tail: String::new(),
+            why,
+        };
+        let situation = if live {
+            Situation::Idle
+        } else {
+            Situation::Exited
+        };
+        self.climb(i, situation, trouble, now, fx);
+    }
+
+    /// The verify command finished.
+    pub(super) fn on_verified(
+        &mut self,
+        i: usize,
+        ok: bool,
+        output: String,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) {
+        self.runs[i].verifying = false;
+        if self.status(i).is_finished() {
+            return;
+        }
+        let last = error_line(&output);
+        self.journal(
+            fx,
+            now,
+            Some(i),
+            "verify",
+            format!("verify {}: {last}", if ok { "passed" } else { "failed" }),
+            json!({ "ok": ok, "output": output }),
+        );
+        if ok {
+            if self.runs[i].worker.is_some() {
+                self.stop_worker(i, StopReason::Complete, fx);
+            }
+            self.complete(i, now, fx);
+            return;
+        }
+        let line = format!("verify failed: {last}");
+        self.set_verdict(
+            i,
+            Verdict::signal(VerdictKind::Error, "verify", line.clone()),
+            now,
+            fx,
+        );
+        let situation = if self.runs[i].worker.is_some() {
+            Situation::Error
+        } else {
+            Situation::Exited
+        };
+        let trouble = Trouble {
+            line,
+            context: Vec::new(),
+            tail: output,
+            why: "the verify command failed".into(),
+        };
+        self.climb(i, situation, trouble, now, fx);
+    }
+
+    /// Runs the verify command if the task or its profile has one; else the task is complete.
+    fn verify_or_complete(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
+        let argv = self
+            .task(i)
+            .verify
+            .clone()
+            .or_else(|| self.config.agents[self.agent_of(i)].verify.clone());
+        match argv {
+            Some(argv) if !argv.is_empty() => {
+                if !self.runs[i].verifying {
+                    self.runs[i].verifying = true;
+                    self.journal(
+                        fx,
+                        now,
+                        Some(i),
+                        "verify",
+                        format!("running {argv:?}"),
+                        Value::Null,
+                    );
+                    fx.push(Effect::Verify { task: i, argv });
+                }
+            }
+            _ => {
+                if self.runs[i].worker.is_some() {
+                    self.stop_worker(i, StopReason::Complete, fx);
+                }
+                self.complete(i, now, fx);
+            }
+        }
+    }
+
+    /// Takes the next step of a situation's ladder.
+    pub(super) fn climb(
+        &mut self,
+        i: usize,
+        sit: Situation,
+        t: Trouble,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) {
+        let steps: Vec<Step> = self.config.heal.ladder.steps(sit.name()).to_vec();
+        loop {
+            let (idx, used) = self.runs[i].ladder.get(&sit).copied().unwrap_or((0, 0));
+            let Some(step) = steps.get(idx) else {
+                let reason = format!("heal ladder `{}` used up: {}", sit.name(), t.why);
+                self.escalate(i, reason, now, fx);
+                return;
+            };
+            if step.max != 0 && used >= step.max {
+                self.runs[i].ladder.insert(sit, (idx + 1, 0));
+                continue;
+            }
+            if self.act(i, sit, step, &t, now, fx) {
+                self.runs[i].ladder.insert(sit, (idx, used + 1));
+                return;
+            }
+            self.runs[i].ladder.insert(sit, (idx + 1, 0));
+        }
+    }
+
+    /// Carries out one step. False when it does not apply (so the ladder moves on).
+    fn act(
+        &mut self,
+        i: usize,
+        sit: Situation,
+        step: &Step,
+        t: &Trouble,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let typing = matches!(
+            step.action,
+            HealAction::Answer | HealAction::Nudge | HealAction::Keys
+        );
+        if typing {
+            if self.runs[i].worker.is_none() {
+                return false;
+            }
+            if self.runs[i].auto_keys >= self.config.heal.max_auto_keys {
+                let reason = format!(
+                    "{} automatic keystrokes already sent (heal.max_auto_keys): {}",
+                    self.runs[i].auto_keys, t.why
+                );
+                self.escalate(i, reason, now, fx);
+                return true;
+            }
+        }
+        match step.action {
+            HealAction::Answer => {
+                let found = self.compiled.answers[self.agent_of(i)]
+                    .iter()
+                    .find(|(_, re, _)| re.is_match(&t.line))
+                    .map(|(name, _, keys)| (name.clone(), keys.clone()));
+                let Some((name, keys)) = found else {
+                    return false;
+                };
+                self.runs[i].auto_keys += 1;
+                self.send(
+                    i,
+                    keys.into_bytes(),
+                    "heal",
+                    &format!("answer ({name}) to: {}", t.line),
+                    now,
+                    fx,
+                );
+            }
+            HealAction::Nudge => {
+                let text = step.text.clone().unwrap_or_else(|| self.nudge_text(i));
+                self.runs[i].auto_keys += 1;
+                let n = self.runs[i].ladder.get(&sit).map_or(0, |l| l.1) + 1;
+                let reason = format!("nudge {n} ({}): {}", sit.name(), t.why);
+                self.send(
+                    i,
+                    format!("{text}\r").into_bytes(),
+                    "heal",
+                    &reason,
+                    now,
+                    fx,
+                );
+            }
+            HealAction::Keys => {
+                let text = step.text.clone().unwrap_or_default();
+                self.runs[i].auto_keys += 1;
+                let reason = format!("keys ({}): {}", sit.name(), t.why);
+                self.send(i, text.into_bytes(), "heal", &reason, now, fx);
+            }
+            HealAction::Restart | HealAction::Resume => self.restart(
+                i,
+                t,
+                step.action == HealAction::Resume,
+                step.backoff_ms,
+                now,
+                fx,
+            ),
+            HealAction::Commit => {
+                let id = self.plan.ids[i].clone();
+                let title = self.task(i).title.clone();
+                self.journal(
+                    fx,
+                    now,
+                    Some(i),
+                    "heal",
+                    format!("commit the worktree's changes: {}", t.why),
+                    Value::Null,
+                );
+                fx.push(Effect::Commit {
+                    task: i,
+                    message: format!("{id}: {title}\n\nCommitted by switchyard: the agent left these changes uncommitted."),
+                });
+            }
+            HealAction::Escalate => self.escalate(i, t.why.clone(), now, fx),
+            HealAction::Fail => self.fail(i, &t.why, now, fx),
+            HealAction::Pause => self.pause_agent(i, t, now, fx),
+        }
+        true
+    }
+
+    /// Stops the worker and schedules a restart with the error tail as context, or fails the
+    /// task when its attempts are used up.
+    fn restart(
+        &mut self,
+        i: usize,
+        t: &Trouble,
+        resume: bool,
+        backoff: Option<Ms>,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) {
+        let attempts = self.task(i).attempts.unwrap_or(0);
+        let id = self.plan.ids[i].clone();
+        fx.push(Effect::SaveErrorLog {
+            task: i,
+            text: format!("--- {id} attempt {attempts}: {}\n{}\n", t.why, t.tail),
+        });
+        if attempts >= self.config.heal.max_attempts {
+            self.fail(
+                i,
+                &format!("{attempts} attempts used (heal.max_attempts): {}", t.why),
+                now,
+                fx,
+            );
+            return;
+        }
+        self.stop_worker(i, StopReason::Restart, fx);
+        let shift = attempts.saturating_sub(1).min(20);
+        let delay = backoff
+            .unwrap_or((self.config.heal.backoff_ms << shift).min(self.config.heal.backoff_max_ms));
+        let run = &mut self.runs[i];
+        run.restart_at = Some(now + delay);
+        run.resume_next = resume;
+        run.restart_context = Some(format!(
+            "Previous attempt {attempts} failed ({}). The last lines of its screen were:\n{}\n\n",
+            t.why, t.tail
+        ));
+        let verb = if resume { "resume" } else { "restart" };
+        self.journal(
+            fx,
+            now,
+            Some(i),
+            "heal",
+            format!("{verb} in {:.1}s with the error as context: {}", delay as f64 / 1000.0, t.why),
+            json!({ "delayMs": delay, "attempt": attempts + 1, "context": t.tail, "resume": resume }),
+        );
+        if self.status(i) != Status::Running {
+            self.set_status(i, Status::Running, now, fx);
+        }
+    }
+
+    /// Gives up on the task: `error`.
+    fn fail(&mut self, i: usize, why: &str, now: Ms, fx: &mut Vec<Effect>) {
+        self.stop_worker(i, StopReason::Kill, fx);
+        let run = &mut self.runs[i];
+        run.restart_at = None;
+        run.run_ended_at = Some(now);
+        self.journal(
+            fx,
+            now,
+            Some(i),
+            "heal",
+            format!("giving up: {why}"),
+            Value::Null,
+        );
+        self.task_mut(i).last_verdict = Some(format!("error: {why}"));
+        self.set_status(i, Status::Error, now, fx);
+    }
+
+    /// Pauses every task of this task's agent until the reset time in the message (or the
+    /// default pause), and restarts this one then.
+    fn pause_agent(&mut self, i: usize, t: &Trouble, now: Ms, fx: &mut Vec<Effect>) {
+        let wait = reset_after_ms(&t.line).unwrap_or(self.config.heal.rate_limit_pause_ms);
+        let agent = self.agent_of(i).to_string();
+        let until = now + wait;
+        self.paused_agents.insert(agent.clone(), until);
+        self.stop_worker(i, StopReason::Restart, fx);
+        let run = &mut self.runs[i];
+        run.restart_at = Some(until);
+        run.restart_context = None;
+        self.journal(
+            fx,
+            now,
+            Some(i),
+            "heal",
+            format!(
+                "rate limited: {agent}'s tasks pause for {}s: {}",
+                wait / 1000,
+                t.line
+            ),
+            json!({ "agent": agent, "untilMs": until }),
+        );
+    }
+}
+
+/// The wait a rate-limit message names ("try again in 20s", "retry after 5 minutes",
+/// "resets in 2h"), in ms.
+pub fn reset_after_ms(line: &str) -> Option<Ms> {
+    let re = regex::Regex::new(
+        r"(?i)(?:in|after)\s+(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)\b",
+    )
+    .expect("a valid pattern");
+    let c = re.captures(line)?;
+    let n: f64 = c[1].parse().ok()?;
+    let unit = c[2].to_ascii_lowercase();
+    let ms = match unit.chars().next()? {
+        'h' => n * 3_600_000.0,
+        'm' if unit.starts_with("ms") || unit.starts_with("milli") => n,
+        'm' => n * 60_000.0,
+        _ => n * 1000.0,
+    };
+    Some(ms as Ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reset_after_ms;
+
+    #[test]
+    fn reset_times_are_read_from_rate_limit_messages() {
+        assert_eq!(
+            reset_after_ms("Rate limit reached. Try again in 20s."),
+            Some(20_000)
+        );
+        assert_eq!(reset_after_ms("429: retry after 5 minutes"), Some(300_000));
+        assert_eq!(
+            reset_after_ms("usage limit; resets in 2 hours"),
+            Some(7_200_000)
+        );
+        assert_eq!(reset_after_ms("rate limited"), None);
+    }
+}
