@@ -2,7 +2,7 @@
 //! [`Intent`]s out. It holds no policy: every change to a task is an engine [`Command`].
 
 use super::dag::DagLayout;
-use super::encode::{encode_key, encode_paste, Modes};
+use super::encode::{encode_key, encode_mouse, encode_paste, Modes};
 use super::keys::{Action, KeyMap};
 use super::scroll::{self, ScrollState};
 use super::view::Screens;
@@ -45,6 +45,13 @@ pub enum Mode {
     Attached(usize),
     /// Reading a worker's scrollback (PgUp, wheel, `/`).
     Scroll(ScrollState),
+    /// Reading a task's log.
+    Log {
+        /// Task index.
+        task: usize,
+        /// Lines scrolled up from the newest.
+        offset: usize,
+    },
 }
 
 /// Which views share the top of the screen.
@@ -107,6 +114,8 @@ pub struct App {
     pub dag: Option<DagLayout>,
     /// The key map in force (defaults plus the config's `[keys]`).
     pub keys: KeyMap,
+    /// Where the transcripts and logs are (shown in the log view).
+    pub logs_dir: Option<std::path::PathBuf>,
 }
 
 impl App {
@@ -124,6 +133,7 @@ impl App {
             top_pct: 40,
             dag: None,
             keys: KeyMap::default(),
+            logs_dir: None,
         }
     }
 
@@ -177,7 +187,18 @@ impl App {
                 }
                 _ => vec![],
             },
-            TermEvent::Mouse(m) if !matches!(self.mode, Mode::Attached(_)) => {
+            TermEvent::Mouse(m) if matches!(self.mode, Mode::Attached(_)) => {
+                let Mode::Attached(task) = self.mode else {
+                    unreachable!()
+                };
+                let bytes = encode_mouse(m, modes, 1);
+                if bytes.is_empty() {
+                    vec![]
+                } else {
+                    vec![Intent::Type(task, bytes)]
+                }
+            }
+            TermEvent::Mouse(m) => {
                 let hit = self
                     .hits
                     .iter()
@@ -282,6 +303,19 @@ impl App {
                 }
                 return vec![];
             }
+            Mode::Log { offset, .. } => {
+                match k.code {
+                    KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('l') => {
+                        self.mode = Mode::Normal
+                    }
+                    KeyCode::Up | KeyCode::Char('k') => *offset += 1,
+                    KeyCode::Down | KeyCode::Char('j') => *offset = offset.saturating_sub(1),
+                    KeyCode::PageUp => *offset += 10,
+                    KeyCode::PageDown => *offset = offset.saturating_sub(10),
+                    _ => {}
+                }
+                return vec![];
+            }
             Mode::Normal | Mode::Scroll(_) => {}
         }
         let Some(action) = self.keys.action_for(k) else {
@@ -318,6 +352,12 @@ impl App {
                 }
                 let page = page_rows(screens, sel);
                 self.scroll_by(sel, page as i64, screens);
+            }
+            Action::Log => {
+                self.mode = Mode::Log {
+                    task: sel,
+                    offset: 0,
+                }
             }
             Action::Search => {
                 if !live {

@@ -1,7 +1,8 @@
 //! Key and paste encoding for attach mode: the bytes an xterm-compatible terminal would send for
 //! each key, honouring the child's application-cursor mode and bracketed paste.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use vt100::{MouseProtocolEncoding, MouseProtocolMode};
 
 /// The child's terminal modes that change how keys are encoded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -10,6 +11,65 @@ pub struct Modes {
     pub application_cursor: bool,
     /// Mode 2004: pastes are wrapped in `ESC [200~` … `ESC [201~`.
     pub bracketed_paste: bool,
+    /// Which mouse events the child asked for (modes 9/1000/1002/1003).
+    pub mouse: MouseProtocolMode,
+    /// How it wants them encoded (default or SGR, mode 1006).
+    pub mouse_encoding: MouseProtocolEncoding,
+}
+
+/// The bytes for a mouse event in attach mode, or nothing when the child did not ask for this
+/// kind of event. `top` is the screen row where the child's screen starts (rows above it belong
+/// to the control room).
+pub fn encode_mouse(ev: &MouseEvent, modes: Modes, top: u16) -> Vec<u8> {
+    if ev.row < top {
+        return Vec::new();
+    }
+    let button = |b: MouseButton| match b {
+        MouseButton::Left => 0u16,
+        MouseButton::Middle => 1,
+        MouseButton::Right => 2,
+    };
+    let (code, release) = match ev.kind {
+        MouseEventKind::Down(b) => (button(b), false),
+        MouseEventKind::Up(b) => (button(b), true),
+        MouseEventKind::Drag(b) => (button(b) + 32, false),
+        MouseEventKind::Moved => (3 + 32, false),
+        MouseEventKind::ScrollUp => (64, false),
+        MouseEventKind::ScrollDown => (65, false),
+        MouseEventKind::ScrollLeft => (66, false),
+        MouseEventKind::ScrollRight => (67, false),
+    };
+    let wanted = match modes.mouse {
+        MouseProtocolMode::None => false,
+        MouseProtocolMode::Press => !release && code < 32,
+        MouseProtocolMode::PressRelease => !(32..64).contains(&code),
+        MouseProtocolMode::ButtonMotion => !matches!(ev.kind, MouseEventKind::Moved),
+        MouseProtocolMode::AnyMotion => true,
+    };
+    if !wanted {
+        return Vec::new();
+    }
+    let mut code = code;
+    if ev.modifiers.contains(KeyModifiers::SHIFT) {
+        code += 4;
+    }
+    if ev.modifiers.contains(KeyModifiers::ALT) {
+        code += 8;
+    }
+    if ev.modifiers.contains(KeyModifiers::CONTROL) {
+        code += 16;
+    }
+    let (x, y) = (ev.column + 1, ev.row - top + 1);
+    match modes.mouse_encoding {
+        MouseProtocolEncoding::Sgr => {
+            format!("\x1b[<{code};{x};{y}{}", if release { 'm' } else { 'M' }).into_bytes()
+        }
+        _ => {
+            let code = if release { 3 + (code & !3) } else { code };
+            let clamp = |v: u16| (v + 32).min(255) as u8;
+            vec![0x1b, b'[', b'M', clamp(code), clamp(x), clamp(y)]
+        }
+    }
 }
 
 /// xterm's modifier parameter: 1 + shift + 2·alt + 4·ctrl.
@@ -172,6 +232,47 @@ mod tests {
         assert_eq!(k(KeyCode::F(12), KeyModifiers::SHIFT), b"\x1b[24;2~");
         assert_eq!(k(KeyCode::Delete, KeyModifiers::NONE), b"\x1b[3~");
         assert_eq!(k(KeyCode::PageUp, KeyModifiers::CONTROL), b"\x1b[5;5~");
+    }
+
+    #[test]
+    fn mouse_reports_only_when_asked_and_in_the_asked_encoding() {
+        let click = MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: 4,
+            row: 3,
+            modifiers: KeyModifiers::NONE,
+        };
+        assert!(encode_mouse(&click, Modes::default(), 1).is_empty());
+        let sgr = Modes {
+            mouse: MouseProtocolMode::PressRelease,
+            mouse_encoding: MouseProtocolEncoding::Sgr,
+            ..Default::default()
+        };
+        assert_eq!(encode_mouse(&click, sgr, 1), b"\x1b[<0;5;3M");
+        let up = MouseEvent {
+            kind: MouseEventKind::Up(MouseButton::Left),
+            ..click
+        };
+        assert_eq!(encode_mouse(&up, sgr, 1), b"\x1b[<0;5;3m");
+        let x10 = Modes {
+            mouse: MouseProtocolMode::Press,
+            ..Default::default()
+        };
+        assert_eq!(
+            encode_mouse(&click, x10, 1),
+            vec![0x1b, b'[', b'M', 32, 37, 35]
+        );
+        assert!(encode_mouse(&up, x10, 1).is_empty(), "press-only mode");
+        let wheel = MouseEvent {
+            kind: MouseEventKind::ScrollUp,
+            ..click
+        };
+        assert_eq!(encode_mouse(&wheel, sgr, 1), b"\x1b[<64;5;3M");
+        let on_bar = MouseEvent { row: 0, ..click };
+        assert!(
+            encode_mouse(&on_bar, sgr, 1).is_empty(),
+            "the control room's own bar"
+        );
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub enum Action {
     ScrollBack,
     /// Search the selected worker's scrollback.
     Search,
+    /// Show the selected task's log: its journal entries and where its files are.
+    Log,
     /// Show or hide the help overlay.
     Help,
     /// Quit (asks first while workers run).
@@ -171,6 +173,12 @@ pub const DEFAULTS: &[(&str, Action, &[&str], &str)] = &[
         Action::Search,
         &["/"],
         "search the selected worker's scrollback",
+    ),
+    (
+        "log",
+        Action::Log,
+        &["l"],
+        "open the task's log (its events, transcript and error log)",
     ),
     (
         "filter",

@@ -99,6 +99,7 @@ pub async fn run(rt: &mut Runtime) -> Result<i32> {
     let mut rx = rt.take_receiver();
     let mut app = App::new();
     app.keys = keys;
+    app.logs_dir = Some(rt.paths.logs.clone());
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_frame = Instant::now() - Duration::from_secs(1);
@@ -138,6 +139,8 @@ pub async fn run(rt: &mut Runtime) -> Result<i32> {
                     encode::Modes {
                         application_cursor: p.screen().application_cursor(),
                         bracketed_paste: p.screen().bracketed_paste(),
+                        mouse: p.screen().mouse_protocol_mode(),
+                        mouse_encoding: p.screen().mouse_protocol_encoding(),
                     }
                 }).unwrap_or_default();
                 let mut quit = false;

@@ -141,3 +141,8 @@ fn every_view_fits_a_tiny_terminal_without_panicking() {
         }
     }
 }
+
+#[test]
+fn log_view() {
+    snap("log", |a| a.mode = Mode::Log { task: 1, offset: 0 });
+}

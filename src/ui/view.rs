@@ -93,7 +93,9 @@ pub fn draw(
         Mode::Scroll(st) if screens.contains_key(&st.task) => Some(st.task),
         _ => None,
     };
-    if let Some(task) =
+    if let Mode::Log { task, offset } = app.mode {
+        draw_log(frame.buffer_mut(), body, engine, app, recent, task, offset);
+    } else if let Some(task) =
         scrolled.or((app.zoom && screens.contains_key(&app.selected)).then_some(app.selected))
     {
         draw_tile(frame.buffer_mut(), body, engine, screens, task, app, now);
@@ -144,6 +146,67 @@ pub fn draw(
         Mode::ConfirmQuit => draw_confirm(frame, area, engine),
         _ => {}
     }
+}
+
+/// The task's log: where its files are, its last verdict, and its journal entries (newest last).
+fn draw_log(
+    buf: &mut Buffer,
+    area: Rect,
+    engine: &Engine,
+    app: &App,
+    recent: &[String],
+    task: usize,
+    offset: usize,
+) {
+    let t = engine.task(task);
+    let mut lines: Vec<Line> = Vec::new();
+    if let Some(dir) = &app.logs_dir {
+        for (what, file) in [
+            ("transcript", format!("{}.log", t.id)),
+            ("error log", format!("{}.errors.log", t.id)),
+            ("verify log", format!("{}.verify.log", t.id)),
+            ("journal", "events.jsonl".to_string()),
+        ] {
+            let path = dir.join(file);
+            let mark = if path.exists() { "" } else { " (none yet)" };
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {what:<11}"), Style::default().fg(Color::Cyan)),
+                Span::raw(format!("{}{mark}", path.display())),
+            ]));
+        }
+    }
+    if let Some(w) = &t.worktree {
+        lines.push(Line::from(vec![
+            Span::styled(" worktree   ", Style::default().fg(Color::Cyan)),
+            Span::raw(format!("{w} ({})", t.branch.clone().unwrap_or_default())),
+        ]));
+    }
+    lines.push(Line::from(vec![
+        Span::styled(" verdict    ", Style::default().fg(Color::Cyan)),
+        Span::raw(verdict_text(engine, task)),
+    ]));
+    lines.push(Line::from(""));
+    let mine: Vec<&String> = recent
+        .iter()
+        .filter(|l| l.split_whitespace().nth(1) == Some(t.id.as_str()))
+        .collect();
+    let room = (area.height as usize).saturating_sub(lines.len() + 2);
+    let end = mine.len().saturating_sub(offset);
+    for l in &mine[end.saturating_sub(room)..end] {
+        lines.push(Line::from(format!(" {l}")));
+    }
+    Paragraph::new(lines)
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_type(BorderType::Rounded)
+                .title(format!(
+                    " log · {} · {} events · ↑↓ PgUp/PgDn scroll · Esc closes ",
+                    t.id,
+                    mine.len()
+                )),
+        )
+        .render_ref_to(area, buf);
 }
 
 fn draw_dag(buf: &mut Buffer, area: Rect, engine: &Engine, app: &mut App) {
