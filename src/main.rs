@@ -53,9 +53,10 @@ enum Cmd {
         /// Where to create the demo (an empty or new directory; default: a new temp directory).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Speed of the fake agent's pauses (2.0 = twice as slow, 0.5 = twice as fast).
-        #[arg(long, default_value_t = 1.0)]
-        pace: f64,
+        /// Pace of the fake agent's pauses (2.0 = twice as slow, 0.5 = twice as fast); default 2
+        /// in the control room, so there is time to watch, and 1 headless.
+        #[arg(long)]
+        pace: Option<f64>,
     },
     /// Show each task's status from the manifest.
     Status {
@@ -178,6 +179,7 @@ fn real_main(cmd: Cmd) -> Result<u8> {
                     .tempdir()?
                     .keep(),
             };
+            let pace = pace.unwrap_or(if headless { 1.0 } else { 2.0 });
             let manifest = demo::create(&dir, pace)?;
             eprintln!(
                 "switchyard demo in {} — re-run or resume with: switchyard run {}",

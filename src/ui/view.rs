@@ -268,16 +268,32 @@ fn draw_header(buf: &mut Buffer, area: Rect, engine: &Engine, now: u64) {
     )));
     let sched = if engine.paused {
         Span::styled(
-            " PAUSED ",
+            " PAUSED (p resumes) ",
             Style::default().fg(Color::Black).bg(Color::Yellow),
         )
     } else {
         Span::styled(
-            format!("· max {} ", engine.max_parallel),
+            format!("· scheduler running, max {} ", engine.max_parallel),
             Style::default().fg(Color::Gray),
         )
     };
     spans.push(sched);
+    if engine.is_settled() {
+        spans.push(match engine.exit_code() {
+            0 => Span::styled(
+                " ALL COMPLETE · q quits ",
+                Style::default().fg(Color::Black).bg(Color::Green),
+            ),
+            2 => Span::styled(
+                " WAITING FOR YOU · ! jumps ",
+                Style::default().fg(Color::White).bg(Color::Red),
+            ),
+            _ => Span::styled(
+                " HALTED · r retries ",
+                Style::default().fg(Color::White).bg(Color::Red),
+            ),
+        });
+    }
     Paragraph::new(Line::from(spans)).render_ref_to(area, buf);
 }
 
