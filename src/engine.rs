@@ -543,14 +543,22 @@ impl Engine {
                 run.auto_keys = 0;
                 run.resume_next = false;
                 run.restart_context = None;
-                run.restart_at = Some(now);
-                if let Some(w) = run.worker.as_mut() {
-                    if w.stop.is_none() || w.stop == Some(StopReason::Kill) {
-                        w.stop = Some(StopReason::Restart);
-                        fx.push(Effect::Kill { task: i });
+                let holds_slot = run.worker.is_some() || run.restart_at.is_some();
+                if holds_slot {
+                    // A live (or restarting) worker restarts now, in its own slot.
+                    run.restart_at = Some(now);
+                    if let Some(w) = run.worker.as_mut() {
+                        if w.stop.is_none() || w.stop == Some(StopReason::Kill) {
+                            w.stop = Some(StopReason::Restart);
+                            fx.push(Effect::Kill { task: i });
+                        }
                     }
+                    self.set_status(i, Status::Running, now, fx);
+                } else {
+                    // Without a worker the task queues again: the scheduler starts it when its
+                    // dependencies are done and a slot is free (max_parallel holds).
+                    self.set_status(i, Status::Pending, now, fx);
                 }
-                self.set_status(i, Status::Running, now, fx);
             }
             Command::Nudge(i, text) => {
                 let text = text.unwrap_or_else(|| self.nudge_text(i));

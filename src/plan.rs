@@ -90,15 +90,25 @@ impl Plan {
             for f in &t.files {
                 let earlier = touched_by.entry(f.as_str()).or_default();
                 if t.depends_on.is_none() {
-                    if let Some(&j) = earlier.last() {
-                        if graph.find_edge(nodes[j], nodes[i]).is_none() {
+                    // Wait for every earlier task on this file that is not already ordered before
+                    // this one (usually just the last: the others reach it through the chain).
+                    // A file listed twice in one task must not make it wait for itself.
+                    for &j in earlier.iter().rev().filter(|&&j| j != i) {
+                        if !petgraph::algo::has_path_connecting(&graph, nodes[j], nodes[i], None) {
                             graph.add_edge(nodes[j], nodes[i], EdgeKind::SameFile(f.clone()));
                         }
                     }
                 } else {
-                    shared.extend(earlier.iter().map(|&j| (j, i, f.clone())));
+                    shared.extend(
+                        earlier
+                            .iter()
+                            .filter(|&&j| j != i)
+                            .map(|&j| (j, i, f.clone())),
+                    );
                 }
-                earlier.push(i);
+                if earlier.last() != Some(&i) {
+                    earlier.push(i);
+                }
             }
         }
         for p in 1..m.phases.len() {
@@ -489,5 +499,88 @@ mod tests {
         let batches: Vec<Vec<String>> = plan.batches().iter().map(|b| ids(&plan, b)).collect();
         assert_eq!(batches, vec![vec!["a", "c"], vec!["b"]]);
         assert!(plan.render("p", 4).contains("runs alone"));
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::manifest::{Phase, Task};
+    use proptest::prelude::*;
+
+    /// Random manifests: tasks depend only on earlier ones (so there is no cycle), touch files
+    /// from a small set, and sit in 1–3 phases.
+    fn manifests() -> impl Strategy<Value = Manifest> {
+        (1usize..40).prop_flat_map(|n| {
+            (proptest::collection::vec(
+                (
+                    proptest::collection::vec(0usize..n, 0..3),
+                    proptest::collection::vec(0u8..6, 0..3),
+                    any::<bool>(),
+                    0usize..3,
+                ),
+                n,
+            ),)
+                .prop_map(move |(specs,)| {
+                    let mut phases: Vec<Phase> = (0..3)
+                        .map(|p| Phase {
+                            name: format!("p{p}"),
+                            tasks: vec![],
+                            extra: Default::default(),
+                        })
+                        .collect();
+                    let mut phase_of = 0;
+                    for (i, (deps, files, explicit, phase_step)) in specs.into_iter().enumerate() {
+                        phase_of = (phase_of + usize::from(phase_step == 2)).min(2);
+                        let mut t = Task::new(&format!("t{i}"), "x");
+                        t.files = files.iter().map(|f| format!("f{f}")).collect();
+                        let deps: Vec<String> = deps
+                            .into_iter()
+                            .filter(|&d| d < i)
+                            .map(|d| format!("t{d}"))
+                            .collect();
+                        t.depends_on = (explicit || !deps.is_empty()).then_some(deps);
+                        phases[phase_of].tasks.push(t);
+                    }
+                    Manifest {
+                        project: "p".into(),
+                        repo: None,
+                        workdir: None,
+                        created: None,
+                        model: None,
+                        model_tier: None,
+                        phases,
+                        extra: Default::default(),
+                    }
+                })
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn every_edge_goes_to_a_deeper_layer_and_batches_cover_every_task_once(m in manifests()) {
+            let plan = Plan::build(&m).unwrap();
+            for e in plan.graph.edge_indices() {
+                let (a, b) = plan.graph.edge_endpoints(e).unwrap();
+                prop_assert!(plan.depth[plan.graph[a]] < plan.depth[plan.graph[b]]);
+                prop_assert!(plan.height[plan.graph[a]] > plan.height[plan.graph[b]]);
+            }
+            let mut seen: Vec<usize> = plan.batches().into_iter().flatten().collect();
+            seen.sort_unstable();
+            prop_assert_eq!(seen, (0..plan.len()).collect::<Vec<_>>());
+            prop_assert_eq!(plan.critical_path.len(), plan.height.iter().copied().max().unwrap_or(0));
+            // Tasks that share a file are ordered one way or the other, or warned about.
+            let tasks: Vec<&Task> = m.tasks().collect();
+            for i in 0..tasks.len() {
+                for j in 0..i {
+                    if tasks[i].files.iter().any(|f| tasks[j].files.contains(f)) {
+                        let (a, b) = (NodeIndex::new(j), NodeIndex::new(i));
+                        let ordered = petgraph::algo::has_path_connecting(&plan.graph, a, b, None);
+                        let warned = plan.warnings.iter().any(|w| w.starts_with(&format!("t{j} and t{i} ")));
+                        prop_assert!(ordered || warned, "t{} and t{} share a file", j, i);
+                    }
+                }
+            }
+        }
     }
 }

@@ -255,7 +255,8 @@ impl Engine {
         now: Ms,
         fx: &mut Vec<Effect>,
     ) {
-        if self.status(i).is_finished() {
+        // Only a task in flight asked for this; a late answer for any other is stale.
+        if !matches!(self.status(i), Status::Running | Status::Stuck) {
             return;
         }
         let live = match self.runs[i].worker.as_mut() {
@@ -300,8 +301,7 @@ impl Engine {
         now: Ms,
         fx: &mut Vec<Effect>,
     ) {
-        self.runs[i].verifying = false;
-        if self.status(i).is_finished() {
+        if !std::mem::take(&mut self.runs[i].verifying) || self.status(i).is_finished() {
             return;
         }
         let last = error_line(&output);

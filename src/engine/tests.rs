@@ -663,3 +663,59 @@ fn an_impossible_ladder_step_is_a_clear_config_error() {
         "{err}"
     );
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    // A random run: tasks with random files and earlier dependencies; events arrive in random
+    // order (starts confirmed, screens, exits with random status and commits, commands).
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn the_scheduler_never_exceeds_max_parallel_or_starts_a_task_before_its_dependencies(
+            n in 1usize..12,
+            max in 1usize..4,
+            ops in proptest::collection::vec((0u8..6, 0usize..12, 0i32..3, 0usize..3), 1..120),
+        ) {
+            let tasks: Vec<String> = (0..n)
+                .map(|i| {
+                    let dep = if i > 0 && i % 3 == 0 { format!(r#","dependsOn":["t{}"]"#, i - 1) } else { String::new() };
+                    format!(r#"{{"id":"t{i}","agent":"fake","files":["f{}"]{dep}}}"#, i % 4)
+                })
+                .collect();
+            let json = format!(r#"{{"phases":[{{"tasks":[{}]}}]}}"#, tasks.join(","));
+            let mut e = engine(&json);
+            e.max_parallel = max;
+            let mut now = 0;
+            for (op, t, code, commits) in ops {
+                now += 700;
+                let t = t % n;
+                let ev = match op {
+                    0 => Event::Tick,
+                    1 => Event::Started { task: t, worktree: "/w".into(), branch: "b".into(), base_commit: "0".into(), argv: vec![] },
+                    2 => Event::Screen { task: t, screen: ScreenSnapshot::from_text("Continue? (y/n)"), last_output_at: now },
+                    3 => Event::Exited { task: t, code, commits_ahead: Some(commits), uncommitted: Some(0) },
+                    4 => Event::Command(match code { 0 => Command::Retry(t), 1 => Command::Skip(t), _ => Command::Kill(t) }),
+                    _ => Event::Inspected { task: t, commits_ahead: commits, uncommitted: 0 },
+                };
+                let fx = e.update(ev, now);
+                for f in &fx {
+                    // First starts wait for dependencies; a restart continues a task that already
+                    // began (even if a person re-opened one of its dependencies meanwhile).
+                    if let Effect::Start(s) = f.clone() {
+                        if s.attempt > 1 {
+                            continue;
+                        }
+                        let i = s.task;
+                        for (j, _) in e.plan.preds(i) {
+                            prop_assert!(e.status(j).is_finished(), "t{} started before t{} finished", i, j);
+                        }
+                    }
+                }
+                let slots = (0..n).filter(|&i| e.runs[i].worker.is_some() && e.runs[i].worker.as_ref().unwrap().stop.is_none()).count();
+                prop_assert!(slots <= max, "{} live workers with max_parallel {}", slots, max);
+            }
+        }
+    }
+}
