@@ -721,7 +721,10 @@ impl Engine {
         w.last_activity_at = now;
         let shown = String::from_utf8_lossy(&bytes).into_owned();
         // A line of text followed by Enter is typed, then submitted; single keys go as they are.
-        let submit = bytes.len() > 2 && bytes.ends_with(b"\r");
+        // (Key sequences such as "\x1b[B\r" go as they are: a paste would not move a menu.)
+        let submit = bytes.len() > 2
+            && bytes.ends_with(b"\r")
+            && bytes[..bytes.len() - 1].iter().all(|&b| b >= 0x20 && b != 0x7f);
         self.journal(
             fx,
             now,
