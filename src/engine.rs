@@ -724,7 +724,9 @@ impl Engine {
         // (Key sequences such as "\x1b[B\r" go as they are: a paste would not move a menu.)
         let submit = bytes.len() > 2
             && bytes.ends_with(b"\r")
-            && bytes[..bytes.len() - 1].iter().all(|&b| b >= 0x20 && b != 0x7f);
+            && bytes[..bytes.len() - 1]
+                .iter()
+                .all(|&b| b >= 0x20 && b != 0x7f);
         self.journal(
             fx,
             now,

@@ -140,16 +140,16 @@ impl Engine {
                         self.compiled
                             .deny
                             .iter()
-                            .find(|d| d.is_match(l))
-                            .map(|d| (l.clone(), d.as_str().to_string()))
+                            .find_map(|d| d.find(l))
+                            .map(|m| (l.clone(), format!("{:?}", m.as_str())))
                     });
                 match denied {
-                    Some((l, pattern)) => {
+                    Some((l, word)) => {
                         let reason = if l == trouble.line {
-                            format!("prompt matches the deny-list ({pattern}): {l}")
+                            format!("prompt matches the deny-list (says {word}): {l}")
                         } else {
                             format!(
-                                "prompt {:?} is in a dialog that matches the deny-list ({pattern}): {l}",
+                                "prompt {:?} is in a dialog that matches the deny-list (says {word}): {l}",
                                 trouble.line
                             )
                         };
