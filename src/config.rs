@@ -378,6 +378,12 @@ impl Config {
                 config.default_agent
             )));
         }
+        if config.pty_rows < 2 || config.pty_cols < 10 {
+            return Err(invalid(format!(
+                "pty_rows × pty_cols is {}×{}: give at least 2 rows and 10 columns",
+                config.pty_rows, config.pty_cols
+            )));
+        }
         if config.max_parallel == 0 {
             return Err(invalid("max_parallel must be at least 1".into()));
         }

@@ -84,6 +84,8 @@ pub enum Event {
     Verified {
         /// Task index.
         task: usize,
+        /// The attempt it verifies (a result for an earlier attempt is ignored).
+        attempt: u32,
         /// True when the verify command exited 0.
         ok: bool,
         /// The last lines of its output (or why it could not run).
@@ -199,6 +201,8 @@ pub enum Effect {
     Verify {
         /// Task index.
         task: usize,
+        /// The attempt it verifies (a result for an earlier attempt is ignored).
+        attempt: u32,
         /// The command.
         argv: Vec<String>,
     },
@@ -279,7 +283,7 @@ pub struct TaskRun {
     pub auto_keys: u32,
     running_since: Option<Ms>,
     resume_next: bool,
-    verifying: bool,
+    verifying: Option<u32>,
     /// When the current run of this task began, ms (for elapsed time).
     pub run_started_at: Option<Ms>,
     /// When it ended, ms.
@@ -449,6 +453,7 @@ impl Engine {
             } => self.on_started(task, worktree, branch, base_commit, argv, now, &mut fx),
             Event::StartFailed { task, error } => {
                 self.runs[task].worker = None;
+                self.runs[task].run_ended_at = Some(now);
                 self.set_verdict(
                     task,
                     Verdict::signal(VerdictKind::Error, "start", error.clone()),
@@ -469,9 +474,12 @@ impl Engine {
                 commits_ahead,
                 uncommitted,
             } => self.on_inspected(task, commits_ahead, uncommitted, now, &mut fx),
-            Event::Verified { task, ok, output } => {
-                self.on_verified(task, ok, output, now, &mut fx)
-            }
+            Event::Verified {
+                task,
+                attempt,
+                ok,
+                output,
+            } => self.on_verified(task, attempt, ok, output, now, &mut fx),
             Event::Command(c) => self.on_command(c, now, &mut fx),
         }
         self.schedule(now, &mut fx);
@@ -572,8 +580,9 @@ impl Engine {
                 );
             }
             Command::Answer(i, text) => {
+                let live = self.runs[i].worker.is_some();
                 self.send(i, text.into_bytes(), "command", "answer by hand", now, fx);
-                if self.status(i) == Status::NeedsAttention {
+                if live && self.status(i) == Status::NeedsAttention {
                     self.set_status(i, Status::Running, now, fx);
                 }
             }
@@ -588,6 +597,7 @@ impl Engine {
                 );
                 self.stop_worker(i, StopReason::Kill, fx);
                 self.runs[i].restart_at = None;
+                self.runs[i].run_ended_at = Some(now);
                 if !self.status(i).is_finished() {
                     self.set_verdict(
                         i,
@@ -916,6 +926,7 @@ impl Engine {
         let run = &mut self.runs[i];
         run.restart_at = None;
         run.running_since = None;
+        run.verifying = None;
         let resume = std::mem::take(&mut run.resume_next);
         let context = run.restart_context.take();
         if run.run_started_at.is_none() || run.run_ended_at.is_some() {

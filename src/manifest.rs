@@ -369,6 +369,13 @@ impl Manifest {
     /// directory (`..`, absolute paths), unknown or self `dependsOn`. Returns every problem found.
     pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
+        if self.tasks().next().is_none() {
+            problems.push(Problem {
+                location: Location::Whole,
+                message: "the manifest has no tasks".into(),
+                fix: "add tasks under \"phases\": [{\"name\": ..., \"tasks\": [{\"id\": \"t1\", ...}]}]".into(),
+            });
+        }
         let mut seen = HashSet::new();
         let ids: HashSet<&str> = self.tasks().map(|t| t.id.as_str()).collect();
         for (n, task) in self.tasks().enumerate() {
@@ -646,6 +653,17 @@ mod tests {
             "{text:?}"
         );
         assert_eq!(problems.len(), 6);
+    }
+
+    #[test]
+    fn a_manifest_without_tasks_is_an_error() {
+        let problems = Manifest::parse(r#"{"project":"x","phases":[]}"#)
+            .unwrap()
+            .validate();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0]
+            .to_string()
+            .starts_with("manifest: the manifest has no tasks"));
     }
 
     #[test]

@@ -193,9 +193,17 @@ impl Runtime {
         match msg {
             ShellMsg::Wake => self.changed = true,
             ShellMsg::Activity { task } => self.apply(Event::Activity { task }),
-            ShellMsg::Verified { task, ok, output } => {
-                self.apply(Event::Verified { task, ok, output })
-            }
+            ShellMsg::Verified {
+                task,
+                attempt,
+                ok,
+                output,
+            } => self.apply(Event::Verified {
+                task,
+                attempt,
+                ok,
+                output,
+            }),
             ShellMsg::Exited { task, code, signal } => {
                 // The final screen first, so the engine's error context is the last thing shown.
                 if let Some(w) = self.workers.get(&task) {
@@ -374,7 +382,11 @@ impl Runtime {
                     uncommitted,
                 });
             }
-            Effect::Verify { task, argv } => self.verify(task, argv),
+            Effect::Verify {
+                task,
+                argv,
+                attempt,
+            } => self.verify(task, attempt, argv),
             Effect::SaveErrorLog { task, text } => {
                 let id = &self.engine.plan.ids[task];
                 let path = self.paths.logs.join(format!("{id}.errors.log"));
@@ -471,7 +483,7 @@ impl Runtime {
 
     /// Runs a verify command in the task's worktree on a thread of its own (at most 10 minutes),
     /// keeps its output in `logs/<id>.verify.log`, and reports through the shell channel.
-    fn verify(&mut self, task: usize, argv: Vec<String>) {
+    fn verify(&mut self, task: usize, attempt: u32, argv: Vec<String>) {
         let id = self.engine.plan.ids[task].clone();
         let cwd = self.engine.task(task).worktree.clone().unwrap_or_default();
         let log = self.paths.logs.join(format!("{id}.verify.log"));
@@ -485,6 +497,7 @@ impl Runtime {
                 let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
                 let _ = tx.blocking_send(ShellMsg::Verified {
                     task,
+                    attempt,
                     ok,
                     output: tail,
                 });
@@ -537,8 +550,14 @@ impl Runtime {
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn();
-            if let Err(e) = spawned {
-                self.push_recent(format!("notify_command {program:?} failed: {e}"));
+            match spawned {
+                // Reaped on a thread of its own, so no zombie is left behind.
+                Ok(mut child) => {
+                    let _ = std::thread::Builder::new()
+                        .name("notify".into())
+                        .spawn(move || child.wait());
+                }
+                Err(e) => self.push_recent(format!("notify_command {program:?} failed: {e}")),
             }
         }
     }

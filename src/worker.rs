@@ -39,6 +39,8 @@ pub enum ShellMsg {
     Verified {
         /// Task index.
         task: usize,
+        /// The attempt it verifies (a result for an earlier attempt is ignored).
+        attempt: u32,
         /// True when it exited 0.
         ok: bool,
         /// The tail of its output.
@@ -167,6 +169,7 @@ pub struct Worker {
     writer: Arc<Mutex<Box<dyn Write + Send>>>,
     master: Box<dyn MasterPty + Send>,
     killer: Box<dyn ChildKiller + Send + Sync>,
+    exited: Arc<AtomicBool>,
     size: (u16, u16),
     /// OS process id, if known.
     pub pid: Option<u32>,
@@ -179,6 +182,19 @@ impl std::fmt::Debug for Worker {
             .field("pid", &self.pid)
             .field("size", &self.size)
             .finish()
+    }
+}
+
+/// Sends `sig` to the process group led by `pid` (portable-pty makes every worker a session
+/// leader, so its group is the worker and everything it started that did not leave it).
+fn signal_group(pid: u32, sig: libc::c_int) {
+    if let Ok(pid) = i32::try_from(pid) {
+        if pid > 1 {
+            // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+            unsafe {
+                libc::kill(-pid, sig);
+            }
+        }
     }
 }
 
@@ -321,15 +337,23 @@ impl Worker {
                 })
                 .map_err(|e| format!("cannot start the reader thread: {e}"))?;
         }
+        let exited = Arc::new(AtomicBool::new(false));
         {
             let task = spec.task;
+            let exited_flag = exited.clone();
             std::thread::Builder::new()
                 .name(format!("pty-wait-{task}"))
                 .spawn(move || {
                     let status = child.wait();
+                    exited_flag.store(true, Ordering::Release);
                     // Let the reader drain what the child wrote before it exited; a grandchild
-                    // holding the PTY open must not keep the exit from being reported.
-                    let _ = done_rx.recv_timeout(Duration::from_millis(1500));
+                    // holding the PTY open must not keep the exit from being reported. Whatever
+                    // is left of the worker's session (the agent's own children) goes with it.
+                    if done_rx.recv_timeout(Duration::from_millis(1500)).is_err() {
+                        if let Some(pid) = pid {
+                            signal_group(pid, libc::SIGKILL);
+                        }
+                    }
                     let (code, signal) = match status {
                         Ok(s) => (s.exit_code() as i32, s.signal().map(str::to_string)),
                         Err(_) => (1, None),
@@ -347,6 +371,7 @@ impl Worker {
             writer,
             master: pair.master,
             killer,
+            exited,
             size: (spec.rows, spec.cols),
             pid,
         })
@@ -411,9 +436,24 @@ impl Worker {
         self.size
     }
 
-    /// Asks the child to stop (SIGHUP, then SIGKILL if it lingers; portable-pty's policy).
+    /// Stops the worker: SIGHUP to its whole process group (the agent and what it started in
+    /// its session), then SIGKILL to the group if it is still there 2 s later.
     pub fn kill(&mut self) {
         let _ = self.killer.kill();
+        let Some(pid) = self.pid else { return };
+        signal_group(pid, libc::SIGHUP);
+        let exited = self.exited.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("pty-kill-{}", self.task))
+            .spawn(move || {
+                for _ in 0..20 {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if exited.load(Ordering::Acquire) {
+                        return;
+                    }
+                }
+                signal_group(pid, libc::SIGKILL);
+            });
     }
 
     /// The visible screen as text, with cursor, alternate-screen flag and title.
@@ -539,5 +579,56 @@ mod tests {
         let path = std::env::var_os("PATH");
         assert!(find_program("sh", path.as_deref()).is_some());
         assert!(find_program("surely-no-such-agent-xyz", path.as_deref()).is_none());
+    }
+}
+
+#[cfg(test)]
+mod kill_tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_that_ignores_sighup_is_killed_anyway() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let spec = SpawnSpec {
+            task: 7,
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "trap '' HUP; echo ready; sleep 30 & wait".into(),
+            ],
+            cwd: dir.path().to_path_buf(),
+            env: vec![],
+            rows: 10,
+            cols: 40,
+            scrollback: 10,
+            transcript: dir.path().join("t.log"),
+        };
+        let mut w = Worker::spawn(spec, tx).unwrap();
+        let start = std::time::Instant::now();
+        while !w.snapshot().rows.iter().any(|r| r.contains("ready")) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the child started"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        w.kill();
+        let start = std::time::Instant::now();
+        loop {
+            match rx.try_recv() {
+                Ok(ShellMsg::Exited { task, .. }) => {
+                    assert_eq!(task, 7);
+                    break;
+                }
+                _ => {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(6),
+                        "still alive after SIGKILL"
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
     }
 }

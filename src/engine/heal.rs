@@ -132,7 +132,20 @@ impl Engine {
                 }
                 self.climb(i, Situation::Stalled, trouble, now, fx);
             }
-            _ if acted => {}
+            // Acted on, and nothing has changed since for a whole stall period: the answer did
+            // not take; treat it as a stall rather than wait forever.
+            _ if acted => {
+                if timing.idle_ms() >= self.config.heal.stall_ms {
+                    if status != Status::Stuck {
+                        self.set_status(i, Status::Stuck, now, fx);
+                    }
+                    let t = Trouble {
+                        why: format!("no change since acting on: {}", trouble.why),
+                        ..trouble
+                    };
+                    self.climb(i, Situation::Stalled, t, now, fx);
+                }
+            }
             VerdictKind::WaitingInput => {
                 let denied = std::iter::once(&trouble.line)
                     .chain(trouble.context.iter())
@@ -296,14 +309,20 @@ impl Engine {
     pub(super) fn on_verified(
         &mut self,
         i: usize,
+        attempt: u32,
         ok: bool,
         output: String,
         now: Ms,
         fx: &mut Vec<Effect>,
     ) {
-        if !std::mem::take(&mut self.runs[i].verifying) || self.status(i).is_finished() {
+        // Only the answer for the attempt still being verified counts (after a kill, a retry or
+        // a restart it is stale).
+        if self.runs[i].verifying != Some(attempt)
+            || !matches!(self.status(i), Status::Running | Status::Stuck)
+        {
             return;
         }
+        self.runs[i].verifying = None;
         let last = error_line(&output);
         self.journal(
             fx,
@@ -350,8 +369,9 @@ impl Engine {
             .or_else(|| self.config.agents[self.agent_of(i)].verify.clone());
         match argv {
             Some(argv) if !argv.is_empty() => {
-                if !self.runs[i].verifying {
-                    self.runs[i].verifying = true;
+                let attempt = self.task(i).attempts.unwrap_or(0);
+                if self.runs[i].verifying.is_none() {
+                    self.runs[i].verifying = Some(attempt);
                     self.journal(
                         fx,
                         now,
@@ -360,7 +380,11 @@ impl Engine {
                         format!("running {argv:?}"),
                         Value::Null,
                     );
-                    fx.push(Effect::Verify { task: i, argv });
+                    fx.push(Effect::Verify {
+                        task: i,
+                        argv,
+                        attempt,
+                    });
                 }
             }
             _ => {

@@ -572,6 +572,7 @@ quiet_ms = 300
     let fx = e.update(
         Event::Verified {
             task: 0,
+            attempt: 1,
             ok: false,
             output: "test parse ... FAILED\nerror: 1 test failed".into(),
         },
@@ -586,12 +587,24 @@ quiet_ms = 300
         spec.prompt
     );
     started(&mut e, 0, 3_200);
+    // A late pass for attempt 1 means nothing for attempt 2.
+    e.update(
+        Event::Verified {
+            task: 0,
+            attempt: 1,
+            ok: true,
+            output: "ok".into(),
+        },
+        3_300,
+    );
+    assert_eq!(e.status(0), Status::Running);
     exited(&mut e, 0, 0, 2, 4_000);
     let fx = e.update(Event::Tick, 4_100);
     let _ = fx;
     e.update(
         Event::Verified {
             task: 0,
+            attempt: 2,
             ok: true,
             output: "ok".into(),
         },
@@ -718,4 +731,22 @@ mod props {
             }
         }
     }
+}
+
+#[test]
+fn an_answer_that_does_not_take_becomes_a_stall_instead_of_a_hang() {
+    let mut e = engine(ONE);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 0);
+    screen(&mut e, 0, "Continue? (y/n)", 100);
+    assert_eq!(writes(&e.update(Event::Tick, 1_000)), vec!["y\r"]);
+    // The agent ignored it: the same dialog, no output, for a whole stall period.
+    assert!(writes(&e.update(Event::Tick, 5_000)).is_empty());
+    let fx = e.update(Event::Tick, 11_100);
+    assert_eq!(e.status(0), Status::Stuck);
+    assert!(
+        writes(&fx)[0].starts_with("Please continue"),
+        "{:?}",
+        writes(&fx)
+    );
 }

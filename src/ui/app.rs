@@ -536,8 +536,8 @@ impl App {
             KeyCode::Char('y') => {
                 let mut em = p.lock().unwrap_or_else(|e| e.into_inner());
                 let lines = scroll::all_lines(&mut em);
-                let text = match st.found {
-                    Some(l) => lines[l].trim_end().to_string(),
+                let text = match st.found.and_then(|l| lines.get(l)) {
+                    Some(line) => line.trim_end().to_string(),
                     None => {
                         let rows = em.screen().size().0 as usize;
                         let end = lines.len().saturating_sub(st.offset);

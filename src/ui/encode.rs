@@ -127,12 +127,12 @@ pub fn encode_key(key: &KeyEvent, modes: Modes) -> Vec<u8> {
         KeyCode::BackTab => b"\x1b[Z".to_vec(),
         KeyCode::Backspace => vec![if ctrl { 0x08 } else { 0x7f }],
         KeyCode::Esc => vec![0x1b],
-        KeyCode::Up => cursor_key('A', mods - KeyModifiers::ALT, modes),
-        KeyCode::Down => cursor_key('B', mods - KeyModifiers::ALT, modes),
-        KeyCode::Right => cursor_key('C', mods - KeyModifiers::ALT, modes),
-        KeyCode::Left => cursor_key('D', mods - KeyModifiers::ALT, modes),
-        KeyCode::Home => cursor_key('H', mods - KeyModifiers::ALT, modes),
-        KeyCode::End => cursor_key('F', mods - KeyModifiers::ALT, modes),
+        KeyCode::Up => cursor_key('A', mods, modes),
+        KeyCode::Down => cursor_key('B', mods, modes),
+        KeyCode::Right => cursor_key('C', mods, modes),
+        KeyCode::Left => cursor_key('D', mods, modes),
+        KeyCode::Home => cursor_key('H', mods, modes),
+        KeyCode::End => cursor_key('F', mods, modes),
         KeyCode::Insert => tilde_key(2, mods),
         KeyCode::Delete => tilde_key(3, mods),
         KeyCode::PageUp => tilde_key(5, mods),
@@ -152,15 +152,22 @@ pub fn encode_key(key: &KeyEvent, modes: Modes) -> Vec<u8> {
         }
         _ => Vec::new(),
     };
-    // Alt prefixes ESC, except for keys whose sequence already carries the modifier.
+    // Alt prefixes ESC, except for keys whose sequence already carries the modifier (xterm's
+    // `CSI 1;3D` for Alt+Left: an ESC prefix would read as a lone Esc to crossterm-based agents).
     let carries_mod = matches!(
         key.code,
-        KeyCode::Up | KeyCode::Down | KeyCode::Left | KeyCode::Right | KeyCode::Home | KeyCode::End
-    ) && modifier_param(mods - KeyModifiers::ALT) > 1
-        || matches!(
-            key.code,
-            KeyCode::Insert | KeyCode::Delete | KeyCode::PageUp | KeyCode::PageDown | KeyCode::F(_)
-        );
+        KeyCode::Up
+            | KeyCode::Down
+            | KeyCode::Left
+            | KeyCode::Right
+            | KeyCode::Home
+            | KeyCode::End
+            | KeyCode::Insert
+            | KeyCode::Delete
+            | KeyCode::PageUp
+            | KeyCode::PageDown
+            | KeyCode::F(_)
+    );
     if alt && !out.is_empty() && !carries_mod {
         out.insert(0, 0x1b);
     }
@@ -222,7 +229,11 @@ mod tests {
         assert_eq!(k(KeyCode::Right, KeyModifiers::CONTROL), b"\x1b[1;5C");
         assert_eq!(k(KeyCode::Home, KeyModifiers::NONE), b"\x1b[H");
         assert_eq!(k(KeyCode::End, KeyModifiers::SHIFT), b"\x1b[1;2F");
-        assert_eq!(k(KeyCode::Left, KeyModifiers::ALT), b"\x1b\x1b[D");
+        assert_eq!(k(KeyCode::Left, KeyModifiers::ALT), b"\x1b[1;3D");
+        assert_eq!(
+            k(KeyCode::Right, KeyModifiers::CONTROL | KeyModifiers::ALT),
+            b"\x1b[1;7C"
+        );
     }
 
     #[test]
