@@ -7,7 +7,7 @@ use crate::engine::{Command, Effect, Engine, Event, JournalEntry};
 use crate::git;
 use crate::manifest::{Manifest, ManifestError};
 use crate::plan::Plan;
-use crate::worker::{now_ms, ShellMsg, SpawnSpec, Worker};
+use crate::worker::{now_ms, ShellMsg, SpawnSpec, Spawned, Worker};
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -111,6 +111,9 @@ pub struct Runtime {
     tx: mpsc::Sender<ShellMsg>,
     rx: Option<mpsc::Receiver<ShellMsg>>,
     cpu: BTreeMap<usize, (std::time::Instant, u64)>,
+    starting: std::collections::BTreeSet<usize>,
+    early_exits: BTreeMap<usize, ShellMsg>,
+    git_lock: std::sync::Arc<std::sync::Mutex<()>>,
     journal: std::fs::File,
     _watcher: Option<notify::RecommendedWatcher>,
 }
@@ -154,6 +157,9 @@ impl Runtime {
             tx,
             rx: Some(rx),
             cpu: BTreeMap::new(),
+            starting: Default::default(),
+            early_exits: BTreeMap::new(),
+            git_lock: Default::default(),
             journal,
             _watcher: watcher,
         })
@@ -204,6 +210,51 @@ impl Runtime {
                 ok,
                 output,
             }),
+            ShellMsg::Spawned { task, result } => {
+                self.starting.remove(&task);
+                match result {
+                    Ok(s) => {
+                        let Spawned {
+                            mut worker,
+                            worktree,
+                            branch,
+                            base_commit,
+                            argv,
+                        } = *s;
+                        // The terminal may have been resized while the worker started.
+                        worker.resize(self.pty_size.0, self.pty_size.1);
+                        self.workers.insert(task, worker);
+                        self.apply(Event::Started {
+                            task,
+                            worktree,
+                            branch,
+                            base_commit,
+                            argv,
+                        });
+                        // Stopped (or quit) while it was starting: stop it now that it exists.
+                        let stopped = self.engine.runs[task]
+                            .worker
+                            .as_ref()
+                            .is_none_or(|w| w.stop.is_some());
+                        if stopped {
+                            if let Some(w) = self.workers.get_mut(&task) {
+                                w.kill();
+                            }
+                        }
+                        if let Some(exit) = self.early_exits.remove(&task) {
+                            self.handle(exit);
+                        }
+                    }
+                    Err(error) => self.apply(Event::StartFailed { task, error }),
+                }
+                self.changed = true;
+            }
+            ShellMsg::Exited { task, .. }
+                if self.starting.contains(&task) && !self.workers.contains_key(&task) =>
+            {
+                // The child exited before its Spawned message was handled: keep the exit for then.
+                self.early_exits.insert(task, msg);
+            }
             ShellMsg::Exited { task, code, signal } => {
                 // The final screen first, so the engine's error context is the last thing shown.
                 if let Some(w) = self.workers.get(&task) {
@@ -308,7 +359,7 @@ impl Runtime {
     pub async fn shutdown(&mut self, rx: &mut mpsc::Receiver<ShellMsg>, grace: Duration) {
         self.command(Command::Quit);
         let deadline = tokio::time::Instant::now() + grace;
-        while !self.workers.is_empty() {
+        while !self.workers.is_empty() || !self.starting.is_empty() {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(msg)) => self.handle(msg),
                 _ => break,
@@ -340,7 +391,7 @@ impl Runtime {
 
     fn perform(&mut self, fx: Effect, queue: &mut VecDeque<Event>) {
         match fx {
-            Effect::Start(spec) => queue.push_back(self.start(spec)),
+            Effect::Start(spec) => self.start(spec),
             Effect::Write {
                 task,
                 bytes,
@@ -408,76 +459,38 @@ impl Runtime {
         self.changed = true;
     }
 
-    fn start(&mut self, spec: crate::engine::StartSpec) -> Event {
+    /// Starts a worker off the loop: worktree creation (git) and the spawn happen on a thread
+    /// of their own, so a large repository never freezes the control room; the result comes
+    /// back as [`ShellMsg::Spawned`].
+    fn start(&mut self, spec: crate::engine::StartSpec) {
         let task = spec.task;
         if let Some(mut old) = self.workers.remove(&task) {
             old.kill();
         }
-        let path = self.paths.worktree(&spec.task_id);
-        let info = match git::ensure_worktree(
-            &self.paths.repo,
-            &spec.task_id,
-            &path,
-            &spec.branch,
-            &spec.base,
-        ) {
-            Ok(i) => i,
-            Err(e) => {
-                return Event::StartFailed {
-                    task,
-                    error: e.to_string(),
-                }
-            }
-        };
-        let vars = Vars {
-            prompt: spec.prompt.clone(),
-            task_id: spec.task_id.clone(),
-            issue: spec.issue.map(|n| n.to_string()).unwrap_or_default(),
-            title: spec.title.clone(),
-            worktree: info.path.display().to_string(),
-            branch: info.branch.clone(),
-            attempt: spec.attempt.to_string(),
-            switchyard: std::env::current_exe()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| "switchyard".into()),
-        };
-        let argv = render_argv(&spec.command, &vars);
-        let mut env: Vec<(String, String)> = spec
-            .env
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    render_argv(std::slice::from_ref(v), &vars).remove(0),
-                )
-            })
-            .collect();
-        env.push(("SWITCHYARD_TASK_ID".into(), spec.task_id.clone()));
-        env.push(("SWITCHYARD_ATTEMPT".into(), spec.attempt.to_string()));
-        env.push(("SWITCHYARD_FILES".into(), spec.files.join(",")));
-        env.push(("SWITCHYARD_WORKTREE".into(), vars.worktree.clone()));
-        let spawn = SpawnSpec {
-            task,
-            argv: argv.clone(),
-            cwd: info.path.clone(),
-            env,
+        self.starting.insert(task);
+        let ctx = StartContext {
+            repo: self.paths.repo.clone(),
+            worktree: self.paths.worktree(&spec.task_id),
+            transcript: self.paths.logs.join(format!("{}.log", spec.task_id)),
             rows: self.pty_size.0,
             cols: self.pty_size.1,
             scrollback: self.engine.config.scrollback_lines,
-            transcript: self.paths.logs.join(format!("{}.log", spec.task_id)),
+            git_lock: self.git_lock.clone(),
+            tx: self.tx.clone(),
         };
-        match Worker::spawn(spawn, self.tx.clone()) {
-            Ok(w) => {
-                self.workers.insert(task, w);
-                Event::Started {
-                    task,
-                    worktree: info.path.display().to_string(),
-                    branch: info.branch,
-                    base_commit: info.base_commit,
-                    argv,
-                }
-            }
-            Err(error) => Event::StartFailed { task, error },
+        let tx = self.tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("start-{task}"))
+            .spawn(move || {
+                let result = prepare_worker(spec, ctx).map(Box::new);
+                let _ = tx.blocking_send(ShellMsg::Spawned { task, result });
+            });
+        if let Err(e) = spawned {
+            self.starting.remove(&task);
+            self.apply(Event::StartFailed {
+                task,
+                error: format!("cannot start a thread: {e}"),
+            });
         }
     }
 
@@ -561,6 +574,81 @@ impl Runtime {
             }
         }
     }
+}
+
+/// What a start thread needs.
+struct StartContext {
+    repo: PathBuf,
+    worktree: PathBuf,
+    transcript: PathBuf,
+    rows: u16,
+    cols: u16,
+    scrollback: usize,
+    git_lock: std::sync::Arc<std::sync::Mutex<()>>,
+    tx: mpsc::Sender<ShellMsg>,
+}
+
+/// Creates (or reuses) the worktree and spawns the worker. Errors are one readable sentence.
+fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<Spawned, String> {
+    let info = {
+        // One worktree operation at a time: git's own locks would make concurrent adds fail.
+        let _guard = ctx.git_lock.lock().unwrap_or_else(|e| e.into_inner());
+        git::ensure_worktree(
+            &ctx.repo,
+            &spec.task_id,
+            &ctx.worktree,
+            &spec.branch,
+            &spec.base,
+        )
+        .map_err(|e| e.to_string())?
+    };
+    let vars = Vars {
+        prompt: spec.prompt.clone(),
+        task_id: spec.task_id.clone(),
+        issue: spec.issue.map(|n| n.to_string()).unwrap_or_default(),
+        title: spec.title.clone(),
+        worktree: info.path.display().to_string(),
+        branch: info.branch.clone(),
+        attempt: spec.attempt.to_string(),
+        switchyard: std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "switchyard".into()),
+    };
+    let argv = render_argv(&spec.command, &vars);
+    let mut env: Vec<(String, String)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                render_argv(std::slice::from_ref(v), &vars).remove(0),
+            )
+        })
+        .collect();
+    env.push(("SWITCHYARD_TASK_ID".into(), spec.task_id.clone()));
+    env.push(("SWITCHYARD_ATTEMPT".into(), spec.attempt.to_string()));
+    env.push(("SWITCHYARD_FILES".into(), spec.files.join(",")));
+    env.push(("SWITCHYARD_WORKTREE".into(), vars.worktree.clone()));
+    let worker = Worker::spawn(
+        SpawnSpec {
+            task: spec.task,
+            argv: argv.clone(),
+            cwd: info.path.clone(),
+            env,
+            rows: ctx.rows,
+            cols: ctx.cols,
+            scrollback: ctx.scrollback,
+            transcript: ctx.transcript,
+        },
+        ctx.tx,
+    )?;
+    Ok(Spawned {
+        worker,
+        worktree: info.path.display().to_string(),
+        branch: info.branch,
+        base_commit: info.base_commit,
+        argv,
+    })
 }
 
 /// Runs `argv` in `cwd` (no shell), killing it after `limit`. Returns success and the

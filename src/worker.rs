@@ -15,9 +15,31 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// A worker that has just been started, with where it runs.
+#[derive(Debug)]
+pub struct Spawned {
+    /// The worker.
+    pub worker: Worker,
+    /// Absolute worktree path.
+    pub worktree: String,
+    /// Branch checked out there.
+    pub branch: String,
+    /// Commit the branch counts from.
+    pub base_commit: String,
+    /// The argv that runs.
+    pub argv: Vec<String>,
+}
+
 /// Messages from the edge (worker threads, the file watcher) to the runtime loop.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum ShellMsg {
+    /// A start finished: the worker runs, or why it could not start.
+    Spawned {
+        /// Task index.
+        task: usize,
+        /// The worker, or one readable sentence saying what went wrong.
+        result: Result<Box<Spawned>, String>,
+    },
     /// Some worker produced output (coalesced: one per burst).
     Wake,
     /// A worker's process exited with this status (after its output was drained).
