@@ -669,16 +669,16 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled(
         format!(
-            " attached: every key goes to the worker; {} detaches.  mouse: click selects, wheel scrolls",
+            " attached: keys go to the worker, {} detaches · mouse: click selects, wheel scrolls",
             app.keys.detach.label()
         ),
         Style::default().fg(Color::Gray),
     )));
     lines.push(Line::from(Span::styled(
-        " scrollback: PgUp/PgDn ↑↓ g/G move, / search, n/N older/newer match, y copy (OSC 52), Esc back",
+        " scrollback: PgUp/PgDn ↑↓ g/G move · / search · n/N older/newer · y copy · Esc back",
         Style::default().fg(Color::Gray),
     )));
-    let popup = centered(area, 84, lines.len() as u16 + 2);
+    let popup = centered(area, 92, lines.len() as u16 + 2);
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: false }).block(
