@@ -369,6 +369,15 @@ impl Runtime {
         self.persist();
     }
 
+    /// The branch state of a task, as the engine's Inspected event.
+    fn inspected(&self, task: usize) -> Event {
+        Event::Inspected {
+            task,
+            commits_ahead: self.commits_ahead(task).unwrap_or(0),
+            uncommitted: self.uncommitted(task).unwrap_or(0),
+        }
+    }
+
     fn uncommitted(&self, task: usize) -> Option<usize> {
         let wt = self.engine.task(task).worktree.as_deref()?;
         git::uncommitted(Path::new(wt)).ok()
@@ -410,28 +419,14 @@ impl Runtime {
                     w.kill();
                 }
             }
-            Effect::Inspect { task } => {
-                let commits = self.commits_ahead(task).unwrap_or(0);
-                let uncommitted = self.uncommitted(task).unwrap_or(0);
-                queue.push_back(Event::Inspected {
-                    task,
-                    commits_ahead: commits,
-                    uncommitted,
-                });
-            }
+            Effect::Inspect { task } => queue.push_back(self.inspected(task)),
             Effect::Commit { task, message } => {
                 if let Some(wt) = self.engine.task(task).worktree.clone() {
                     if let Err(e) = git::commit_all(Path::new(&wt), &message) {
                         self.push_recent(format!("automatic commit failed: {e}"));
                     }
                 }
-                let commits = self.commits_ahead(task).unwrap_or(0);
-                let uncommitted = self.uncommitted(task).unwrap_or(0);
-                queue.push_back(Event::Inspected {
-                    task,
-                    commits_ahead: commits,
-                    uncommitted,
-                });
+                queue.push_back(self.inspected(task));
             }
             Effect::Verify {
                 task,
