@@ -114,6 +114,7 @@ pub struct Runtime {
     starting: std::collections::BTreeSet<usize>,
     early_exits: BTreeMap<usize, ShellMsg>,
     git_lock: std::sync::Arc<std::sync::Mutex<()>>,
+    verify_cancel: BTreeMap<usize, std::sync::Arc<std::sync::atomic::AtomicBool>>,
     journal: std::fs::File,
     _watcher: Option<notify::RecommendedWatcher>,
 }
@@ -160,6 +161,7 @@ impl Runtime {
             starting: Default::default(),
             early_exits: BTreeMap::new(),
             git_lock: Default::default(),
+            verify_cancel: BTreeMap::new(),
             journal,
             _watcher: watcher,
         })
@@ -366,6 +368,9 @@ impl Runtime {
             }
         }
         self.workers.clear();
+        for task in self.verify_cancel.keys().copied().collect::<Vec<_>>() {
+            self.cancel_verify(task);
+        }
         self.persist();
     }
 
@@ -418,6 +423,7 @@ impl Runtime {
                 if let Some(w) = self.workers.get_mut(&task) {
                     w.kill();
                 }
+                self.cancel_verify(task);
             }
             Effect::Inspect { task } => queue.push_back(self.inspected(task)),
             Effect::Commit { task, message } => {
@@ -462,6 +468,7 @@ impl Runtime {
         if let Some(mut old) = self.workers.remove(&task) {
             old.kill();
         }
+        self.cancel_verify(task);
         self.starting.insert(task);
         let ctx = StartContext {
             repo: self.paths.repo.clone(),
@@ -496,10 +503,14 @@ impl Runtime {
         let cwd = self.engine.task(task).worktree.clone().unwrap_or_default();
         let log = self.paths.logs.join(format!("{id}.verify.log"));
         let tx = self.tx.clone();
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.cancel_verify(task);
+        self.verify_cancel.insert(task, cancel.clone());
         let _ = std::thread::Builder::new()
             .name(format!("verify-{id}"))
             .spawn(move || {
-                let (ok, output) = run_verify(&argv, Path::new(&cwd), Duration::from_secs(600));
+                let (ok, output) =
+                    run_verify(&argv, Path::new(&cwd), Duration::from_secs(600), &cancel);
                 let _ = std::fs::write(&log, &output);
                 let tail: Vec<&str> = output.lines().rev().take(40).collect();
                 let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
@@ -510,6 +521,13 @@ impl Runtime {
                     output: tail,
                 });
             });
+    }
+
+    /// Stops a verify command still running for this task (killed, retried, restarted, quit).
+    fn cancel_verify(&mut self, task: usize) {
+        if let Some(c) = self.verify_cancel.remove(&task) {
+            c.store(true, std::sync::atomic::Ordering::Release);
+        }
     }
 
     fn journal(&mut self, e: &JournalEntry) {
@@ -648,7 +666,12 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
 
 /// Runs `argv` in `cwd` (no shell), killing it after `limit`. Returns success and the
 /// combined output.
-fn run_verify(argv: &[String], cwd: &Path, limit: Duration) -> (bool, String) {
+fn run_verify(
+    argv: &[String],
+    cwd: &Path,
+    limit: Duration,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> (bool, String) {
     use std::io::{Read, Seek};
     let Some((program, args)) = argv.split_first() else {
         return (false, "the verify command is empty".into());
@@ -679,7 +702,9 @@ fn run_verify(argv: &[String], cwd: &Path, limit: Duration) -> (bool, String) {
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
-            Ok(None) if start.elapsed() > limit => {
+            Ok(None)
+                if start.elapsed() > limit || cancel.load(std::sync::atomic::Ordering::Acquire) =>
+            {
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;

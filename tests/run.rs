@@ -402,3 +402,34 @@ fn clean_removes_only_the_worktrees_it_made() {
         ],
     );
 }
+
+#[test]
+fn a_verify_command_decides_complete_in_the_worktree() {
+    let r = repo();
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"good","title":"x","files":["prompt.txt"],"verify":["sh","-c","test -s prompt.txt && echo verified"]},
+           {"id":"bad","title":"y","files":["other.txt"],"verify":["sh","-c","echo 'error: 2 tests failed'; exit 1"]}"#,
+        COMMIT_AGENT,
+    );
+    let out = Command::new(bin())
+        .args(["run", "--headless"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let t = tasks(&manifest_status(&manifest));
+    assert_eq!(t[0]["status"], "complete", "{stdout}");
+    assert_eq!(t[1]["status"], "error", "{stdout}");
+    assert_eq!(
+        t[1]["attempts"], 2,
+        "restarted once with the verify output, then failed"
+    );
+    assert!(
+        stdout.contains("verify failed: error: 2 tests failed"),
+        "{stdout}"
+    );
+    let log = std::fs::read_to_string(r.path().join(".sy/logs/good.verify.log")).unwrap();
+    assert_eq!(log.trim(), "verified");
+}
