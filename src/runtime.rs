@@ -172,22 +172,21 @@ impl Runtime {
         self.rx.take().expect("the receiver is taken once")
     }
 
-    /// Feeds an event (and every event its effects cause) through the engine.
+    /// Feeds an event through the engine and carries out its effects (answers from threads —
+    /// starts, inspections, verifies — come back later through the shell channel).
     pub fn apply(&mut self, event: Event) {
-        let mut queue = VecDeque::from([event]);
-        while let Some(ev) = queue.pop_front() {
-            let effects = self.engine.update(ev, now_ms());
-            let mut persist = false;
-            for fx in effects {
-                if matches!(fx, Effect::Persist) {
-                    persist = true;
-                } else {
-                    self.perform(fx, &mut queue);
-                }
+        let effects = self.engine.update(event, now_ms());
+        let mut persist = false;
+        for fx in effects {
+            if matches!(fx, Effect::Persist) {
+                persist = true;
+            } else {
+                self.perform(fx);
             }
-            if persist {
-                self.persist();
-            }
+        }
+        // Saved once per event, however many status changes it caused.
+        if persist {
+            self.persist();
         }
     }
 
@@ -201,6 +200,21 @@ impl Runtime {
         match msg {
             ShellMsg::Wake => self.changed = true,
             ShellMsg::Activity { task } => self.apply(Event::Activity { task }),
+            ShellMsg::Inspected {
+                task,
+                commits_ahead,
+                uncommitted,
+                error,
+            } => {
+                if let Some(e) = error {
+                    self.push_recent(e);
+                }
+                self.apply(Event::Inspected {
+                    task,
+                    commits_ahead,
+                    uncommitted,
+                });
+            }
             ShellMsg::Verified {
                 task,
                 attempt,
@@ -374,13 +388,37 @@ impl Runtime {
         self.persist();
     }
 
-    /// The branch state of a task, as the engine's Inspected event.
-    fn inspected(&self, task: usize) -> Event {
-        Event::Inspected {
-            task,
-            commits_ahead: self.commits_ahead(task).unwrap_or(0),
-            uncommitted: self.uncommitted(task).unwrap_or(0),
-        }
+    /// Reads a task's branch state (after committing everything, when `commit` has a message)
+    /// on a thread of its own, so a large repository does not stall the loop; the answer comes
+    /// back as [`ShellMsg::Inspected`].
+    fn inspect(&mut self, task: usize, commit: Option<String>) {
+        let t = self.engine.task(task);
+        let worktree = t.worktree.clone().map(PathBuf::from);
+        let base = t.base_commit.clone();
+        let tx = self.tx.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("inspect-{task}"))
+            .spawn(move || {
+                let mut error = None;
+                let (mut ahead, mut dirty) = (0, 0);
+                if let Some(wt) = worktree {
+                    if let Some(message) = commit {
+                        if let Err(e) = git::commit_all(&wt, &message) {
+                            error = Some(format!("automatic commit failed: {e}"));
+                        }
+                    }
+                    if let Some(base) = base {
+                        ahead = git::commits_ahead(&wt, &base).unwrap_or(0);
+                    }
+                    dirty = git::uncommitted(&wt).unwrap_or(0);
+                }
+                let _ = tx.blocking_send(ShellMsg::Inspected {
+                    task,
+                    commits_ahead: ahead,
+                    uncommitted: dirty,
+                    error,
+                });
+            });
     }
 
     fn uncommitted(&self, task: usize) -> Option<usize> {
@@ -403,7 +441,7 @@ impl Runtime {
         }
     }
 
-    fn perform(&mut self, fx: Effect, queue: &mut VecDeque<Event>) {
+    fn perform(&mut self, fx: Effect) {
         match fx {
             Effect::Start(spec) => self.start(spec),
             Effect::Write {
@@ -425,15 +463,8 @@ impl Runtime {
                 }
                 self.cancel_verify(task);
             }
-            Effect::Inspect { task } => queue.push_back(self.inspected(task)),
-            Effect::Commit { task, message } => {
-                if let Some(wt) = self.engine.task(task).worktree.clone() {
-                    if let Err(e) = git::commit_all(Path::new(&wt), &message) {
-                        self.push_recent(format!("automatic commit failed: {e}"));
-                    }
-                }
-                queue.push_back(self.inspected(task));
-            }
+            Effect::Inspect { task } => self.inspect(task, None),
+            Effect::Commit { task, message } => self.inspect(task, Some(message)),
             Effect::Verify {
                 task,
                 argv,

@@ -57,6 +57,17 @@ pub enum ShellMsg {
         /// Task index.
         task: usize,
     },
+    /// The branch state a git thread read (after an idle verdict or an automatic commit).
+    Inspected {
+        /// Task index.
+        task: usize,
+        /// Commits ahead of base.
+        commits_ahead: usize,
+        /// Files with uncommitted changes.
+        uncommitted: usize,
+        /// Why an automatic commit failed, if it did.
+        error: Option<String>,
+    },
     /// A verify command finished.
     Verified {
         /// Task index.

@@ -433,3 +433,36 @@ fn a_verify_command_decides_complete_in_the_worktree() {
     let log = std::fs::read_to_string(r.path().join(".sy/logs/good.verify.log")).unwrap();
     assert_eq!(log.trim(), "verified");
 }
+
+#[test]
+fn changes_left_uncommitted_at_the_agents_prompt_are_committed_when_the_ladder_says_so() {
+    let r = repo();
+    let config = r#"
+default_agent = "lazy"
+[heal.ladder]
+idle = [{ action = "commit" }, { action = "escalate" }]
+[agents.lazy]
+command = ["sh", "-c", "echo notes > notes.txt; echo edited; printf '> '; read answer; sleep 30"]
+[[agents.lazy.rules]]
+name = "lazy-idle"
+verdict = "idle"
+pattern = "^>$"
+quiet_ms = 300
+"#;
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"lazy","title":"x","files":["notes.txt"]}"#,
+        config,
+    );
+    let out = Command::new(bin())
+        .args(["run", "--headless"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("commit the worktree's changes"), "{stdout}");
+    let wt = r.path().join(".sy/worktrees/lazy");
+    let log = git(&wt, &["log", "-1", "--format=%an %s"]);
+    assert!(log.starts_with("switchyard lazy: x"), "{log}");
+}
