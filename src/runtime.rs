@@ -283,8 +283,11 @@ impl Runtime {
                     });
                 }
                 self.workers.remove(&task);
-                let commits = self.commits_ahead(task);
-                let uncommitted = self.uncommitted(task);
+                let t = self.engine.task(task);
+                let (commits, uncommitted) = branch_state(
+                    t.worktree.as_deref().map(Path::new),
+                    t.base_commit.as_deref(),
+                );
                 let code = if signal.is_some() && code == 0 {
                     1
                 } else {
@@ -400,37 +403,19 @@ impl Runtime {
             .name(format!("inspect-{task}"))
             .spawn(move || {
                 let mut error = None;
-                let (mut ahead, mut dirty) = (0, 0);
-                if let Some(wt) = worktree {
-                    if let Some(message) = commit {
-                        if let Err(e) = git::commit_all(&wt, &message) {
-                            error = Some(format!("automatic commit failed: {e}"));
-                        }
+                if let (Some(wt), Some(message)) = (&worktree, commit) {
+                    if let Err(e) = git::commit_all(wt, &message) {
+                        error = Some(format!("automatic commit failed: {e}"));
                     }
-                    if let Some(base) = base {
-                        ahead = git::commits_ahead(&wt, &base).unwrap_or(0);
-                    }
-                    dirty = git::uncommitted(&wt).unwrap_or(0);
                 }
+                let (ahead, dirty) = branch_state(worktree.as_deref(), base.as_deref());
                 let _ = tx.blocking_send(ShellMsg::Inspected {
                     task,
-                    commits_ahead: ahead,
-                    uncommitted: dirty,
+                    commits_ahead: ahead.unwrap_or(0),
+                    uncommitted: dirty.unwrap_or(0),
                     error,
                 });
             });
-    }
-
-    fn uncommitted(&self, task: usize) -> Option<usize> {
-        let wt = self.engine.task(task).worktree.as_deref()?;
-        git::uncommitted(Path::new(wt)).ok()
-    }
-
-    fn commits_ahead(&self, task: usize) -> Option<usize> {
-        let t = self.engine.task(task);
-        let wt = t.worktree.as_deref()?;
-        let base = t.base_commit.as_deref()?;
-        git::commits_ahead(Path::new(wt), base).ok()
     }
 
     fn persist(&mut self) {
@@ -618,6 +603,16 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Commits ahead of base and files with uncommitted changes in a task's worktree, where git can
+/// tell (`None` when the worktree or base is not known yet, or git fails).
+fn branch_state(worktree: Option<&Path>, base: Option<&str>) -> (Option<usize>, Option<usize>) {
+    let Some(wt) = worktree else {
+        return (None, None);
+    };
+    let ahead = base.and_then(|b| git::commits_ahead(wt, b).ok());
+    (ahead, git::uncommitted(wt).ok())
 }
 
 /// What a start thread needs.

@@ -86,6 +86,15 @@ fn the_headless_demo_completes_every_task_with_heals_in_the_journal() {
     assert!(dir.join(".switchyard/logs/d1.log").exists());
 }
 
+/// `switchyard run --headless MANIFEST`, to completion.
+fn run_headless(manifest: &Path) -> std::process::Output {
+    Command::new(bin())
+        .args(["run", "--headless"])
+        .arg(manifest)
+        .output()
+        .unwrap()
+}
+
 fn write_project(dir: &Path, tasks_json: &str, config: &str) -> std::path::PathBuf {
     let manifest = dir.join("manifest.json");
     std::fs::write(
@@ -122,11 +131,7 @@ fn a_hostile_title_reaches_the_agent_as_one_inert_argument() {
     let task =
         serde_json::json!({"id": "evil", "title": title, "files": ["prompt.txt"], "prompt": title});
     let manifest = write_project(r.path(), &task.to_string(), COMMIT_AGENT);
-    let out = Command::new(bin())
-        .args(["run", "--headless"])
-        .arg(&manifest)
-        .output()
-        .unwrap();
+    let out = run_headless(&manifest);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -155,11 +160,7 @@ fn a_missing_agent_binary_is_an_error_on_that_task_not_a_crash() {
         r#"{"id":"a","title":"x","files":["a"],"agent":"ghost"},{"id":"b","title":"y","files":["prompt.txt"]}"#,
         &config,
     );
-    let out = Command::new(bin())
-        .args(["run", "--headless"])
-        .arg(&manifest)
-        .output()
-        .unwrap();
+    let out = run_headless(&manifest);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let m = manifest_status(&manifest);
@@ -185,11 +186,7 @@ default_agent = "asker"
 command = ["sh", "-c", "printf 'Overwrite prompt.txt? (y/n) '; read a; echo got $a"]
 "#;
     let manifest = write_project(r.path(), r#"{"id":"a","title":"x","files":["a"]}"#, config);
-    let out = Command::new(bin())
-        .args(["run", "--headless"])
-        .arg(&manifest)
-        .output()
-        .unwrap();
+    let out = run_headless(&manifest);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(
@@ -318,11 +315,7 @@ fn a_killed_run_resumes_and_keeps_finished_work() {
         "killed mid-run"
     );
 
-    let out = Command::new(bin())
-        .args(["run", "--headless"])
-        .arg(&manifest)
-        .output()
-        .unwrap();
+    let out = run_headless(&manifest);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -354,11 +347,7 @@ fn clean_removes_only_the_worktrees_it_made() {
         r#"{"id":"a","title":"x","files":["prompt.txt"]}"#,
         COMMIT_AGENT,
     );
-    let out = Command::new(bin())
-        .args(["run", "--headless"])
-        .arg(&manifest)
-        .output()
-        .unwrap();
+    let out = run_headless(&manifest);
     assert_eq!(out.status.code(), Some(0));
     // A worktree made by hand must survive.
     git(
@@ -412,11 +401,7 @@ fn a_verify_command_decides_complete_in_the_worktree() {
            {"id":"bad","title":"y","files":["other.txt"],"verify":["sh","-c","echo 'error: 2 tests failed'; exit 1"]}"#,
         COMMIT_AGENT,
     );
-    let out = Command::new(bin())
-        .args(["run", "--headless"])
-        .arg(&manifest)
-        .output()
-        .unwrap();
+    let out = run_headless(&manifest);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let t = tasks(&manifest_status(&manifest));
@@ -454,11 +439,7 @@ quiet_ms = 300
         r#"{"id":"lazy","title":"x","files":["notes.txt"]}"#,
         config,
     );
-    let out = Command::new(bin())
-        .args(["run", "--headless"])
-        .arg(&manifest)
-        .output()
-        .unwrap();
+    let out = run_headless(&manifest);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("commit the worktree's changes"), "{stdout}");

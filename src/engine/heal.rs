@@ -79,21 +79,26 @@ impl Engine {
             Some((k, r, since)) if *k == v.kind && *r == v.evidence.rule => *since,
             _ => now,
         };
-        let trouble = Trouble {
-            line: v.evidence.line.clone(),
-            context: w
-                .screen
-                .context_around(v.evidence.row.unwrap_or(w.screen.cursor_row), 8)
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
-            tail: w.screen.tail(self.config.heal.error_tail_lines),
-            why: format!(
-                "{} [{}] {}",
-                v.kind.label(),
-                v.evidence.rule,
-                v.evidence.line
-            ),
+        // Only a verdict a ladder may act on needs the context (a hot path: every tick, every worker).
+        let trouble = if v.kind == VerdictKind::Running {
+            Trouble::default()
+        } else {
+            Trouble {
+                line: v.evidence.line.clone(),
+                context: w
+                    .screen
+                    .context_around(v.evidence.row.unwrap_or(w.screen.cursor_row), 8)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+                tail: w.screen.tail(self.config.heal.error_tail_lines),
+                why: format!(
+                    "{} [{}] {}",
+                    v.kind.label(),
+                    v.evidence.rule,
+                    v.evidence.line
+                ),
+            }
         };
         let acted = w.acted_on == Some(w.screen_hash);
         let inspecting = w.inspecting;
