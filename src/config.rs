@@ -105,29 +105,10 @@ pub struct AgentProfile {
     pub signals: Option<String>,
 }
 
-/// A heal action (one step of a ladder).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HealAction {
-    /// Answer the prompt with the allow-listed keys (waiting_input only; the deny-list wins).
-    Answer,
-    /// Type the step's `text` (or the profile's nudge text) and press Enter.
-    Nudge,
-    /// Type the step's `text` as it is, e.g. "/clear" (with Enter when it ends in `\r`).
-    Keys,
-    /// Stop the worker and start it again in the same worktree with the error tail as context.
-    Restart,
-    /// Like restart, with the profile's `resume` command (e.g. `codex resume --last`).
-    Resume,
-    /// Commit the worktree's uncommitted changes (idle and exited only).
-    Commit,
-    /// Hand the task to a person: `needs_attention`, bell, notify command.
-    Escalate,
-    /// Give up: the task is `error`.
-    Fail,
-    /// Pause this agent's tasks until the reset time the CLI printed (rate_limited only).
-    Pause,
-}
+/// A heal action (one step of a ladder) is an [`ActionKind`] of the one action vocabulary:
+/// `answer`, `nudge`, `keys`, `restart`, `resume`, `commit`, `escalate`, `fail`, `pause_agent`
+/// (old name `pause`). Each also has a key and a `switchyard ctl` form.
+pub type HealAction = crate::action::ActionKind;
 
 /// One step of a ladder.
 #[derive(Debug, Clone, Deserialize)]
@@ -184,7 +165,7 @@ impl Ladder {
 
     /// Checks every step is possible where it stands. Errors name the ladder and step.
     pub fn check(&self) -> Result<(), String> {
-        use HealAction::*;
+        use crate::action::ActionKind::*;
         for (name, steps, allowed) in [
             (
                 "waiting_input",
@@ -214,16 +195,16 @@ impl Ladder {
             (
                 "rate_limited",
                 &self.rate_limited,
-                &[Pause, Restart, Escalate, Fail][..],
+                &[PauseAgent, Restart, Escalate, Fail][..],
             ),
         ] {
             for (n, s) in steps.iter().enumerate() {
                 if !allowed.contains(&s.action) {
                     return Err(format!(
-                        "heal.ladder.{name} step {}: {:?} is not possible there; use one of {:?}",
+                        "heal.ladder.{name} step {}: `{}` is not possible there; use one of: {}",
                         n + 1,
                         s.action,
-                        allowed
+                        allowed.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
                     ));
                 }
                 if s.action == Keys && s.text.as_deref().is_none_or(str::is_empty) {

@@ -14,14 +14,18 @@ use serde_json::{json, Value};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
 
+mod actions;
 mod heal;
+mod view;
+pub use actions::{ActionError, Target};
+pub use view::{RunView, TaskView};
 pub use heal::Situation;
 use std::hash::{Hash, Hasher};
 
 /// Milliseconds on the engine's clock.
 pub type Ms = u64;
 
-/// Something that happened, reported by the shell (or the person, through [`Command`]).
+/// Something that happened, reported by the shell (or the person, through an [`Event::Action`]).
 #[derive(Debug, Clone)]
 pub enum Event {
     /// Time passed: classify live workers, heal, schedule.
@@ -91,33 +95,9 @@ pub enum Event {
         /// The last lines of its output (or why it could not run).
         output: String,
     },
-    /// A person's (or remote) command.
-    Command(Command),
-}
-
-/// Every manual override; keys, the CLI and heal actions all speak this.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// Restart the task now (kills a live worker first), resetting its heal counters.
-    Retry(usize),
-    /// Type text (then Enter) into the worker; `None` uses the profile's nudge text.
-    Nudge(usize, Option<String>),
-    /// Type exactly these bytes into the worker.
-    Answer(usize, String),
-    /// Kill the worker; the task becomes `error` until retried.
-    Kill(usize),
-    /// Stop the task and mark it `skipped` (dependents may go on).
-    Skip(usize),
-    /// Mark the task `complete` by hand (kills a live worker).
-    MarkDone(usize),
-    /// Start no new workers.
-    Pause,
-    /// Start workers again.
-    Resume,
-    /// Change the most workers at once (at least 1).
-    SetMaxParallel(usize),
-    /// Stop every worker; running tasks stay `running` so the next run resumes them.
-    Quit,
+    /// A person's action (a key, `switchyard ctl`, a client on the socket), by task id. Checked
+    /// with [`Engine::check`]; a refused one is journaled and changes nothing.
+    Action(crate::action::Action),
 }
 
 /// What the engine needs to start a worker.
@@ -403,16 +383,20 @@ impl Engine {
         })
     }
 
+    /// What an exit code of a run means, in one line (the one place this text lives).
+    pub fn exit_meaning(code: i32) -> &'static str {
+        match code {
+            0 => "all tasks complete",
+            2 => "a task needs a person: `switchyard attach` (or `run`) on the manifest to answer",
+            3 => "bad input: nothing was run",
+            _ => "halted or failed: see the tasks above and the journal",
+        }
+    }
+
     /// The exit code of a finished headless run: 0 all done, 2 a person must decide, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         let statuses: Vec<Status> = self.manifest.tasks().map(|t| t.status).collect();
-        if statuses.iter().all(|s| s.is_done()) {
-            0
-        } else if statuses.contains(&Status::NeedsAttention) {
-            2
-        } else {
-            1
-        }
+        view::exit_code(&statuses)
     }
 
     /// Feeds one event; returns the effects to carry out, in order.
@@ -480,7 +464,7 @@ impl Engine {
                 ok,
                 output,
             } => self.on_verified(task, attempt, ok, output, now, &mut fx),
-            Event::Command(c) => self.on_command(c, now, &mut fx),
+            Event::Action(a) => self.on_action(a, now, &mut fx),
         }
         self.schedule(now, &mut fx);
         fx
@@ -521,162 +505,6 @@ impl Engine {
             json!({ "argv": argv, "worktree": worktree, "branch": branch, "attempt": attempt }),
         );
         fx.push(Effect::Persist);
-    }
-
-    fn on_command(&mut self, c: Command, now: Ms, fx: &mut Vec<Effect>) {
-        let who = format!("{c:?}");
-        match c {
-            Command::Retry(i) => {
-                if self.status(i).is_done() {
-                    self.journal(
-                        fx,
-                        now,
-                        Some(i),
-                        "command",
-                        "retry ignored: task is already done".into(),
-                        Value::Null,
-                    );
-                    return;
-                }
-                self.journal(
-                    fx,
-                    now,
-                    Some(i),
-                    "command",
-                    "retry by hand".into(),
-                    Value::Null,
-                );
-                let run = &mut self.runs[i];
-                run.ladder.clear();
-                run.auto_keys = 0;
-                run.resume_next = false;
-                run.restart_context = None;
-                let holds_slot = run.worker.is_some() || run.restart_at.is_some();
-                if holds_slot {
-                    // A live (or restarting) worker restarts now, in its own slot.
-                    run.restart_at = Some(now);
-                    if let Some(w) = run.worker.as_mut() {
-                        if w.stop.is_none() || w.stop == Some(StopReason::Kill) {
-                            w.stop = Some(StopReason::Restart);
-                            fx.push(Effect::Kill { task: i });
-                        }
-                    }
-                    self.set_status(i, Status::Running, now, fx);
-                } else {
-                    // Without a worker the task queues again: the scheduler starts it when its
-                    // dependencies are done and a slot is free (max_parallel holds).
-                    self.set_status(i, Status::Pending, now, fx);
-                }
-            }
-            Command::Nudge(i, text) => {
-                let text = text.unwrap_or_else(|| self.nudge_text(i));
-                self.send(
-                    i,
-                    format!("{text}\r").into_bytes(),
-                    "command",
-                    "nudge by hand",
-                    now,
-                    fx,
-                );
-            }
-            Command::Answer(i, text) => {
-                let live = self.runs[i].worker.is_some();
-                self.send(i, text.into_bytes(), "command", "answer by hand", now, fx);
-                if live && self.status(i) == Status::NeedsAttention {
-                    self.set_status(i, Status::Running, now, fx);
-                }
-            }
-            Command::Kill(i) => {
-                self.journal(
-                    fx,
-                    now,
-                    Some(i),
-                    "command",
-                    "kill by hand".into(),
-                    Value::Null,
-                );
-                self.stop_worker(i, StopReason::Kill, fx);
-                self.runs[i].restart_at = None;
-                self.runs[i].run_ended_at = Some(now);
-                if !self.status(i).is_finished() {
-                    self.set_verdict(
-                        i,
-                        Verdict::signal(VerdictKind::Error, "manual", "killed by hand"),
-                        now,
-                        fx,
-                    );
-                    self.set_status(i, Status::Error, now, fx);
-                }
-            }
-            Command::Skip(i) => {
-                self.journal(
-                    fx,
-                    now,
-                    Some(i),
-                    "command",
-                    "skip by hand".into(),
-                    Value::Null,
-                );
-                self.stop_worker(i, StopReason::Skip, fx);
-                self.runs[i].restart_at = None;
-                self.runs[i].run_ended_at = Some(now);
-                self.set_status(i, Status::Skipped, now, fx);
-            }
-            Command::MarkDone(i) => {
-                self.journal(
-                    fx,
-                    now,
-                    Some(i),
-                    "command",
-                    "marked done by hand".into(),
-                    Value::Null,
-                );
-                self.stop_worker(i, StopReason::Complete, fx);
-                self.runs[i].restart_at = None;
-                self.complete(i, now, fx);
-            }
-            Command::Pause => {
-                self.paused = true;
-                self.journal(
-                    fx,
-                    now,
-                    None,
-                    "command",
-                    "scheduler paused".into(),
-                    Value::Null,
-                );
-            }
-            Command::Resume => {
-                self.paused = false;
-                self.journal(
-                    fx,
-                    now,
-                    None,
-                    "command",
-                    "scheduler resumed".into(),
-                    Value::Null,
-                );
-            }
-            Command::SetMaxParallel(n) => {
-                self.max_parallel = n.max(1);
-                let m = self.max_parallel;
-                self.journal(
-                    fx,
-                    now,
-                    None,
-                    "command",
-                    format!("max_parallel = {m}"),
-                    Value::Null,
-                );
-            }
-            Command::Quit => {
-                self.quitting = true;
-                self.journal(fx, now, None, "command", who, Value::Null);
-                for i in 0..self.runs.len() {
-                    self.stop_worker(i, StopReason::Quit, fx);
-                }
-            }
-        }
     }
 
     fn stop_worker(&mut self, i: usize, reason: StopReason, fx: &mut Vec<Effect>) {

@@ -1,6 +1,6 @@
-//! The headless reporter: the same engine and shell as the control room, with a line per event
-//! on stdout and a final summary. Exit code 0 when every task completed, 1 when halted or
-//! failed, 2 when a person must decide (a task in `needs_attention`).
+//! The headless run's summary, computed by the server when the run settles and printed by the
+//! headless client (see [`crate::client::headless`]). Exit code 0 when every task completed, 1
+//! when halted or failed, 2 when a person must decide (a task in `needs_attention`).
 
 use crate::git;
 use crate::manifest::Status;
@@ -8,52 +8,6 @@ use crate::runtime::Runtime;
 use crate::worker::now_ms;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Duration;
-
-/// Runs until nothing more can happen without a person (or Ctrl-C), then prints the summary.
-/// Returns the exit code.
-pub async fn run(rt: &mut Runtime) -> i32 {
-    rt.echo = true;
-    rt.engine.hold_for_person = false;
-    let started = now_ms();
-    println!(
-        "switchyard: {} — {} tasks, at most {} workers; journal {}",
-        display_project(rt),
-        rt.engine.plan.len(),
-        rt.engine.max_parallel,
-        rt.paths.logs.join("events.jsonl").display()
-    );
-    let mut rx = rt.take_receiver();
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut interrupted = false;
-    loop {
-        tokio::select! {
-            msg = rx.recv() => if let Some(m) = msg { rt.handle(m) },
-            _ = tick.tick() => rt.poll(),
-            _ = tokio::signal::ctrl_c() => { interrupted = true; }
-        }
-        if interrupted || rt.engine.is_settled() {
-            break;
-        }
-    }
-    rt.shutdown(&mut rx, Duration::from_secs(3)).await;
-    print!("{}", summary(rt, now_ms().saturating_sub(started)));
-    if interrupted {
-        println!("interrupted: running tasks stay `running` in the manifest; run again to resume");
-        return 1;
-    }
-    rt.engine.exit_code()
-}
-
-fn display_project(rt: &Runtime) -> String {
-    let p = &rt.engine.manifest.project;
-    if p.is_empty() {
-        rt.paths.manifest.display().to_string()
-    } else {
-        p.clone()
-    }
-}
 
 /// The final summary: tasks complete X/Y, each task's result, attempts, files changed, duration.
 pub fn summary(rt: &Runtime, elapsed_ms: u64) -> String {
@@ -103,11 +57,6 @@ pub fn summary(rt: &Runtime, elapsed_ms: u64) -> String {
         );
     }
     let code = e.exit_code();
-    let meaning = match code {
-        0 => "all tasks complete",
-        2 => "a task needs a person: run `switchyard run` on the manifest to attach and answer",
-        _ => "halted or failed: see the tasks above and the journal",
-    };
-    let _ = writeln!(s, "exit {code}: {meaning}");
+    let _ = writeln!(s, "exit {code}: {}", crate::engine::Engine::exit_meaning(code));
     s
 }

@@ -4,7 +4,10 @@ use clap::{Parser, Subcommand};
 use color_eyre::eyre::{eyre, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use switchyard::{demo, fake_agent, git, headless, manifest::Manifest, plan::Plan, runtime, ui};
+use switchyard::client::{self, ClientError, Joined, StartArgs};
+use switchyard::server::files::{Probe, ServerFiles};
+use switchyard::server::protocol::Role;
+use switchyard::{demo, fake_agent, git, manifest::Manifest, plan::Plan, runtime, ui};
 
 /// Exit code for bad input (manifest, config or arguments) — nothing was run.
 const EXIT_BAD_INPUT: u8 = 3;
@@ -14,7 +17,7 @@ const EXIT_BAD_INPUT: u8 = 3;
     name = "switchyard",
     version,
     about = "A terminal control room for running many AI coding agents in parallel on one repository",
-    after_help = "Exit codes: 0 all tasks complete · 1 halted or failed · 2 a task needs a person · 3 bad input"
+    after_help = "Exit codes: 0 all tasks complete · 1 halted or failed · 2 a task needs a person · 3 bad input\n\nA run lives in a background server per manifest: `run` starts it (or joins it) and opens the control room; `D` detaches, `attach` returns, `ls` lists, `ctl` acts, `stop` ends."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -23,13 +26,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a manifest in the control room (or headless with --headless); resumes where it stopped.
+    /// Start (or join) the manifest's server and open the control room (or, with --headless, print
+    /// a line per event); resumes where an earlier run stopped.
     Run {
         /// The manifest (JSON, seed orchestrator format).
         manifest: PathBuf,
-        /// Print a line per event instead of opening the control room.
+        /// Print a line per event and the summary instead of opening the control room; exits
+        /// with the run's code when it settles.
         #[arg(long)]
         headless: bool,
+        /// Keep the whole run in this process (no background server; for CI and containers):
+        /// leaving the control room, or the headless run ending, stops it.
+        #[arg(long)]
+        foreground: bool,
         /// The git repository to work on (default: the one containing the manifest).
         #[arg(long)]
         repo: Option<PathBuf>,
@@ -50,6 +59,9 @@ enum Cmd {
         /// Run without the control room, a line per event (exit codes as for `run`).
         #[arg(long)]
         headless: bool,
+        /// Keep the whole run in this process (as `run --foreground`).
+        #[arg(long)]
+        foreground: bool,
         /// Where to create the demo (an empty or new directory; default: a new temp directory).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -58,10 +70,53 @@ enum Cmd {
         #[arg(long)]
         pace: Option<f64>,
     },
-    /// Show each task's status from the manifest.
+    /// Show each task's status: the live server's view (verdicts with evidence, workers) when
+    /// one runs, the manifest's otherwise.
     Status {
         /// The manifest.
         manifest: PathBuf,
+        /// Print the view as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reopen the control room of a running server (without MANIFEST: the only live one, or a
+    /// list to pick from).
+    Attach {
+        /// The manifest.
+        manifest: Option<PathBuf>,
+    },
+    /// List the live servers: manifest, pid, uptime, tasks per status.
+    Ls,
+    /// Send an action to a running server, e.g. `ctl run.json retry t3`,
+    /// `ctl run.json answer t3 y`, `ctl run.json nudge t3 "use the new API"`.
+    #[command(after_help = ctl_help())]
+    Ctl {
+        /// The manifest.
+        manifest: PathBuf,
+        /// The action (see below).
+        action: String,
+        /// TASK id, then TEXT (or an agent name, or a number), as the action needs.
+        args: Vec<String>,
+    },
+    /// End a running server's run cleanly: workers stop, running tasks stay `running` to resume.
+    Stop {
+        /// The manifest.
+        manifest: PathBuf,
+    },
+    /// The server process of a run (started by `run`; not for people).
+    #[command(hide = true)]
+    Serve {
+        /// The manifest.
+        manifest: PathBuf,
+        /// The git repository.
+        #[arg(long)]
+        repo: Option<PathBuf>,
+        /// Most workers at once.
+        #[arg(long)]
+        max_parallel: Option<usize>,
+        /// Started for a headless run.
+        #[arg(long)]
+        headless: bool,
     },
     /// Remove the worktrees switchyard made for this manifest (branches and logs are kept).
     Clean {
@@ -130,6 +185,15 @@ fn main() -> ExitCode {
     let _ = color_eyre::config::HookBuilder::default()
         .display_env_section(false)
         .install();
+    if let Cmd::Serve {
+        manifest,
+        repo,
+        max_parallel,
+        headless,
+    } = cli.command
+    {
+        return ExitCode::from(serve(&manifest, repo.as_deref(), max_parallel, headless));
+    }
     init_tracing();
     match real_main(cli.command) {
         Ok(code) => ExitCode::from(code),
@@ -160,15 +224,17 @@ fn real_main(cmd: Cmd) -> Result<u8> {
         Cmd::Run {
             manifest,
             headless,
+            foreground,
             repo,
             max_parallel,
-        } => run(&manifest, repo.as_deref(), max_parallel, headless),
+        } => run(&manifest, repo.as_deref(), max_parallel, headless, foreground),
         Cmd::Plan {
             manifest,
             max_parallel,
         } => plan(&manifest, max_parallel),
         Cmd::Demo {
             headless,
+            foreground,
             dir,
             pace,
         } => {
@@ -186,9 +252,17 @@ fn real_main(cmd: Cmd) -> Result<u8> {
                 dir.display(),
                 manifest.display()
             );
-            run(&manifest, None, None, headless)
+            run(&manifest, None, None, headless, foreground)
         }
-        Cmd::Status { manifest } => status(&manifest),
+        Cmd::Status { manifest, json } => status(&manifest, json),
+        Cmd::Attach { manifest } => attach(manifest.as_deref()),
+        Cmd::Ls => ls(),
+        Cmd::Ctl {
+            manifest,
+            action,
+            args,
+        } => ctl(&manifest, &action, &args),
+        Cmd::Stop { manifest } => stop(&manifest),
         Cmd::Classify {
             recording,
             profile,
@@ -197,8 +271,30 @@ fn real_main(cmd: Cmd) -> Result<u8> {
             seed,
         } => classify(&recording, &profile, config.as_deref(), settle_ms, seed),
         Cmd::Clean { manifest, repo } => clean(&manifest, repo.as_deref()),
-        Cmd::FakeAgent { .. } => unreachable!("handled before the runtime starts"),
+        Cmd::FakeAgent { .. } | Cmd::Serve { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
     }
+}
+
+fn tokio_rt() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// The server files of a manifest (loads it to find its workdir). Bad input is an error here.
+fn server_files(manifest: &Path, repo: Option<&Path>) -> Result<ServerFiles> {
+    let m = Manifest::load(manifest).map_err(|e| eyre!("{e}"))?;
+    let paths = runtime::Paths::resolve(manifest, &m, repo)?;
+    Ok(ServerFiles::new(&paths.manifest, &paths.workdir))
+}
+
+fn terminal_size() -> (u16, u16) {
+    crossterm::terminal::size()
+        .map(|(c, r)| (r, c))
+        .unwrap_or((24, 80))
 }
 
 fn run(
@@ -206,18 +302,303 @@ fn run(
     repo: Option<&Path>,
     max_parallel: Option<usize>,
     headless: bool,
+    foreground: bool,
 ) -> Result<u8> {
-    let mut rt = runtime::Runtime::open(manifest, repo, max_parallel)?;
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let code = if headless {
-        tokio.block_on(headless::run(&mut rt))
+    // Everything is checked here first, so bad input is exit 3 on this terminal, not a line in
+    // a background server's log.
+    runtime::load(manifest)?;
+    let files = server_files(manifest, repo)?;
+    let role = if headless {
+        Role::Headless
     } else {
-        tokio.block_on(ui::run(&mut rt))?
+        let (rows, cols) = terminal_size();
+        Role::ControlRoom { rows, cols }
     };
+    let tokio = tokio_rt()?;
+    if foreground {
+        return run_foreground(&tokio, manifest, repo, max_parallel, headless, files, role);
+    }
+    let args = StartArgs {
+        repo: repo.map(Path::to_path_buf),
+        max_parallel,
+        headless,
+    };
+    let code = tokio.block_on(async {
+        let (conn, joined) = match client::ensure_server(&files, &args, role).await {
+            Ok(x) => x,
+            Err(e) => return Err(eyre!("{e}")),
+        };
+        if let Joined::Existing(pid) = joined {
+            eprintln!(
+                "switchyard: joined the run already going for {} (server pid {pid})",
+                files.manifest.display()
+            );
+        }
+        if headless {
+            return Ok(client::headless(conn, &files).await);
+        }
+        let end = ui::run_client(conn).await?;
+        println!("{}", switchyard::text_escape(&end.reason));
+        Ok(end.code.unwrap_or(0))
+    })?;
     Ok(code as u8)
+}
+
+/// `--foreground`: the server loop on a thread of this process, and the client beside it on
+/// the same socket (so `ctl`, `status` and other clients work as usual). The run ends with its
+/// first client.
+fn run_foreground(
+    tokio: &tokio::runtime::Runtime,
+    manifest: &Path,
+    repo: Option<&Path>,
+    max_parallel: Option<usize>,
+    headless: bool,
+    files: ServerFiles,
+    role: Role,
+) -> Result<u8> {
+    let (rt, listener, _lock) = open_server(manifest, repo, max_parallel, &files)
+        .map_err(|e| eyre!("{e}"))?;
+    let opts = switchyard::server::ServeOptions {
+        headless,
+        foreground: true,
+    };
+    let server_files = files.clone();
+    let server = tokio.spawn(async move {
+        switchyard::server::serve(rt, server_files, listener, opts).await
+    });
+    let code = tokio.block_on(async {
+        let conn = client::connect(
+            &files.socket,
+            &files.manifest.display().to_string(),
+            role,
+        )
+        .await
+        .map_err(|e| eyre!("{e}"))?;
+        let client_code = if headless {
+            client::headless(conn, &files).await
+        } else {
+            let end = ui::run_client(conn).await?;
+            println!("{}", switchyard::text_escape(&end.reason));
+            end.code.unwrap_or(0)
+        };
+        let code = server.await.unwrap_or(client_code);
+        Ok::<i32, color_eyre::Report>(if headless { client_code } else { code })
+    })?;
+    Ok(code as u8)
+}
+
+/// What a server needs before its loop: the lock (or an error naming who holds it), the
+/// runtime over the manifest, the bound socket and the registry entry. A stale lock or socket
+/// is reported in one line and replaced.
+fn open_server(
+    manifest: &Path,
+    repo: Option<&Path>,
+    max_parallel: Option<usize>,
+    files: &ServerFiles,
+) -> Result<
+    (
+        runtime::Runtime,
+        tokio::net::UnixListener,
+        switchyard::server::files::ServerLock,
+    ),
+    String,
+> {
+    if let Probe::Stale(info) = files.probe() {
+        eprintln!(
+            "switchyard: replacing the stale lock and socket of {} for {}",
+            info.map(|i| format!("server pid {} (no longer running)", i.pid))
+                .unwrap_or_else(|| "a server that is no longer running".into()),
+            files.manifest.display()
+        );
+    }
+    let info = switchyard::server::info(files);
+    let lock = files.acquire(&info).map_err(|e| e.to_string())?;
+    let rt = runtime::Runtime::open(manifest, repo, max_parallel).map_err(|e| format!("{e:#}"))?;
+    let listener = {
+        // The listener registers with the reactor of the runtime it is made in.
+        let _guard = tokio::runtime::Handle::try_current().ok();
+        switchyard::server::bind(files)
+            .map_err(|e| format!("cannot listen on {}: {e}", files.socket.display()))?
+    };
+    files.register(&info);
+    Ok((rt, listener, lock))
+}
+
+/// `switchyard serve`: the background server of `run`. Its stdout and stderr are the log.
+fn serve(manifest: &Path, repo: Option<&Path>, max_parallel: Option<usize>, headless: bool) -> u8 {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    let files = match server_files(manifest, repo) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let tokio = match tokio_rt() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 1;
+        }
+    };
+    let opened = tokio.block_on(async { open_server(manifest, repo, max_parallel, &files) });
+    let (rt, listener, _lock) = match opened {
+        Ok(x) => x,
+        Err(e) if e.contains("already runs") => {
+            eprintln!("{e}");
+            return switchyard::server::EXIT_LOCK_HELD as u8;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let opts = switchyard::server::ServeOptions {
+        headless,
+        foreground: false,
+    };
+    let code = tokio.block_on(switchyard::server::serve(rt, files, listener, opts));
+    code.clamp(0, 255) as u8
+}
+
+fn attach(manifest: Option<&Path>) -> Result<u8> {
+    let tokio = tokio_rt()?;
+    let (rows, cols) = terminal_size();
+    let role = Role::ControlRoom { rows, cols };
+    tokio.block_on(async {
+        let files = match manifest {
+            Some(m) => server_files(m, None)?,
+            None => {
+                let live = client::list().await;
+                let pick = match live.len() {
+                    0 => {
+                        eprintln!("no switchyard server runs; `switchyard run MANIFEST` starts one");
+                        return Ok(1);
+                    }
+                    1 => 0,
+                    _ => match pick_server(&live) {
+                        Some(i) => i,
+                        None => return Ok(1),
+                    },
+                };
+                server_files(&live[pick].info.manifest, None)?
+            }
+        };
+        let conn = match client::connect_live(&files, role).await {
+            Ok(c) => c,
+            Err(e @ ClientError::NoServer { .. }) => {
+                eprintln!("{e}");
+                return Ok(1);
+            }
+            Err(e) => return Err(eyre!("{e}")),
+        };
+        let end = ui::run_client(conn).await?;
+        println!("{}", switchyard::text_escape(&end.reason));
+        Ok(end.code.unwrap_or(0) as u8)
+    })
+}
+
+/// Asks which of several live servers to attach to (on a terminal); None without an answer.
+fn pick_server(live: &[client::Listed]) -> Option<usize> {
+    use std::io::IsTerminal;
+    let now = switchyard::worker::now_ms();
+    eprintln!("several switchyard servers run:");
+    for (i, l) in live.iter().enumerate() {
+        eprintln!("  {}  {}", i + 1, client::ls_line(l, now));
+    }
+    if !std::io::stdin().is_terminal() {
+        eprintln!("name one: `switchyard attach MANIFEST`");
+        return None;
+    }
+    eprint!("attach to which (1-{})? ", live.len());
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).ok()?;
+    match line.trim().parse::<usize>() {
+        Ok(n) if (1..=live.len()).contains(&n) => Some(n - 1),
+        _ => {
+            eprintln!("no server picked");
+            None
+        }
+    }
+}
+
+fn ls() -> Result<u8> {
+    let tokio = tokio_rt()?;
+    let live = tokio.block_on(client::list());
+    if live.is_empty() {
+        println!("no switchyard server runs");
+        return Ok(0);
+    }
+    let now = switchyard::worker::now_ms();
+    for l in &live {
+        println!("{}", client::ls_line(l, now));
+    }
+    Ok(0)
+}
+
+fn ctl(manifest: &Path, action: &str, args: &[String]) -> Result<u8> {
+    let action = match switchyard::action::Action::parse(action, args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("switchyard ctl: {e}");
+            return Ok(EXIT_BAD_INPUT);
+        }
+    };
+    let files = server_files(manifest, None)?;
+    let tokio = tokio_rt()?;
+    match tokio.block_on(client::act(&files, action)) {
+        Ok((true, message)) => {
+            println!("{}", switchyard::text_escape(&message));
+            Ok(0)
+        }
+        Ok((false, message)) => {
+            eprintln!("switchyard ctl: {}", switchyard::text_escape(&message));
+            Ok(1)
+        }
+        Err(e) => {
+            eprintln!("switchyard ctl: {e}");
+            Ok(1)
+        }
+    }
+}
+
+fn stop(manifest: &Path) -> Result<u8> {
+    let files = server_files(manifest, None)?;
+    let tokio = tokio_rt()?;
+    match tokio.block_on(client::stop(&files)) {
+        Ok(code) => {
+            println!("{}", client::ended_line(code));
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("switchyard stop: {e}");
+            Ok(1)
+        }
+    }
+}
+
+fn ctl_help() -> String {
+    let mut s = String::from("Actions:\n");
+    for k in switchyard::action::ActionKind::ALL {
+        let args = match k.needs() {
+            switchyard::action::Needs::Nothing => "",
+            switchyard::action::Needs::Task => " TASK",
+            switchyard::action::Needs::TaskText => " TASK [TEXT]",
+            switchyard::action::Needs::TaskAndText => " TASK TEXT",
+            switchyard::action::Needs::Agent => " TASK|AGENT",
+            switchyard::action::Needs::Number => " N",
+        };
+        s.push_str(&format!("  {:<28} {}\n", format!("{}{args}", k.name()), k.help()));
+    }
+    s.push_str("\nExit: 0 accepted · 1 refused (no server, unknown task, not possible now) · 3 bad arguments");
+    s
 }
 
 fn plan(manifest_path: &Path, max_parallel: Option<usize>) -> Result<u8> {
@@ -252,35 +633,54 @@ fn plan(manifest_path: &Path, max_parallel: Option<usize>) -> Result<u8> {
     }
 }
 
-fn status(manifest_path: &Path) -> Result<u8> {
+fn status(manifest_path: &Path, json: bool) -> Result<u8> {
     let manifest = Manifest::load(manifest_path).map_err(|e| eyre!("{e}"))?;
+    let files = server_files(manifest_path, None)?;
+    let tokio = tokio_rt()?;
+    let live = match files.probe() {
+        Probe::Live(info) => tokio
+            .block_on(client::status(&files))
+            .ok()
+            .map(|v| (v, info.pid)),
+        _ => None,
+    };
+    let source = match &live {
+        Some((_, pid)) => format!("live: server pid {pid}"),
+        None => "no server runs; from the manifest".into(),
+    };
+    let view = live
+        .map(|(v, _)| v)
+        .unwrap_or_else(|| switchyard::engine::RunView::of_manifest(&manifest));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(0);
+    }
+    let esc = switchyard::text_escape;
     println!(
-        "{}",
-        if manifest.project.is_empty() {
-            "(unnamed project)"
+        "{} ({source})",
+        if view.project.is_empty() {
+            "(unnamed project)".to_string()
         } else {
-            &manifest.project
+            esc(&view.project)
         }
     );
-    for phase in &manifest.phases {
-        println!("{}", phase.name);
-        for t in &phase.tasks {
-            println!(
-                "  {:<10} {:<16} attempts {:<2} {}{}",
-                t.id,
-                t.status.as_str(),
-                t.attempts.unwrap_or(0),
-                t.title,
-                t.last_verdict
-                    .as_deref()
-                    .filter(|_| !t.status.is_done())
-                    .map(|v| format!("  ← {v}"))
-                    .unwrap_or_default()
-            );
-        }
+    for t in &view.tasks {
+        let verdict = match (&t.verdict, &t.evidence) {
+            (Some(v), Some(e)) => format!("  ← {v} {e}"),
+            (Some(v), None) => format!("  ← {v}"),
+            _ => String::new(),
+        };
+        println!(
+            "  {:<10} {:<16} attempts {:<2} {}{}{}",
+            esc(&t.id),
+            t.status,
+            t.attempts,
+            esc(&t.title),
+            if t.worker { "  [worker]" } else { "" },
+            esc(&verdict)
+        );
     }
-    let done = manifest.tasks().filter(|t| t.status.is_done()).count();
-    println!("complete {done}/{}", manifest.tasks().count());
+    println!("complete {}/{}", view.done, view.total);
     Ok(0)
 }
 

@@ -3,7 +3,8 @@
 //! PTYs, the manifest, the journal). The headless reporter and the control room both drive it.
 
 use crate::config::{render_argv, Config, Vars};
-use crate::engine::{Command, Effect, Engine, Event, JournalEntry};
+use crate::action::Action;
+use crate::engine::{ActionError, Effect, Engine, Event, JournalEntry};
 use crate::git;
 use crate::manifest::{Manifest, ManifestError};
 use crate::plan::Plan;
@@ -100,8 +101,8 @@ pub struct Runtime {
     pub config_files: Vec<PathBuf>,
     /// The last journal lines, formatted (newest last, at most 500).
     pub recent: VecDeque<String>,
-    /// Print every journal line to stdout (headless).
-    pub echo: bool,
+    /// Journal lines (formatted for people) not yet handed to clients; the server drains it.
+    pub outbox: Vec<String>,
     /// A task needed attention since this was last cleared (the UI rings the bell).
     pub attention: bool,
     /// Something the view shows changed.
@@ -151,7 +152,7 @@ impl Runtime {
             paths,
             config_files,
             recent: VecDeque::new(),
-            echo: false,
+            outbox: Vec::new(),
             attention: false,
             changed: true,
             pty_size,
@@ -190,9 +191,13 @@ impl Runtime {
         }
     }
 
-    /// A person's or the UI's command.
-    pub fn command(&mut self, c: Command) {
-        self.apply(Event::Command(c));
+    /// Checks an action (a key, `ctl`, a client) against the engine and carries it out.
+    /// Returns what was done, or why it is not possible (nothing changes then).
+    pub fn act(&mut self, a: Action) -> Result<String, ActionError> {
+        self.engine.check(&a)?;
+        let said = a.to_string();
+        self.apply(Event::Action(a));
+        Ok(said)
     }
 
     /// Handles one message from the edge.
@@ -376,7 +381,7 @@ impl Runtime {
     /// Stops every worker and waits (up to `grace`) for them to exit; the manifest keeps
     /// running tasks as `running` so the next run resumes them.
     pub async fn shutdown(&mut self, rx: &mut mpsc::Receiver<ShellMsg>, grace: Duration) {
-        self.command(Command::Quit);
+        self.apply(Event::Action(Action::global(crate::action::ActionKind::Stop)));
         let deadline = tokio::time::Instant::now() + grace;
         while !self.workers.is_empty() || !self.starting.is_empty() {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -557,13 +562,14 @@ impl Runtime {
         });
         let _ = writeln!(self.journal, "{line}");
         let text = format_entry(e);
-        if self.echo {
-            println!("{text}");
-        }
         self.push_recent(text);
     }
 
     fn push_recent(&mut self, line: String) {
+        // Bounded: a server with no headless client drains it every loop turn anyway.
+        if self.outbox.len() < 10_000 {
+            self.outbox.push(line.clone());
+        }
         if self.recent.len() >= 500 {
             self.recent.pop_front();
         }

@@ -522,14 +522,16 @@ impl Engine {
             }
             HealAction::Escalate => self.escalate(i, t.why.clone(), now, fx),
             HealAction::Fail => self.fail(i, &t.why, now, fx),
-            HealAction::Pause => self.pause_agent(i, t, now, fx),
+            HealAction::PauseAgent => self.pause_agent(i, t, now, fx),
+            // Not ladder steps (the config check refuses them there).
+            _ => return false,
         }
         true
     }
 
     /// Stops the worker and schedules a restart with the error tail as context, or fails the
     /// task when its attempts are used up.
-    fn restart(
+    pub(super) fn restart(
         &mut self,
         i: usize,
         t: &Trouble,
@@ -579,7 +581,7 @@ impl Engine {
     }
 
     /// Gives up on the task: `error`.
-    fn fail(&mut self, i: usize, why: &str, now: Ms, fx: &mut Vec<Effect>) {
+    pub(super) fn fail(&mut self, i: usize, why: &str, now: Ms, fx: &mut Vec<Effect>) {
         self.stop_worker(i, StopReason::Kill, fx);
         let run = &mut self.runs[i];
         run.restart_at = None;
@@ -598,7 +600,7 @@ impl Engine {
 
     /// Pauses every task of this task's agent until the reset time in the message (or the
     /// default pause), and restarts this one then.
-    fn pause_agent(&mut self, i: usize, t: &Trouble, now: Ms, fx: &mut Vec<Effect>) {
+    pub(super) fn pause_agent(&mut self, i: usize, t: &Trouble, now: Ms, fx: &mut Vec<Effect>) {
         let wait = reset_after_ms(&t.line).unwrap_or(self.config.heal.rate_limit_pause_ms);
         let agent = self.agent_of(i).to_string();
         let until = now + wait;

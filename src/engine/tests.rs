@@ -1,9 +1,15 @@
 //! Engine policies with plain values and a fake clock (ms counted from 0).
 
 use super::*;
+use crate::action::{Action, ActionKind};
 use crate::config::Config;
 
 const SEED: &str = include_str!("../../tests/fixtures/seed-manifest.json");
+
+/// An action by hand on task `i` (by its id, as keys and `ctl` send it).
+fn act(e: &Engine, kind: ActionKind, i: usize) -> Event {
+    Event::Action(Action::on(kind, e.plan.ids[i].clone()))
+}
 
 fn config(extra: &str) -> Config {
     Config::from_layers(&[
@@ -190,7 +196,7 @@ fn a_deny_listed_prompt_escalates_and_is_never_answered() {
         .unwrap()
         .contains("deny-list"));
     // A person answers; output resumes; the task runs again.
-    e.update(Event::Command(Command::Answer(0, "n\r".into())), 3_000);
+    e.update(Event::Action(Action::with_text(ActionKind::Answer, e.plan.ids[0].clone(), "n")), 3_000);
     screen(
         &mut e,
         0,
@@ -357,7 +363,7 @@ fn a_failed_dependency_blocks_its_dependents_until_retried() {
     assert_eq!(e.status(0), Status::Error);
     assert_eq!(e.status(1), Status::Blocked);
     assert!(e.is_settled());
-    let fx = e.update(Event::Command(Command::Retry(0)), 20);
+    let fx = e.update(act(&e, ActionKind::Retry, 0), 20);
     assert_eq!(starts(&fx), vec!["a"]);
     assert_eq!(e.status(1), Status::Pending);
 }
@@ -412,7 +418,7 @@ fn quit_stops_workers_but_leaves_them_resumable() {
     let mut e = engine(ONE);
     e.update(Event::Tick, 0);
     started(&mut e, 0, 0);
-    let fx = e.update(Event::Command(Command::Quit), 10);
+    let fx = e.update(Event::Action(Action::global(ActionKind::Stop)), 10);
     assert!(fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })));
     exited(&mut e, 0, 143, 0, 20);
     assert_eq!(e.status(0), Status::Running);
@@ -425,12 +431,12 @@ fn skip_and_mark_done_let_dependents_go() {
     let mut e = engine(json);
     e.update(Event::Tick, 0);
     started(&mut e, 0, 0);
-    let fx = e.update(Event::Command(Command::Skip(0)), 10);
+    let fx = e.update(act(&e, ActionKind::Skip, 0), 10);
     assert_eq!(e.status(0), Status::Skipped);
     assert_eq!(starts(&fx), vec!["b"]);
     exited(&mut e, 0, 143, 0, 11);
     started(&mut e, 1, 12);
-    let fx = e.update(Event::Command(Command::MarkDone(1)), 20);
+    let fx = e.update(act(&e, ActionKind::MarkDone, 1), 20);
     assert_eq!(e.status(1), Status::Complete);
     assert_eq!(starts(&fx), vec!["c"]);
 }
@@ -438,9 +444,9 @@ fn skip_and_mark_done_let_dependents_go() {
 #[test]
 fn pause_holds_new_starts() {
     let mut e = engine(SEED);
-    e.update(Event::Command(Command::Pause), 0);
+    e.update(Event::Action(Action::global(ActionKind::PauseScheduler)), 0);
     assert!(starts(&e.update(Event::Tick, 1)).is_empty());
-    let fx = e.update(Event::Command(Command::Resume), 2);
+    let fx = e.update(Event::Action(Action::global(ActionKind::ResumeScheduler)), 2);
     assert_eq!(starts(&fx).len(), 2);
 }
 
@@ -672,7 +678,7 @@ fn an_impossible_ladder_step_is_a_clear_config_error() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("heal.ladder.exited step 1: Nudge is not possible there"),
+        err.contains("heal.ladder.exited step 1: `nudge` is not possible there"),
         "{err}"
     );
 }
@@ -709,7 +715,7 @@ mod props {
                     1 => Event::Started { task: t, worktree: "/w".into(), branch: "b".into(), base_commit: "0".into(), argv: vec![] },
                     2 => Event::Screen { task: t, screen: ScreenSnapshot::from_text("Continue? (y/n)"), last_output_at: now },
                     3 => Event::Exited { task: t, code, commits_ahead: Some(commits), uncommitted: Some(0) },
-                    4 => Event::Command(match code { 0 => Command::Retry(t), 1 => Command::Skip(t), _ => Command::Kill(t) }),
+                    4 => act(&e, match code { 0 => ActionKind::Retry, 1 => ActionKind::Skip, _ => ActionKind::Kill }, t),
                     _ => Event::Inspected { task: t, commits_ahead: commits, uncommitted: 0 },
                 };
                 let fx = e.update(ev, now);

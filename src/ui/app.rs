@@ -1,12 +1,14 @@
 //! The control room's own state (selection, mode, input line) and its `update`: input events in,
-//! [`Intent`]s out. It holds no policy: every change to a task is an engine [`Command`].
+//! [`Intent`]s out. It holds no policy: every change to a task is an [`Action`] of the one
+//! vocabulary, addressed by task id.
 
 use super::dag::DagLayout;
 use super::encode::{encode_key, encode_mouse, encode_paste, Modes};
-use super::keys::{Action, KeyMap};
+use super::keys::{KeyCommand, KeyMap};
 use super::scroll::{self, ScrollState};
 use super::view::Screens;
-use crate::engine::{Command, Engine};
+use crate::action::{Action, ActionKind};
+use crate::engine::Engine;
 use crate::manifest::Status;
 use crossterm::event::{
     Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind,
@@ -21,6 +23,8 @@ pub enum InputPurpose {
     Nudge,
     /// Sent followed by Enter as an answer.
     Answer,
+    /// Sent as raw keys (escapes such as `\e` and `\r` are turned into bytes).
+    Keys,
 }
 
 /// The screen the person is in.
@@ -30,7 +34,7 @@ pub enum Mode {
     Normal,
     /// The help overlay.
     Help,
-    /// "Quit and stop workers?"
+    /// "Detach (the default) or stop the run?"
     ConfirmQuit,
     /// Editing a line to send to a worker.
     Input {
@@ -79,14 +83,16 @@ pub enum HitKind {
 /// What the loop must do after an input event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intent {
-    /// Give the engine a command.
-    Command(Command),
+    /// Carry out an action (the server checks it first).
+    Action(Action),
     /// Write bytes to a worker's PTY (attach mode).
     Type(usize, Vec<u8>),
     /// Put text on the clipboard (OSC 52 to the person's terminal).
     Copy(String),
-    /// Leave the control room.
-    Quit,
+    /// Leave the control room; the run goes on in its server.
+    Detach,
+    /// Stop the run (workers stop; running tasks resume next time), then leave.
+    Stop,
 }
 
 /// UI state.
@@ -116,6 +122,8 @@ pub struct App {
     pub keys: KeyMap,
     /// Where the transcripts and logs are (shown in the log view).
     pub logs_dir: Option<std::path::PathBuf>,
+    /// The run lives in this process (`--foreground`): quitting stops it, there is no detach.
+    pub foreground: bool,
 }
 
 impl App {
@@ -134,6 +142,7 @@ impl App {
             dag: None,
             keys: KeyMap::default(),
             logs_dir: None,
+            foreground: false,
         }
     }
 
@@ -264,7 +273,13 @@ impl App {
             }
             Mode::ConfirmQuit => {
                 return match k.code {
-                    KeyCode::Char('y') | KeyCode::Char('Y') => vec![Intent::Quit],
+                    KeyCode::Enter | KeyCode::Char('d') | KeyCode::Char('D') => {
+                        vec![Intent::Detach]
+                    }
+                    KeyCode::Char('s') | KeyCode::Char('S') => vec![Intent::Stop],
+                    KeyCode::Char('y') | KeyCode::Char('Y') if self.foreground => {
+                        vec![Intent::Stop]
+                    }
                     _ => {
                         self.mode = Mode::Normal;
                         vec![]
@@ -281,10 +296,13 @@ impl App {
                     KeyCode::Enter => {
                         let (task, text, purpose) = (*task, text.clone(), *purpose);
                         self.mode = Mode::Normal;
-                        return vec![Intent::Command(match purpose {
-                            InputPurpose::Nudge => Command::Nudge(task, Some(text)),
-                            InputPurpose::Answer => Command::Answer(task, format!("{text}\r")),
-                        })];
+                        let id = engine.plan.ids[task].clone();
+                        let kind = match purpose {
+                            InputPurpose::Nudge => ActionKind::Nudge,
+                            InputPurpose::Answer => ActionKind::Answer,
+                            InputPurpose::Keys => ActionKind::Keys,
+                        };
+                        return vec![Intent::Action(Action::with_text(kind, id, text))];
                     }
                     KeyCode::Backspace => {
                         text.pop();
@@ -322,44 +340,45 @@ impl App {
             return vec![];
         };
         let sel = self.selected;
+        let id = engine.plan.ids[sel].clone();
         let need_worker = |me: &mut App| {
             me.message = Some(format!("{} has no running worker", engine.plan.ids[sel]));
             vec![]
         };
         match action {
-            Action::Up => self.move_selection(engine, -1),
-            Action::Down => self.move_selection(engine, 1),
-            Action::Attach => {
+            KeyCommand::Up => self.move_selection(engine, -1),
+            KeyCommand::Down => self.move_selection(engine, 1),
+            KeyCommand::Attach => {
                 if live {
                     self.mode = Mode::Attached(sel);
                 } else {
                     return need_worker(self);
                 }
             }
-            Action::Zoom => self.zoom = !self.zoom,
-            Action::CycleViews => {
+            KeyCommand::Zoom => self.zoom = !self.zoom,
+            KeyCommand::CycleViews => {
                 self.views = match self.views {
                     TopViews::Both => TopViews::Table,
                     TopViews::Table => TopViews::Dag,
                     TopViews::Dag => TopViews::Both,
                 }
             }
-            Action::GrowTop => self.top_pct = (self.top_pct + 10).min(90),
-            Action::ShrinkTop => self.top_pct = self.top_pct.saturating_sub(10).max(10),
-            Action::ScrollBack => {
+            KeyCommand::GrowTop => self.top_pct = (self.top_pct + 10).min(90),
+            KeyCommand::ShrinkTop => self.top_pct = self.top_pct.saturating_sub(10).max(10),
+            KeyCommand::ScrollBack => {
                 if !live {
                     return need_worker(self);
                 }
                 let page = page_rows(screens, sel);
                 self.scroll_by(sel, page as i64, screens);
             }
-            Action::Log => {
+            KeyCommand::Log => {
                 self.mode = Mode::Log {
                     task: sel,
                     offset: 0,
                 }
             }
-            Action::Search => {
+            KeyCommand::Search => {
                 if !live {
                     return need_worker(self);
                 }
@@ -367,7 +386,7 @@ impl App {
                 st.editing = true;
                 self.mode = Mode::Scroll(st);
             }
-            Action::Filter => {
+            KeyCommand::Filter => {
                 let present: Vec<Status> = Status::ALL
                     .into_iter()
                     .filter(|s| (0..engine.plan.len()).any(|i| engine.status(i) == *s))
@@ -382,55 +401,71 @@ impl App {
                     }
                 }
             }
-            Action::Retry => return vec![Intent::Command(Command::Retry(sel))],
-            Action::Nudge => {
+            KeyCommand::Nudge | KeyCommand::Answer | KeyCommand::Keys => {
                 if !live {
                     return need_worker(self);
                 }
+                let (purpose, text) = match action {
+                    KeyCommand::Nudge => (InputPurpose::Nudge, engine.config.heal.nudge_text.clone()),
+                    KeyCommand::Answer => (InputPurpose::Answer, String::new()),
+                    _ => (InputPurpose::Keys, String::new()),
+                };
                 self.mode = Mode::Input {
-                    purpose: InputPurpose::Nudge,
+                    purpose,
                     task: sel,
-                    text: engine.config.heal.nudge_text.clone(),
+                    text,
                 };
             }
-            Action::Answer => {
+            KeyCommand::Yes | KeyCommand::No => {
                 if !live {
                     return need_worker(self);
                 }
-                self.mode = Mode::Input {
-                    purpose: InputPurpose::Answer,
-                    task: sel,
-                    text: String::new(),
-                };
+                let a = if action == KeyCommand::Yes { "y" } else { "n" };
+                return vec![Intent::Action(Action::with_text(
+                    ActionKind::Answer,
+                    id,
+                    a,
+                ))];
             }
-            Action::Yes | Action::No => {
-                if !live {
-                    return need_worker(self);
-                }
-                let a = if action == Action::Yes { "y\r" } else { "n\r" };
-                return vec![Intent::Command(Command::Answer(sel, a.into()))];
-            }
-            Action::Kill => return vec![Intent::Command(Command::Kill(sel))],
-            Action::Skip => return vec![Intent::Command(Command::Skip(sel))],
-            Action::MarkDone => return vec![Intent::Command(Command::MarkDone(sel))],
-            Action::TogglePause => {
-                return vec![Intent::Command(if engine.paused {
-                    Command::Resume
+            KeyCommand::TogglePause => {
+                return vec![Intent::Action(Action::global(if engine.paused {
+                    ActionKind::ResumeScheduler
                 } else {
-                    Command::Pause
-                })]
+                    ActionKind::PauseScheduler
+                }))]
             }
-            Action::MoreParallel => {
-                return vec![Intent::Command(Command::SetMaxParallel(
-                    engine.max_parallel + 1,
+            KeyCommand::PauseAgent => {
+                let paused = engine
+                    .paused_agents
+                    .contains_key(engine.task(sel).agent.as_deref().unwrap_or(&engine.config.default_agent));
+                let kind = if paused {
+                    ActionKind::ResumeAgent
+                } else {
+                    ActionKind::PauseAgent
+                };
+                return vec![Intent::Action(Action::on(kind, id))];
+            }
+            KeyCommand::MoreParallel | KeyCommand::LessParallel => {
+                return vec![Intent::Action(Action::global(
+                    action.action().expect("a run action"),
                 ))]
             }
-            Action::LessParallel => {
-                return vec![Intent::Command(Command::SetMaxParallel(
-                    engine.max_parallel.saturating_sub(1).max(1),
+            KeyCommand::Retry
+            | KeyCommand::Restart
+            | KeyCommand::Resume
+            | KeyCommand::Kill
+            | KeyCommand::Fail
+            | KeyCommand::Skip
+            | KeyCommand::MarkDone
+            | KeyCommand::Commit
+            | KeyCommand::Escalate => {
+                return vec![Intent::Action(Action::on(
+                    action.action().expect("a task action"),
+                    id,
                 ))]
             }
-            Action::NextAttention => {
+            KeyCommand::Detach => return vec![Intent::Detach],
+            KeyCommand::NextAttention => {
                 let n = engine.plan.len();
                 match (1..=n)
                     .map(|d| (sel + d) % n)
@@ -443,13 +478,13 @@ impl App {
                     None => self.message = Some("no task needs attention".into()),
                 }
             }
-            Action::Help => self.mode = Mode::Help,
-            Action::Quit => {
-                if engine.live_workers().count() > 0 {
-                    self.mode = Mode::ConfirmQuit;
-                } else {
-                    return vec![Intent::Quit];
+            KeyCommand::Help => self.mode = Mode::Help,
+            KeyCommand::Quit => {
+                if engine.is_settled() && engine.live_workers().count() == 0 {
+                    // Nothing left to stop: leaving ends a settled run's server too.
+                    return vec![Intent::Detach];
                 }
+                self.mode = Mode::ConfirmQuit;
             }
         }
         vec![]

@@ -2,13 +2,15 @@
 //! changed in `switchyard.toml` under `[keys]` (`retry = "R"`, `quit = ["q", "ctrl-c"]`,
 //! `detach = "ctrl-b"`); key names are described at [`parse_key`].
 
+use crate::action::ActionKind;
 use crate::config::KeyNames;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeMap;
 
-/// What a key does in the control room (outside attach mode).
+/// What a key does in the control room (outside attach mode): a view command, or an action of
+/// the one vocabulary ([`KeyCommand::action`]) on the selected task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum KeyCommand {
     /// Select the previous task.
     Up,
     /// Select the next task.
@@ -57,147 +59,238 @@ pub enum Action {
     Log,
     /// Show or hide the help overlay.
     Help,
-    /// Quit (asks first while workers run).
+    /// Quit: asks whether to detach (the default) or stop the run.
     Quit,
+    /// Detach this control room: the server and its workers go on.
+    Detach,
+    /// Restart the selected worker with its screen tail as context (counts an attempt).
+    Restart,
+    /// Restart the selected worker with its profile's resume command.
+    Resume,
+    /// Type raw keys (with escapes such as `\e`, `\r`) into the selected worker.
+    Keys,
+    /// Commit the selected task's uncommitted changes.
+    Commit,
+    /// Hand the selected task to a person (needs_attention).
+    Escalate,
+    /// Give up on the selected task (error).
+    Fail,
+    /// Pause (or resume) every task of the selected task's agent.
+    PauseAgent,
+}
+
+impl KeyCommand {
+    /// The action of the one vocabulary this key produces, if it acts on the run (`None` for
+    /// view commands such as zoom or search). Yes/No produce `answer`; pause toggles between
+    /// `pause_scheduler` and `resume_scheduler` (this returns the first).
+    pub fn action(self) -> Option<ActionKind> {
+        Some(match self {
+            KeyCommand::Retry => ActionKind::Retry,
+            KeyCommand::Restart => ActionKind::Restart,
+            KeyCommand::Resume => ActionKind::Resume,
+            KeyCommand::Nudge => ActionKind::Nudge,
+            KeyCommand::Yes | KeyCommand::No | KeyCommand::Answer => ActionKind::Answer,
+            KeyCommand::Keys => ActionKind::Keys,
+            KeyCommand::Kill => ActionKind::Kill,
+            KeyCommand::Fail => ActionKind::Fail,
+            KeyCommand::Skip => ActionKind::Skip,
+            KeyCommand::MarkDone => ActionKind::MarkDone,
+            KeyCommand::Commit => ActionKind::Commit,
+            KeyCommand::Escalate => ActionKind::Escalate,
+            KeyCommand::PauseAgent => ActionKind::PauseAgent,
+            KeyCommand::TogglePause => ActionKind::PauseScheduler,
+            KeyCommand::MoreParallel => ActionKind::MoreParallel,
+            KeyCommand::LessParallel => ActionKind::LessParallel,
+            _ => return None,
+        })
+    }
 }
 
 /// The default key table: (config name, action, default keys, help). The help overlay lists
 /// these rows with the keys actually bound.
-pub const DEFAULTS: &[(&str, Action, &[&str], &str)] = &[
-    ("up", Action::Up, &["up", "k"], "select the previous task"),
-    ("down", Action::Down, &["down", "j"], "select the next task"),
+pub const DEFAULTS: &[(&str, KeyCommand, &[&str], &str)] = &[
+    ("up", KeyCommand::Up, &["up", "k"], "select the previous task"),
+    ("down", KeyCommand::Down, &["down", "j"], "select the next task"),
     (
         "attach",
-        Action::Attach,
+        KeyCommand::Attach,
         &["enter"],
         "attach to the selected worker (keys go to it)",
     ),
     (
         "zoom",
-        Action::Zoom,
+        KeyCommand::Zoom,
         &["z"],
         "zoom the selected worker's pane / back to the grid",
     ),
     (
         "retry",
-        Action::Retry,
+        KeyCommand::Retry,
         &["r"],
         "retry: restart the task now",
     ),
     (
         "nudge",
-        Action::Nudge,
+        KeyCommand::Nudge,
         &["n"],
         "nudge: type a message (editable) into the worker",
     ),
     (
         "yes",
-        Action::Yes,
+        KeyCommand::Yes,
         &["y"],
         "answer the worker's prompt with y",
     ),
     (
         "no",
-        Action::No,
+        KeyCommand::No,
         &["N"],
         "answer the worker's prompt with n",
     ),
     (
         "answer",
-        Action::Answer,
+        KeyCommand::Answer,
         &["a"],
         "answer: type custom text into the worker",
     ),
     (
         "kill",
-        Action::Kill,
+        KeyCommand::Kill,
         &["x"],
         "kill the worker (task becomes error; r retries)",
     ),
     (
         "skip",
-        Action::Skip,
+        KeyCommand::Skip,
         &["s"],
         "skip the task (dependents may go on)",
     ),
     (
         "mark_done",
-        Action::MarkDone,
+        KeyCommand::MarkDone,
         &["d"],
         "mark the task complete by hand",
     ),
     (
         "pause",
-        Action::TogglePause,
+        KeyCommand::TogglePause,
         &["p"],
         "pause / resume starting new workers",
     ),
     (
         "more_parallel",
-        Action::MoreParallel,
+        KeyCommand::MoreParallel,
         &["+", "="],
         "one more worker at once",
     ),
     (
         "less_parallel",
-        Action::LessParallel,
+        KeyCommand::LessParallel,
         &["-"],
         "one fewer worker at once",
     ),
     (
         "views",
-        Action::CycleViews,
+        KeyCommand::CycleViews,
         &["v"],
         "views: table + DAG / table / DAG",
     ),
     (
         "shrink_top",
-        Action::ShrinkTop,
+        KeyCommand::ShrinkTop,
         &["<"],
         "fewer rows for the table and DAG",
     ),
     (
         "grow_top",
-        Action::GrowTop,
+        KeyCommand::GrowTop,
         &[">"],
         "more rows for the table and DAG",
     ),
     (
         "scroll_back",
-        Action::ScrollBack,
+        KeyCommand::ScrollBack,
         &["pgup"],
         "scroll the selected worker's screen back (wheel too)",
     ),
     (
         "search",
-        Action::Search,
+        KeyCommand::Search,
         &["/"],
         "search the selected worker's scrollback",
     ),
     (
         "log",
-        Action::Log,
+        KeyCommand::Log,
         &["l"],
         "open the task's log (its events, transcript and error log)",
     ),
     (
         "filter",
-        Action::Filter,
+        KeyCommand::Filter,
         &["f"],
         "filter the table by status (cycles)",
     ),
     (
         "next_attention",
-        Action::NextAttention,
+        KeyCommand::NextAttention,
         &["!", "tab"],
         "jump to the next task that needs attention",
     ),
-    ("help", Action::Help, &["?"], "show / hide this help"),
+    (
+        "restart",
+        KeyCommand::Restart,
+        &["R"],
+        "restart the worker with its screen tail as context",
+    ),
+    (
+        "resume",
+        KeyCommand::Resume,
+        &["u"],
+        "restart the worker with its profile's resume command",
+    ),
+    (
+        "keys",
+        KeyCommand::Keys,
+        &["K"],
+        "type raw keys into the worker (\\e, \\r, \\xHH)",
+    ),
+    (
+        "commit",
+        KeyCommand::Commit,
+        &["c"],
+        "commit the task's uncommitted changes",
+    ),
+    (
+        "escalate",
+        KeyCommand::Escalate,
+        &["e"],
+        "hand the task to a person (needs_attention)",
+    ),
+    (
+        "fail",
+        KeyCommand::Fail,
+        &["F"],
+        "give up on the task (error)",
+    ),
+    (
+        "pause_agent",
+        KeyCommand::PauseAgent,
+        &["P"],
+        "pause / resume every task of the task's agent",
+    ),
+    ("help", KeyCommand::Help, &["?"], "show / hide this help"),
+    (
+        "detach_client",
+        KeyCommand::Detach,
+        &["D"],
+        "detach: leave the control room, the run goes on",
+    ),
     (
         "quit",
-        Action::Quit,
+        KeyCommand::Quit,
         &["q", "ctrl-c"],
-        "quit (asks first while workers run)",
+        "quit: detach (default) or stop the run",
     ),
 ];
 
@@ -315,7 +408,7 @@ pub fn parse_key(text: &str) -> Result<Key, String> {
 /// The key map in force: defaults with the config's `[keys]` applied.
 #[derive(Debug, Clone)]
 pub struct KeyMap {
-    bindings: Vec<(Action, Vec<Key>, &'static str)>,
+    bindings: Vec<(KeyCommand, Vec<Key>, &'static str)>,
     /// The chord that leaves attach mode.
     pub detach: Key,
 }
@@ -376,7 +469,7 @@ impl KeyMap {
     }
 
     /// The action for a key press, if any.
-    pub fn action_for(&self, key: &KeyEvent) -> Option<Action> {
+    pub fn action_for(&self, key: &KeyEvent) -> Option<KeyCommand> {
         self.bindings
             .iter()
             .find(|(_, keys, _)| keys.iter().any(|k| k.matches(key)))
@@ -425,6 +518,42 @@ mod tests {
     }
 
     #[test]
+    fn keys_ladder_steps_and_ctl_arguments_name_the_same_actions() {
+        // Every action a ladder may take has a key, and the key's config name parses (as ctl
+        // and the ladder parse it) to the same action.
+        let ladder_kinds: Vec<ActionKind> = ActionKind::ALL
+            .into_iter()
+            .filter(|k| k.in_ladder())
+            .collect();
+        for kind in ladder_kinds {
+            let (name, cmd, ..) = DEFAULTS
+                .iter()
+                .find(|(_, c, ..)| c.action() == Some(kind))
+                .unwrap_or_else(|| panic!("no key for the ladder action {kind}"));
+            assert_eq!(cmd.action(), Some(kind));
+            let step: crate::config::Step =
+                toml::from_str(&format!("action = \"{}\"", kind.name())).unwrap();
+            assert_eq!(step.action, kind, "ladder step {name}");
+            let args = match kind.needs() {
+                crate::action::Needs::TaskAndText => vec!["t1".to_string(), "y".to_string()],
+                _ => vec!["t1".to_string()],
+            };
+            assert_eq!(
+                crate::action::Action::parse(kind.name(), &args).unwrap().kind,
+                kind
+            );
+            if ActionKind::parse(name) == Some(kind) {
+                continue;
+            }
+            // Keys named otherwise: yes/no/answer all answer; pause toggles the scheduler.
+            assert!(
+                matches!(kind, ActionKind::Answer),
+                "key {name} should be named {kind}"
+            );
+        }
+    }
+
+    #[test]
     fn detach_chord_is_recognised_in_its_encodings() {
         let map = KeyMap::default();
         assert!(map.is_detach(&KeyEvent::new(KeyCode::Char(']'), KeyModifiers::CONTROL)));
@@ -436,7 +565,7 @@ mod tests {
     #[test]
     fn keys_can_be_rebound_and_bad_names_are_clear_errors() {
         let mut o = BTreeMap::new();
-        o.insert("retry".to_string(), KeyNames::One("R".into()));
+        o.insert("retry".to_string(), KeyNames::One("T".into()));
         o.insert("detach".to_string(), KeyNames::One("ctrl-b".into()));
         o.insert(
             "quit".to_string(),
@@ -444,13 +573,13 @@ mod tests {
         );
         let map = KeyMap::new(&o).unwrap();
         assert_eq!(
-            map.action_for(&key(KeyCode::Char('R'))),
-            Some(Action::Retry)
+            map.action_for(&key(KeyCode::Char('T'))),
+            Some(KeyCommand::Retry)
         );
         assert_eq!(map.action_for(&key(KeyCode::Char('r'))), None);
         assert_eq!(
             map.action_for(&KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL)),
-            Some(Action::Quit)
+            Some(KeyCommand::Quit)
         );
         assert!(map.is_detach(&KeyEvent::new(KeyCode::Char('b'), KeyModifiers::CONTROL)));
         let mut bad = BTreeMap::new();

@@ -143,7 +143,7 @@ pub fn draw(
     draw_footer(frame.buffer_mut(), footer, app, recent);
     match &app.mode {
         Mode::Help => draw_help(frame, area, app),
-        Mode::ConfirmQuit => draw_confirm(frame, area, engine),
+        Mode::ConfirmQuit => draw_confirm(frame, area, engine, app.foreground),
         _ => {}
     }
 }
@@ -610,6 +610,7 @@ fn draw_footer(buf: &mut Buffer, area: Rect, app: &App, recent: &[String]) {
             let label = match purpose {
                 InputPurpose::Nudge => "nudge text",
                 InputPurpose::Answer => "answer text",
+                InputPurpose::Keys => "keys (\\e \\r \\t \\xHH)",
             };
             Line::from(vec![
                 Span::styled(
@@ -691,17 +692,29 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
     );
 }
 
-fn draw_confirm(frame: &mut Frame, area: Rect, engine: &Engine) {
+fn draw_confirm(frame: &mut Frame, area: Rect, engine: &Engine, foreground: bool) {
     let n = engine.live_workers().count();
-    let text = vec![
-        Line::from(format!(" {n} worker(s) still running.")),
-        Line::from(" Quit and stop them? Running tasks stay `running` and resume next time."),
-        Line::from(""),
-        Line::from(Span::styled(
-            " y: quit   n / Esc: stay",
-            Style::default().add_modifier(Modifier::BOLD),
-        )),
-    ];
+    let text = if foreground {
+        vec![
+            Line::from(format!(" {n} worker(s) still running in this process (--foreground).")),
+            Line::from(" Quit and stop them? Running tasks stay `running` and resume next time."),
+            Line::from(""),
+            Line::from(Span::styled(
+                " y / s: stop and quit   n / Esc: stay",
+                Style::default().add_modifier(Modifier::BOLD),
+            )),
+        ]
+    } else {
+        vec![
+            Line::from(format!(" {n} worker(s) running. Leave the control room:")),
+            Line::from(" detach keeps the run going in its server (`switchyard attach` returns);"),
+            Line::from(" stop ends it (running tasks stay `running` and resume next time)."),
+            Line::from(Span::styled(
+                " Enter / d: detach   s: stop the run   Esc: stay",
+                Style::default().add_modifier(Modifier::BOLD),
+            )),
+        ]
+    };
     let popup = centered(area, 76, 6);
     frame.render_widget(Clear, popup);
     frame.render_widget(

@@ -1,0 +1,178 @@
+//! One control room as the server keeps it for a client: its own [`App`] state (selection,
+//! mode, views) and a ratatui terminal of the client's size that renders into bytes. ratatui
+//! keeps the last frame and emits only the cells that changed, so what goes down the socket is
+//! the damage of each frame as terminal output; the client writes it to its terminal as it is.
+
+use super::app::{App, Intent, Mode};
+use super::{encode, keys, scroll, view};
+use crate::runtime::Runtime;
+use ratatui::backend::CrosstermBackend;
+use ratatui::layout::Rect;
+use ratatui::{Terminal, TerminalOptions, Viewport};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// Shared byte sink the backend writes into; the room takes the bytes after each frame.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the server must do after a control room handled input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomOut {
+    /// Send these bytes to the client's terminal now (an OSC 52 copy).
+    Output(Vec<u8>),
+    /// The person detached: close this client, the run goes on.
+    Detach,
+    /// The person chose to stop the run.
+    Stop,
+}
+
+/// A control room of one client.
+pub struct Room {
+    /// The UI state.
+    pub app: App,
+    term: Terminal<CrosstermBackend<Sink>>,
+    sink: Sink,
+    /// Terminal rows × cols of the client.
+    pub size: (u16, u16),
+    /// Something this client sees changed since its last frame (its own input).
+    pub dirty: bool,
+    /// When its last frame was drawn.
+    pub last_frame: std::time::Instant,
+}
+
+impl Room {
+    /// A room of `rows × cols` with this key map. `foreground` rooms stop the run on quit.
+    pub fn new(
+        rows: u16,
+        cols: u16,
+        keys: keys::KeyMap,
+        logs: std::path::PathBuf,
+        foreground: bool,
+    ) -> Room {
+        let mut app = App::new();
+        app.keys = keys;
+        app.logs_dir = Some(logs);
+        app.foreground = foreground;
+        let (sink, term) = terminal(rows, cols);
+        Room {
+            app,
+            term,
+            sink,
+            size: (rows, cols),
+            dirty: true,
+            last_frame: std::time::Instant::now() - std::time::Duration::from_secs(1),
+        }
+    }
+
+    /// The client's terminal changed size: the next frame is drawn in full.
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        let (sink, term) = terminal(rows, cols);
+        self.sink = sink;
+        self.term = term;
+        self.size = (rows, cols);
+        self.dirty = true;
+    }
+
+    /// Handles one terminal event from the client against the live run.
+    pub fn on_input(&mut self, ev: &crossterm::event::Event, rt: &mut Runtime) -> Vec<RoomOut> {
+        self.dirty = true;
+        let screens = super::screens_of(rt);
+        let target = match self.app.mode {
+            Mode::Attached(t) => t,
+            _ => self.app.selected,
+        };
+        let modes = screens
+            .get(&target)
+            .map(|p| {
+                let p = p.lock().unwrap_or_else(|e| e.into_inner());
+                encode::Modes {
+                    application_cursor: p.screen().application_cursor(),
+                    bracketed_paste: p.screen().bracketed_paste(),
+                    mouse: p.screen().mouse_protocol_mode(),
+                    mouse_encoding: p.screen().mouse_protocol_encoding(),
+                }
+            })
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for intent in self.app.on_event(ev, &rt.engine, &screens, modes) {
+            match intent {
+                Intent::Action(a) => {
+                    if let Err(e) = rt.act(a) {
+                        self.app.message = Some(e.to_string());
+                    }
+                }
+                Intent::Type(task, bytes) => rt.type_into(task, &bytes),
+                Intent::Copy(text) => out.push(RoomOut::Output(scroll::osc52(&text))),
+                Intent::Detach => out.push(if self.app.foreground {
+                    RoomOut::Stop
+                } else {
+                    RoomOut::Detach
+                }),
+                Intent::Stop => out.push(RoomOut::Stop),
+            }
+        }
+        out
+    }
+
+    /// Leaves attach mode when the attached worker is gone (e.g. it exited).
+    pub fn follow_workers(&mut self, rt: &Runtime) {
+        if let Mode::Attached(t) = self.app.mode {
+            if !rt.workers.contains_key(&t) {
+                self.app.mode = Mode::Normal;
+                self.app.message = Some(format!("{} exited; detached", rt.engine.plan.ids[t]));
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Draws a frame and returns the bytes that bring the client's terminal up to date (empty
+    /// when nothing on screen changed).
+    pub fn render(&mut self, rt: &Runtime, now: u64) -> Vec<u8> {
+        let screens = super::screens_of(rt);
+        let recent: Vec<String> = rt.recent.iter().cloned().collect();
+        let app = &mut self.app;
+        let _ = self
+            .term
+            .draw(|f| view::draw(f, &rt.engine, &screens, app, &recent, now));
+        self.dirty = false;
+        self.last_frame = std::time::Instant::now();
+        std::mem::take(&mut *self.sink.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Bytes that restore the client's terminal to its first frame state: clear and redraw all.
+    pub fn clear_bytes() -> &'static [u8] {
+        b"\x1b[0m\x1b[2J\x1b[H"
+    }
+}
+
+fn terminal(rows: u16, cols: u16) -> (Sink, Terminal<CrosstermBackend<Sink>>) {
+    let sink = Sink::default();
+    let area = Rect::new(0, 0, cols.max(1), rows.max(1));
+    let term = Terminal::with_options(
+        CrosstermBackend::new(sink.clone()),
+        TerminalOptions {
+            viewport: Viewport::Fixed(area),
+        },
+    )
+    .expect("a fixed viewport needs no terminal queries");
+    // The first frame draws on a cleared screen.
+    sink.0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend_from_slice(Room::clear_bytes());
+    (sink, term)
+}
