@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The name of an action, without its arguments.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     /// Restart the task now, resetting its heal ladders (a task without a worker queues again).
@@ -175,7 +173,9 @@ impl ActionKind {
     pub fn help(self) -> &'static str {
         match self {
             ActionKind::Retry => "restart the task now, resetting its heal ladders",
-            ActionKind::Restart => "restart the worker with its screen tail as context (counts an attempt)",
+            ActionKind::Restart => {
+                "restart the worker with its screen tail as context (counts an attempt)"
+            }
             ActionKind::Resume => "restart the worker with the profile's resume command",
             ActionKind::Nudge => "type TEXT (default: the nudge text) and Enter",
             ActionKind::Answer => "answer the prompt: TEXT, then Enter",
@@ -412,7 +412,10 @@ mod tests {
             Err(ParseError::NeedsNumber(ActionKind::SetMaxParallel))
         );
         let e = Action::parse("explode", &[]).unwrap_err().to_string();
-        assert!(e.contains("unknown action") && e.contains("mark_done"), "{e}");
+        assert!(
+            e.contains("unknown action") && e.contains("mark_done"),
+            "{e}"
+        );
     }
 
     #[test]

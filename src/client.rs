@@ -171,9 +171,7 @@ pub async fn ensure_server(
             let who = info
                 .map(|i| format!("server pid {} (no longer running)", i.pid))
                 .unwrap_or_else(|| "a server that is no longer running".into());
-            eprintln!(
-                "switchyard: replacing the stale lock and socket of {who} for {manifest}"
-            );
+            eprintln!("switchyard: replacing the stale lock and socket of {who} for {manifest}");
             files.remove_remains();
         }
         Probe::Starting | Probe::None => {}
@@ -406,7 +404,9 @@ fn lookup_files(info: &ServerInfo) -> ServerFiles {
     let key = files::key_of(&info.manifest);
     let mut f = ServerFiles::new(&info.manifest, Path::new("/nonexistent"));
     f.socket = info.socket.clone();
-    f.registry = files::runtime_dir().join("servers").join(format!("{key}.json"));
+    f.registry = files::runtime_dir()
+        .join("servers")
+        .join(format!("{key}.json"));
     if let Some(dir) = info.socket.parent() {
         let stem = info
             .socket

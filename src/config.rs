@@ -204,7 +204,11 @@ impl Ladder {
                         "heal.ladder.{name} step {}: `{}` is not possible there; use one of: {}",
                         n + 1,
                         s.action,
-                        allowed.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                        allowed
+                            .iter()
+                            .map(|a| a.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ));
                 }
                 if s.action == Keys && s.text.as_deref().is_none_or(str::is_empty) {

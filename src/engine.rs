@@ -18,9 +18,9 @@ mod actions;
 mod heal;
 mod view;
 pub use actions::{ActionError, Target};
-pub use view::{RunView, TaskView};
 pub use heal::Situation;
 use std::hash::{Hash, Hasher};
+pub use view::{RunView, TaskView};
 
 /// Milliseconds on the engine's clock.
 pub type Ms = u64;

@@ -57,6 +57,10 @@ pub fn summary(rt: &Runtime, elapsed_ms: u64) -> String {
         );
     }
     let code = e.exit_code();
-    let _ = writeln!(s, "exit {code}: {}", crate::engine::Engine::exit_meaning(code));
+    let _ = writeln!(
+        s,
+        "exit {code}: {}",
+        crate::engine::Engine::exit_meaning(code)
+    );
     s
 }

@@ -195,6 +195,17 @@ fn main() -> ExitCode {
         return ExitCode::from(serve(&manifest, repo.as_deref(), max_parallel, headless));
     }
     init_tracing();
+    if matches!(
+        cli.command,
+        Cmd::Plan { .. } | Cmd::Status { .. } | Cmd::Ls | Cmd::Classify { .. }
+    ) {
+        // Commands that only print die quietly when their reader goes away (`| head`), as
+        // Unix tools do; the others talk on sockets and keep SIGPIPE ignored.
+        // SAFETY: restoring a signal's default disposition touches no memory.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match real_main(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -227,7 +238,13 @@ fn real_main(cmd: Cmd) -> Result<u8> {
             foreground,
             repo,
             max_parallel,
-        } => run(&manifest, repo.as_deref(), max_parallel, headless, foreground),
+        } => run(
+            &manifest,
+            repo.as_deref(),
+            max_parallel,
+            headless,
+            foreground,
+        ),
         Cmd::Plan {
             manifest,
             max_parallel,
@@ -356,24 +373,19 @@ fn run_foreground(
     files: ServerFiles,
     role: Role,
 ) -> Result<u8> {
-    let (rt, listener, _lock) = open_server(manifest, repo, max_parallel, &files)
-        .map_err(|e| eyre!("{e}"))?;
+    let (rt, listener, _lock) =
+        open_server(manifest, repo, max_parallel, &files).map_err(|e| eyre!("{e}"))?;
     let opts = switchyard::server::ServeOptions {
         headless,
         foreground: true,
     };
     let server_files = files.clone();
-    let server = tokio.spawn(async move {
-        switchyard::server::serve(rt, server_files, listener, opts).await
-    });
+    let server = tokio
+        .spawn(async move { switchyard::server::serve(rt, server_files, listener, opts).await });
     let code = tokio.block_on(async {
-        let conn = client::connect(
-            &files.socket,
-            &files.manifest.display().to_string(),
-            role,
-        )
-        .await
-        .map_err(|e| eyre!("{e}"))?;
+        let conn = client::connect(&files.socket, &files.manifest.display().to_string(), role)
+            .await
+            .map_err(|e| eyre!("{e}"))?;
         let client_code = if headless {
             client::headless(conn, &files).await
         } else {
@@ -479,7 +491,9 @@ fn attach(manifest: Option<&Path>) -> Result<u8> {
                 let live = client::list().await;
                 let pick = match live.len() {
                     0 => {
-                        eprintln!("no switchyard server runs; `switchyard run MANIFEST` starts one");
+                        eprintln!(
+                            "no switchyard server runs; `switchyard run MANIFEST` starts one"
+                        );
                         return Ok(1);
                     }
                     1 => 0,
@@ -595,7 +609,11 @@ fn ctl_help() -> String {
             switchyard::action::Needs::Agent => " TASK|AGENT",
             switchyard::action::Needs::Number => " N",
         };
-        s.push_str(&format!("  {:<28} {}\n", format!("{}{args}", k.name()), k.help()));
+        s.push_str(&format!(
+            "  {:<28} {}\n",
+            format!("{}{args}", k.name()),
+            k.help()
+        ));
     }
     s.push_str("\nExit: 0 accepted · 1 refused (no server, unknown task, not possible now) · 3 bad arguments");
     s

@@ -2,8 +2,8 @@
 //! file changes, time) into [`Event`]s and carries out the engine's [`Effect`]s (worktrees,
 //! PTYs, the manifest, the journal). The headless reporter and the control room both drive it.
 
-use crate::config::{render_argv, Config, Vars};
 use crate::action::Action;
+use crate::config::{render_argv, Config, Vars};
 use crate::engine::{ActionError, Effect, Engine, Event, JournalEntry};
 use crate::git;
 use crate::manifest::{Manifest, ManifestError};
@@ -381,7 +381,9 @@ impl Runtime {
     /// Stops every worker and waits (up to `grace`) for them to exit; the manifest keeps
     /// running tasks as `running` so the next run resumes them.
     pub async fn shutdown(&mut self, rx: &mut mpsc::Receiver<ShellMsg>, grace: Duration) {
-        self.apply(Event::Action(Action::global(crate::action::ActionKind::Stop)));
+        self.apply(Event::Action(Action::global(
+            crate::action::ActionKind::Stop,
+        )));
         let deadline = tokio::time::Instant::now() + grace;
         while !self.workers.is_empty() || !self.starting.is_empty() {
             match tokio::time::timeout_at(deadline, rx.recv()).await {

@@ -303,7 +303,11 @@ fn a_killed_run_resumes_and_keeps_finished_work() {
             "demo made no progress"
         );
     }
-    child.kill().unwrap();
+    // kill -9 of the server (the run's owner), not of the headless client.
+    let server = common::server_pid(&dir.join(".switchyard")).expect("a live server");
+    unsafe {
+        libc::kill(server as i32, libc::SIGKILL);
+    }
     child.wait().unwrap();
     let before = manifest_status(&manifest);
     let done_before: Vec<Value> = tasks(&before)
@@ -321,6 +325,13 @@ fn a_killed_run_resumes_and_keeps_finished_work() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "replacing the stale lock and socket of server pid {server}"
+        )),
+        "the stale lock is reported in one line: {err}"
     );
     let after = manifest_status(&manifest);
     for t in tasks(&after) {

@@ -21,6 +21,7 @@ command = ["sh", "-c", "echo ready; while read line; do echo \"got:$line\"; done
             {"id":"e2","title":"Echo more","files":["b"]}]}]}"#,
     )
     .unwrap();
+    let _server = common::StopOnDrop(r.path().join("manifest.json"));
     let mut app = PtyApp::spawn(&["run", "manifest.json"], r.path(), 30, 110);
     let s = app.wait_for("Echo things", 20);
     assert!(s.contains("switchyard") && s.contains("e2e"), "{s}");
@@ -58,10 +59,10 @@ command = ["sh", "-c", "echo ready; while read line; do echo \"got:$line\"; done
     app.send(b"custom nudgeX\x7f\r");
     app.wait_for("got:custom nudge", 5);
 
-    // q asks first while workers run; y quits and restores the terminal.
+    // q asks: detach (the default) or stop the run; s stops it and restores the terminal.
     app.send(b"q");
-    app.wait_for("Quit and stop them?", 5);
-    app.send(b"y");
+    app.wait_for("s: stop the run", 5);
+    app.send(b"s");
     let code = app.wait_exit(15);
     assert!(!app.alternate(), "the terminal is back on the main screen");
     assert_eq!(code, 1, "tasks were left unfinished");
@@ -97,6 +98,7 @@ command = ["bash", "-c", "stty -echo; printf '\\033[5;10H\\033[6n'; IFS= read -r
         config,
         r#"{"id":"q1","title":"Query the cursor","files":["a"]}"#,
     );
+    let _server = common::StopOnDrop(r.path().join("manifest.json"));
     let mut app = PtyApp::spawn(&["run", "manifest.json"], r.path(), 30, 110);
     let s = app.wait_for("report=", 20);
     assert!(
@@ -104,7 +106,7 @@ command = ["bash", "-c", "stty -echo; printf '\\033[5;10H\\033[6n'; IFS= read -r
         "the child read its cursor position: {s}"
     );
     app.send(b"q");
-    app.send(b"y");
+    app.send(b"s");
     app.wait_exit(15);
 }
 
@@ -123,6 +125,7 @@ command = ["sh", "-c", "echo working; printf 'Delete the old release branch? (y/
            {"id":"other","title":"More quiet work","files":["b"]},
            {"id":"risky","title":"Prune branches","files":["c"],"agent":"danger"}"#,
     );
+    let _server = common::StopOnDrop(r.path().join("manifest.json"));
     let mut app = PtyApp::spawn(&["run", "manifest.json"], r.path(), 34, 130);
     app.wait_for("needs_attention", 20);
     // Highlighted in the table (red row) and selected by one key.
@@ -155,6 +158,6 @@ command = ["sh", "-c", "echo working; printf 'Delete the old release branch? (y/
             .any(|l| l.contains(" risky ") && l.contains("● running"))
     });
     app.send(b"q");
-    app.send(b"y");
+    app.send(b"s");
     app.wait_exit(15);
 }

@@ -21,7 +21,9 @@ pub enum ActionError {
         known: String,
     },
     /// No task and no agent profile has this name.
-    #[error("no task or agent {0:?}; give a task id (its agent is meant) or an agent profile name")]
+    #[error(
+        "no task or agent {0:?}; give a task id (its agent is meant) or an agent profile name"
+    )]
     UnknownAgent(String),
     /// The action needs a task id.
     #[error("`{0}` needs a task id")]
@@ -113,9 +115,9 @@ impl Engine {
             ActionKind::Kill | ActionKind::Fail | ActionKind::Skip if st.is_finished() => {
                 Err(no(format!("it is already {}", st.as_str())))
             }
-            ActionKind::Commit if self.task(i).worktree.is_none() => Err(no(
-                "it has no worktree yet (it never started)".into(),
-            )),
+            ActionKind::Commit if self.task(i).worktree.is_none() => {
+                Err(no("it has no worktree yet (it never started)".into()))
+            }
             _ => Ok(Target::Task(i)),
         }
     }
@@ -268,7 +270,9 @@ impl Engine {
                 );
                 fx.push(Effect::Commit {
                     task: i,
-                    message: format!("{id}: {title}\n\nCommitted by switchyard at a person's request."),
+                    message: format!(
+                        "{id}: {title}\n\nCommitted by switchyard at a person's request."
+                    ),
                 });
             }
             ActionKind::Escalate => {

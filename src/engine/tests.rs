@@ -196,7 +196,14 @@ fn a_deny_listed_prompt_escalates_and_is_never_answered() {
         .unwrap()
         .contains("deny-list"));
     // A person answers; output resumes; the task runs again.
-    e.update(Event::Action(Action::with_text(ActionKind::Answer, e.plan.ids[0].clone(), "n")), 3_000);
+    e.update(
+        Event::Action(Action::with_text(
+            ActionKind::Answer,
+            e.plan.ids[0].clone(),
+            "n",
+        )),
+        3_000,
+    );
     screen(
         &mut e,
         0,
@@ -446,7 +453,10 @@ fn pause_holds_new_starts() {
     let mut e = engine(SEED);
     e.update(Event::Action(Action::global(ActionKind::PauseScheduler)), 0);
     assert!(starts(&e.update(Event::Tick, 1)).is_empty());
-    let fx = e.update(Event::Action(Action::global(ActionKind::ResumeScheduler)), 2);
+    let fx = e.update(
+        Event::Action(Action::global(ActionKind::ResumeScheduler)),
+        2,
+    );
     assert_eq!(starts(&fx).len(), 2);
 }
 

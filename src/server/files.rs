@@ -291,9 +291,16 @@ mod tests {
         assert_eq!(files.probe(), Probe::Live(info(&files)));
         // flock locks belong to the open file: a second open of the same file cannot take it.
         let err = files.acquire(&info(&files)).unwrap_err().to_string();
-        assert!(err.contains("already runs") && err.contains("switchyard stop"), "{err}");
+        assert!(
+            err.contains("already runs") && err.contains("switchyard stop"),
+            "{err}"
+        );
         drop(lock);
-        assert_eq!(files.probe(), Probe::None, "a clean end leaves nothing stale");
+        assert_eq!(
+            files.probe(),
+            Probe::None,
+            "a clean end leaves nothing stale"
+        );
         // A server killed outright leaves its info in a lock nobody holds: stale.
         std::fs::write(&files.lock, serde_json::to_string(&info(&files)).unwrap()).unwrap();
         assert_eq!(files.probe(), Probe::Stale(Some(info(&files))));
@@ -307,7 +314,13 @@ mod tests {
         let files = ServerFiles::new(&long.join("run.json"), &long);
         assert!(files.socket.as_os_str().len() <= MAX_SOCKET_PATH + 40);
         assert!(!files.socket.starts_with(&long));
-        assert_eq!(key_of(Path::new("/a/b.json")), key_of(Path::new("/a/b.json")));
-        assert_ne!(key_of(Path::new("/a/b.json")), key_of(Path::new("/a/c.json")));
+        assert_eq!(
+            key_of(Path::new("/a/b.json")),
+            key_of(Path::new("/a/b.json"))
+        );
+        assert_ne!(
+            key_of(Path::new("/a/b.json")),
+            key_of(Path::new("/a/c.json"))
+        );
     }
 }

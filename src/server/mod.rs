@@ -208,7 +208,9 @@ pub async fn serve(
         let changed = rt.changed;
         let mut drew_all = true;
         for c in clients.values_mut() {
-            let Some(room) = c.room.as_mut() else { continue };
+            let Some(room) = c.room.as_mut() else {
+                continue;
+            };
             room.follow_workers(&rt);
             if bell {
                 c.send(protocol::encode_output(b"\x07"));

@@ -406,7 +406,9 @@ impl App {
                     return need_worker(self);
                 }
                 let (purpose, text) = match action {
-                    KeyCommand::Nudge => (InputPurpose::Nudge, engine.config.heal.nudge_text.clone()),
+                    KeyCommand::Nudge => {
+                        (InputPurpose::Nudge, engine.config.heal.nudge_text.clone())
+                    }
                     KeyCommand::Answer => (InputPurpose::Answer, String::new()),
                     _ => (InputPurpose::Keys, String::new()),
                 };
@@ -421,11 +423,7 @@ impl App {
                     return need_worker(self);
                 }
                 let a = if action == KeyCommand::Yes { "y" } else { "n" };
-                return vec![Intent::Action(Action::with_text(
-                    ActionKind::Answer,
-                    id,
-                    a,
-                ))];
+                return vec![Intent::Action(Action::with_text(ActionKind::Answer, id, a))];
             }
             KeyCommand::TogglePause => {
                 return vec![Intent::Action(Action::global(if engine.paused {
@@ -435,9 +433,13 @@ impl App {
                 }))]
             }
             KeyCommand::PauseAgent => {
-                let paused = engine
-                    .paused_agents
-                    .contains_key(engine.task(sel).agent.as_deref().unwrap_or(&engine.config.default_agent));
+                let paused = engine.paused_agents.contains_key(
+                    engine
+                        .task(sel)
+                        .agent
+                        .as_deref()
+                        .unwrap_or(&engine.config.default_agent),
+                );
                 let kind = if paused {
                     ActionKind::ResumeAgent
                 } else {

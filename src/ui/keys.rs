@@ -109,8 +109,18 @@ impl KeyCommand {
 /// The default key table: (config name, action, default keys, help). The help overlay lists
 /// these rows with the keys actually bound.
 pub const DEFAULTS: &[(&str, KeyCommand, &[&str], &str)] = &[
-    ("up", KeyCommand::Up, &["up", "k"], "select the previous task"),
-    ("down", KeyCommand::Down, &["down", "j"], "select the next task"),
+    (
+        "up",
+        KeyCommand::Up,
+        &["up", "k"],
+        "select the previous task",
+    ),
+    (
+        "down",
+        KeyCommand::Down,
+        &["down", "j"],
+        "select the next task",
+    ),
     (
         "attach",
         KeyCommand::Attach,
@@ -539,7 +549,9 @@ mod tests {
                 _ => vec!["t1".to_string()],
             };
             assert_eq!(
-                crate::action::Action::parse(kind.name(), &args).unwrap().kind,
+                crate::action::Action::parse(kind.name(), &args)
+                    .unwrap()
+                    .kind,
                 kind
             );
             if ActionKind::parse(name) == Some(kind) {

@@ -136,4 +136,3 @@ pub fn screens_of(rt: &Runtime) -> view::Screens {
         .map(|(&i, w)| (i, w.parser.clone()))
         .collect()
 }
-

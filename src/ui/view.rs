@@ -696,7 +696,9 @@ fn draw_confirm(frame: &mut Frame, area: Rect, engine: &Engine, foreground: bool
     let n = engine.live_workers().count();
     let text = if foreground {
         vec![
-            Line::from(format!(" {n} worker(s) still running in this process (--foreground).")),
+            Line::from(format!(
+                " {n} worker(s) still running in this process (--foreground)."
+            )),
             Line::from(" Quit and stop them? Running tasks stay `running` and resume next time."),
             Line::from(""),
             Line::from(Span::styled(

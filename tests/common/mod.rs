@@ -210,3 +210,47 @@ impl Drop for PtyApp {
         let _ = self.child.kill();
     }
 }
+
+/// Stops the run of a manifest when dropped (a failing test leaves no server behind).
+pub struct StopOnDrop(pub PathBuf);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new(bin())
+            .arg("stop")
+            .arg(&self.0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// The pid of the live server for a workdir, read from its lock file (`<workdir>/run/*.lock`).
+pub fn server_pid(workdir: &Path) -> Option<u32> {
+    let dir = std::fs::read_dir(workdir.join("run")).ok()?;
+    for e in dir.flatten() {
+        if e.path().extension().is_some_and(|x| x == "lock") {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            return v["pid"].as_u64().map(|p| p as u32);
+        }
+    }
+    None
+}
+
+/// True while a process with this pid exists.
+pub fn alive(pid: u32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks the process exists.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+/// Waits until `f()` holds; panics with `what` after `secs`.
+pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
