@@ -373,8 +373,9 @@ fn run_foreground(
     files: ServerFiles,
     role: Role,
 ) -> Result<u8> {
-    let (rt, listener, _lock) =
-        open_server(manifest, repo, max_parallel, &files).map_err(|e| eyre!("{e}"))?;
+    let (rt, listener, _lock) = tokio
+        .block_on(async { open_server(manifest, repo, max_parallel, &files) })
+        .map_err(|e| eyre!("{e}"))?;
     let opts = switchyard::server::ServeOptions {
         headless,
         foreground: true,
@@ -426,12 +427,9 @@ fn open_server(
     let info = switchyard::server::info(files);
     let lock = files.acquire(&info).map_err(|e| e.to_string())?;
     let rt = runtime::Runtime::open(manifest, repo, max_parallel).map_err(|e| format!("{e:#}"))?;
-    let listener = {
-        // The listener registers with the reactor of the runtime it is made in.
-        let _guard = tokio::runtime::Handle::try_current().ok();
-        switchyard::server::bind(files)
-            .map_err(|e| format!("cannot listen on {}: {e}", files.socket.display()))?
-    };
+    // The listener registers with the reactor of the tokio runtime this runs in.
+    let listener = switchyard::server::bind(files)
+        .map_err(|e| format!("cannot listen on {}: {e}", files.socket.display()))?;
     files.register(&info);
     Ok((rt, listener, lock))
 }

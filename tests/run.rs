@@ -31,10 +31,11 @@ fn journal(dir: &Path) -> Vec<Value> {
 
 #[test]
 fn the_headless_demo_completes_every_task_with_heals_in_the_journal() {
+    // In one process (--foreground): no background server is started.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     let out = Command::new(bin())
-        .args(["demo", "--headless", "--dir"])
+        .args(["demo", "--headless", "--foreground", "--dir"])
         .arg(&dir)
         .output()
         .unwrap();
@@ -46,6 +47,10 @@ fn the_headless_demo_completes_every_task_with_heals_in_the_journal() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("tasks complete 8/8"), "{stdout}");
+    assert!(
+        !dir.join(".switchyard/logs/server.log").exists(),
+        "--foreground keeps the run in this process"
+    );
     let m = manifest_status(&dir.join("manifest.json"));
     for t in tasks(&m) {
         assert_eq!(t["status"], "complete", "{t}");
