@@ -14,6 +14,7 @@ pub mod engine;
 pub mod fake_agent;
 pub mod git;
 pub mod headless;
+pub mod jobs;
 pub mod manifest;
 pub mod plan;
 pub mod replay;

@@ -109,14 +109,22 @@ pub struct Runtime {
     pub changed: bool,
     /// Rows × cols every worker's PTY gets.
     pub pty_size: (u16, u16),
+    /// Why the last manifest save failed, while it keeps failing.
+    pub save_error: Option<String>,
+    save_due: bool,
     tx: mpsc::Sender<ShellMsg>,
     rx: Option<mpsc::Receiver<ShellMsg>>,
     cpu: BTreeMap<usize, (std::time::Instant, u64)>,
     starting: std::collections::BTreeSet<usize>,
     early_exits: BTreeMap<usize, ShellMsg>,
     git_lock: std::sync::Arc<std::sync::Mutex<()>>,
+    start_lane: crate::jobs::Lane,
+    inspect_lane: crate::jobs::Lane,
     verify_cancel: BTreeMap<usize, std::sync::Arc<std::sync::atomic::AtomicBool>>,
     journal: std::fs::File,
+    /// File activity per task since the last tick, set by the watcher (coalesced: one
+    /// `Activity` per task per tick however many files changed).
+    activity: std::sync::Arc<Vec<std::sync::atomic::AtomicBool>>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -145,7 +153,12 @@ impl Runtime {
             engine.max_parallel = n.max(1);
         }
         let (tx, rx) = mpsc::channel(1024);
-        let watcher = watch_worktrees(&paths.worktrees, engine.plan.ids.clone(), tx.clone());
+        let activity: std::sync::Arc<Vec<std::sync::atomic::AtomicBool>> = std::sync::Arc::new(
+            (0..engine.plan.len())
+                .map(|_| std::sync::atomic::AtomicBool::new(false))
+                .collect(),
+        );
+        let watcher = watch_worktrees(&paths.worktrees, engine.plan.ids.clone(), activity.clone());
         Ok(Runtime {
             engine,
             workers: BTreeMap::new(),
@@ -156,14 +169,20 @@ impl Runtime {
             attention: false,
             changed: true,
             pty_size,
+            save_error: None,
+            save_due: false,
             tx,
             rx: Some(rx),
             cpu: BTreeMap::new(),
             starting: Default::default(),
             early_exits: BTreeMap::new(),
             git_lock: Default::default(),
+            start_lane: crate::jobs::Lane::new("start").wrap_err("starting the start lane")?,
+            inspect_lane: crate::jobs::Lane::new("inspect")
+                .wrap_err("starting the inspect lane")?,
             verify_cancel: BTreeMap::new(),
             journal,
+            activity,
             _watcher: watcher,
         })
     }
@@ -185,9 +204,9 @@ impl Runtime {
                 self.perform(fx);
             }
         }
-        // Saved once per event, however many status changes it caused.
+        // Saved at the next tick (at most every 100 ms), however many changes came before.
         if persist {
-            self.persist();
+            self.save_due = true;
         }
     }
 
@@ -328,10 +347,21 @@ impl Runtime {
         for ev in screens {
             self.apply(ev);
         }
-        for task in self.busy_cpu() {
+        let mut active: Vec<usize> = self
+            .activity
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.swap(false, std::sync::atomic::Ordering::AcqRel))
+            .map(|(i, _)| i)
+            .collect();
+        active.extend(self.busy_cpu());
+        active.sort_unstable();
+        active.dedup();
+        for task in active {
             self.apply(Event::Activity { task });
         }
         self.apply(Event::Tick);
+        self.persist();
     }
 
     /// Workers whose process tree used more than 5% of a core since the last sample (sampled
@@ -395,41 +425,68 @@ impl Runtime {
         for task in self.verify_cancel.keys().copied().collect::<Vec<_>>() {
             self.cancel_verify(task);
         }
+        self.save_due = true;
         self.persist();
     }
 
     /// Reads a task's branch state (after committing everything, when `commit` has a message)
-    /// on a thread of its own, so a large repository does not stall the loop; the answer comes
-    /// back as [`ShellMsg::Inspected`].
+    /// on the inspect lane, so a large repository does not stall the loop; the answer comes
+    /// back as [`ShellMsg::Inspected`]. A plain inspection already queued for the task is not
+    /// queued twice.
     fn inspect(&mut self, task: usize, commit: Option<String>) {
         let t = self.engine.task(task);
         let worktree = t.worktree.clone().map(PathBuf::from);
         let base = t.base_commit.clone();
         let tx = self.tx.clone();
-        let _ = std::thread::Builder::new()
-            .name(format!("inspect-{task}"))
-            .spawn(move || {
-                let mut error = None;
-                if let (Some(wt), Some(message)) = (&worktree, commit) {
-                    if let Err(e) = git::commit_all(wt, &message) {
-                        error = Some(format!("automatic commit failed: {e}"));
-                    }
+        let key = commit.is_none().then_some((task, "inspect"));
+        self.inspect_lane.push(key, move || {
+            let mut error = None;
+            if let (Some(wt), Some(message)) = (&worktree, commit) {
+                if let Err(e) = git::commit_all(wt, &message) {
+                    error = Some(format!("automatic commit failed: {e}"));
                 }
-                let (ahead, dirty) = branch_state(worktree.as_deref(), base.as_deref());
-                let _ = tx.blocking_send(ShellMsg::Inspected {
-                    task,
-                    commits_ahead: ahead.unwrap_or(0),
-                    uncommitted: dirty.unwrap_or(0),
-                    error,
-                });
+            }
+            let (ahead, dirty) = branch_state(worktree.as_deref(), base.as_deref());
+            let _ = tx.blocking_send(ShellMsg::Inspected {
+                task,
+                commits_ahead: ahead.unwrap_or(0),
+                uncommitted: dirty.unwrap_or(0),
+                error,
             });
+        });
     }
 
-    fn persist(&mut self) {
-        if let Err(e) = self.engine.manifest.save(&self.paths.manifest) {
-            let line = format!("cannot save the manifest: {e}");
-            tracing::error!("{line}");
-            self.push_recent(line);
+    /// The run's exit code: the engine's, but never 0 while the manifest could not be saved
+    /// (the next run would redo work this one finished).
+    pub fn exit_code(&self) -> i32 {
+        match (self.engine.exit_code(), &self.save_error) {
+            (0, Some(_)) => 1,
+            (c, _) => c,
+        }
+    }
+
+    /// The one manifest writer: saves (atomically) when something changed since the last save.
+    /// A failed save is kept due and retried at the next tick; the person sees it in the journal
+    /// lines and in [`Runtime::save_error`], and it is never reported as success.
+    pub fn persist(&mut self) {
+        if !self.save_due {
+            return;
+        }
+        match self.engine.manifest.save(&self.paths.manifest) {
+            Ok(()) => {
+                self.save_due = false;
+                if self.save_error.take().is_some() {
+                    self.push_recent("the manifest is saved again".into());
+                }
+            }
+            Err(e) => {
+                let line = format!("cannot save the manifest (retrying every tick): {e}");
+                if self.save_error.as_deref() != Some(line.as_str()) {
+                    tracing::error!("{line}");
+                    self.push_recent(line.clone());
+                }
+                self.save_error = Some(line);
+            }
         }
     }
 
@@ -473,7 +530,7 @@ impl Runtime {
                     let _ = f.write_all(text.as_bytes());
                 }
             }
-            Effect::Persist => self.persist(),
+            Effect::Persist => self.save_due = true,
             Effect::Journal(entry) => self.journal(&entry),
             Effect::Attention { task, reason } => {
                 self.attention = true;
@@ -483,9 +540,9 @@ impl Runtime {
         self.changed = true;
     }
 
-    /// Starts a worker off the loop: worktree creation (git) and the spawn happen on a thread
-    /// of their own, so a large repository never freezes the control room; the result comes
-    /// back as [`ShellMsg::Spawned`].
+    /// Starts a worker off the loop: worktree creation (git) and the spawn happen on the start
+    /// lane, one after another, so a large repository never freezes the control room; the
+    /// result comes back as [`ShellMsg::Spawned`].
     fn start(&mut self, spec: crate::engine::StartSpec) {
         let task = spec.task;
         if let Some(mut old) = self.workers.remove(&task) {
@@ -504,17 +561,15 @@ impl Runtime {
             tx: self.tx.clone(),
         };
         let tx = self.tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("start-{task}"))
-            .spawn(move || {
-                let result = prepare_worker(spec, ctx).map(Box::new);
-                let _ = tx.blocking_send(ShellMsg::Spawned { task, result });
-            });
-        if let Err(e) = spawned {
+        let queued = self.start_lane.push(None, move || {
+            let result = prepare_worker(spec, ctx).map(Box::new);
+            let _ = tx.blocking_send(ShellMsg::Spawned { task, result });
+        });
+        if !queued {
             self.starting.remove(&task);
             self.apply(Event::StartFailed {
                 task,
-                error: format!("cannot start a thread: {e}"),
+                error: "the start lane has stopped".into(),
             });
         }
     }
@@ -779,13 +834,30 @@ pub fn format_entry(e: &JournalEntry) -> String {
     )
 }
 
-/// Watches the worktrees directory; a change under `<worktrees>/<id>/` (outside `.git`) is
-/// activity of that task. Returns None when the platform watcher cannot start (stall detection
-/// then relies on output alone).
+/// Folders whose changes are build output or git's own, never a sign of an agent's work (and
+/// the usual source of floods: a `cargo build` or `npm ci` touches thousands of files).
+pub const IGNORED_DIRS: [&str; 4] = [".git", "target", "node_modules", ".switchyard"];
+
+/// The task a changed path belongs to: `<worktrees>/<id>/…`, outside [`IGNORED_DIRS`].
+pub fn task_of_path(root: &Path, path: &Path, index: &BTreeMap<String, usize>) -> Option<usize> {
+    let rel = path.strip_prefix(root).ok()?;
+    let mut comps = rel.components();
+    let first = comps.next()?;
+    if comps.any(|c| IGNORED_DIRS.iter().any(|d| c.as_os_str() == *d)) {
+        return None;
+    }
+    index
+        .get(first.as_os_str().to_string_lossy().as_ref())
+        .copied()
+}
+
+/// Watches the worktrees directory; a change under `<worktrees>/<id>/` (outside build output
+/// and `.git`) sets that task's activity flag, which the loop reads once per tick. Returns None
+/// when the platform watcher cannot start (stall detection then relies on output alone).
 fn watch_worktrees(
     dir: &Path,
     ids: Vec<String>,
-    tx: mpsc::Sender<ShellMsg>,
+    flags: std::sync::Arc<Vec<std::sync::atomic::AtomicBool>>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let root = dir.to_path_buf();
@@ -794,20 +866,35 @@ fn watch_worktrees(
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
         for p in ev.paths {
-            let Ok(rel) = p.strip_prefix(&root) else {
-                continue;
-            };
-            let mut comps = rel.components();
-            let Some(first) = comps.next() else { continue };
-            if comps.next().is_some_and(|c| c.as_os_str() == ".git") {
-                continue;
-            }
-            if let Some(&task) = index.get(first.as_os_str().to_string_lossy().as_ref()) {
-                let _ = tx.try_send(ShellMsg::Activity { task });
+            if let Some(task) = task_of_path(&root, &p, &index) {
+                if let Some(f) = flags.get(task) {
+                    f.store(true, std::sync::atomic::Ordering::Release);
+                }
             }
         }
     })
     .ok()?;
     watcher.watch(dir, notify::RecursiveMode::Recursive).ok()?;
     Some(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_output_and_git_never_count_as_activity() {
+        let root = Path::new("/w/worktrees");
+        let index: BTreeMap<String, usize> = [("t1".to_string(), 0), ("t2".to_string(), 1)]
+            .into_iter()
+            .collect();
+        let of = |p: &str| task_of_path(root, Path::new(p), &index);
+        assert_eq!(of("/w/worktrees/t1/src/lib.rs"), Some(0));
+        assert_eq!(of("/w/worktrees/t2/README.md"), Some(1));
+        assert_eq!(of("/w/worktrees/t1/target/debug/x.o"), None);
+        assert_eq!(of("/w/worktrees/t1/web/node_modules/a/b.js"), None);
+        assert_eq!(of("/w/worktrees/t1/.git"), None);
+        assert_eq!(of("/w/worktrees/t9/src/lib.rs"), None);
+        assert_eq!(of("/elsewhere/t1/src/lib.rs"), None);
+    }
 }

@@ -187,6 +187,17 @@ pub struct SpawnSpec {
     pub transcript: PathBuf,
 }
 
+/// Writes queued per worker before [`Worker::write`] refuses more (the child is not reading).
+pub const WRITE_QUEUE: usize = 256;
+
+/// One job for a worker's writer thread.
+enum WriteJob {
+    /// Write these bytes now.
+    Now(Vec<u8>),
+    /// Wait, then write (Enter after a typed line).
+    After(Duration, Vec<u8>),
+}
+
 /// A running worker: its PTY, emulator and counters.
 pub struct Worker {
     /// Task index.
@@ -199,7 +210,7 @@ pub struct Worker {
     pub last_output_ms: Arc<AtomicU64>,
     /// Total bytes read.
     pub bytes_read: Arc<AtomicU64>,
-    writer: Arc<Mutex<Box<dyn Write + Send>>>,
+    writer: std::sync::mpsc::SyncSender<WriteJob>,
     master: Box<dyn MasterPty + Send>,
     killer: Box<dyn ChildKiller + Send + Sync>,
     exited: Arc<AtomicBool>,
@@ -308,11 +319,34 @@ impl Worker {
             .master
             .try_clone_reader()
             .map_err(|e| format!("cannot read the PTY: {e}"))?;
-        let writer: Arc<Mutex<Box<dyn Write + Send>>> = Arc::new(Mutex::new(
-            pair.master
-                .take_writer()
-                .map_err(|e| format!("cannot write the PTY: {e}"))?,
-        ));
+        let mut pty_writer = pair
+            .master
+            .take_writer()
+            .map_err(|e| format!("cannot write the PTY: {e}"))?;
+        // The one writer of this PTY: keys, answers, nudges and query replies queue here, so
+        // neither the loop nor the reader ever blocks on a child that does not read its input.
+        let (writer, jobs) = std::sync::mpsc::sync_channel::<WriteJob>(WRITE_QUEUE);
+        std::thread::Builder::new()
+            .name(format!("pty-write-{}", spec.task))
+            .spawn(move || {
+                for job in jobs {
+                    let bytes = match job {
+                        WriteJob::Now(b) => b,
+                        WriteJob::After(wait, b) => {
+                            std::thread::sleep(wait);
+                            b
+                        }
+                    };
+                    if pty_writer
+                        .write_all(&bytes)
+                        .and_then(|_| pty_writer.flush())
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the writer thread: {e}"))?;
         if let Some(dir) = spec.transcript.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -356,9 +390,9 @@ impl Worker {
                             std::mem::take(&mut p.callbacks_mut().replies)
                         };
                         if !replies.is_empty() {
-                            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
-                            let _ = w.write_all(&replies);
-                            let _ = w.flush();
+                            // A child that floods queries and never reads the replies loses
+                            // replies once its queue is full; the reader never waits on it.
+                            let _ = writer.try_send(WriteJob::Now(replies));
                         }
                         last.store(now_ms(), Ordering::Relaxed);
                         count.fetch_add(n as u64, Ordering::Relaxed);
@@ -410,11 +444,22 @@ impl Worker {
         })
     }
 
-    /// Writes bytes to the child's terminal (keys, answers, nudges).
+    /// Queues bytes for the child's terminal (keys, answers, nudges); the worker's writer
+    /// thread writes them in order. Never blocks: when the child has not read its last
+    /// [`WRITE_QUEUE`] writes, this one is refused with `WouldBlock`.
     pub fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
-        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        w.write_all(bytes)?;
-        w.flush()
+        self.writer
+            .try_send(WriteJob::Now(bytes.to_vec()))
+            .map_err(|e| match e {
+                std::sync::mpsc::TrySendError::Full(_) => std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    "the worker is not reading its input (write queue full)",
+                ),
+                std::sync::mpsc::TrySendError::Disconnected(_) => std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "the worker's terminal is closed",
+                ),
+            })
     }
 
     /// Types `text` as a line and submits it: the text (as a bracketed paste when the child
@@ -433,15 +478,9 @@ impl Worker {
             text.to_vec()
         };
         let _ = self.write(&body);
-        let writer = self.writer.clone();
-        let _ = std::thread::Builder::new()
-            .name(format!("pty-enter-{}", self.task))
-            .spawn(move || {
-                std::thread::sleep(Duration::from_millis(200));
-                let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = w.write_all(b"\r");
-                let _ = w.flush();
-            });
+        let _ = self
+            .writer
+            .try_send(WriteJob::After(Duration::from_millis(200), b"\r".to_vec()));
     }
 
     /// Resizes the PTY and the emulator (rows × cols). No-op when unchanged.

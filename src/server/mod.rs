@@ -235,8 +235,10 @@ pub async fn serve(
         // The summary for headless reporters when the run settles.
         let settled = rt.engine.is_settled() && !stop_requested;
         if settled && !was_settled {
+            // What the summary reports is on disk before anyone reads it.
+            rt.persist();
             let text = crate::headless::summary(&rt, now_ms().saturating_sub(started));
-            let code = rt.engine.exit_code();
+            let code = rt.exit_code();
             for c in clients.values_mut() {
                 if c.role == Some(Role::Headless) {
                     c.send_msg(&ServerMsg::Summary {
@@ -288,7 +290,7 @@ pub async fn serve(
         }
     }
     rt.shutdown(&mut shell, Duration::from_secs(3)).await;
-    let code = rt.engine.exit_code();
+    let code = rt.exit_code();
     let reason = crate::client::ended_line(code);
     for c in clients.values_mut() {
         for text in std::mem::take(&mut rt.outbox) {
@@ -382,8 +384,9 @@ fn on_message(
                         c.send_msg(&ServerMsg::Line { text: text.clone() });
                     }
                     if rt.engine.is_settled() {
+                        rt.persist();
                         let text = crate::headless::summary(rt, now_ms().saturating_sub(started));
-                        let code = rt.engine.exit_code();
+                        let code = rt.exit_code();
                         c.send_msg(&ServerMsg::Summary { text, code });
                     }
                 }

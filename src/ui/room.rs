@@ -144,6 +144,9 @@ impl Room {
     pub fn render(&mut self, rt: &Runtime, now: u64) -> Vec<u8> {
         let screens = super::screens_of(rt);
         let recent: Vec<String> = rt.recent.iter().cloned().collect();
+        if let Some(e) = &rt.save_error {
+            self.app.message = Some(e.clone());
+        }
         let app = &mut self.app;
         let _ = self
             .term
