@@ -735,9 +735,13 @@ mod tests {
             r.find_branch("fix/issue-1", BranchType::Local).is_ok(),
             "branch kept"
         );
-        // Recreated on the existing branch, the work is still there.
-        let info = ensure_worktree(&repo, "t1", &wt, "fix/issue-1", "HEAD").unwrap();
+        // Recreated on the existing branch from the recorded base, the work is still there.
+        let info = ensure_worktree(&repo, "t1", &wt, "fix/issue-1", &info.base_commit).unwrap();
         assert_eq!(commits_ahead(&wt, &info.base_commit).unwrap(), 2);
+        // Without a recorded base, an existing branch's commits are not the task's.
+        remove_worktrees(&repo, &["t1".into()]).unwrap();
+        let fresh = ensure_worktree(&repo, "t1", &wt, "fix/issue-1", "HEAD").unwrap();
+        assert_eq!(commits_ahead(&wt, &fresh.base_commit).unwrap(), 0);
     }
 
     #[test]
