@@ -16,5 +16,6 @@ pub mod manifest;
 pub mod plan;
 pub mod replay;
 pub mod runtime;
+pub mod text;
 pub mod ui;
 pub mod worker;
