@@ -1,6 +1,7 @@
 //! Worktrees and branches (git2, no network): create or reuse a task's worktree, count commits
 //! ahead of base, remove the worktrees switchyard made. Nothing else in switchyard calls git.
 
+use crate::text::escape_control;
 use git2::{BranchType, Repository, WorktreeAddOptions, WorktreePruneOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -22,8 +23,11 @@ pub struct WorktreeInfo {
 }
 
 /// Errors from git, with what was being done.
+///
+/// Displayed with control characters escaped ([`crate::text::escape_control`]): branch names
+/// and paths can come from a manifest.
 #[derive(Debug, thiserror::Error)]
-#[error("{action}: {message}")]
+#[error("{}: {}", escape_control(action), escape_control(message))]
 pub struct GitError {
     /// What switchyard was doing, e.g. "creating worktree for t3 at /x".
     pub action: String,
@@ -750,5 +754,15 @@ mod tests {
         Repository::init(tmp.path()).unwrap();
         let e = ensure_worktree(tmp.path(), "t1", &tmp.path().join("w"), "b", "HEAD").unwrap_err();
         assert!(e.to_string().contains("needs at least one commit"), "{e}");
+    }
+
+    #[test]
+    fn git_errors_show_control_characters_escaped() {
+        let tmp = tempfile::tempdir().unwrap();
+        init_repo_with(tmp.path(), &[("a", "a")], "init").unwrap();
+        let e = ensure_worktree(tmp.path(), "t1", &tmp.path().join("w"), "b", "\x1b]0;x\x07")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("␛]0;x␇") && !e.contains('\x1b'), "{e}");
     }
 }

@@ -13,6 +13,7 @@
 //! temp file that [`Manifest::clean_stale_temps`] removes. Loading rejects non-UTF-8 files with
 //! the encoding and byte offset ([`ManifestError::Encoding`]).
 
+use crate::text::escape_control;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -279,7 +280,7 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::LineCol(l, c) => write!(f, "line {l}, column {c}"),
-            Location::Task(id) => write!(f, "task {id}"),
+            Location::Task(id) => write!(f, "task {}", escape_control(id)),
             Location::Whole => f.write_str("manifest"),
         }
     }
@@ -422,6 +423,15 @@ impl Manifest {
                         .into(),
                 });
             }
+            if let Some(branch) = &task.branch {
+                if let Err(why) = check_branch(branch) {
+                    problems.push(Problem {
+                        location: at.clone(),
+                        message: format!("branch {branch:?} {why}"),
+                        fix: "name a valid git branch, e.g. \"fix/issue-12\", or remove \"branch\" to use the default".into(),
+                    });
+                }
+            }
             for (field, value) in task_texts(task) {
                 if let Some(offset) = value.find('\0') {
                     problems.push(Problem {
@@ -483,8 +493,9 @@ impl Manifest {
                     location: Location::Task(t.id.clone()),
                     message: format!("agent {agent:?} has no profile"),
                     fix: format!(
-                        "add [agents.{agent}] to switchyard.toml, or use one of: {}",
-                        profiles.join(", ")
+                        "add [agents.{}] to switchyard.toml, or use one of: {}",
+                        escape_control(agent),
+                        escape_control(&profiles.join(", "))
                     ),
                 })
             })
@@ -661,8 +672,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
 /// 0-based byte offset of the first offending byte.
 fn decode_utf8(bytes: &[u8]) -> Result<&str, (String, usize)> {
     let boms: [(&[u8], &str); 4] = [
-        (&[0xFF, 0xFE, 0, 0], "UTF-32LE text (byte-order mark FF FE 00 00)"),
-        (&[0, 0, 0xFE, 0xFF], "UTF-32BE text (byte-order mark 00 00 FE FF)"),
+        (
+            &[0xFF, 0xFE, 0, 0],
+            "UTF-32LE text (byte-order mark FF FE 00 00)",
+        ),
+        (
+            &[0, 0, 0xFE, 0xFF],
+            "UTF-32BE text (byte-order mark 00 00 FE FF)",
+        ),
         (&[0xFF, 0xFE], "UTF-16LE text (byte-order mark FF FE)"),
         (&[0xFE, 0xFF], "UTF-16BE text (byte-order mark FE FF)"),
     ];
@@ -756,6 +773,35 @@ fn check_id(id: &str) -> Result<(), &'static str> {
         return Err(
             "has characters that cannot appear in a branch or file name (spaces, '/', ~^:?*[\\ and non-ASCII)",
         );
+    }
+    Ok(())
+}
+
+/// Checks a branch name as `git check-ref-format --branch` would (without the `@{-N}` forms).
+fn check_branch(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name == "@" {
+        return Err("is not a branch name");
+    }
+    if name.starts_with('-') {
+        return Err("starts with '-'");
+    }
+    if name.ends_with('/') || name.ends_with('.') || name.contains("//") {
+        return Err("ends with '/' or '.', or contains \"//\"");
+    }
+    if name.contains("..") || name.contains("@{") {
+        return Err("contains \"..\" or \"@{\"");
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || c == ' ' || "~^:?*[\\".contains(c))
+    {
+        return Err("contains a space, a control character or one of ~^:?*[\\");
+    }
+    if name
+        .split('/')
+        .any(|part| part.starts_with('.') || part.ends_with(".lock"))
+    {
+        return Err("has a part starting with '.' or ending with \".lock\"");
     }
     Ok(())
 }
@@ -964,8 +1010,21 @@ mod tests {
     #[test]
     fn every_id_git_refuses_as_a_branch_is_a_problem_naming_the_task() {
         for id in [
-            "a..b", "x.lock", "trail.", "a@{b", "-lead", "sp ace", "a~1", "a^", "a:b", "a?", "a*",
-            "a[b", "a\\b", "bell\u{7}", "nul\u{0}",
+            "a..b",
+            "x.lock",
+            "trail.",
+            "a@{b",
+            "-lead",
+            "sp ace",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[b",
+            "a\\b",
+            "bell\u{7}",
+            "nul\u{0}",
         ] {
             let m = Manifest {
                 phases: vec![Phase {
@@ -1009,7 +1068,11 @@ mod tests {
         let path = dir.path().join("m.json");
         let utf16: Vec<u8> = [0xFF, 0xFE]
             .into_iter()
-            .chain(one_task(r#"{"id":"t1"}"#).encode_utf16().flat_map(|u| u.to_le_bytes()))
+            .chain(
+                one_task(r#"{"id":"t1"}"#)
+                    .encode_utf16()
+                    .flat_map(|u| u.to_le_bytes()),
+            )
             .collect();
         std::fs::write(&path, &utf16).unwrap();
         let e = Manifest::load(&path).unwrap_err().to_string();
@@ -1079,7 +1142,11 @@ mod tests {
             std::fs::metadata(&real).unwrap().permissions().mode() & 0o7777,
             0o664
         );
-        assert_eq!(std::fs::read_dir(&real_dir).unwrap().count(), 1, "no temp left");
+        assert_eq!(
+            std::fs::read_dir(&real_dir).unwrap().count(),
+            1,
+            "no temp left"
+        );
     }
 
     #[test]
@@ -1107,5 +1174,30 @@ mod tests {
         assert!(recent_legacy.exists(), "a fresh legacy temp may be in use");
         assert!(path.exists());
         assert!(Manifest::clean_stale_temps(&path).unwrap().is_empty());
+    }
+
+    #[test]
+    fn task_text_in_problems_is_escaped_and_bad_branches_are_problems() {
+        let text = one_task(
+            r#"{"id":"a\u001b]52;c;eA==\u0007","branch":"fix/x..y"},{"id":"b","branch":"ok/name"},{"id":"c","branch":"a/.b"}"#,
+        );
+        let problems = Manifest::parse(&text).unwrap().validate();
+        let said: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            said.iter()
+                .all(|p| !p.contains('\x1b') && !p.contains('\x07')),
+            "{said:?}"
+        );
+        assert!(
+            said.iter()
+                .any(|p| p.starts_with("task a␛]52;c;eA==␇: branch \"fix/x..y\"")),
+            "{said:?}"
+        );
+        assert!(
+            said.iter()
+                .any(|p| p.starts_with("task c: branch \"a/.b\"")),
+            "{said:?}"
+        );
+        assert!(!said.iter().any(|p| p.starts_with("task b")), "{said:?}");
     }
 }
