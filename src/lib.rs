@@ -12,6 +12,7 @@ pub mod engine;
 pub mod fake_agent;
 pub mod git;
 pub mod headless;
+pub mod journal;
 pub mod manifest;
 pub mod plan;
 pub mod replay;
