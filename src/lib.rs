@@ -18,5 +18,6 @@ pub mod plan;
 pub mod replay;
 pub mod runtime;
 pub mod text;
+pub mod transcript;
 pub mod ui;
 pub mod worker;
