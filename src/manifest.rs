@@ -988,7 +988,7 @@ mod tests {
     #[test]
     fn numbers_are_kept_exactly_as_written() {
         let text = one_task(
-            r#"{"id":"t1","issue":7,"attempts":3,"big":123456789012345678901234567890,"e":1e2,"f":1.50,"neg":-0,"small":-12}"#,
+            r#"{"id":"t1","issue":7,"attempts":3,"prNumber":42,"tmuxSession":1.0e-3,"big":123456789012345678901234567890,"e":1e2,"f":1.50,"neg":-0,"small":-12}"#,
         );
         let m = Manifest::parse(&text).unwrap();
         let t = m.task("t1").unwrap();
@@ -1002,6 +1002,8 @@ mod tests {
             "\"f\": 1.50",
             "\"neg\": -0",
             "\"small\": -12",
+            "\"prNumber\": 42",
+            "\"tmuxSession\": 1.0e-3",
         ] {
             assert!(out.contains(written), "{written} not kept in {out}");
         }
