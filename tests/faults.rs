@@ -256,3 +256,77 @@ fn a_new_branch_starts_at_base() {
     assert_eq!(info.base_commit, main);
     assert_eq!(git(&wt, &["rev-parse", "HEAD"]), main);
 }
+
+#[test]
+fn a_flooding_process_leaves_a_bounded_transcript_with_head_and_tail() {
+    use std::io::{Read, Write};
+    use switchyard::transcript::{Transcript, TranscriptLimits};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs/t1.log");
+    let limits = TranscriptLimits {
+        head_bytes: 4096,
+        tail_bytes: 64 * 1024,
+    };
+    let mut t = Transcript::open(&path, limits).unwrap();
+    // 8 MB of random bytes, like a worker gone wrong, then a last line.
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "head -c 8000000 /dev/urandom; printf '\\nthe last line\\n'",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let n = out.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+        t.write_all(&buf[..n]).unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(total > 8_000_000);
+    let log = std::fs::metadata(&path).unwrap().len();
+    let older = std::fs::metadata(t.rotated_path()).unwrap().len();
+    assert!(log <= 4096 + 300 + 64 * 1024, "{log}");
+    assert_eq!(older, 64 * 1024);
+    let text = std::fs::read(&path).unwrap();
+    assert!(
+        text.ends_with(b"the last line\n"),
+        "the newest output is kept"
+    );
+}
+
+#[test]
+fn a_journal_torn_by_a_killed_writer_is_repaired_and_read() {
+    use switchyard::journal::{read_journal, Journal};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    // A writer killed with -9 after half a line.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf '{{\"kind\":\"start\"}}\\n{{\"kind\":\"sp' >> '{}'; sleep 30",
+            path.display()
+        ))
+        .spawn()
+        .unwrap();
+    while std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) < 22 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let torn = read_journal(&path).unwrap();
+    assert_eq!(torn.entries.len(), 1);
+    assert_eq!(torn.skipped, vec![2], "a reader skips the torn line");
+    let (mut j, cut) = Journal::open(&path).unwrap();
+    assert_eq!(cut, 11);
+    j.append(&serde_json::json!({"kind": "resume"})).unwrap();
+    let whole = read_journal(&path).unwrap();
+    assert_eq!(whole.entries.len(), 2);
+    assert!(whole.skipped.is_empty());
+}
