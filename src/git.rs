@@ -110,7 +110,18 @@ pub fn ensure_worktree_from(
         Repository::open(repo_dir).map_err(err(format!("opening {}", repo_dir.display())))?;
     let base_commit = resolve_commit(&repo, base)?;
     let recorded = match recorded_base {
-        Some(r) => Some(resolve_commit(&repo, r)?.id()),
+        Some(r) => Some(
+            repo.revparse_single(r)
+                .and_then(|o| o.peel_to_commit())
+                .map_err(|e| GitError {
+                    action: format!("resolving the task's recorded baseCommit {r:?}"),
+                    message: format!(
+                        "{}; the commit is gone from the repository: remove \"baseCommit\" from the task in the manifest to count from the branch's current tip",
+                        e.message()
+                    ),
+                })?
+                .id(),
+        ),
         None => None,
     };
     let name = format!("{WORKTREE_PREFIX}{task_id}");

@@ -708,8 +708,9 @@ fn decode_utf8(bytes: &[u8]) -> Result<&str, (String, usize)> {
     })
 }
 
-/// The text fields of a task (besides the id, which [`check_id`] checks) that reach git, a
-/// file name or the agent's command line, by manifest field name.
+/// The text fields of a task (besides the id and branch, which [`check_id`] and
+/// [`check_branch`] check) that reach git, a file name or the agent's command line, by
+/// manifest field name.
 fn task_texts(task: &Task) -> Vec<(String, &str)> {
     let mut out = vec![("title".to_string(), task.title.as_str())];
     if let Some(p) = &task.prompt {
@@ -717,9 +718,6 @@ fn task_texts(task: &Task) -> Vec<(String, &str)> {
     }
     if let Some(a) = &task.agent {
         out.push(("agent".into(), a));
-    }
-    if let Some(b) = &task.branch {
-        out.push(("branch".into(), b));
     }
     for (n, f) in task.files.iter().enumerate() {
         out.push((format!("files[{n}]"), f));

@@ -330,3 +330,19 @@ fn a_journal_torn_by_a_killed_writer_is_repaired_and_read() {
     assert_eq!(whole.entries.len(), 2);
     assert!(whole.skipped.is_empty());
 }
+
+#[test]
+fn a_recorded_base_that_is_gone_says_how_to_recover() {
+    let (_tmp, repo, wt) = repo();
+    let e = ensure_worktree_from(
+        &repo,
+        "t1",
+        &wt,
+        "task/t1",
+        "main",
+        Some("0123456789012345678901234567890123456789"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("remove \"baseCommit\""), "{e}");
+}
