@@ -285,7 +285,8 @@ fn worktree_health(path: &Path) -> Health {
 }
 
 /// Removes a half-made worktree at `path` and its registration, after checking that every file
-/// in it is exactly what the checkout of its HEAD wrote (so no one's work is lost).
+/// in it is what the checkout of its HEAD wrote, or was writing when killed (a beginning of the
+/// file), so no one's work is lost.
 fn discard_half_made(
     repo: &Repository,
     name: &str,
@@ -296,7 +297,7 @@ fn discard_half_made(
         .ok()
         .and_then(|wt| wt.head().ok()?.peel_to_tree().ok().map(|t| t.id()))
         .and_then(|id| repo.find_tree(id).ok());
-    if let Some(foreign) = first_foreign_file(path, path, head_tree.as_ref()) {
+    if let Some(foreign) = first_foreign_file(repo, path, path, head_tree.as_ref()) {
         return Err(GitError {
             action: format!("reusing worktree {}", path.display()),
             message: format!(
@@ -314,8 +315,13 @@ fn discard_half_made(
 }
 
 /// The first file under `dir` (skipping the top-level `.git`) that is not in `tree` with the
-/// same content, if any.
-fn first_foreign_file(root: &Path, dir: &Path, tree: Option<&git2::Tree<'_>>) -> Option<PathBuf> {
+/// same content or a beginning of it (a file the checkout was writing), if any.
+fn first_foreign_file(
+    repo: &Repository,
+    root: &Path,
+    dir: &Path,
+    tree: Option<&git2::Tree<'_>>,
+) -> Option<PathBuf> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(_) => return Some(dir.to_path_buf()),
@@ -333,7 +339,7 @@ fn first_foreign_file(root: &Path, dir: &Path, tree: Option<&git2::Tree<'_>>) ->
             return Some(p);
         };
         if kind.is_dir() {
-            if let Some(f) = first_foreign_file(root, &p, tree) {
+            if let Some(f) = first_foreign_file(repo, root, &p, tree) {
                 return Some(f);
             }
             continue;
@@ -346,7 +352,16 @@ fn first_foreign_file(root: &Path, dir: &Path, tree: Option<&git2::Tree<'_>>) ->
             git2::Oid::hash_file(git2::ObjectType::Blob, &p).ok()
         };
         let in_tree = tree.and_then(|t| t.get_path(rel).ok()).map(|e| e.id());
-        if on_disk.is_none() || on_disk != in_tree {
+        if on_disk.is_some() && on_disk == in_tree {
+            continue;
+        }
+        // The file the checkout was writing when it was killed: a beginning of its blob.
+        let partial = kind.is_file()
+            && in_tree
+                .and_then(|id| repo.find_blob(id).ok())
+                .zip(std::fs::read(&p).ok())
+                .is_some_and(|(blob, bytes)| blob.content().starts_with(&bytes));
+        if !partial {
             return Some(p);
         }
     }

@@ -87,10 +87,25 @@ fn a_half_made_worktree_is_made_again_not_reused() {
 }
 
 #[test]
+fn a_file_the_killed_checkout_was_writing_does_not_stop_the_repair() {
+    let (_tmp, repo, wt) = repo();
+    ensure_worktree(&repo, "t1", &wt, "task/t1", "main").unwrap();
+    kill_mid_checkout(&wt, &["README.md", "src/lib.rs"]);
+    std::fs::write(wt.join("src/lib.rs"), "fn a(").unwrap();
+    let info = ensure_worktree(&repo, "t1", &wt, "task/t1", "main").unwrap();
+    assert!(!info.reused);
+    assert_eq!(
+        std::fs::read_to_string(wt.join("src/lib.rs")).unwrap(),
+        "fn a() {}\n"
+    );
+    assert_eq!(uncommitted(&wt).unwrap(), 0);
+}
+
+#[test]
 fn a_half_made_worktree_with_someone_elses_files_is_kept_and_named() {
     let (_tmp, repo, wt) = repo();
     ensure_worktree(&repo, "t1", &wt, "task/t1", "main").unwrap();
-    kill_mid_checkout(&wt, &[]);
+    kill_mid_checkout(&wt, &["README.md"]);
     std::fs::write(wt.join("notes.txt"), "mine").unwrap();
     let e = ensure_worktree(&repo, "t1", &wt, "task/t1", "main").unwrap_err();
     assert!(e.to_string().contains("notes.txt"), "{e}");
@@ -98,6 +113,15 @@ fn a_half_made_worktree_with_someone_elses_files_is_kept_and_named() {
     assert_eq!(
         std::fs::read_to_string(wt.join("notes.txt")).unwrap(),
         "mine"
+    );
+    // An edited tracked file is someone's work too.
+    std::fs::remove_file(wt.join("notes.txt")).unwrap();
+    std::fs::write(wt.join("README.md"), "hi\nedited\n").unwrap();
+    let e = ensure_worktree(&repo, "t1", &wt, "task/t1", "main").unwrap_err();
+    assert!(e.to_string().contains("README.md"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("README.md")).unwrap(),
+        "hi\nedited\n"
     );
 }
 
