@@ -60,6 +60,19 @@ pub fn repo_root(dir: &Path) -> Result<PathBuf, GitError> {
         })
 }
 
+/// Resolves the run's `base` (a branch, ref or commit) to a commit id, for a check at start-up:
+/// a missing base or a repository without commits is bad input for the whole run (exit 3), not
+/// a failure of every task.
+///
+/// Errors: the repository cannot be opened, or `base` does not name a commit (the message says
+/// to set `base` in switchyard.toml, or to make a first commit).
+pub fn resolve_base(repo_dir: &Path, base: &str) -> Result<String, GitError> {
+    let repo =
+        Repository::open(repo_dir).map_err(err(format!("opening {}", repo_dir.display())))?;
+    let id = resolve_commit(&repo, base)?.id();
+    Ok(id.to_string())
+}
+
 /// Creates the worktree for a task at `path` on `branch` from `base` (a ref or commit), or reuses
 /// it when it is already there and complete. An existing branch is reused as it is (its work is
 /// kept).
@@ -790,5 +803,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("␛]0;x␇") && !e.contains('\x1b'), "{e}");
+    }
+
+    #[test]
+    fn the_base_is_checked_before_any_task() {
+        let tmp = tempfile::tempdir().unwrap();
+        Repository::init(tmp.path()).unwrap();
+        let e = resolve_base(tmp.path(), "HEAD").unwrap_err().to_string();
+        assert!(e.contains("needs at least one commit"), "{e}");
+        let id = init_repo_with(tmp.path(), &[("a", "a")], "init").unwrap();
+        assert_eq!(resolve_base(tmp.path(), "HEAD").unwrap(), id);
+        let e = resolve_base(tmp.path(), "no-such-branch")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("set `base` in switchyard.toml"), "{e}");
     }
 }
