@@ -256,7 +256,7 @@ fn log_tail(log: &Path) -> String {
     format!(
         "the end of {}:\n{}",
         log.display(),
-        crate::text_escape(&tail.join("\n"))
+        crate::text::escape_lines(&tail.join("\n"))
     )
 }
 
@@ -268,13 +268,13 @@ pub async fn headless(mut conn: Conn, files: &ServerFiles) -> i32 {
     loop {
         tokio::select! {
             m = conn.recv_msg() => match m {
-                Some(ServerMsg::Line { text }) => println!("{}", crate::text_escape(&text)),
+                Some(ServerMsg::Line { text }) => println!("{}", crate::text::escape_control(&text)),
                 Some(ServerMsg::Summary { text, code }) => {
-                    print!("{}", crate::text_escape(&text));
+                    print!("{}", crate::text::escape_lines(&text));
                     return code;
                 }
                 Some(ServerMsg::Bye { reason, code }) => {
-                    println!("{}", crate::text_escape(&reason));
+                    println!("{}", crate::text::escape_lines(&reason));
                     return code.unwrap_or(1);
                 }
                 Some(_) => {}
@@ -428,7 +428,7 @@ pub fn ls_line(l: &Listed, now_ms: u64) -> String {
         .unwrap_or_else(|| "(not answering)".into());
     format!(
         "{}  pid {}  up {}  {}",
-        crate::text_escape(&l.info.manifest.display().to_string()),
+        crate::text::escape_control(&l.info.manifest.display().to_string()),
         l.info.pid,
         human_secs(up),
         counts

@@ -355,7 +355,7 @@ fn run(
             return Ok(client::headless(conn, &files).await);
         }
         let end = ui::run_client(conn).await?;
-        println!("{}", switchyard::text_escape(&end.reason));
+        println!("{}", switchyard::text::escape_lines(&end.reason));
         Ok(end.code.unwrap_or(0))
     })?;
     Ok(code as u8)
@@ -391,7 +391,7 @@ fn run_foreground(
             client::headless(conn, &files).await
         } else {
             let end = ui::run_client(conn).await?;
-            println!("{}", switchyard::text_escape(&end.reason));
+            println!("{}", switchyard::text::escape_lines(&end.reason));
             end.code.unwrap_or(0)
         };
         let code = server.await.unwrap_or(client_code);
@@ -512,7 +512,7 @@ fn attach(manifest: Option<&Path>) -> Result<u8> {
             Err(e) => return Err(eyre!("{e}")),
         };
         let end = ui::run_client(conn).await?;
-        println!("{}", switchyard::text_escape(&end.reason));
+        println!("{}", switchyard::text::escape_lines(&end.reason));
         Ok(end.code.unwrap_or(0) as u8)
     })
 }
@@ -567,11 +567,14 @@ fn ctl(manifest: &Path, action: &str, args: &[String]) -> Result<u8> {
     let tokio = tokio_rt()?;
     match tokio.block_on(client::act(&files, action)) {
         Ok((true, message)) => {
-            println!("{}", switchyard::text_escape(&message));
+            println!("{}", switchyard::text::escape_control(&message));
             Ok(0)
         }
         Ok((false, message)) => {
-            eprintln!("switchyard ctl: {}", switchyard::text_escape(&message));
+            eprintln!(
+                "switchyard ctl: {}",
+                switchyard::text::escape_control(&message)
+            );
             Ok(1)
         }
         Err(e) => {
@@ -671,7 +674,7 @@ fn status(manifest_path: &Path, json: bool) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(0);
     }
-    let esc = switchyard::text_escape;
+    let esc = |s: &str| switchyard::text::escape_control(s).into_owned();
     println!(
         "{} ({source})",
         if view.project.is_empty() {

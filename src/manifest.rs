@@ -5,8 +5,15 @@
 //! title, files[], dependsOn[], status, worktree, tmuxSession, startedAt, lastProgress,
 //! completedAt, prNumber`. switchyard adds optional task fields (`agent`, `prompt`, `attempts`,
 //! `lastVerdict`, `baseCommit`, `branch`, `verify`). Every field switchyard does not know is kept in
-//! `extra` and written back unchanged, in its original order.
+//! `extra` and written back unchanged, in its original order. Numbers keep their digits exactly
+//! (serde_json's `arbitrary_precision`: `123456789012345678901234567890` stays an integer, `1.50`
+//! keeps its zero; an exponent is written with its sign, `1e2` as `1e+2`).
+//!
+//! Saving is atomic, keeps the file's mode and writes through a symlink; a kill mid-save leaves a
+//! temp file that [`Manifest::clean_stale_temps`] removes. Loading rejects non-UTF-8 files with
+//! the encoding and byte offset ([`ManifestError::Encoding`]).
 
+use crate::text::escape_control;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -273,7 +280,7 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::LineCol(l, c) => write!(f, "line {l}, column {c}"),
-            Location::Task(id) => write!(f, "task {id}"),
+            Location::Task(id) => write!(f, "task {}", escape_control(id)),
             Location::Whole => f.write_str("manifest"),
         }
     }
@@ -309,6 +316,19 @@ pub enum ManifestError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The file is not UTF-8 text (UTF-16 with or without a byte-order mark, or a byte that is not
+    /// valid UTF-8). One line: the encoding, the byte offset and how to fix it.
+    #[error("{path}: {encoding} at byte offset {offset}; {fix}")]
+    Encoding {
+        /// The manifest file.
+        path: PathBuf,
+        /// What was found, e.g. `UTF-16LE text (byte-order mark FF FE)` or `a byte 0xFF that is not UTF-8`.
+        encoding: String,
+        /// 0-based offset of the first offending byte in the file.
+        offset: usize,
+        /// How to fix it.
+        fix: &'static str,
+    },
     /// The file is not a valid manifest; every problem found is listed.
     #[error("{path}: invalid manifest:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid {
@@ -341,16 +361,23 @@ impl Manifest {
 
     /// Reads and validates the manifest at `path`.
     ///
-    /// Errors: [`ManifestError::Io`] when unreadable, [`ManifestError::Invalid`] listing every
+    /// Errors: [`ManifestError::Io`] when unreadable, [`ManifestError::Encoding`] when the file is
+    /// not UTF-8 (a UTF-8 byte-order mark is accepted and dropped), [`ManifestError::Invalid`] listing every
     /// syntax or validation problem (duplicate id, unknown `dependsOn`, unsafe id or file path).
     /// Dependency cycles are reported by [`crate::plan::Plan::build`].
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+        let bytes = std::fs::read(path).map_err(|source| ManifestError::Io {
             path: path.to_path_buf(),
             action: "read",
             source,
         })?;
-        let manifest = Manifest::parse(&text).map_err(|problems| ManifestError::Invalid {
+        let text = decode_utf8(&bytes).map_err(|(encoding, offset)| ManifestError::Encoding {
+            path: path.to_path_buf(),
+            encoding,
+            offset,
+            fix: "save the manifest as UTF-8 without a byte-order mark (e.g. `iconv -f UTF-16 -t UTF-8`)",
+        })?;
+        let manifest = Manifest::parse(text).map_err(|problems| ManifestError::Invalid {
             path: path.to_path_buf(),
             problems,
         })?;
@@ -365,8 +392,11 @@ impl Manifest {
         }
     }
 
-    /// Checks ids and paths: empty or duplicate ids, ids or files that would escape the worktree
-    /// directory (`..`, absolute paths), unknown or self `dependsOn`. Returns every problem found.
+    /// Checks ids and paths: empty or duplicate ids, ids that are not valid in a git branch name
+    /// (`a..b`, `x.lock`, a trailing dot, a leading `-`, spaces, control characters,
+    /// `~^:?*[\`, `@{`), ids or files that would escape the worktree directory (`..`, absolute
+    /// paths), NUL bytes in any text git or the agent's argv receives (id, title, prompt, files,
+    /// agent, dependsOn, verify), unknown or self `dependsOn`. Returns every problem found.
     pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.tasks().next().is_none() {
@@ -388,8 +418,30 @@ impl Manifest {
                 problems.push(Problem {
                     location: at.clone(),
                     message: format!("id {:?} {why}", task.id),
-                    fix: "use letters, digits, '-', '_' or '.' only, e.g. \"t1\"".into(),
+                    fix: "use letters, digits, '-', '_' or '.' only (not at the start: '-', '.'; \
+                          not at the end: '.', \".lock\"; never \"..\"), e.g. \"t1\""
+                        .into(),
                 });
+            }
+            if let Some(branch) = &task.branch {
+                if let Err(why) = check_branch(branch) {
+                    problems.push(Problem {
+                        location: at.clone(),
+                        message: format!("branch {branch:?} {why}"),
+                        fix: "name a valid git branch, e.g. \"fix/issue-12\", or remove \"branch\" to use the default".into(),
+                    });
+                }
+            }
+            for (field, value) in task_texts(task) {
+                if let Some(offset) = value.find('\0') {
+                    problems.push(Problem {
+                        location: at.clone(),
+                        message: format!(
+                            "{field} contains a NUL byte (\\0) at byte {offset}; git and the agent's command line cannot carry it"
+                        ),
+                        fix: format!("remove the \\u0000 escape from {field}"),
+                    });
+                }
             }
             if !task.id.is_empty() && !seen.insert(task.id.as_str()) {
                 problems.push(Problem {
@@ -426,6 +478,77 @@ impl Manifest {
         problems
     }
 
+    /// Tasks naming an agent that is not among `profiles` (the keys of `[agents]` in the
+    /// config). A pure check, so `switchyard plan` can report what `run` would refuse: one
+    /// [`Problem`] per task, naming the task, the agent and the profiles there are. Tasks
+    /// without an `agent` use the config's `default_agent`, which the config itself checks.
+    pub fn check_agents(&self, profiles: &[&str]) -> Vec<Problem> {
+        self.tasks()
+            .filter_map(|t| {
+                let agent = t.agent.as_deref()?;
+                if profiles.contains(&agent) {
+                    return None;
+                }
+                Some(Problem {
+                    location: Location::Task(t.id.clone()),
+                    message: format!("agent {agent:?} has no profile"),
+                    fix: format!(
+                        "add [agents.{}] to switchyard.toml, or use one of: {}",
+                        escape_control(agent),
+                        escape_control(&profiles.join(", "))
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// Removes temporary files a killed [`Manifest::save`] left beside the manifest at `path`
+    /// (`.<file name>.switchyard-XXXXXX.tmp` in the directory of the file a symlinked manifest
+    /// points to), and temp files of the older naming (`.switchyard-XXXXXX.tmp`) that are more
+    /// than a minute old. Call it at the start of a run while holding the run's lock: a save in
+    /// progress by another process on the same manifest would lose its temp file. Returns the
+    /// removed paths.
+    ///
+    /// Errors: [`ManifestError::Io`] when the directory cannot be listed or a temp file cannot
+    /// be removed.
+    pub fn clean_stale_temps(path: &Path) -> Result<Vec<PathBuf>, ManifestError> {
+        let target = resolve_link(path);
+        let dir = parent_dir(&target);
+        let own = temp_prefix(&target);
+        let entries = std::fs::read_dir(dir).map_err(|source| ManifestError::Io {
+            path: dir.to_path_buf(),
+            action: "list the directory for stale temp files",
+            source,
+        })?;
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let ours = name.starts_with(&own) && name.ends_with(TEMP_SUFFIX);
+            let legacy = name.starts_with(LEGACY_TEMP_PREFIX)
+                && name.ends_with(TEMP_SUFFIX)
+                && name.len() == LEGACY_TEMP_PREFIX.len() + 6 + TEMP_SUFFIX.len()
+                && entry
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() >= 60);
+            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+            if (ours || legacy) && is_file {
+                let p = entry.path();
+                std::fs::remove_file(&p).map_err(|source| ManifestError::Io {
+                    path: p.clone(),
+                    action: "remove a stale temp file",
+                    source,
+                })?;
+                removed.push(p);
+            }
+        }
+        removed.sort();
+        Ok(removed)
+    }
+
     /// All tasks in manifest order (phase by phase).
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
         self.phases.iter().flat_map(|p| p.tasks.iter())
@@ -454,13 +577,58 @@ impl Manifest {
     }
 
     /// Writes the manifest atomically: a temp file in the same directory, fsync, rename, fsync of
-    /// the directory. A crash leaves either the old or the new file, never half of one.
+    /// the directory. A crash leaves either the old or the new file, never half of one (and a
+    /// temp file that [`Manifest::clean_stale_temps`] removes). The file keeps its permission
+    /// bits; a symlinked manifest is written through the link (the link stays a link).
     pub fn save(&self, path: &Path) -> Result<(), ManifestError> {
         write_atomic(path, self.to_json().as_bytes())
     }
 }
 
-/// Writes `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
+/// Suffix of the temp files [`write_atomic`] creates.
+const TEMP_SUFFIX: &str = ".tmp";
+/// Prefix of the temp files of switchyard versions that did not name the target file.
+const LEGACY_TEMP_PREFIX: &str = ".switchyard-";
+
+/// The temp-file prefix for `target`: `.<file name>.switchyard-`.
+fn temp_prefix(target: &Path) -> String {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".{name}.switchyard-")
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Follows symlinks at `path` (up to 40, like the kernel) to the file they name; the target
+/// need not exist. Relative link targets are taken from the link's directory.
+fn resolve_link(path: &Path) -> PathBuf {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(&p) {
+                Ok(next) => p = parent_dir(&p).join(next),
+                Err(_) => break,
+            },
+            _ => break,
+        }
+    }
+    p
+}
+
+/// Writes `bytes` to `path` atomically (temp file `.<name>.switchyard-XXXXXX.tmp` in the same
+/// directory, fsync, rename, fsync of the directory). An existing file keeps its permission
+/// bits; a new one gets `0666` minus the umask. When `path` is a symlink, the file it points to
+/// is replaced and the link is kept.
+///
+/// Errors: [`ManifestError::Io`] naming `path` and the step that failed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
     let io = |action: &'static str| {
         move |source| ManifestError::Io {
@@ -469,18 +637,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
             source,
         }
     };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".switchyard-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io("create temp file"))?;
+    let target = resolve_link(path);
+    let dir = parent_dir(&target);
+    let mode = std::fs::metadata(&target).ok().map(|m| m.permissions());
+    let prefix = temp_prefix(&target);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(TEMP_SUFFIX);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(io("create temp file"))?;
+    if let Some(perms) = mode {
+        tmp.as_file()
+            .set_permissions(perms)
+            .map_err(io("keep the file's permissions"))?;
+    }
     tmp.write_all(bytes).map_err(io("write"))?;
     tmp.as_file().sync_all().map_err(io("fsync"))?;
-    tmp.persist(path).map_err(|e| ManifestError::Io {
+    tmp.persist(&target).map_err(|e| ManifestError::Io {
         path: path.to_path_buf(),
         action: "rename",
         source: e.error,
@@ -491,7 +667,72 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
     Ok(())
 }
 
-/// Checks a task id is usable in a branch, directory and file name.
+/// Decodes manifest bytes as UTF-8, dropping a UTF-8 byte-order mark. Otherwise returns what
+/// the bytes are (UTF-16/32 by byte-order mark or by NUL pattern, or the invalid byte) and the
+/// 0-based byte offset of the first offending byte.
+fn decode_utf8(bytes: &[u8]) -> Result<&str, (String, usize)> {
+    let boms: [(&[u8], &str); 4] = [
+        (
+            &[0xFF, 0xFE, 0, 0],
+            "UTF-32LE text (byte-order mark FF FE 00 00)",
+        ),
+        (
+            &[0, 0, 0xFE, 0xFF],
+            "UTF-32BE text (byte-order mark 00 00 FE FF)",
+        ),
+        (&[0xFF, 0xFE], "UTF-16LE text (byte-order mark FF FE)"),
+        (&[0xFE, 0xFF], "UTF-16BE text (byte-order mark FE FF)"),
+    ];
+    for (bom, what) in boms {
+        if bytes.starts_with(bom) {
+            return Err((what.to_string(), 0));
+        }
+    }
+    let body = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(bytes);
+    let skipped = bytes.len() - body.len();
+    // UTF-16 without a mark: JSON starts with ASCII, so one of the first two bytes is NUL.
+    if body.len() >= 2 && (body[0] == 0) != (body[1] == 0) {
+        let (what, at) = if body[0] == 0 {
+            ("UTF-16BE text (no byte-order mark)", 0)
+        } else {
+            ("UTF-16LE text (no byte-order mark)", 1)
+        };
+        return Err((what.to_string(), skipped + at));
+    }
+    std::str::from_utf8(body).map_err(|e| {
+        let at = e.valid_up_to();
+        (
+            format!("a byte 0x{:02X} that is not valid UTF-8", body[at]),
+            skipped + at,
+        )
+    })
+}
+
+/// The text fields of a task (besides the id and branch, which [`check_id`] and
+/// [`check_branch`] check) that reach git, a file name or the agent's command line, by
+/// manifest field name.
+fn task_texts(task: &Task) -> Vec<(String, &str)> {
+    let mut out = vec![("title".to_string(), task.title.as_str())];
+    if let Some(p) = &task.prompt {
+        out.push(("prompt".into(), p));
+    }
+    if let Some(a) = &task.agent {
+        out.push(("agent".into(), a));
+    }
+    for (n, f) in task.files.iter().enumerate() {
+        out.push((format!("files[{n}]"), f));
+    }
+    for (n, d) in task.deps().iter().enumerate() {
+        out.push((format!("dependsOn[{n}]"), d));
+    }
+    for (n, v) in task.verify.iter().flatten().enumerate() {
+        out.push((format!("verify[{n}]"), v));
+    }
+    out
+}
+
+/// Checks a task id is usable in a branch (`task/<id>`, see `git check-ref-format`), a
+/// directory, a file name and an argv element.
 fn check_id(id: &str) -> Result<(), &'static str> {
     if id.is_empty() {
         return Err("is empty");
@@ -502,11 +743,63 @@ fn check_id(id: &str) -> Result<(), &'static str> {
     if id.len() > 100 {
         return Err("is longer than 100 characters");
     }
+    if id.contains('\0') {
+        return Err("contains a NUL byte");
+    }
+    if id.chars().any(char::is_control) {
+        return Err("contains a control character, which git does not allow in a branch name");
+    }
+    if id.contains("..") {
+        return Err("contains \"..\", which git does not allow in a branch name");
+    }
+    if id.contains("@{") {
+        return Err("contains \"@{\", which git does not allow in a branch name");
+    }
+    if id.ends_with(".lock") {
+        return Err("ends with \".lock\", which git does not allow in a branch name");
+    }
+    if id.ends_with('.') {
+        return Err("ends with '.', which git does not allow in a branch name");
+    }
+    if id.starts_with('-') {
+        return Err("starts with '-', which git and the agent's command line read as an option");
+    }
     if !id
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
-        return Err("has characters that cannot appear in a branch or file name");
+        return Err(
+            "has characters that cannot appear in a branch or file name (spaces, '/', ~^:?*[\\ and non-ASCII)",
+        );
+    }
+    Ok(())
+}
+
+/// Checks a branch name as `git check-ref-format --branch` would (without the `@{-N}` forms).
+fn check_branch(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name == "@" {
+        return Err("is not a branch name");
+    }
+    if name.starts_with('-') {
+        return Err("starts with '-'");
+    }
+    if name.ends_with('/') || name.ends_with('.') || name.contains("//") {
+        return Err("ends with '/' or '.', or contains \"//\"");
+    }
+    if name.contains("..") || name.contains("@{") {
+        return Err("contains \"..\" or \"@{\"");
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || c == ' ' || "~^:?*[\\".contains(c))
+    {
+        return Err("contains a space, a control character or one of ~^:?*[\\");
+    }
+    if name
+        .split('/')
+        .any(|part| part.starts_with('.') || part.ends_with(".lock"))
+    {
+        return Err("has a part starting with '.' or ending with \".lock\"");
     }
     Ok(())
 }
@@ -684,5 +977,227 @@ mod tests {
         let m = Manifest::parse(SEED).unwrap();
         assert_eq!(m.task("t3").unwrap().branch_name(), "fix/issue-3");
         assert_eq!(Task::new("x-1", "t").branch_name(), "task/x-1");
+    }
+
+    fn one_task(task: &str) -> String {
+        format!(r#"{{"phases":[{{"name":"p","tasks":[{task}]}}]}}"#)
+    }
+
+    #[test]
+    fn numbers_are_kept_exactly_as_written() {
+        let text = one_task(
+            r#"{"id":"t1","issue":7,"attempts":3,"prNumber":42,"tmuxSession":1.0e-3,"big":123456789012345678901234567890,"e":1e2,"f":1.50,"neg":-0,"small":-12}"#,
+        );
+        let m = Manifest::parse(&text).unwrap();
+        let t = m.task("t1").unwrap();
+        assert_eq!(t.issue, Some(7));
+        assert_eq!(t.attempts, Some(3));
+        let out = m.to_json();
+        for written in [
+            "123456789012345678901234567890",
+            // serde_json spells an exponent with its sign: same digits, same value.
+            "\"e\": 1e+2",
+            "\"f\": 1.50",
+            "\"neg\": -0",
+            "\"small\": -12",
+            "\"prNumber\": 42",
+            "\"tmuxSession\": 1.0e-3",
+        ] {
+            assert!(out.contains(written), "{written} not kept in {out}");
+        }
+    }
+
+    #[test]
+    fn every_id_git_refuses_as_a_branch_is_a_problem_naming_the_task() {
+        for id in [
+            "a..b",
+            "x.lock",
+            "trail.",
+            "a@{b",
+            "-lead",
+            "sp ace",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[b",
+            "a\\b",
+            "bell\u{7}",
+            "nul\u{0}",
+        ] {
+            let m = Manifest {
+                phases: vec![Phase {
+                    name: "p".into(),
+                    tasks: vec![Task::new(id, "t")],
+                    extra: Map::new(),
+                }],
+                ..Manifest::parse(&one_task(r#"{"id":"ok"}"#)).unwrap()
+            };
+            let problems = m.validate();
+            assert_eq!(problems.len(), 1, "{id:?}: {problems:?}");
+            assert_eq!(problems[0].location, Location::Task(id.to_string()));
+            assert!(problems[0].fix.contains("letters, digits"), "{id:?}");
+        }
+        for id in ["t1", "fix-2", "a.b", "A_9"] {
+            let m = Manifest::parse(&one_task(&format!(r#"{{"id":"{id}"}}"#))).unwrap();
+            assert!(m.validate().is_empty(), "{id} is fine");
+        }
+    }
+
+    #[test]
+    fn nul_bytes_in_task_text_are_problems_naming_the_field() {
+        let text = one_task(
+            r#"{"id":"t1","title":"a\u0000b","prompt":"p\u0000","files":["ok.rs","x\u0000y"],"verify":["make","\u0000"]}"#,
+        );
+        let problems = Manifest::parse(&text).unwrap().validate();
+        let said: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        for field in ["title", "prompt", "files[1]", "verify[1]"] {
+            assert!(
+                said.iter()
+                    .any(|p| p.starts_with(&format!("task t1: {field} contains a NUL byte"))),
+                "{field}: {said:?}"
+            );
+        }
+        assert_eq!(problems.len(), 4, "{said:?}");
+    }
+
+    #[test]
+    fn a_manifest_in_another_encoding_is_one_line_naming_encoding_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(
+                one_task(r#"{"id":"t1"}"#)
+                    .encode_utf16()
+                    .flat_map(|u| u.to_le_bytes()),
+            )
+            .collect();
+        std::fs::write(&path, &utf16).unwrap();
+        let e = Manifest::load(&path).unwrap_err().to_string();
+        assert!(e.contains("UTF-16LE") && e.contains("byte offset 0"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+
+        let no_bom: Vec<u8> = utf16[2..].to_vec();
+        std::fs::write(&path, &no_bom).unwrap();
+        let e = Manifest::load(&path).unwrap_err().to_string();
+        assert!(e.contains("UTF-16LE text (no byte-order mark)"), "{e}");
+
+        let mut latin1 = one_task(r#"{"id":"t1","title":"caf_"}"#).into_bytes();
+        let at = latin1.iter().position(|&b| b == b'_').unwrap();
+        latin1[at] = 0xE9;
+        std::fs::write(&path, &latin1).unwrap();
+        let e = Manifest::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("0xE9 that is not valid UTF-8") && e.contains(&format!("byte offset {at}")),
+            "{e}"
+        );
+
+        let mut bom = vec![0xEF, 0xBB, 0xBF];
+        bom.extend(one_task(r#"{"id":"t1"}"#).bytes());
+        std::fs::write(&path, &bom).unwrap();
+        assert!(Manifest::load(&path).is_ok(), "a UTF-8 BOM is accepted");
+    }
+
+    #[test]
+    fn agents_without_a_profile_are_problems() {
+        let text = one_task(r#"{"id":"a","agent":"nope"},{"id":"b","agent":"codex"},{"id":"c"}"#);
+        let m = Manifest::parse(&text).unwrap();
+        let problems = m.check_agents(&["codex", "claude"]);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            problems[0].to_string(),
+            "task a: agent \"nope\" has no profile. Fix: add [agents.nope] to switchyard.toml, or use one of: codex, claude"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn save_keeps_the_mode_and_writes_through_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real_dir = dir.path().join("real");
+        std::fs::create_dir(&real_dir).unwrap();
+        let real = real_dir.join("m.json");
+        let m = Manifest::parse(SEED).unwrap();
+        std::fs::write(&real, "{}").unwrap();
+        for mode in [0o644, 0o640, 0o664] {
+            std::fs::set_permissions(&real, std::fs::Permissions::from_mode(mode)).unwrap();
+            m.save(&real).unwrap();
+            let got = std::fs::metadata(&real).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(got, mode, "mode {mode:o} kept");
+        }
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink("real/m.json", &link).unwrap();
+        let mut changed = m.clone();
+        changed.project = "through the link".into();
+        changed.save(&link).unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(Manifest::load(&real).unwrap().project, "through the link");
+        assert_eq!(
+            std::fs::metadata(&real).unwrap().permissions().mode() & 0o7777,
+            0o664
+        );
+        assert_eq!(
+            std::fs::read_dir(&real_dir).unwrap().count(),
+            1,
+            "no temp left"
+        );
+    }
+
+    #[test]
+    fn stale_temp_files_of_this_manifest_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        Manifest::parse(SEED).unwrap().save(&path).unwrap();
+        // What a kill between create and rename leaves: a temp file named by the saver.
+        let left = tempfile::Builder::new()
+            .prefix(&temp_prefix(&path))
+            .suffix(TEMP_SUFFIX)
+            .tempfile_in(dir.path())
+            .unwrap()
+            .keep()
+            .unwrap()
+            .1;
+        let other = dir.path().join(".other.json.switchyard-abc123.tmp");
+        let recent_legacy = dir.path().join(".switchyard-abc123.tmp");
+        std::fs::write(&other, "x").unwrap();
+        std::fs::write(&recent_legacy, "x").unwrap();
+        let removed = Manifest::clean_stale_temps(&path).unwrap();
+        assert_eq!(removed, vec![left.clone()]);
+        assert!(!left.exists());
+        assert!(other.exists(), "another manifest's temp is not ours");
+        assert!(recent_legacy.exists(), "a fresh legacy temp may be in use");
+        assert!(path.exists());
+        assert!(Manifest::clean_stale_temps(&path).unwrap().is_empty());
+    }
+
+    #[test]
+    fn task_text_in_problems_is_escaped_and_bad_branches_are_problems() {
+        let text = one_task(
+            r#"{"id":"a\u001b]52;c;eA==\u0007","branch":"fix/x..y"},{"id":"b","branch":"ok/name"},{"id":"c","branch":"a/.b"}"#,
+        );
+        let problems = Manifest::parse(&text).unwrap().validate();
+        let said: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            said.iter()
+                .all(|p| !p.contains('\x1b') && !p.contains('\x07')),
+            "{said:?}"
+        );
+        assert!(
+            said.iter()
+                .any(|p| p.starts_with("task a␛]52;c;eA==␇: branch \"fix/x..y\"")),
+            "{said:?}"
+        );
+        assert!(
+            said.iter()
+                .any(|p| p.starts_with("task c: branch \"a/.b\"")),
+            "{said:?}"
+        );
+        assert!(!said.iter().any(|p| p.starts_with("task b")), "{said:?}");
     }
 }

@@ -472,7 +472,7 @@ fn display_project(rt: &Runtime) -> String {
     if p.is_empty() {
         rt.paths.manifest.display().to_string()
     } else {
-        crate::text_escape(p)
+        crate::text::escape_control(p).into_owned()
     }
 }
 
