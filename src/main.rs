@@ -323,8 +323,12 @@ fn run(
 ) -> Result<u8> {
     // Everything is checked here first, so bad input is exit 3 on this terminal, not a line in
     // a background server's log.
-    runtime::load(manifest)?;
-    let files = server_files(manifest, repo)?;
+    let (m, _, config, _) = runtime::load(manifest)?;
+    let paths = runtime::Paths::resolve(manifest, &m, repo)?;
+    git::resolve_base(&paths.repo, &config.base).map_err(|e| {
+        eyre!("{e}; set `base` in switchyard.toml to a branch or commit that exists (the repository needs at least one commit)")
+    })?;
+    let files = ServerFiles::new(&paths.manifest, &paths.workdir);
     let role = if headless {
         Role::Headless
     } else {
@@ -628,12 +632,23 @@ fn plan(manifest_path: &Path, max_parallel: Option<usize>) -> Result<u8> {
             return Ok(EXIT_BAD_INPUT);
         }
     };
-    let max = match max_parallel {
-        Some(n) => n,
-        None => switchyard::config::Config::load_for(manifest_path)
-            .map(|(c, _)| c.max_parallel)
-            .map_err(|e| eyre!("{e}"))?,
-    };
+    let config = switchyard::config::Config::load_for(manifest_path)
+        .map(|(c, _)| c)
+        .map_err(|e| eyre!("{e}"))?;
+    let max = max_parallel.unwrap_or(config.max_parallel);
+    // An agent with no profile is bad input before anything runs.
+    let profiles: Vec<&str> = config.agents.keys().map(String::as_str).collect();
+    let unknown = manifest.check_agents(&profiles);
+    if !unknown.is_empty() {
+        eprintln!(
+            "{}",
+            switchyard::manifest::ManifestError::Invalid {
+                path: manifest_path.to_path_buf(),
+                problems: unknown
+            }
+        );
+        return Ok(EXIT_BAD_INPUT);
+    }
     match Plan::build(&manifest) {
         Ok(plan) => {
             print!("{}", plan.render(&manifest.project, max));
@@ -756,7 +771,11 @@ fn clean(manifest_path: &Path, repo: Option<&Path>) -> Result<u8> {
     let manifest = Manifest::load(manifest_path).map_err(|e| eyre!("{e}"))?;
     let paths = runtime::Paths::resolve(manifest_path, &manifest, repo)?;
     let ids: Vec<String> = manifest.tasks().map(|t| t.id.clone()).collect();
-    let removed = git::remove_worktrees(&paths.repo, &ids)?;
+    let at: Vec<(String, PathBuf)> = ids
+        .iter()
+        .map(|id| (id.clone(), paths.worktree(id)))
+        .collect();
+    let removed = git::remove_worktrees_at(&paths.repo, &at)?;
     for p in &removed {
         println!("removed worktree {}", p.display());
     }

@@ -121,7 +121,7 @@ pub struct Runtime {
     start_lane: crate::jobs::Lane,
     inspect_lane: crate::jobs::Lane,
     verify_cancel: BTreeMap<usize, std::sync::Arc<std::sync::atomic::AtomicBool>>,
-    journal: std::fs::File,
+    journal: crate::journal::Journal,
     /// File activity per task since the last tick, set by the watcher (coalesced: one
     /// `Activity` per task per tick however many files changed).
     activity: std::sync::Arc<Vec<std::sync::atomic::AtomicBool>>,
@@ -141,11 +141,8 @@ impl Runtime {
             .wrap_err_with(|| format!("creating {}", paths.logs.display()))?;
         std::fs::create_dir_all(&paths.worktrees)
             .wrap_err_with(|| format!("creating {}", paths.worktrees.display()))?;
-        let journal = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(paths.logs.join("events.jsonl"))
-            .wrap_err("opening the event journal")?;
+        let (journal, torn) = crate::journal::Journal::open(&paths.logs.join("events.jsonl"))
+            .map_err(|e| eyre!("{e}"))?;
         let pty_size = (config.pty_rows, config.pty_cols);
         let mut engine = Engine::new(manifest, plan, config, now_ms())
             .map_err(|e| eyre!("{}: {e}", manifest_path.display()))?;
@@ -159,7 +156,12 @@ impl Runtime {
                 .collect(),
         );
         let watcher = watch_worktrees(&paths.worktrees, engine.plan.ids.clone(), activity.clone());
-        Ok(Runtime {
+        crate::git::resolve_base(&paths.repo, &engine.config.base).map_err(|e| {
+            eyre!(
+                "{e}; set `base` in switchyard.toml to a branch or commit that exists (the repository needs at least one commit)"
+            )
+        })?;
+        let mut rt = Runtime {
             engine,
             workers: BTreeMap::new(),
             paths,
@@ -184,7 +186,48 @@ impl Runtime {
             journal,
             activity,
             _watcher: watcher,
-        })
+        };
+        rt.recover(torn);
+        Ok(rt)
+    }
+
+    /// Repairs what a killed run left behind (the caller holds the run's lock), and says so in
+    /// the journal lines: a torn last journal line, temp files of an interrupted manifest save,
+    /// stale git ref and index locks, registrations of half-made worktrees.
+    fn recover(&mut self, torn_bytes: u64) {
+        if torn_bytes > 0 {
+            self.push_recent(format!(
+                "recovered: cut a torn last line ({torn_bytes} bytes) off the journal, left by a killed run"
+            ));
+        }
+        match Manifest::clean_stale_temps(&self.paths.manifest) {
+            Ok(removed) => {
+                for p in removed {
+                    self.push_recent(format!(
+                        "recovered: removed {}, a temp file of an interrupted manifest save",
+                        p.display()
+                    ));
+                }
+            }
+            Err(e) => self.push_recent(format!("cannot clean stale manifest temp files: {e}")),
+        }
+        match git::recover_stale_state(&self.paths.repo, std::time::SystemTime::now()) {
+            Ok(r) => {
+                for p in r.locks {
+                    self.push_recent(format!(
+                        "recovered: removed the stale git lock {}",
+                        p.display()
+                    ));
+                }
+                for p in r.registrations {
+                    self.push_recent(format!(
+                        "recovered: pruned the broken worktree registration {}",
+                        p.display()
+                    ));
+                }
+            }
+            Err(e) => self.push_recent(format!("cannot check git for stale locks: {e}")),
+        }
     }
 
     /// Takes the receiving end of the shell's channel (once), for the caller's select loop.
@@ -617,7 +660,9 @@ impl Runtime {
             "message": e.message,
             "data": e.data,
         });
-        let _ = writeln!(self.journal, "{line}");
+        if let Err(err) = self.journal.append(&line) {
+            tracing::error!("{err}");
+        }
         let text = format_entry(e);
         self.push_recent(text);
     }
@@ -826,11 +871,12 @@ pub fn format_entry(e: &JournalEntry) -> String {
                 .to_string()
         })
         .unwrap_or_default();
+    // Task ids and messages (agents' screen lines among them) are shown, never obeyed.
     format!(
-        "{time}  {:<8} {:<7} {}",
-        e.task.as_deref().unwrap_or("-"),
+        "{time}  {} {:<7} {}",
+        crate::text::cell(e.task.as_deref().unwrap_or("-"), 8),
         e.kind,
-        e.message
+        crate::text::escape_control(&e.message)
     )
 }
 

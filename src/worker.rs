@@ -350,11 +350,12 @@ impl Worker {
         if let Some(dir) = spec.transcript.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let mut transcript = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&spec.transcript)
-            .map_err(|e| format!("cannot open transcript {}: {e}", spec.transcript.display()))?;
+        // Bounded on disk: the first 256 KiB and the newest 4–8 MiB (crate::transcript).
+        let mut transcript = crate::transcript::Transcript::open(
+            &spec.transcript,
+            crate::transcript::TranscriptLimits::default(),
+        )
+        .map_err(|e| e.to_string())?;
         let parser = Arc::new(Mutex::new(vt100::Parser::new_with_callbacks(
             spec.rows,
             spec.cols,
