@@ -422,6 +422,9 @@ pub fn import(
                     .join(", ")
             ));
         }
+        if major.parallel {
+            notes.push(format!("{id} ({at}): marked (P), parallel-capable; the file lists decide what runs in parallel"));
+        }
         for it in &all {
             if it.optional {
                 notes.push(format!("{id}: {} is marked optional (`]*`); it is included, marked optional in the prompt", it.number));
@@ -582,8 +585,19 @@ fn prompt(
 pub struct Requirements {
     /// The introduction's first paragraph, shortened to 300 characters.
     pub goal: Option<String>,
-    /// Requirement number → (title, user story, acceptance criteria by number).
-    pub items: HashMap<String, (String, Option<String>, HashMap<String, String>)>,
+    /// Requirements by number.
+    pub items: HashMap<String, Requirement>,
+}
+
+/// One `### Requirement N: Title` section.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Requirement {
+    /// The heading's title after the number (may be empty).
+    pub title: String,
+    /// The `**User Story:**` line.
+    pub story: Option<String>,
+    /// Acceptance criteria by their number in the list.
+    pub criteria: HashMap<String, String>,
 }
 
 static REQ_HEADING: LazyLock<Regex> = LazyLock::new(|| {
@@ -605,8 +619,13 @@ impl Requirements {
             if let Some(c) = REQ_HEADING.captures(t) {
                 in_intro = false;
                 let n = c[1].to_string();
-                r.items
-                    .insert(n.clone(), (one_line(&c[2]), None, HashMap::new()));
+                r.items.insert(
+                    n.clone(),
+                    Requirement {
+                        title: one_line(&c[2]),
+                        ..Default::default()
+                    },
+                );
                 current = Some(n);
                 continue;
             }
@@ -631,9 +650,9 @@ impl Requirements {
             let Some(n) = &current else { continue };
             let entry = r.items.get_mut(n).expect("inserted");
             if let Some(story) = t.strip_prefix("**User Story:**") {
-                entry.1 = Some(one_line(story));
+                entry.story = Some(one_line(story));
             } else if let Some(c) = CRITERION.captures(t) {
-                entry.2.insert(c[1].to_string(), one_line(&c[2]));
+                entry.criteria.insert(c[1].to_string(), one_line(&c[2]));
             }
         }
         if !intro.is_empty() {
@@ -650,7 +669,7 @@ impl Requirements {
     /// The text for a reference: `1.2` → requirement 1's acceptance criterion 2 (with the
     /// requirement's title); `1` → requirement 1's title and user story.
     pub fn lookup(&self, reference: &str) -> Option<String> {
-        if let Some((title, story, _)) = self.items.get(reference) {
+        if let Some(Requirement { title, story, .. }) = self.items.get(reference) {
             let mut s = format!("Requirement {reference}");
             if !title.is_empty() {
                 s.push_str(&format!(" ({title})"));
@@ -661,7 +680,9 @@ impl Requirements {
             return Some(s);
         }
         let (req, crit) = reference.rsplit_once('.')?;
-        let (title, _, criteria) = self.items.get(req)?;
+        let Requirement {
+            title, criteria, ..
+        } = self.items.get(req)?;
         let text = criteria.get(crit)?;
         Some(if title.is_empty() {
             text.clone()

@@ -140,9 +140,14 @@ pub fn merge(
             }
         }
     }
-    let matched: HashSet<&String> = rename.values().collect();
+    // Tasks in the fresh import, under their ids in the merged manifest.
+    let present: HashSet<String> = fresh
+        .manifest
+        .tasks()
+        .map(|t| rename.get(&t.id).cloned().unwrap_or_else(|| t.id.clone()))
+        .collect();
     for t in m.tasks() {
-        if matched.contains(&t.id) {
+        if present.contains(&t.id) {
             continue;
         }
         match (key, t.issue) {
