@@ -730,3 +730,90 @@ fn report_cli_writes_the_file() {
     .unwrap();
     assert_eq!(code, 3);
 }
+
+/// The exact wiring the lead adds to src/main.rs, checked with clap's own consistency checks.
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Make or update a manifest from open GitHub issues or a Kiro spec.
+    Import(import::ImportArgs),
+    /// Write a Markdown progress report of a manifest.
+    Report(report::ReportArgs),
+}
+
+#[test]
+fn the_commands_parse_as_main_will_wire_them() {
+    use clap::{CommandFactory, Parser};
+    Cli::command().debug_assert();
+    let cli = Cli::try_parse_from([
+        "switchyard",
+        "import",
+        "gh",
+        "--repo",
+        "acme/tool",
+        "--label",
+        "bug",
+        "--label",
+        "help wanted",
+        "--priority",
+        "sev1=critical",
+        "-o",
+        "m.json",
+    ])
+    .unwrap();
+    let Cmd::Import(import::ImportArgs {
+        source: import::ImportCmd::Gh(a),
+    }) = cli.command
+    else {
+        panic!("not gh")
+    };
+    assert_eq!(a.labels, ["bug", "help wanted"]);
+    assert_eq!((a.limit, a.default_priority.as_str()), (1000, "medium"));
+    let cli = Cli::try_parse_from([
+        "switchyard",
+        "import",
+        "kiro",
+        ".kiro/specs/auth",
+        "-o",
+        "m.json",
+        "--dry-run",
+    ])
+    .unwrap();
+    assert!(
+        matches!(cli.command, Cmd::Import(import::ImportArgs { source: import::ImportCmd::Kiro(ref k) }) if k.dry_run)
+    );
+    let cli = Cli::try_parse_from(["switchyard", "report", "m.json", "-o", "REPORT.md"]).unwrap();
+    assert!(
+        matches!(cli.command, Cmd::Report(ref r) if r.output.as_deref() == Some(Path::new("REPORT.md")))
+    );
+    assert!(
+        Cli::try_parse_from(["switchyard", "import", "gh"]).is_err(),
+        "-o is required"
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn parsers_never_panic_and_reports_carry_no_controls(text in "(?s).{0,400}", lines in proptest::collection::vec("[ -~\\t\\x1b\\u{9b}]{0,40}", 0..12)) {
+        let _ = gh::parse_issues(&text, "x");
+        let _ = gh::stated_dependencies(&text);
+        let tasks_md: String = lines.iter().map(|l| format!("- [ ] 1. {l}\n  {l}\n")).collect::<String>() + &text;
+        let _ = kiro::parse_tasks(&tasks_md, "t", &|_| true);
+        let _ = kiro::Requirements::parse(&text);
+        let escaped = report::escape_md(&text);
+        proptest::prop_assert!(!escaped.chars().any(char::is_control));
+        let body = serde_json::to_string(&text).unwrap();
+        let json = format!(r#"[{{"number": 1, "title": {body}, "body": {body}, "labels": []}}]"#);
+        if let Ok(issues) = gh::parse_issues(&json, "x") {
+            if let Ok(i) = gh::import(&issues, &gh_opts(), "x", &|_| true) {
+                proptest::prop_assert!(Plan::build(&i.manifest).is_ok());
+                proptest::prop_assert!(!i.manifest.tasks().any(|t| t.title.chars().any(char::is_control)));
+            }
+        }
+    }
+}

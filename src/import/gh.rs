@@ -282,6 +282,18 @@ pub fn import(
     exists: &dyn Fn(&str) -> bool,
 ) -> Result<Imported, ImportError> {
     let mut notes = Vec::new();
+    if opts.priorities.default_level >= opts.priorities.levels.len() {
+        return Err(ImportError::Invalid {
+            file: "priority mapping".into(),
+            place: "default level".into(),
+            message: format!(
+                "the default level {} is not one of the {} levels",
+                opts.priorities.default_level,
+                opts.priorities.levels.len()
+            ),
+            fix: "give at least one level and a default level among them".into(),
+        });
+    }
     let mut issues: Vec<&Issue> = issues
         .iter()
         .filter(|i| {

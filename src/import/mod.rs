@@ -290,15 +290,22 @@ pub(crate) fn settle(
             notes.extend(plan.warnings.iter().map(|w| format!("plan: {w}")));
             Ok(())
         }
-        Err(problems) => Err(ImportError::Invalid {
-            file: file.to_string(),
-            place: problems[0].location.to_string(),
-            message: format!(
-                "the imported manifest does not plan: {}",
-                problems[0].message
-            ),
-            fix: problems[0].fix.clone(),
-        }),
+        Err(problems) => {
+            let (place, message, fix) = match problems.first() {
+                Some(p) => (p.location.to_string(), p.message.clone(), p.fix.clone()),
+                None => (
+                    "manifest".into(),
+                    "unknown planning problem".into(),
+                    "run `switchyard plan` on it".into(),
+                ),
+            };
+            Err(ImportError::Invalid {
+                file: file.to_string(),
+                place,
+                message: format!("the imported manifest does not plan: {message}"),
+                fix,
+            })
+        }
     }
 }
 
