@@ -817,3 +817,37 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn kiro_reimport_updates_pending_tasks_and_reports_checked_ones() {
+    let first = user_auth();
+    let mut existing = first.manifest.clone();
+    existing.task_mut("user-auth-1").unwrap().status = Status::Pending;
+    existing.task_mut("user-auth-3").unwrap().status = Status::Running;
+    existing.task_mut("user-auth-4").unwrap().title = "old title".into();
+    let i = import::merge(
+        existing,
+        user_auth(),
+        &MergeKey::Id("user-auth-".into()),
+        "tasks.md",
+    )
+    .unwrap();
+    plans(&i.manifest);
+    assert_eq!(
+        i.manifest.task("user-auth-4").unwrap().title,
+        "Password reset by email"
+    );
+    assert_eq!(
+        i.manifest.task("user-auth-1").unwrap().status,
+        Status::Pending
+    );
+    let notes = i.notes.join("\n");
+    assert!(
+        notes.contains("user-auth-1 is done in its source but pending in the manifest"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("updated pending task user-auth-4: title"),
+        "{notes}"
+    );
+}

@@ -110,6 +110,13 @@ pub fn merge(
                         &shares,
                     );
                     let e = m.task_mut(&id).expect("matched above");
+                    if t.status.is_done() && !e.status.is_finished() {
+                        notes.push(format!(
+                            "{id} is done in its source but {} in the manifest; its status is left as it is \
+                             (a re-import never changes a status)",
+                            e.status
+                        ));
+                    }
                     if changed.is_empty() {
                         same += 1;
                     } else if untouched(e) {
