@@ -103,6 +103,10 @@ enum Cmd {
         /// The manifest.
         manifest: PathBuf,
     },
+    /// Make or update a manifest from open GitHub issues or a Kiro spec; prints what it inferred.
+    Import(switchyard::import::ImportArgs),
+    /// Write a Markdown progress report of a manifest (standard output, or -o FILE).
+    Report(switchyard::report::ReportArgs),
     /// The server process of a run (started by `run`; not for people).
     #[command(hide = true)]
     Serve {
@@ -280,6 +284,8 @@ fn real_main(cmd: Cmd) -> Result<u8> {
             args,
         } => ctl(&manifest, &action, &args),
         Cmd::Stop { manifest } => stop(&manifest),
+        Cmd::Import(args) => switchyard::import::cli(args),
+        Cmd::Report(args) => switchyard::report::cli(args),
         Cmd::Classify {
             recording,
             profile,
