@@ -252,7 +252,15 @@ fn busy(n: usize, secs: u64, with_tmux: bool) -> (f64, Option<f64>, f64, Option<
     let cmd = format!("{b} fake-agent --scenario busy");
     tmux(&["kill-server"]);
     tmux(&[
-        "new-session", "-d", "-s", "busy", "-x", "160", "-y", "48", &cmd,
+        "new-session",
+        "-d",
+        "-s",
+        "busy",
+        "-x",
+        "160",
+        "-y",
+        "48",
+        &cmd,
     ]);
     for _ in 1..n {
         tmux(&["split-window", "-t", "busy", &cmd]);
@@ -274,7 +282,12 @@ fn busy(n: usize, secs: u64, with_tmux: bool) -> (f64, Option<f64>, f64, Option<
     std::thread::sleep(Duration::from_secs(1));
     let tmux_detached = cpu_percent(&[tmux_pid], secs);
     tmux(&["kill-server"]);
-    (sy_room, Some(tmux_attached), sy_headless, Some(tmux_detached))
+    (
+        sy_room,
+        Some(tmux_attached),
+        sy_headless,
+        Some(tmux_detached),
+    )
 }
 
 /// Seconds to drain `n` × `mb` MiB: plain PTY readers, switchyard, tmux.
@@ -337,7 +350,15 @@ fn flood(n: usize, mb: u64, with_tmux: bool) -> (f64, f64, Option<f64>) {
         );
         if i == 0 {
             tmux(&[
-                "new-session", "-d", "-s", "flood", "-x", "160", "-y", "48", &cmd,
+                "new-session",
+                "-d",
+                "-s",
+                "flood",
+                "-x",
+                "160",
+                "-y",
+                "48",
+                &cmd,
             ]);
         } else {
             tmux(&["new-window", "-d", "-t", "flood", &cmd]);

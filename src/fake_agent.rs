@@ -201,7 +201,11 @@ fn busy(out: &mut dyn Write) -> i32 {
                 n % 7
             );
         }
-        if out.write_all(frame.as_bytes()).and_then(|_| out.flush()).is_err() {
+        if out
+            .write_all(frame.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
             return 0;
         }
         n += 1;
