@@ -194,7 +194,7 @@ fn busy(out: &mut dyn Write) -> i32 {
             "\r{BOLD_CYAN}{}{RESET} Thinking… {DIM}({secs}s · esc to interrupt){RESET}\x1b[K",
             FRAMES[(n % 10) as usize]
         );
-        if n % 12 == 0 {
+        if n.is_multiple_of(12) {
             frame = format!(
                 "\r\x1b[K{GREEN}✓{RESET} step {} {DIM}read src/module_{}.rs, 42 lines{RESET}\r\n{frame}",
                 n / 12,
