@@ -245,7 +245,23 @@ pub struct ScreenSnapshot {
     pub title: String,
     /// The state the agent announced with its own escape sequence (OSC 7501), if any.
     pub agent_state: Option<String>,
+    /// The terminal's foreground process is blocked reading the terminal (seen by the PTY's
+    /// owner in /proc, not on screen); `None` when it is not or the platform cannot tell.
+    pub reading: Option<TerminalRead>,
 }
+
+/// A process blocked reading its terminal (see [`crate::procfs::terminal_reader`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TerminalRead {
+    /// Its name (`/proc/<pid>/comm`), e.g. `rm`, `ssh`, `bash`.
+    pub process: String,
+    /// It is the worker's own process and a shell: a shell at its prompt.
+    pub shell: bool,
+}
+
+/// Output quiet this long (ms) before a terminal read counts as waiting for input (a program
+/// that prints and reads in a loop is not waiting on a person).
+pub const TERMINAL_READ_QUIET_MS: u64 = 300;
 
 impl ScreenSnapshot {
     /// A snapshot from text lines with the cursor at the end of the last line (for tests).
@@ -402,6 +418,40 @@ pub fn classify(
             }
         }
     }
+    if let Some(r) = screen
+        .reading
+        .as_ref()
+        .filter(|_| quiet >= TERMINAL_READ_QUIET_MS)
+    {
+        let at_cursor = screen
+            .rows
+            .get(screen.cursor_row)
+            .map(|l| l.trim().to_string())
+            .unwrap_or_default();
+        return if r.shell {
+            Verdict {
+                kind: VerdictKind::Idle,
+                evidence: Evidence {
+                    rule: "terminal-read".into(),
+                    line: format!("{} waits at its prompt: {at_cursor}", r.process),
+                    row: Some(screen.cursor_row),
+                },
+            }
+        } else {
+            Verdict {
+                kind: VerdictKind::WaitingInput,
+                evidence: Evidence {
+                    rule: "terminal-read".into(),
+                    line: if at_cursor.is_empty() {
+                        format!("{} waits for input", r.process)
+                    } else {
+                        at_cursor
+                    },
+                    row: Some(screen.cursor_row),
+                },
+            }
+        };
+    }
     let idle = timing.idle_ms();
     if idle >= stall_ms {
         return Verdict::signal(
@@ -533,6 +583,41 @@ mod tests {
         assert_eq!(
             classify(&s, &at(9_000, 0), &[r], 60_000).kind,
             VerdictKind::Done
+        );
+    }
+
+    #[test]
+    fn a_terminal_read_after_quiet_is_a_question_or_a_shell_prompt() {
+        let t = |quiet: u64| Timing {
+            now: 10_000,
+            started_at: 0,
+            last_output_at: 10_000 - quiet,
+            last_change_at: 10_000 - quiet,
+            last_activity_at: 10_000 - quiet,
+        };
+        let mut s = ScreenSnapshot::from_text("rm: remove regular file 'a.txt'?");
+        s.reading = Some(TerminalRead {
+            process: "rm".into(),
+            shell: false,
+        });
+        let v = classify(&s, &t(500), &[], 300_000);
+        assert_eq!(v.kind, VerdictKind::WaitingInput);
+        assert_eq!(v.evidence.rule, "terminal-read");
+        assert_eq!(v.evidence.line, "rm: remove regular file 'a.txt'?");
+        // Still printing: not yet.
+        assert_eq!(
+            classify(&s, &t(100), &[], 300_000).kind,
+            VerdictKind::Running
+        );
+        s.reading = Some(TerminalRead {
+            process: "bash".into(),
+            shell: true,
+        });
+        let v = classify(&s, &t(500), &[], 300_000);
+        assert_eq!(v.kind, VerdictKind::Idle);
+        assert!(
+            v.evidence.line.starts_with("bash waits at its prompt"),
+            "{v:?}"
         );
     }
 

@@ -306,6 +306,9 @@ pub fn run_with(
         }
         Scenario::Stalls => {
             t.line(&format!("{BLUE}•{RESET} thinking…"));
+            // Like a stalled agent's event loop: waiting in poll(2), not in a terminal read
+            // (which switchyard would rightly take for a question).
+            wait_in_poll();
             if read_reply(input).is_none() {
                 return 4;
             }
@@ -400,6 +403,22 @@ fn sleep_scaled(ms: u64, speed: f64) {
 }
 
 /// Reads one line; `None` on EOF or a read error, else the trimmed answer.
+/// Waits until standard input has something to read, in poll(2) (only when it is a terminal).
+fn wait_in_poll() {
+    // SAFETY: isatty and poll only read the fd table and the pollfd given; no memory is shared.
+    unsafe {
+        if libc::isatty(0) != 1 {
+            return;
+        }
+        let mut fd = libc::pollfd {
+            fd: 0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        while libc::poll(&mut fd, 1, 1000) == 0 {}
+    }
+}
+
 fn read_reply(input: &mut dyn BufRead) -> Option<String> {
     let mut line = String::new();
     match input.read_line(&mut line) {

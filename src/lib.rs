@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod journal;
 pub mod manifest;
 pub mod plan;
+pub mod procfs;
 pub mod replay;
 pub mod report;
 pub mod runtime;

@@ -397,11 +397,20 @@ impl Runtime {
             if !quiet && now.saturating_sub(copied) < SNAPSHOT_MAX_MS {
                 continue;
             }
-            w.dirty.store(false, std::sync::atomic::Ordering::Release);
+            // A copy taken while output still flows leaves the screen marked changed, so it is
+            // copied once more when the output pauses (with the terminal-read check).
+            if quiet {
+                w.dirty.store(false, std::sync::atomic::Ordering::Release);
+            }
             self.snapshot_at.insert(task, now);
+            let mut screen = w.snapshot();
+            // Only when the output paused: a program printing as it reads is not waiting.
+            if quiet {
+                screen.reading = w.pid.and_then(crate::procfs::terminal_reader);
+            }
             screens.push(Event::Screen {
                 task,
-                screen: w.snapshot(),
+                screen,
                 last_output_at: last,
             });
         }

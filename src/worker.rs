@@ -594,6 +594,7 @@ pub fn snapshot_of(p: &Emulator) -> ScreenSnapshot {
         alternate: screen.alternate_screen(),
         title: p.callbacks().title.clone(),
         agent_state: p.callbacks().agent_state.clone(),
+        reading: None,
     }
 }
 

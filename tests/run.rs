@@ -183,6 +183,27 @@ fn a_missing_agent_binary_is_an_error_on_that_task_not_a_crash() {
 }
 
 #[test]
+fn a_plain_programs_prompt_is_seen_as_a_terminal_read_and_never_answered() {
+    // `rm -i` asks in words no rule knows; it blocks reading its terminal, which the PTY's owner
+    // sees in /proc: waiting for input, and on the deny-list ("remove"), so a person decides.
+    let r = repo();
+    let config = r#"
+default_agent = "careful"
+[agents.careful]
+command = ["sh", "-c", "touch scratch.txt; rm -i scratch.txt; sleep 30"]
+"#;
+    let manifest = write_project(r.path(), r#"{"id":"c","title":"x","files":["a"]}"#, config);
+    let out = run_headless(&manifest);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("waiting_input [terminal-read] rm: remove"),
+        "the verdict names the channel and the question: {stdout}"
+    );
+    assert!(!stdout.contains("sent \"y"), "never answered: {stdout}");
+}
+
+#[test]
 fn a_deny_listed_prompt_ends_headless_with_exit_2() {
     let r = repo();
     let config = r#"

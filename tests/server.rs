@@ -8,14 +8,15 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-/// A worker that asks a question nothing answers automatically, reports the answer, then echoes
-/// lines; a second that echoes; a third that commits after a while and finishes.
+/// A worker that asks a question nothing answers automatically (it blocks reading its terminal:
+/// waiting for a person), reports the answer, then echoes lines; a second that echoes lines
+/// (polling with `read -t`, so it is busy, not asking); a third that commits after a while.
 const CONFIG: &str = r#"
 default_agent = "asker"
 [agents.asker]
-command = ["sh", "-c", "echo ready-$SWITCHYARD_TASK_ID; printf 'Pick a colour: '; read a; echo answered:$a; while read line; do echo got:$line; done"]
+command = ["bash", "-c", "echo ready-$SWITCHYARD_TASK_ID; printf 'Pick a colour: '; read a; echo answered:$a; while true; do if read -t 1 line; then echo got:$line; fi; done"]
 [agents.echo]
-command = ["sh", "-c", "echo ready-$SWITCHYARD_TASK_ID attempt $SWITCHYARD_ATTEMPT; while read line; do echo got:$line; done"]
+command = ["bash", "-c", "echo ready-$SWITCHYARD_TASK_ID attempt $SWITCHYARD_ATTEMPT; while true; do if read -t 1 line; then echo got:$line; fi; done"]
 [agents.slowcommit]
 command = ["sh", "-c", "echo working; sleep 3; echo x > done.txt; git add done.txt; git -c user.name=a -c user.email=a@a commit -qm done; echo committed"]
 [heal]

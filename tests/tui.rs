@@ -11,7 +11,7 @@ fn control_room_shows_tasks_help_attach_type_detach_and_quits_cleanly() {
     let config = r#"
 default_agent = "echo"
 [agents.echo]
-command = ["sh", "-c", "echo ready; while read line; do echo \"got:$line\"; done"]
+command = ["bash", "-c", "echo ready; while true; do if read -t 1 line; then echo \"got:$line\"; fi; done"]
 "#;
     std::fs::write(r.path().join("switchyard.toml"), config).unwrap();
     std::fs::write(
