@@ -444,7 +444,8 @@ impl Plan {
             .map(move |e| (e.source().index(), e.weight()))
     }
 
-    fn has_own_edge(&self, j: usize, i: usize) -> bool {
+    /// True when task `i` has an edge of its own (`dependsOn`, same file) from task `j`.
+    pub fn has_own_edge(&self, j: usize, i: usize) -> bool {
         self.own_preds(i).any(|(k, _)| k == j)
     }
 
