@@ -307,56 +307,41 @@ impl Plan {
         }
 
         // Shared files of tasks that wrote their own dependsOn: ordered one way or the other, or
-        // a warning. Between phases the gates usually decide; otherwise a search bounded by depth.
+        // a warning. Between phases the gates usually decide; the other pairs are answered all
+        // at once by `reach_all` (only the shallower task can reach the deeper one).
         let mut lowest_gated = vec![0usize; gated.len()];
         for p in 0..gated.len() {
             lowest_gated[p] = if gated[p] { lowest_gated[p - 1] } else { p };
         }
-        let gate_orders = |j: usize, i: usize| phase[j] < phase[i] && phase[j] >= lowest_gated[phase[i]];
-        let mut reaches = |a: usize, b: usize, through_gates: bool| -> bool {
-            if depth[a] >= depth[b] {
-                return false;
-            }
-            seen.next_round();
-            seen.visit(a);
-            while let Some(u) = seen.stack.pop() {
-                let mut found = false;
-                let mut next = Vec::new();
-                if u < n {
-                    for s in graph.neighbors(NodeIndex::new(u)) {
-                        next.push(s.index());
-                    }
-                    if through_gates && gated.get(phase[u] + 1) == Some(&true) {
-                        next.push(n + phase[u] + 1);
-                    }
-                } else {
-                    next.extend(phase_start[u - n]..phase_start[u - n + 1]);
-                }
-                for v in next {
-                    if v == b {
-                        found = true;
-                        break;
-                    }
-                    // Depth grows along every edge (a barrier takes its successors' depth).
-                    let bound = if v < n { depth[v] < depth[b] } else { depth[v] <= depth[b] };
-                    if bound {
-                        seen.visit(v);
-                    }
-                }
-                if found {
-                    return true;
-                }
-            }
-            false
-        };
+        let gate_orders =
+            |j: usize, i: usize| phase[j] < phase[i] && phase[j] >= lowest_gated[phase[i]];
+        let queries: Vec<(usize, usize)> = shared
+            .iter()
+            .filter(|&&(j, i, _)| !gate_orders(j, i) && depth[j] != depth[i])
+            .map(|&(j, i, _)| if depth[j] < depth[i] { (j, i) } else { (i, j) })
+            .collect();
+        let answers = reach_all(&walk, &order, &queries);
+        let mut answer = answers.into_iter();
         let mut warnings = Vec::new();
         let mut gate_edges = Vec::new();
         for (j, i, f) in shared {
-            let forward = gate_orders(j, i) || reaches(j, i, true);
-            if forward && phase[j] != phase[i] && (gate_orders(j, i) || !reaches(j, i, false)) {
+            let (forward, ordered) = if gate_orders(j, i) {
+                (true, true)
+            } else if depth[j] == depth[i] {
+                (false, false)
+            } else {
+                let r = answer.next().expect("one answer per query");
+                (r && depth[j] < depth[i], r)
+            };
+            // A pair the gates order across phases gets its Phase edge, unless the graph's own
+            // edges already order it.
+            if forward
+                && phase[j] != phase[i]
+                && (gate_orders(j, i) || !path_without_gates(&graph, &depth, j, i, &mut seen))
+            {
                 gate_edges.push((j, i));
             }
-            if !forward && !reaches(i, j, true) {
+            if !ordered {
                 warnings.push(format!(
                     "{} and {} both touch {f} and may run at the same time: {} lists its own \
                      dependsOn, so no order was inferred (add \"{}\" to its dependsOn to serialize them)",
@@ -582,6 +567,74 @@ impl Plan {
         }
         out
     }
+}
+
+/// For each query `(a, b)`: is there a path from `a` to `b` through tasks and barriers? One
+/// pass over the DAG (reverse topological `order`) per 4 096 distinct targets, each node
+/// carrying the set of targets it reaches as bits.
+fn reach_all(walk: &Walk, order: &[usize], queries: &[(usize, usize)]) -> Vec<bool> {
+    let total = walk.n() + walk.gated.len();
+    let mut targets: Vec<usize> = queries.iter().map(|&(_, b)| b).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let mut answers = vec![false; queries.len()];
+    let mut slot = vec![usize::MAX; total];
+    const CHUNK: usize = 4096;
+    for chunk in targets.chunks(CHUNK) {
+        let words = chunk.len().div_ceil(64);
+        for (k, &t) in chunk.iter().enumerate() {
+            slot[t] = k;
+        }
+        let mut bits = vec![0u64; total * words];
+        let mut acc = vec![0u64; words];
+        for &u in order.iter().rev() {
+            acc.iter_mut().for_each(|w| *w = 0);
+            walk.succs(u, |v| {
+                let row = &bits[v * words..(v + 1) * words];
+                for (a, r) in acc.iter_mut().zip(row) {
+                    *a |= r;
+                }
+                if slot[v] != usize::MAX {
+                    acc[slot[v] / 64] |= 1 << (slot[v] % 64);
+                }
+            });
+            bits[u * words..(u + 1) * words].copy_from_slice(&acc);
+        }
+        for (q, &(a, b)) in queries.iter().enumerate() {
+            if slot[b] != usize::MAX {
+                answers[q] = bits[a * words + slot[b] / 64] & (1 << (slot[b] % 64)) != 0;
+            }
+        }
+        for &t in chunk {
+            slot[t] = usize::MAX;
+        }
+    }
+    answers
+}
+
+/// Is there a path from task `a` to task `b` over the graph's own edges (no phase gate)? Depth
+/// grows along every edge, so the search stays above `b`'s depth.
+fn path_without_gates(
+    graph: &DiGraph<usize, EdgeKind>,
+    depth: &[usize],
+    a: usize,
+    b: usize,
+    seen: &mut Seen,
+) -> bool {
+    seen.next_round();
+    seen.visit(a);
+    while let Some(u) = seen.stack.pop() {
+        for v in graph.neighbors(NodeIndex::new(u)) {
+            let v = v.index();
+            if v == b {
+                return true;
+            }
+            if depth[v] < depth[b] {
+                seen.visit(v);
+            }
+        }
+    }
+    false
 }
 
 /// One problem per cycle: its path, each step with its reason. `walk` has a cycle.
