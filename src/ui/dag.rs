@@ -28,6 +28,8 @@ pub struct DagLayout {
     pub height: u16,
     /// Edges to draw (explicit ones; phase gates are shown by the columns themselves).
     pub edges: Vec<(usize, usize)>,
+    /// Task index per column and slot, so drawing visits only the nodes in view.
+    columns: Vec<Vec<usize>>,
 }
 
 impl DagLayout {
@@ -53,16 +55,23 @@ impl DagLayout {
                 (plan.graph[e] != EdgeKind::Phase).then(|| (plan.graph[a], plan.graph[b]))
             })
             .collect();
+        // Predecessors per node in edge order, and nodes per depth in manifest order: one pass
+        // each, so the layout is linear in tasks and edges.
+        let mut preds_of: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for &(a, b) in &edges {
+            preds_of[b].push(a);
+        }
+        let mut by_depth: Vec<Vec<usize>> = vec![Vec::new(); max_depth + 1];
+        for i in 0..n {
+            by_depth[plan.depth[i]].push(i);
+        }
         let mut height_slots = 0u16;
-        for d in 0..=max_depth {
-            let mut col: Vec<(f64, usize)> = (0..n)
-                .filter(|&i| plan.depth[i] == d)
-                .map(|i| {
-                    let preds: Vec<f64> = edges
-                        .iter()
-                        .filter(|(_, b)| *b == i)
-                        .map(|(a, _)| pos[*a].1 as f64)
-                        .collect();
+        let mut columns = Vec::with_capacity(max_depth + 1);
+        for layer in &by_depth {
+            let mut col: Vec<(f64, usize)> = layer
+                .iter()
+                .map(|&i| {
+                    let preds: Vec<f64> = preds_of[i].iter().map(|&a| pos[a].1 as f64).collect();
                     let key = if preds.is_empty() {
                         f64::MAX
                     } else {
@@ -72,10 +81,12 @@ impl DagLayout {
                 })
                 .collect();
             col.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let d = columns.len();
             for (slot, (_, i)) in col.iter().enumerate() {
                 pos[*i] = (d as u16, slot as u16);
             }
             height_slots = height_slots.max(col.len() as u16);
+            columns.push(col.into_iter().map(|(_, i)| i).collect());
         }
         DagLayout {
             pos,
@@ -83,6 +94,7 @@ impl DagLayout {
             width: (max_depth as u16 + 1) * (node_w + GAP),
             height: height_slots * SLOT,
             edges,
+            columns,
         }
     }
 
@@ -144,43 +156,51 @@ pub fn draw(
     };
     let critical: std::collections::HashSet<usize> =
         engine.plan.critical_path.iter().copied().collect();
-    let on_path = |a: usize, b: usize| {
-        engine
-            .plan
-            .critical_path
-            .windows(2)
-            .any(|w| w[0] == a && w[1] == b)
-    };
-    // Edge bits on the canvas, plus whether the cell is on the critical path.
-    let mut bits: std::collections::HashMap<(u16, u16), (u8, bool)> =
-        std::collections::HashMap::new();
+    let critical_steps: std::collections::HashSet<(usize, usize)> = engine
+        .plan
+        .critical_path
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .collect();
+    // The viewport on the canvas; everything outside it is skipped, not drawn and clipped.
+    let (vx0, vy0) = (off_x, off_y);
+    let (vx1, vy1) = (off_x + area.width, off_y + area.height); // exclusive
+    // Edge bits per viewport cell, plus whether the cell is on the critical path.
+    let w = area.width as usize;
+    let mut bits = vec![(0u8, false); w * area.height as usize];
     let mut mark = |x: u16, y: u16, b: u8, crit: bool| {
-        let e = bits.entry((x, y)).or_insert((0, false));
-        e.0 |= b;
-        e.1 |= crit;
+        if (vx0..vx1).contains(&x) && (vy0..vy1).contains(&y) {
+            let e = &mut bits[(y - vy0) as usize * w + (x - vx0) as usize];
+            e.0 |= b;
+            e.1 |= crit;
+        }
     };
     let mut arrows = Vec::new();
     for &(a, b) in &layout.edges {
-        let crit = on_path(a, b);
         let (ax, ay) = layout.node_xy(a);
         let (bx, by) = layout.node_xy(b);
         let start = ax + layout.node_w; // first cell right of the source label
         let vx = start + GAP / 2; // the vertical run, in the gap after the source column
         let end = bx.saturating_sub(2); // the cell before the arrow head
-        for x in start..vx {
+        let (lo, hi) = if ay < by { (ay, by) } else { (by, ay) };
+        // The edge's bounding box; an edge wholly outside the viewport costs this test only.
+        if start.max(end.max(vx) + 1) < vx0 || start >= vx1 || hi < vy0 || lo >= vy1 {
+            continue;
+        }
+        let crit = critical_steps.contains(&(a, b));
+        for x in start.max(vx0)..vx.min(vx1) {
             mark(x, ay, LEFT | RIGHT, crit);
         }
         if ay == by {
             mark(vx, ay, LEFT | RIGHT, crit);
         } else {
-            let (lo, hi) = if ay < by { (ay, by) } else { (by, ay) };
             mark(vx, ay, LEFT | if by > ay { DOWN } else { UP }, crit);
-            for y in lo + 1..hi {
+            for y in (lo + 1).max(vy0)..hi.min(vy1) {
                 mark(vx, y, UP | DOWN, crit);
             }
             mark(vx, by, RIGHT | if by > ay { UP } else { DOWN }, crit);
         }
-        for x in vx + 1..=end {
+        for x in (vx + 1).max(vx0)..=end.min(vx1.saturating_sub(1)) {
             mark(x, by, LEFT | RIGHT, crit);
         }
         arrows.push((bx.saturating_sub(1), by, crit));
@@ -197,8 +217,9 @@ pub fn draw(
             Style::default().fg(Color::DarkGray)
         }
     };
-    for (&(x, y), &(b, crit)) in &bits {
-        if let Some((px, py)) = to_screen(x, y) {
+    for (k, &(b, crit)) in bits.iter().enumerate() {
+        if b != 0 {
+            let (px, py) = (area.x + (k % w) as u16, area.y + (k / w) as u16);
             buf[(px, py)]
                 .set_char(box_char(b))
                 .set_style(edge_style(crit));
@@ -209,7 +230,21 @@ pub fn draw(
             buf[(px, py)].set_char('▶').set_style(edge_style(crit));
         }
     }
-    for i in 0..layout.pos.len() {
+    // The nodes in view: columns that overlap it, slots whose row is inside it.
+    let col_w = layout.node_w + GAP;
+    let first_col = (vx0.saturating_sub(layout.node_w) / col_w) as usize;
+    let last_col = (vx1 / col_w) as usize;
+    let first_slot = vy0.div_ceil(SLOT) as usize;
+    let last_slot = (vy1.saturating_sub(1) / SLOT) as usize;
+    let mut in_view: Vec<usize> = layout
+        .columns
+        .iter()
+        .take(last_col + 1)
+        .skip(first_col)
+        .flat_map(|col| col.iter().take(last_slot + 1).skip(first_slot).copied())
+        .collect();
+    in_view.sort_unstable();
+    for i in in_view {
         let (x, y) = layout.node_xy(i);
         let status = engine.status(i);
         let (glyph, mut style) = status_style(status);

@@ -9,7 +9,9 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{
+    Block, BorderType, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap,
+};
 use ratatui::Frame;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -212,8 +214,7 @@ fn draw_log(
 fn draw_dag(buf: &mut Buffer, area: Rect, engine: &Engine, app: &mut App) {
     let layout = app
         .dag
-        .get_or_insert_with(|| DagLayout::new(&engine.plan))
-        .clone();
+        .get_or_insert_with(|| DagLayout::new(&engine.plan));
     let block = Block::default()
         .borders(Borders::ALL)
         .border_type(BorderType::Rounded)
@@ -224,9 +225,9 @@ fn draw_dag(buf: &mut Buffer, area: Rect, engine: &Engine, app: &mut App) {
         ));
     let inner = block.inner(area);
     block.render_ref_to(area, buf);
-    for (r, i) in dag::draw(buf, inner, engine, &layout, app.selected) {
-        app.hits.push((r, i, HitKind::Node));
-    }
+    let hits = dag::draw(buf, inner, engine, layout, app.selected);
+    app.hits
+        .extend(hits.into_iter().map(|(r, i)| (r, i, HitKind::Node)));
 }
 
 fn draw_header(buf: &mut Buffer, area: Rect, engine: &Engine, now: u64) {
@@ -248,7 +249,10 @@ fn draw_header(buf: &mut Buffer, area: Rect, engine: &Engine, now: u64) {
     ];
     // The phase in progress: the first with an unfinished task.
     let phase = (0..engine.plan.phase_names.len()).find(|&p| {
-        (0..engine.plan.len()).any(|i| engine.plan.phase[i] == p && !engine.status(i).is_finished())
+        engine
+            .plan
+            .phase_tasks(p)
+            .any(|i| !engine.status(i).is_finished())
     });
     if let Some(p) = phase {
         spans.push(Span::styled(
@@ -306,9 +310,43 @@ impl<W: ratatui::widgets::Widget> RenderTo for W {
     }
 }
 
+/// The rows of a table of `total` one-line rows that fit in `height` rows, as ratatui's `Table`
+/// picks them: from `offset`, scrolled just enough to show `selected`. Returns `start..end`.
+fn table_window(
+    total: usize,
+    height: usize,
+    offset: usize,
+    selected: Option<usize>,
+) -> std::ops::Range<usize> {
+    if total == 0 {
+        return 0..0;
+    }
+    let last = total - 1;
+    let mut start = offset.min(last);
+    if let Some(s) = selected {
+        start = start.min(s);
+    }
+    let mut end = (start + height).min(total);
+    if let Some(s) = selected.map(|s| s.min(last)) {
+        if s >= end {
+            end = s + 1;
+            start = end.saturating_sub(height);
+        }
+    }
+    start..end
+}
+
 fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now: u64) {
     let visible: Vec<usize> = app.visible_tasks(engine);
-    let rows: Vec<Row> = visible
+    let pos = visible.iter().position(|&i| i == app.selected);
+    // Only the rows in view are built: inside the border, below the header.
+    let window = table_window(
+        visible.len(),
+        area.height.saturating_sub(3) as usize,
+        app.table_state.offset(),
+        pos,
+    );
+    let rows: Vec<Row> = visible[window.clone()]
         .iter()
         .map(|&i| {
             let t = engine.task(i);
@@ -363,9 +401,13 @@ fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now
     )
     .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
     .highlight_symbol("▶ ");
-    let pos = visible.iter().position(|&i| i == app.selected);
+    let mut state = TableState::default().with_selected(
+        pos.filter(|p| window.contains(p))
+            .map(|p| p - window.start),
+    );
+    frame.render_stateful_widget(table, area, &mut state);
     app.table_state.select(pos);
-    frame.render_stateful_widget(table, area, &mut app.table_state);
+    *app.table_state.offset_mut() = window.start + state.offset();
     // Row hit areas for the mouse: rows start below the border and header.
     let offset = app.table_state.offset();
     for (k, &i) in visible.iter().enumerate().skip(offset) {
