@@ -537,11 +537,19 @@ impl Engine {
 
     /// Number of tasks per status.
     pub fn counts(&self) -> BTreeMap<Status, usize> {
-        let mut m = BTreeMap::new();
+        // One pass counting into an array; the map is built from the few statuses seen.
+        let mut n = [0usize; Status::ALL.len()];
         for t in self.manifest.tasks() {
-            *m.entry(t.status).or_insert(0) += 1;
+            if let Some(k) = Status::ALL.iter().position(|&s| s == t.status) {
+                n[k] += 1;
+            }
         }
-        m
+        Status::ALL
+            .iter()
+            .zip(n)
+            .filter(|&(_, c)| c > 0)
+            .map(|(&s, c)| (s, c))
+            .collect()
     }
 
     /// Workers that exist now (starting, running, or stopping), in manifest order.

@@ -570,11 +570,16 @@ pub fn render_screen_tail(buf: &mut Buffer, area: Rect, screen: &vt100::Screen) 
     let (rows, cols) = screen.size();
     let (crow, _) = screen.cursor_position();
     let h = area.height.min(rows);
-    // Show the last non-blank row or the cursor row at the bottom, whichever is lower.
-    let last_text = (0..rows)
-        .rev()
-        .find(|&r| (0..cols).any(|c| screen.cell(r, c).is_some_and(|x| x.has_contents())))
-        .unwrap_or(0);
+    // Show the last non-blank row or the cursor row at the bottom, whichever is lower. Only rows
+    // below the cursor can change that, and one pass over the rows reads them (a blank row
+    // yields an empty string; `Screen::cell` would walk the rows again for every cell).
+    let last_text = screen
+        .rows(0, cols)
+        .enumerate()
+        .skip(usize::from(crow) + 1)
+        .filter(|(_, text)| !text.is_empty())
+        .last()
+        .map_or(0, |(r, _)| r as u16);
     let bottom = crow.max(last_text);
     let first = (bottom + 1).saturating_sub(h).min(rows - h);
     render_rows(buf, area, screen, first);
