@@ -10,6 +10,9 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 
+#[cfg(test)]
+mod reference;
+
 /// Gap between columns, in cells (room for the vertical edge runs).
 const GAP: u16 = 5;
 /// Rows per node slot (the node's row and one spare row).
@@ -301,5 +304,62 @@ mod tests {
         assert_eq!(box_char(LEFT | RIGHT), '─');
         assert_eq!(box_char(UP | DOWN | RIGHT), '├');
         assert_eq!(box_char(LEFT | DOWN), '┐');
+    }
+
+    /// A plan like the scale bench's, small enough for the old drawing: 2 phases, shared files,
+    /// some hand-written dependsOn.
+    fn bench_like(n: usize) -> Engine {
+        let mut tasks = vec![String::new(); 2];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        for i in 0..n {
+            let p = usize::from(i >= n / 2);
+            let files: Vec<String> = (0..1 + next(2)).map(|_| format!(r#""f{}""#, next(12))).collect();
+            let deps = if i % 5 == 3 { format!(r#","dependsOn":["t{}"]"#, i - 1 - next(3) as usize) } else { String::new() };
+            if !tasks[p].is_empty() {
+                tasks[p].push(',');
+            }
+            tasks[p].push_str(&format!(r#"{{"id":"t{i}","files":[{}]{deps}}}"#, files.join(",")));
+        }
+        let json = format!(r#"{{"phases":[{{"tasks":[{}]}},{{"tasks":[{}]}}]}}"#, tasks[0], tasks[1]);
+        let m = Manifest::parse(&json).unwrap();
+        let plan = Plan::build(&m).unwrap();
+        let config = crate::config::Config::from_layers(&[
+            ("defaults".into(), crate::config::DEFAULTS.into()),
+            ("t".into(), "default_agent = \"fake\"\n[agents.fake]\ncommand = [\"true\"]\n".into()),
+        ])
+        .unwrap();
+        let mut e = Engine::new(m, plan, config, 0).unwrap();
+        e.update(crate::engine::Event::Tick, 0);
+        e
+    }
+
+    #[test]
+    fn the_linear_layout_and_the_culled_drawing_match_the_old_ones_cell_for_cell() {
+        let e = bench_like(120);
+        let new = DagLayout::new(&e.plan);
+        let old = reference::layout(&e.plan);
+        assert_eq!(new.pos, old.pos);
+        assert_eq!((new.node_w, new.width, new.height), (old.node_w, old.width, old.height));
+        assert_eq!(new.edges, old.edges);
+        let mut compared = 0;
+        for (w, h) in [(40u16, 12u16), (97, 31), (300, 200)] {
+            for selected in [0, 7, 33, 59, 60, 88, 119] {
+                let area = Rect::new(2, 1, w, h);
+                let mut a = Buffer::empty(Rect::new(0, 0, w + 4, h + 2));
+                let mut b = a.clone();
+                let hits_new = draw(&mut a, area, &e, &new, selected);
+                let hits_old = reference::draw(&mut b, area, &e, &old, selected);
+                assert_eq!(a, b, "{w}x{h}, selected t{selected}");
+                assert_eq!(hits_new, hits_old, "{w}x{h}, selected t{selected}");
+                compared += hits_new.len();
+            }
+        }
+        assert!(compared > 100, "the views showed nodes ({compared})");
     }
 }

@@ -311,7 +311,8 @@ impl<W: ratatui::widgets::Widget> RenderTo for W {
 }
 
 /// The rows of a table of `total` one-line rows that fit in `height` rows, as ratatui's `Table`
-/// picks them: from `offset`, scrolled just enough to show `selected`. Returns `start..end`.
+/// picks them: from `offset`, scrolled just enough to show `selected`. Returns `start..end`
+/// (with no room at all, just the selected row, which still sets the highlight column).
 fn table_window(
     total: usize,
     height: usize,
@@ -331,6 +332,10 @@ fn table_window(
         if s >= end {
             end = s + 1;
             start = end.saturating_sub(height);
+        }
+        if height == 0 {
+            // Nothing fits, but the selected row still sets the highlight column's width.
+            return s..s + 1;
         }
     }
     start..end
@@ -798,5 +803,51 @@ fn draw_attached(
             Paragraph::new(" the worker has exited — Ctrl-] returns to the control room"),
             rest,
         ),
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A table like the control room's, of the given rows.
+    fn table(rows: std::ops::Range<usize>) -> Table<'static> {
+        Table::new(
+            rows.map(|i| Row::new(vec![Cell::from(format!("t{i}")), Cell::from("x")])),
+            [Constraint::Length(8), Constraint::Fill(1)],
+        )
+        .header(Row::new(vec!["id", "title"]))
+        .block(Block::default().borders(Borders::ALL))
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("▶ ")
+    }
+
+    proptest! {
+        /// Building only the rows in view draws what ratatui draws from all of them, and leaves
+        /// the same scroll offset.
+        #[test]
+        fn the_window_matches_ratatuis_own_scrolling(
+            total in 0usize..60,
+            height in 3u16..24,
+            offset in 0usize..70,
+            selected in proptest::option::of(0usize..60),
+        ) {
+            let selected = selected.filter(|&s| s < total);
+            let area = Rect::new(0, 0, 30, height);
+            let mut full = Buffer::empty(area);
+            let mut state = TableState::default().with_offset(offset).with_selected(selected);
+            ratatui::widgets::StatefulWidget::render(table(0..total), area, &mut full, &mut state);
+
+            let window = table_window(total, height as usize - 3, offset, selected);
+            let mut part = Buffer::empty(area);
+            let mut inner = TableState::default()
+                .with_selected(selected.filter(|s| window.contains(s)).map(|s| s - window.start));
+            ratatui::widgets::StatefulWidget::render(table(window.clone()), area, &mut part, &mut inner);
+            prop_assert_eq!(part, full);
+            if total > 0 {
+                prop_assert_eq!(window.start + inner.offset(), state.offset());
+            }
+        }
     }
 }
