@@ -11,8 +11,8 @@ use crate::config::{render_prompt, Compiled, Config};
 use crate::manifest::{Manifest, Status};
 use crate::plan::Plan;
 use serde_json::{json, Value};
-use std::collections::hash_map::DefaultHasher;
 use std::cmp::Reverse;
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
 
 mod heal;
@@ -1091,11 +1091,7 @@ impl Engine {
             return;
         }
         let mut occupied = self.sched.active.len();
-        let mut lone = self
-            .sched
-            .active
-            .iter()
-            .any(|&j| self.plan.runs_alone(j));
+        let mut lone = self.sched.active.iter().any(|&j| self.plan.runs_alone(j));
         // Ready tasks in start order; starting one takes it out of the set, so walk by key.
         let mut after: Option<(Reverse<usize>, usize)> = None;
         loop {

@@ -281,7 +281,9 @@ impl Plan {
             walk.succs(u, |v| {
                 let cand = if v < n { Some(v) } else { next_on_path[v] };
                 if let Some(c) = cand {
-                    if best.is_none_or(|b| (height[c], std::cmp::Reverse(c)) > (height[b], std::cmp::Reverse(b))) {
+                    if best.is_none_or(|b| {
+                        (height[c], std::cmp::Reverse(c)) > (height[b], std::cmp::Reverse(b))
+                    }) {
                         best = Some(c);
                     }
                 }
@@ -669,12 +671,7 @@ fn cycle_problems(walk: &Walk, ids: &[String]) -> Vec<Problem> {
                 .map(|e| (e.target().index(), e.weight().clone()));
             let next = walk.phase[cur] + 1;
             let gate = (walk.gated.get(next) == Some(&true))
-                .then(|| {
-                    members
-                        .iter()
-                        .copied()
-                        .find(|&k| walk.phase[k] == next)
-                })
+                .then(|| members.iter().copied().find(|&k| walk.phase[k] == next))
                 .flatten();
             match (own, gate) {
                 (Some((k, kind)), Some(g)) if k <= g => (k, kind),
@@ -954,7 +951,11 @@ mod against_reference {
                     let mut phases: Vec<Phase> = (0..4)
                         .map(|p| {
                             let mut ph = Phase {
-                                name: if p == 2 { String::new() } else { format!("p{p}") },
+                                name: if p == 2 {
+                                    String::new()
+                                } else {
+                                    format!("p{p}")
+                                },
                                 tasks: vec![],
                                 extra: Default::default(),
                             };
@@ -1004,7 +1005,7 @@ mod against_reference {
                             .filter(|e| *e.weight() != EdgeKind::Phase)
                             .map(|e| (e.source().index(), e.target().index(), e.weight().clone()))
                             .collect();
-                        v.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+                        v.sort_by_key(|a| (a.0, a.1));
                         v
                     };
                     prop_assert_eq!(own(&plan.graph), own(&old.graph));

@@ -763,13 +763,24 @@ mod scheduling_bookkeeping {
         let n = e.plan.len();
         for i in 0..n {
             let st = e.status(i);
-            let ready = st == Status::Pending && e.plan.preds(i).all(|(j, _)| e.status(j).is_finished());
+            let ready =
+                st == Status::Pending && e.plan.preds(i).all(|(j, _)| e.status(j).is_finished());
             let key = (Reverse(e.plan.height[i]), i);
             prop_assert_eq!(e.sched.ready.contains(&key), ready, "t{} ready ({})", i, st);
-            prop_assert_eq!(e.sched.active.contains(&i), e.occupies_slot(i), "t{} holds a slot", i);
-            let blocker = e.plan.preds(i).find(|&(j, _)| blocks_dependents(e.status(j)));
+            prop_assert_eq!(
+                e.sched.active.contains(&i),
+                e.occupies_slot(i),
+                "t{} holds a slot",
+                i
+            );
+            let blocker = e
+                .plan
+                .preds(i)
+                .find(|&(j, _)| blocks_dependents(e.status(j)));
             match st {
-                Status::Pending => prop_assert!(blocker.is_none(), "t{} pending behind {:?}", i, blocker),
+                Status::Pending => {
+                    prop_assert!(blocker.is_none(), "t{} pending behind {:?}", i, blocker)
+                }
                 Status::Blocked => prop_assert!(blocker.is_some(), "t{} blocked by nothing", i),
                 _ => {}
             }

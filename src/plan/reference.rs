@@ -5,10 +5,10 @@
 use super::EdgeKind;
 use crate::manifest::{Location, Manifest, Problem};
 use petgraph::algo::{tarjan_scc, toposort};
-use std::fmt::Write as _;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 /// What the old planner computed.
 pub(crate) struct Old {

@@ -168,7 +168,7 @@ pub fn draw(
     // The viewport on the canvas; everything outside it is skipped, not drawn and clipped.
     let (vx0, vy0) = (off_x, off_y);
     let (vx1, vy1) = (off_x + area.width, off_y + area.height); // exclusive
-    // Edge bits per viewport cell, plus whether the cell is on the critical path.
+                                                                // Edge bits per viewport cell, plus whether the cell is on the critical path.
     let w = area.width as usize;
     let mut bits = vec![(0u8, false); w * area.height as usize];
     let mut mark = |x: u16, y: u16, b: u8, crit: bool| {
@@ -319,19 +319,34 @@ mod tests {
         };
         for i in 0..n {
             let p = usize::from(i >= n / 2);
-            let files: Vec<String> = (0..1 + next(2)).map(|_| format!(r#""f{}""#, next(12))).collect();
-            let deps = if i % 5 == 3 { format!(r#","dependsOn":["t{}"]"#, i - 1 - next(3) as usize) } else { String::new() };
+            let files: Vec<String> = (0..1 + next(2))
+                .map(|_| format!(r#""f{}""#, next(12)))
+                .collect();
+            let deps = if i % 5 == 3 {
+                format!(r#","dependsOn":["t{}"]"#, i - 1 - next(3) as usize)
+            } else {
+                String::new()
+            };
             if !tasks[p].is_empty() {
                 tasks[p].push(',');
             }
-            tasks[p].push_str(&format!(r#"{{"id":"t{i}","files":[{}]{deps}}}"#, files.join(",")));
+            tasks[p].push_str(&format!(
+                r#"{{"id":"t{i}","files":[{}]{deps}}}"#,
+                files.join(",")
+            ));
         }
-        let json = format!(r#"{{"phases":[{{"tasks":[{}]}},{{"tasks":[{}]}}]}}"#, tasks[0], tasks[1]);
+        let json = format!(
+            r#"{{"phases":[{{"tasks":[{}]}},{{"tasks":[{}]}}]}}"#,
+            tasks[0], tasks[1]
+        );
         let m = Manifest::parse(&json).unwrap();
         let plan = Plan::build(&m).unwrap();
         let config = crate::config::Config::from_layers(&[
             ("defaults".into(), crate::config::DEFAULTS.into()),
-            ("t".into(), "default_agent = \"fake\"\n[agents.fake]\ncommand = [\"true\"]\n".into()),
+            (
+                "t".into(),
+                "default_agent = \"fake\"\n[agents.fake]\ncommand = [\"true\"]\n".into(),
+            ),
         ])
         .unwrap();
         let mut e = Engine::new(m, plan, config, 0).unwrap();
@@ -345,7 +360,10 @@ mod tests {
         let new = DagLayout::new(&e.plan);
         let old = reference::layout(&e.plan);
         assert_eq!(new.pos, old.pos);
-        assert_eq!((new.node_w, new.width, new.height), (old.node_w, old.width, old.height));
+        assert_eq!(
+            (new.node_w, new.width, new.height),
+            (old.node_w, old.width, old.height)
+        );
         assert_eq!(new.edges, old.edges);
         let mut compared = 0;
         for (w, h) in [(40u16, 12u16), (97, 31), (300, 200)] {

@@ -212,9 +212,7 @@ fn draw_log(
 }
 
 fn draw_dag(buf: &mut Buffer, area: Rect, engine: &Engine, app: &mut App) {
-    let layout = app
-        .dag
-        .get_or_insert_with(|| DagLayout::new(&engine.plan));
+    let layout = app.dag.get_or_insert_with(|| DagLayout::new(&engine.plan));
     let block = Block::default()
         .borders(Borders::ALL)
         .border_type(BorderType::Rounded)
@@ -406,10 +404,8 @@ fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now
     )
     .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
     .highlight_symbol("▶ ");
-    let mut state = TableState::default().with_selected(
-        pos.filter(|p| window.contains(p))
-            .map(|p| p - window.start),
-    );
+    let mut state = TableState::default()
+        .with_selected(pos.filter(|p| window.contains(p)).map(|p| p - window.start));
     frame.render_stateful_widget(table, area, &mut state);
     app.table_state.select(pos);
     *app.table_state.offset_mut() = window.start + state.offset();
