@@ -10,7 +10,8 @@
 //!    (target: under 4 ms).
 //!
 //! Environment: `SY_SCALE_N` task counts, comma-separated (default `10000`);
-//! `SY_SCALE_ONLY` one of `plan`, `tick`, `frame` to run one part.
+//! `SY_SCALE_ONLY` one of `plan`, `tick`, `frame` to run one part; `SY_SCALE_FORWARD=1` adds one
+//! `dependsOn` that points at a later task (the planner's searches then lose their index bound).
 
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -73,6 +74,15 @@ fn manifest(n: usize) -> Manifest {
                 t.depends_on = Some(deps);
             }
             tasks.push(t);
+        }
+        if p == 0 && std::env::var_os("SY_SCALE_FORWARD").is_some() {
+            // One dependency on a later task (no cycle): planning loses its index bound.
+            let mut last = Task::new("late", "A task listed after the one that waits for it");
+            last.agent = Some("bench".into());
+            last.files = vec!["late.rs".into()];
+            last.depends_on = Some(vec![]);
+            tasks[0].depends_on = Some(vec!["late".into()]);
+            tasks.push(last);
         }
         phases.push(Phase {
             name: format!("phase {}", p + 1),

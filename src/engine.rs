@@ -294,7 +294,8 @@ pub struct TaskRun {
 /// The engine.
 #[derive(Debug)]
 pub struct Engine {
-    /// The manifest, kept up to date; persisted on every status change.
+    /// The manifest, kept up to date; persisted on every status change. Statuses change only
+    /// through [`Engine::update`]: the scheduler keeps its counters in step with them.
     pub manifest: Manifest,
     /// The DAG.
     pub plan: Plan,

@@ -194,19 +194,19 @@ impl Plan {
         let nodes: Vec<NodeIndex> = (0..n).map(|i| graph.add_node(i)).collect();
         let tasks: Vec<_> = m.tasks().collect();
 
-        // When every dependsOn points backwards, every edge goes from a lower index to a higher
-        // one, so a search for a path from j to i never needs to look outside j..=i.
-        let mut backwards = true;
         for (i, t) in tasks.iter().enumerate() {
             for dep in t.deps() {
                 if let Some(&j) = index.get(dep) {
                     if j != i {
                         graph.update_edge(nodes[j], nodes[i], EdgeKind::DependsOn);
-                        backwards &= j < i;
                     }
                 }
             }
         }
+        // A rank that grows along every edge the graph will have, so a search for a path from j
+        // never needs to look at a task ranked below j. (No rank with a cycle: then the searches
+        // are unbounded, and the plan is an error anyway.)
+        let rank = rank_before_inference(&graph, &tasks);
         let mut seen = Seen::new(n + m.phases.len());
         // Is there a path j → … → i in the graph as built so far? (Searched backwards from i:
         // while the same-file edges are inferred, i has only the few edges of its earlier files.)
@@ -219,7 +219,7 @@ impl Plan {
                     if p == j {
                         return true;
                     }
-                    if !backwards || p > j {
+                    if rank.as_ref().is_none_or(|r| r[p] > r[j]) {
                         seen.visit(p);
                     }
                 }
@@ -569,6 +569,75 @@ impl Plan {
         }
         out
     }
+}
+
+/// A topological rank of the tasks valid for every edge `Plan::build` may add: the `dependsOn`
+/// edges already in `graph`, plus, for each task without its own `dependsOn`, an edge from every
+/// earlier task on each of its files (the same-file edges it infers are a subset of those, and
+/// the ones it leaves out are implied by paths, so the order is the same). Per file, a chain of
+/// prefix nodes ("every task so far on this file") keeps that linear. Ties go to manifest order,
+/// so ranks stay close to indices. `None` when there is a cycle.
+fn rank_before_inference(
+    graph: &DiGraph<usize, EdgeKind>,
+    tasks: &[&crate::manifest::Task],
+) -> Option<Vec<usize>> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let n = tasks.len();
+    // Nodes: tasks 0..n, then one prefix node per (file, task on it). Edges as adjacency lists.
+    let mut succ: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut key: Vec<(usize, u8)> = (0..n).map(|i| (i, 0)).collect();
+    let mut last_prefix: HashMap<&str, usize> = HashMap::new();
+    for (i, t) in tasks.iter().enumerate() {
+        for (k, f) in t.files.iter().enumerate() {
+            if t.files[..k].contains(f) {
+                continue; // a file listed twice: the task does not wait for itself
+            }
+            let before = last_prefix.get(f.as_str()).copied();
+            if let Some(q) = before {
+                if t.depends_on.is_none() {
+                    succ[q].push(i);
+                }
+            }
+            // The new prefix: every task on f up to and including this one.
+            let q = succ.len();
+            succ.push(Vec::new());
+            key.push((i, 1));
+            succ[i].push(q);
+            if let Some(prev) = before {
+                succ[prev].push(q);
+            }
+            last_prefix.insert(f.as_str(), q);
+        }
+    }
+    for e in graph.edge_references() {
+        succ[e.source().index()].push(e.target().index());
+    }
+    let mut indeg = vec![0usize; succ.len()];
+    for s in &succ {
+        for &v in s {
+            indeg[v] += 1;
+        }
+    }
+    let mut heap: BinaryHeap<Reverse<((usize, u8), usize)>> = (0..succ.len())
+        .filter(|&u| indeg[u] == 0)
+        .map(|u| Reverse((key[u], u)))
+        .collect();
+    let mut rank = vec![0usize; n];
+    let mut next = 0;
+    while let Some(Reverse((_, u))) = heap.pop() {
+        if u < n {
+            rank[u] = next;
+        }
+        next += 1;
+        for &v in &succ[u] {
+            indeg[v] -= 1;
+            if indeg[v] == 0 {
+                heap.push(Reverse((key[v], v)));
+            }
+        }
+    }
+    (next == succ.len()).then_some(rank)
 }
 
 /// For each query `(a, b)`: is there a path from `a` to `b` through tasks and barriers? One
