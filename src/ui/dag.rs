@@ -1,7 +1,8 @@
 //! The live DAG view: tasks layered by depth into columns, edges drawn with box-drawing
 //! characters, nodes marked by status glyph and colour, the critical path highlighted, the
-//! selected task in sync with the table. The layout is computed once per plan; drawing scrolls a
-//! viewport over it so manifests of hundreds of tasks stay usable.
+//! selected task in sync with the table. The layout is computed once per plan, in time linear in
+//! tasks and edges; drawing scrolls a viewport over it and visits only the nodes in view and the
+//! edges whose box crosses it, so manifests of 10 000 tasks stay usable.
 
 use super::view::status_style;
 use crate::engine::Engine;
