@@ -336,6 +336,11 @@ struct Sched {
     active: BTreeSet<usize>,
     /// Tasks whose blocked state may have changed since the last schedule.
     recheck: BTreeSet<usize>,
+    /// A status or a slot changed since the last schedule.
+    changed: bool,
+    /// `max_parallel`, `paused` and the time, as the last schedule saw them (the shell may set
+    /// the public fields directly; a paused agent's pause may have run out since).
+    seen: Option<(usize, bool, Ms)>,
 }
 
 /// `error`, `needs_attention` and `blocked` block the tasks that wait for them.
@@ -524,11 +529,31 @@ impl Engine {
 
     /// Adds task `i` to the slot holders, or takes it out, as its run state says now.
     fn sync_active(&mut self, i: usize) {
-        if self.occupies_slot(i) {
-            self.sched.active.insert(i);
+        let changed = if self.occupies_slot(i) {
+            self.sched.active.insert(i)
         } else {
-            self.sched.active.remove(&i);
-        }
+            self.sched.active.remove(&i)
+        };
+        self.sched.changed |= changed;
+    }
+
+    /// True when something that can start a task happened since the last schedule: a status or
+    /// a slot changed, a restart fell due, an agent's rate-limit pause ran out, or `max_parallel`
+    /// or `paused` were set. Costs a look at the slot holders and the paused agents only.
+    fn schedule_due(&self, now: Ms) -> bool {
+        let Some((max, paused, at)) = self.sched.seen else {
+            return true;
+        };
+        self.sched.changed
+            || max != self.max_parallel
+            || paused != self.paused
+            || self
+                .paused_agents
+                .values()
+                .any(|&until| at < until && until <= now)
+            || self.sched.active.iter().any(|&i| {
+                self.runs[i].worker.is_none() && self.runs[i].restart_at.is_some_and(|t| t <= now)
+            })
     }
 
     /// Status of task `i`.
@@ -595,8 +620,10 @@ impl Engine {
         // What may have changed which tasks hold a slot: the event's own task, or (a tick, a
         // command) the tasks holding one now. Only these can change the ready set or the slots:
         // a screen, file activity or a start report cannot, so they schedule nothing.
-        let (own_task, sweep, schedule) = match &event {
-            Event::Tick | Event::Command(_) => (None, true, true),
+        let is_tick = matches!(event, Event::Tick);
+        let (own_task, sweep, mut schedule) = match &event {
+            Event::Tick => (None, true, false),
+            Event::Command(_) => (None, true, true),
             Event::Screen { task, .. } | Event::Activity { task } | Event::Started { task, .. } => {
                 (Some(*task), false, false)
             }
@@ -677,6 +704,8 @@ impl Engine {
         for i in holders.into_iter().chain(own_task) {
             self.sync_active(i);
         }
+        // A tick schedules only when something that can start a task happened.
+        schedule |= is_tick && self.schedule_due(now);
         if schedule {
             self.schedule(now, &mut fx);
         }
@@ -1017,6 +1046,7 @@ impl Engine {
         t.status = st;
         t.last_progress = Some(rfc3339(now));
         self.status_changed(i, old, st);
+        self.sched.changed = true;
         self.journal(
             fx,
             now,
@@ -1052,6 +1082,12 @@ impl Engine {
     }
 
     fn schedule(&mut self, now: Ms, fx: &mut Vec<Effect>) {
+        self.schedule_once(now, fx);
+        self.sched.changed = false;
+        self.sched.seen = Some((self.max_parallel, self.paused, now));
+    }
+
+    fn schedule_once(&mut self, now: Ms, fx: &mut Vec<Effect>) {
         // Blocked bookkeeping first, in manifest order, for the tasks whose predecessors changed
         // (until nothing changes: a task that becomes blocked blocks its dependents).
         while let Some(i) = self.sched.recheck.pop_first() {

@@ -791,6 +791,38 @@ mod scheduling_bookkeeping {
         Ok(())
     }
 
+    /// Nothing is left that a schedule at `now` would start: no due restart, and no ready task
+    /// with a free slot (the scheduler ran whenever something that could start one happened).
+    fn settled_schedule(e: &Engine, now: Ms) -> Result<(), TestCaseError> {
+        if e.paused || e.quitting {
+            return Ok(());
+        }
+        let n = e.plan.len();
+        for i in 0..n {
+            let due = e.runs[i].worker.is_none() && e.runs[i].restart_at.is_some_and(|t| t <= now);
+            prop_assert!(!due, "t{} has a due restart", i);
+        }
+        let holders: Vec<usize> = (0..n).filter(|&i| e.occupies_slot(i)).collect();
+        if holders.len() >= e.max_parallel || holders.iter().any(|&j| e.plan.runs_alone(j)) {
+            return Ok(());
+        }
+        let mut ready: Vec<usize> = (0..n)
+            .filter(|&i| e.status(i) == Status::Pending && !e.occupies_slot(i))
+            .filter(|&i| e.plan.preds(i).all(|(j, _)| e.status(j).is_finished()))
+            .collect();
+        ready.sort_by_key(|&i| (Reverse(e.plan.height[i]), i));
+        if let Some(&i) = ready.first() {
+            prop_assert!(
+                e.plan.runs_alone(i) && !holders.is_empty(),
+                "t{} is ready with {} of {} slots taken",
+                i,
+                holders.len(),
+                e.max_parallel
+            );
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(96))]
         #[test]
@@ -826,6 +858,7 @@ mod scheduling_bookkeeping {
             for (op, t, code, commits) in ops {
                 now += 700;
                 let t = t % n;
+                let is_tick = op == 0;
                 let ev = match op {
                     0 => Event::Tick,
                     1 => Event::Started { task: t, worktree: "/w".into(), branch: "b".into(), base_commit: "0".into(), argv: vec![] },
@@ -837,6 +870,9 @@ mod scheduling_bookkeeping {
                 };
                 e.update(ev, now);
                 check(&e)?;
+                if is_tick {
+                    settled_schedule(&e, now)?;
+                }
             }
         }
     }
