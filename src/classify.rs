@@ -382,8 +382,17 @@ pub fn classify(
     stall_ms: u64,
 ) -> Verdict {
     let quiet = timing.quiet_ms();
+    // A rule whose pattern is on screen but whose quiet time has not passed yet knows better
+    // than the terminal-read signal: wait for it.
+    let mut rule_pending = false;
     for rule in rules {
         if quiet < rule.quiet_ms {
+            if !rule_pending && rule.source == Source::Screen {
+                rule_pending = screen
+                    .region_rows(rule.region)
+                    .into_iter()
+                    .any(|i| rule.re.is_match(&screen.rows[i]));
+            }
             continue;
         }
         let signal = match rule.source {
@@ -421,7 +430,7 @@ pub fn classify(
     if let Some(r) = screen
         .reading
         .as_ref()
-        .filter(|_| quiet >= TERMINAL_READ_QUIET_MS)
+        .filter(|_| quiet >= TERMINAL_READ_QUIET_MS && !rule_pending)
     {
         let at_cursor = screen
             .rows

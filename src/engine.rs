@@ -11,8 +11,9 @@ use crate::config::{render_prompt, Compiled, Config};
 use crate::manifest::{Manifest, Status};
 use crate::plan::Plan;
 use serde_json::{json, Value};
+use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 mod actions;
 mod heal;
@@ -273,7 +274,8 @@ pub struct TaskRun {
 /// The engine.
 #[derive(Debug)]
 pub struct Engine {
-    /// The manifest, kept up to date; persisted on every status change.
+    /// The manifest, kept up to date; persisted on every status change. Statuses change only
+    /// through [`Engine::update`]: the scheduler keeps its counters in step with them.
     pub manifest: Manifest,
     /// The DAG.
     pub plan: Plan,
@@ -294,6 +296,44 @@ pub struct Engine {
     /// where nobody can answer) it is stopped and the task stays `needs_attention`.
     pub hold_for_person: bool,
     quitting: bool,
+    sched: Sched,
+}
+
+/// Scheduling bookkeeping, kept in step with every status change (see
+/// [`Engine::status_changed`]) so that neither a tick nor an event walks all tasks.
+#[derive(Debug, Default)]
+struct Sched {
+    /// Per phase: tasks not finished (the phase gate is open when the phase before has none).
+    unfinished: Vec<usize>,
+    /// Per phase: tasks that are `error`, `needs_attention` or `blocked`.
+    failed: Vec<BTreeSet<usize>>,
+    /// Per task: its own predecessors (dependsOn, same file) not finished.
+    waiting: Vec<u32>,
+    /// `pending` tasks whose predecessors and phase gate are finished, in start order (longest
+    /// remaining critical path first, then manifest order).
+    ready: BTreeSet<(Reverse<usize>, usize)>,
+    /// Tasks holding a worker slot: a worker exists or a restart is due.
+    active: BTreeSet<usize>,
+    /// Tasks whose blocked state may have changed since the last schedule.
+    recheck: BTreeSet<usize>,
+    /// A status or a slot changed since the last schedule.
+    changed: bool,
+    /// `max_parallel`, `paused` and the time, as the last schedule saw them (the shell may set
+    /// the public fields directly; a paused agent's pause may have run out since).
+    seen: Option<(usize, bool, Ms)>,
+}
+
+/// `error`, `needs_attention` and `blocked` block the tasks that wait for them.
+fn blocks_dependents(s: Status) -> bool {
+    matches!(s, Status::Error | Status::NeedsAttention | Status::Blocked)
+}
+
+/// Task `i` of the manifest, found through the plan's phase ranges (no search).
+fn task_at<'a>(m: &'a Manifest, plan: &Plan, i: usize) -> &'a crate::manifest::Task {
+    let p = plan.phase[i];
+    let t = &m.phases[p].tasks[i - plan.phase_tasks(p).start];
+    debug_assert_eq!(t.id, plan.ids[i], "plan and manifest agree");
+    t
 }
 
 impl Engine {
@@ -320,7 +360,7 @@ impl Engine {
                 runs[i].restart_at = Some(now);
             }
         }
-        Ok(Engine {
+        let mut engine = Engine {
             max_parallel: config.max_parallel,
             manifest,
             plan,
@@ -332,21 +372,168 @@ impl Engine {
             hold_for_person: true,
             paused_agents: BTreeMap::new(),
             quitting: false,
-        })
+            sched: Sched::default(),
+        };
+        engine.init_sched();
+        Ok(engine)
     }
 
-    /// The task's manifest entry.
+    /// The task's manifest entry (found by index, no search).
     pub fn task(&self, i: usize) -> &crate::manifest::Task {
-        self.manifest
-            .task(&self.plan.ids[i])
-            .expect("plan and manifest agree")
+        task_at(&self.manifest, &self.plan, i)
     }
 
     fn task_mut(&mut self, i: usize) -> &mut crate::manifest::Task {
-        let id = self.plan.ids[i].clone();
-        self.manifest
-            .task_mut(&id)
-            .expect("plan and manifest agree")
+        let p = self.plan.phase[i];
+        let t = &mut self.manifest.phases[p].tasks[i - self.plan.phase_tasks(p).start];
+        debug_assert_eq!(t.id, self.plan.ids[i], "plan and manifest agree");
+        t
+    }
+
+    /// Builds the scheduling bookkeeping from the statuses and run states as they are.
+    fn init_sched(&mut self) {
+        let n = self.plan.len();
+        let phases = self.plan.phase_names.len();
+        let mut s = Sched {
+            unfinished: vec![0; phases],
+            failed: vec![BTreeSet::new(); phases],
+            waiting: vec![0; n],
+            recheck: (0..n).collect(),
+            ..Sched::default()
+        };
+        for i in 0..n {
+            let st = self.status(i);
+            if !st.is_finished() {
+                s.unfinished[self.plan.phase[i]] += 1;
+            }
+            if blocks_dependents(st) {
+                s.failed[self.plan.phase[i]].insert(i);
+            }
+            s.waiting[i] = self
+                .plan
+                .own_preds(i)
+                .filter(|&(j, _)| !self.status(j).is_finished())
+                .count() as u32;
+            if self.occupies_slot(i) {
+                s.active.insert(i);
+            }
+        }
+        self.sched = s;
+        for i in 0..n {
+            self.refresh_ready(i);
+        }
+    }
+
+    /// Puts task `i` in the ready set, or takes it out, as its state says now.
+    fn refresh_ready(&mut self, i: usize) {
+        let p = self.plan.phase[i];
+        let gate_open = !self.plan.gate(p) || self.sched.unfinished[p - 1] == 0;
+        let key = (Reverse(self.plan.height[i]), i);
+        if self.status(i) == Status::Pending && self.sched.waiting[i] == 0 && gate_open {
+            self.sched.ready.insert(key);
+        } else {
+            self.sched.ready.remove(&key);
+        }
+    }
+
+    /// Keeps the scheduling bookkeeping in step with task `i` going from `old` to `new`.
+    fn status_changed(&mut self, i: usize, old: Status, new: Status) {
+        let p = self.plan.phase[i];
+        let next_gated = p + 1 < self.plan.phase_names.len() && self.plan.gate(p + 1);
+        let succs: Vec<usize> = self
+            .plan
+            .graph
+            .edges_directed(petgraph::graph::NodeIndex::new(i), petgraph::Outgoing)
+            .filter(|e| *e.weight() != crate::plan::EdgeKind::Phase)
+            .map(|e| petgraph::visit::EdgeRef::target(&e).index())
+            .collect();
+        if old.is_finished() != new.is_finished() {
+            let was_open = self.sched.unfinished[p] == 0;
+            for &k in &succs {
+                if new.is_finished() {
+                    self.sched.waiting[k] -= 1;
+                } else {
+                    self.sched.waiting[k] += 1;
+                }
+            }
+            if new.is_finished() {
+                self.sched.unfinished[p] -= 1;
+            } else {
+                self.sched.unfinished[p] += 1;
+            }
+            for &k in &succs {
+                self.refresh_ready(k);
+            }
+            if next_gated && was_open != (self.sched.unfinished[p] == 0) {
+                for k in self.plan.phase_tasks(p + 1) {
+                    self.refresh_ready(k);
+                }
+            }
+        }
+        if blocks_dependents(old) != blocks_dependents(new) {
+            let was_empty = self.sched.failed[p].is_empty();
+            if blocks_dependents(new) {
+                self.sched.failed[p].insert(i);
+            } else {
+                self.sched.failed[p].remove(&i);
+            }
+            self.sched.recheck.extend(succs.iter().copied());
+            if next_gated && was_empty != self.sched.failed[p].is_empty() {
+                self.sched.recheck.extend(self.plan.phase_tasks(p + 1));
+            }
+        }
+        if matches!(new, Status::Pending | Status::Blocked) {
+            self.sched.recheck.insert(i);
+        }
+        self.refresh_ready(i);
+    }
+
+    /// The task `i` waits for that blocks it, if any: behind its phase gate the latest blocking
+    /// task of the phase before, then its own predecessors, newest edge first.
+    fn blocking_pred(&self, i: usize) -> Option<usize> {
+        let p = self.plan.phase[i];
+        if self.plan.gate(p) {
+            if let Some(&j) = self.sched.failed[p - 1]
+                .iter()
+                .rev()
+                .find(|&&j| !self.plan.has_own_edge(j, i))
+            {
+                return Some(j);
+            }
+        }
+        self.plan
+            .own_preds(i)
+            .map(|(j, _)| j)
+            .find(|&j| blocks_dependents(self.status(j)))
+    }
+
+    /// Adds task `i` to the slot holders, or takes it out, as its run state says now.
+    fn sync_active(&mut self, i: usize) {
+        let changed = if self.occupies_slot(i) {
+            self.sched.active.insert(i)
+        } else {
+            self.sched.active.remove(&i)
+        };
+        self.sched.changed |= changed;
+    }
+
+    /// True when something that can start a task happened since the last schedule: a status or
+    /// a slot changed, a restart fell due, an agent's rate-limit pause ran out, or `max_parallel`
+    /// or `paused` were set. Costs a look at the slot holders and the paused agents only.
+    fn schedule_due(&self, now: Ms) -> bool {
+        let Some((max, paused, at)) = self.sched.seen else {
+            return true;
+        };
+        self.sched.changed
+            || max != self.max_parallel
+            || paused != self.paused
+            || self
+                .paused_agents
+                .values()
+                .any(|&until| at < until && until <= now)
+            || self.sched.active.iter().any(|&i| {
+                self.runs[i].worker.is_none() && self.runs[i].restart_at.is_some_and(|t| t <= now)
+            })
     }
 
     /// Status of task `i`.
@@ -356,16 +543,28 @@ impl Engine {
 
     /// Number of tasks per status.
     pub fn counts(&self) -> BTreeMap<Status, usize> {
-        let mut m = BTreeMap::new();
+        // One pass counting into an array; the map is built from the few statuses seen.
+        let mut n = [0usize; Status::ALL.len()];
         for t in self.manifest.tasks() {
-            *m.entry(t.status).or_insert(0) += 1;
+            if let Some(k) = Status::ALL.iter().position(|&s| s == t.status) {
+                n[k] += 1;
+            }
         }
-        m
+        Status::ALL
+            .iter()
+            .zip(n)
+            .filter(|&(_, c)| c > 0)
+            .map(|(&s, c)| (s, c))
+            .collect()
     }
 
-    /// Workers that exist now (starting, running, or stopping).
+    /// Workers that exist now (starting, running, or stopping), in manifest order.
     pub fn live_workers(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.runs.len()).filter(|&i| self.runs[i].worker.is_some())
+        self.sched
+            .active
+            .iter()
+            .copied()
+            .filter(|&i| self.runs[i].worker.is_some())
     }
 
     /// True when nothing more will happen without a person: no worker runs except ones waiting
@@ -402,9 +601,29 @@ impl Engine {
     /// Feeds one event; returns the effects to carry out, in order.
     pub fn update(&mut self, event: Event, now: Ms) -> Vec<Effect> {
         let mut fx = Vec::new();
+        // What may have changed which tasks hold a slot: the event's own task, or (a tick, a
+        // command) the tasks holding one now. Only these can change the ready set or the slots:
+        // a screen, file activity or a start report cannot, so they schedule nothing.
+        let is_tick = matches!(event, Event::Tick);
+        let (own_task, sweep, mut schedule) = match &event {
+            Event::Tick => (None, true, false),
+            Event::Action(_) => (None, true, true),
+            Event::Screen { task, .. } | Event::Activity { task } | Event::Started { task, .. } => {
+                (Some(*task), false, false)
+            }
+            Event::StartFailed { task, .. }
+            | Event::Exited { task, .. }
+            | Event::Inspected { task, .. }
+            | Event::Verified { task, .. } => (Some(*task), false, true),
+        };
+        let holders: Vec<usize> = if sweep {
+            self.sched.active.iter().copied().collect()
+        } else {
+            Vec::new()
+        };
         match event {
             Event::Tick => {
-                for i in 0..self.runs.len() {
+                for &i in &holders {
                     self.classify_and_heal(i, now, &mut fx);
                 }
             }
@@ -466,7 +685,14 @@ impl Engine {
             } => self.on_verified(task, attempt, ok, output, now, &mut fx),
             Event::Action(a) => self.on_action(a, now, &mut fx),
         }
-        self.schedule(now, &mut fx);
+        for i in holders.into_iter().chain(own_task) {
+            self.sync_active(i);
+        }
+        // A tick schedules only when something that can start a task happened.
+        schedule |= is_tick && self.schedule_due(now);
+        if schedule {
+            self.schedule(now, &mut fx);
+        }
         fx
     }
 
@@ -647,6 +873,8 @@ impl Engine {
         let t = self.task_mut(i);
         t.status = st;
         t.last_progress = Some(rfc3339(now));
+        self.status_changed(i, old, st);
+        self.sched.changed = true;
         self.journal(
             fx,
             now,
@@ -682,19 +910,20 @@ impl Engine {
     }
 
     fn schedule(&mut self, now: Ms, fx: &mut Vec<Effect>) {
-        // Blocked bookkeeping first, in manifest order (a topological order of earlier phases).
-        for i in 0..self.runs.len() {
+        self.schedule_once(now, fx);
+        self.sched.changed = false;
+        self.sched.seen = Some((self.max_parallel, self.paused, now));
+    }
+
+    fn schedule_once(&mut self, now: Ms, fx: &mut Vec<Effect>) {
+        // Blocked bookkeeping first, in manifest order, for the tasks whose predecessors changed
+        // (until nothing changes: a task that becomes blocked blocks its dependents).
+        while let Some(i) = self.sched.recheck.pop_first() {
             let st = self.status(i);
             if !matches!(st, Status::Pending | Status::Blocked) {
                 continue;
             }
-            let failed_pred = self.plan.preds(i).map(|(j, _)| j).find(|&j| {
-                matches!(
-                    self.status(j),
-                    Status::Error | Status::NeedsAttention | Status::Blocked
-                )
-            });
-            match (st, failed_pred) {
+            match (st, self.blocking_pred(i)) {
                 (Status::Pending, Some(j)) => {
                     let msg = format!("waits for {} which is {}", self.plan.ids[j], self.status(j));
                     self.task_mut(i).last_verdict = Some(format!("blocked: {msg}"));
@@ -708,45 +937,58 @@ impl Engine {
             return;
         }
         // Due restarts hold their slot already.
-        for i in 0..self.runs.len() {
-            if self.runs[i].worker.is_none()
-                && self.runs[i].restart_at.is_some_and(|t| t <= now)
-                && !self.paused
-            {
+        if !self.paused {
+            let due: Vec<usize> = self
+                .sched
+                .active
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    self.runs[i].worker.is_none()
+                        && self.runs[i].restart_at.is_some_and(|t| t <= now)
+                })
+                .collect();
+            for i in due {
                 self.start(i, now, fx);
             }
         }
         if self.paused {
             return;
         }
-        let mut occupied: Vec<usize> = (0..self.runs.len())
-            .filter(|&i| self.occupies_slot(i))
-            .collect();
-        let mut ready: Vec<usize> = (0..self.runs.len())
-            .filter(|&i| self.status(i) == Status::Pending && !self.occupies_slot(i))
-            .filter(|&i| {
-                self.paused_agents
-                    .get(self.agent_of(i))
-                    .is_none_or(|&until| until <= now)
-            })
-            .filter(|&i| {
-                self.plan
-                    .preds(i)
-                    .all(|(j, _)| self.status(j).is_finished())
-            })
-            .collect();
-        ready.sort_by_key(|&i| (std::cmp::Reverse(self.plan.height[i]), i));
-        for i in ready {
-            if occupied.len() >= self.max_parallel
-                || occupied.iter().any(|&j| self.plan.runs_alone(j))
-            {
+        let mut occupied = self.sched.active.len();
+        let mut lone = self.sched.active.iter().any(|&j| self.plan.runs_alone(j));
+        // Ready tasks in start order; starting one takes it out of the set, so walk by key.
+        let mut after: Option<(Reverse<usize>, usize)> = None;
+        loop {
+            if occupied >= self.max_parallel || lone {
                 break;
             }
-            if self.plan.runs_alone(i) && !occupied.is_empty() {
+            let next = match after {
+                None => self.sched.ready.first().copied(),
+                Some(k) => self
+                    .sched
+                    .ready
+                    .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+                    .next()
+                    .copied(),
+            };
+            let Some(key) = next else { break };
+            after = Some(key);
+            let i = key.1;
+            if self.occupies_slot(i)
+                || self
+                    .paused_agents
+                    .get(self.agent_of(i))
+                    .is_some_and(|&until| until > now)
+            {
+                continue;
+            }
+            if self.plan.runs_alone(i) && occupied > 0 {
                 break; // let the workers drain so the lone task is not starved
             }
             self.start(i, now, fx);
-            occupied.push(i);
+            occupied += 1;
+            lone |= self.plan.runs_alone(i);
         }
     }
 
@@ -822,6 +1064,7 @@ impl Engine {
             json!({ "attempt": attempt, "agent": agent }),
         );
         self.set_status(i, Status::Running, now, fx);
+        self.sched.active.insert(i);
         fx.push(Effect::Persist);
         fx.push(Effect::Start(spec));
     }

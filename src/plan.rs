@@ -9,13 +9,21 @@
 //! phase says `"waitForPrevious": false`; a task with no `files` runs alone (enforced by the
 //! scheduler, see [`Plan::runs_alone`]); among ready tasks the one with the longest remaining
 //! critical path goes first.
+//!
+//! Scale: a phase gate is one barrier per phase ([`Plan::gate`]), never an edge from every task of
+//! one phase to every task of the next; every search is bounded (by index or by depth), so
+//! planning 10 000 tasks takes milliseconds.
 
 use crate::manifest::{Location, Manifest, Problem};
-use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::ops::Range;
+
+#[cfg(test)]
+mod reference;
 
 /// Why one task waits for another.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +36,9 @@ pub enum EdgeKind {
     Phase,
 }
 
+/// The one `Phase` edge kind that [`Plan::preds`] hands out for a phase gate.
+static PHASE: EdgeKind = EdgeKind::Phase;
+
 /// The planned DAG over a manifest's tasks. Task indices are manifest order (0-based).
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -37,9 +48,13 @@ pub struct Plan {
     pub phase: Vec<usize>,
     /// Phase names, in order.
     pub phase_names: Vec<String>,
-    /// Every edge, earlier → later, including phase gates.
+    /// The task-to-task edges, earlier → later: `dependsOn`, same-file order, and, between tasks
+    /// that share a file across a phase gate, the order that gate gives them (kind `Phase`, so
+    /// every shared file's order can be read off the graph). Node `i` is task `i`. The rest of a
+    /// phase gate is not edges but one barrier per phase: see [`Plan::gate`] and [`Plan::preds`].
     pub graph: DiGraph<usize, EdgeKind>,
-    /// Layer of each task: 0 for tasks that wait for nothing, else 1 + the deepest predecessor.
+    /// Layer of each task: 0 for tasks that wait for nothing, else 1 + the deepest predecessor
+    /// (phase gates included).
     pub depth: Vec<usize>,
     /// Length, in tasks, of the longest path from each task to the end (itself included).
     pub height: Vec<usize>,
@@ -49,6 +64,102 @@ pub struct Plan {
     pub warnings: Vec<String>,
     alone: Vec<bool>,
     index: HashMap<String, usize>,
+    /// First task index of each phase, plus the task count at the end.
+    phase_start: Vec<usize>,
+    /// Per phase: it waits for every task of the phase before it (false for phase 0, for a phase
+    /// that says `"waitForPrevious": false`, and after an empty phase).
+    gated: Vec<bool>,
+}
+
+/// The DAG with one barrier node per gated phase, as the searches below walk it: node `i < n` is
+/// task `i`, node `n + p` the barrier in front of phase `p` (every task of phase `p - 1` → it →
+/// every task of phase `p`).
+struct Walk<'a> {
+    graph: &'a DiGraph<usize, EdgeKind>,
+    phase: &'a [usize],
+    phase_start: &'a [usize],
+    gated: &'a [bool],
+}
+
+impl Walk<'_> {
+    fn n(&self) -> usize {
+        self.phase.len()
+    }
+
+    /// Calls `f` on every successor of node `u` (tasks and barriers).
+    fn succs(&self, u: usize, mut f: impl FnMut(usize)) {
+        let n = self.n();
+        if u < n {
+            for s in self.graph.neighbors(NodeIndex::new(u)) {
+                f(s.index());
+            }
+            let next = self.phase[u] + 1;
+            if self.gated.get(next) == Some(&true) {
+                f(n + next);
+            }
+        } else {
+            let p = u - n;
+            for k in self.phase_start[p]..self.phase_start[p + 1] {
+                f(k);
+            }
+        }
+    }
+
+    /// A topological order of tasks and barriers, or `None` when there is a cycle.
+    fn topo_order(&self) -> Option<Vec<usize>> {
+        let n = self.n();
+        let total = n + self.gated.len();
+        let mut indeg = vec![0usize; total];
+        for u in 0..total {
+            self.succs(u, |v| indeg[v] += 1);
+        }
+        let mut order: Vec<usize> = (0..total).filter(|&u| indeg[u] == 0).collect();
+        let mut head = 0;
+        while head < order.len() {
+            let u = order[head];
+            head += 1;
+            self.succs(u, |v| {
+                indeg[v] -= 1;
+                if indeg[v] == 0 {
+                    order.push(v);
+                }
+            });
+        }
+        (order.len() == total).then_some(order)
+    }
+}
+
+/// Marks for repeated graph searches without clearing: a node is seen when its mark equals the
+/// current round.
+struct Seen {
+    mark: Vec<u32>,
+    round: u32,
+    stack: Vec<usize>,
+}
+
+impl Seen {
+    fn new(n: usize) -> Seen {
+        Seen {
+            mark: vec![0; n],
+            round: 0,
+            stack: Vec::new(),
+        }
+    }
+
+    fn next_round(&mut self) {
+        self.round += 1;
+        self.stack.clear();
+    }
+
+    /// True the first time `u` is seen this round.
+    fn visit(&mut self, u: usize) -> bool {
+        if self.mark[u] == self.round {
+            return false;
+        }
+        self.mark[u] = self.round;
+        self.stack.push(u);
+        true
+    }
 }
 
 impl Plan {
@@ -59,20 +170,28 @@ impl Plan {
         let mut ids = Vec::new();
         let mut phase = Vec::new();
         let mut alone = Vec::new();
+        let mut phase_start = vec![0];
         for (p, ph) in m.phases.iter().enumerate() {
             for t in &ph.tasks {
                 ids.push(t.id.clone());
                 phase.push(p);
                 alone.push(t.files.is_empty());
             }
+            phase_start.push(ids.len());
         }
+        let n = ids.len();
+        let gated: Vec<bool> = (0..m.phases.len())
+            .map(|p| {
+                p > 0 && m.phases[p].waits_for_previous() && phase_start[p] > phase_start[p - 1]
+            })
+            .collect();
         let index: HashMap<String, usize> = ids
             .iter()
             .enumerate()
             .map(|(i, id)| (id.clone(), i))
             .collect();
-        let mut graph = DiGraph::<usize, EdgeKind>::with_capacity(ids.len(), ids.len() * 2);
-        let nodes: Vec<NodeIndex> = (0..ids.len()).map(|i| graph.add_node(i)).collect();
+        let mut graph = DiGraph::<usize, EdgeKind>::with_capacity(n, n * 2);
+        let nodes: Vec<NodeIndex> = (0..n).map(|i| graph.add_node(i)).collect();
         let tasks: Vec<_> = m.tasks().collect();
 
         for (i, t) in tasks.iter().enumerate() {
@@ -84,6 +203,29 @@ impl Plan {
                 }
             }
         }
+        // A rank that grows along every edge the graph will have, so a search for a path from j
+        // never needs to look at a task ranked below j. (No rank with a cycle: then the searches
+        // are unbounded, and the plan is an error anyway.)
+        let rank = rank_before_inference(&graph, &tasks);
+        let mut seen = Seen::new(n + m.phases.len());
+        // Is there a path j → … → i in the graph as built so far? (Searched backwards from i:
+        // while the same-file edges are inferred, i has only the few edges of its earlier files.)
+        let mut has_path = |graph: &DiGraph<usize, EdgeKind>, j: usize, i: usize| -> bool {
+            seen.next_round();
+            seen.visit(i);
+            while let Some(u) = seen.stack.pop() {
+                for p in graph.neighbors_directed(NodeIndex::new(u), petgraph::Incoming) {
+                    let p = p.index();
+                    if p == j {
+                        return true;
+                    }
+                    if rank.as_ref().is_none_or(|r| r[p] > r[j]) {
+                        seen.visit(p);
+                    }
+                }
+            }
+            false
+        };
         let mut touched_by: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut shared: Vec<(usize, usize, String)> = Vec::new();
         for (i, t) in tasks.iter().enumerate() {
@@ -91,11 +233,15 @@ impl Plan {
                 let earlier = touched_by.entry(f.as_str()).or_default();
                 if t.depends_on.is_none() {
                     // Wait for every earlier task on this file that is not already ordered before
-                    // this one (usually just the last: the others reach it through the chain).
+                    // this one. A task that inferred its own order on this file is reached by
+                    // every task before it there, so once it reaches this one the rest do too.
                     // A file listed twice in one task must not make it wait for itself.
                     for &j in earlier.iter().rev().filter(|&&j| j != i) {
-                        if !petgraph::algo::has_path_connecting(&graph, nodes[j], nodes[i], None) {
+                        if !has_path(&graph, j, i) {
                             graph.add_edge(nodes[j], nodes[i], EdgeKind::SameFile(f.clone()));
+                        }
+                        if tasks[j].depends_on.is_none() {
+                            break;
                         }
                     }
                 } else {
@@ -111,75 +257,107 @@ impl Plan {
                 }
             }
         }
-        for p in 1..m.phases.len() {
-            if !m.phases[p].waits_for_previous() {
-                continue;
-            }
-            for i in (0..ids.len()).filter(|&i| phase[i] == p) {
-                for j in (0..ids.len()).filter(|&j| phase[j] == p - 1) {
-                    if graph.find_edge(nodes[j], nodes[i]).is_none() {
-                        graph.add_edge(nodes[j], nodes[i], EdgeKind::Phase);
+
+        let walk = Walk {
+            graph: &graph,
+            phase: &phase,
+            phase_start: &phase_start,
+            gated: &gated,
+        };
+        let Some(order) = walk.topo_order() else {
+            return Err(cycle_problems(&walk, &ids));
+        };
+        // Depth and height over tasks and barriers; a barrier adds no step of its own.
+        let mut depth = vec![0usize; n + gated.len()];
+        for &u in &order {
+            let d = if u < n { depth[u] + 1 } else { depth[u] };
+            walk.succs(u, |v| depth[v] = depth[v].max(d));
+        }
+        let mut height = vec![0usize; n + gated.len()];
+        let mut next_on_path: Vec<Option<usize>> = vec![None; n + gated.len()];
+        for &u in order.iter().rev() {
+            // The successor with the longest path, the earliest in manifest order among equals.
+            let mut best: Option<usize> = None;
+            walk.succs(u, |v| {
+                let cand = if v < n { Some(v) } else { next_on_path[v] };
+                if let Some(c) = cand {
+                    if best.is_none_or(|b| {
+                        (height[c], std::cmp::Reverse(c)) > (height[b], std::cmp::Reverse(b))
+                    }) {
+                        best = Some(c);
                     }
                 }
-            }
+            });
+            height[u] = best.map_or(0, |b| height[b]) + usize::from(u < n);
+            next_on_path[u] = best;
         }
-
-        let order = match toposort(&graph, None) {
-            Ok(order) => order,
-            Err(_) => return Err(cycle_problems(&graph, &ids)),
-        };
-        let mut depth = vec![0usize; ids.len()];
-        for &n in &order {
-            let i = graph[n];
-            for e in graph.edges(n) {
-                let k = graph[e.target()];
-                depth[k] = depth[k].max(depth[i] + 1);
-            }
-        }
-        let mut height = vec![1usize; ids.len()];
-        let mut next_on_path: Vec<Option<usize>> = vec![None; ids.len()];
-        for &n in order.iter().rev() {
-            let i = graph[n];
-            // Prefer the earliest successor in manifest order among equals, for stable output.
-            let mut succs: Vec<usize> = graph.neighbors(n).map(|s| graph[s]).collect();
-            succs.sort_unstable();
-            for k in succs {
-                if height[k] + 1 > height[i] {
-                    height[i] = height[k] + 1;
-                    next_on_path[i] = Some(k);
-                }
-            }
-        }
-        let mut critical_path = Vec::new();
-        let start = (0..ids.len())
+        let gate_of = |i: usize| gated[phase[i]];
+        let start = (0..n)
             .filter(|&i| {
-                graph
-                    .neighbors_directed(nodes[i], petgraph::Incoming)
-                    .count()
-                    == 0
+                !gate_of(i)
+                    && graph
+                        .neighbors_directed(nodes[i], petgraph::Incoming)
+                        .next()
+                        .is_none()
             })
             .max_by_key(|&i| (height[i], std::cmp::Reverse(i)));
+        let mut critical_path = Vec::new();
         let mut cur = start;
         while let Some(i) = cur {
             critical_path.push(i);
             cur = next_on_path[i];
         }
-        let warnings = shared
-            .into_iter()
-            .filter(|(j, i, _)| {
-                let ordered = |a: usize, b: usize| {
-                    petgraph::algo::has_path_connecting(&graph, nodes[a], nodes[b], None)
-                };
-                !ordered(*j, *i) && !ordered(*i, *j)
-            })
-            .map(|(j, i, f)| {
-                format!(
+
+        // Shared files of tasks that wrote their own dependsOn: ordered one way or the other, or
+        // a warning. Between phases the gates usually decide; the other pairs are answered all
+        // at once by `reach_all` (only the shallower task can reach the deeper one).
+        let mut lowest_gated = vec![0usize; gated.len()];
+        for p in 0..gated.len() {
+            lowest_gated[p] = if gated[p] { lowest_gated[p - 1] } else { p };
+        }
+        let gate_orders =
+            |j: usize, i: usize| phase[j] < phase[i] && phase[j] >= lowest_gated[phase[i]];
+        let queries: Vec<(usize, usize)> = shared
+            .iter()
+            .filter(|&&(j, i, _)| !gate_orders(j, i) && depth[j] != depth[i])
+            .map(|&(j, i, _)| if depth[j] < depth[i] { (j, i) } else { (i, j) })
+            .collect();
+        let answers = reach_all(&walk, &order, &queries);
+        let mut answer = answers.into_iter();
+        let mut warnings = Vec::new();
+        let mut gate_edges = Vec::new();
+        for (j, i, f) in shared {
+            let (forward, ordered) = if gate_orders(j, i) {
+                (true, true)
+            } else if depth[j] == depth[i] {
+                (false, false)
+            } else {
+                let r = answer.next().expect("one answer per query");
+                (r && depth[j] < depth[i], r)
+            };
+            // A pair the gates order across phases gets its Phase edge, unless the graph's own
+            // edges already order it.
+            if forward
+                && phase[j] != phase[i]
+                && (gate_orders(j, i) || !path_without_gates(&graph, &depth, j, i, &mut seen))
+            {
+                gate_edges.push((j, i));
+            }
+            if !ordered {
+                warnings.push(format!(
                     "{} and {} both touch {f} and may run at the same time: {} lists its own \
                      dependsOn, so no order was inferred (add \"{}\" to its dependsOn to serialize them)",
                     ids[j], ids[i], ids[i], ids[j]
-                )
-            })
-            .collect();
+                ));
+            }
+        }
+        for (j, i) in gate_edges {
+            if graph.find_edge(nodes[j], nodes[i]).is_none() {
+                graph.add_edge(nodes[j], nodes[i], EdgeKind::Phase);
+            }
+        }
+        depth.truncate(n);
+        height.truncate(n);
         Ok(Plan {
             warnings,
             ids,
@@ -191,6 +369,8 @@ impl Plan {
             critical_path,
             alone,
             index,
+            phase_start,
+            gated,
         })
     }
 
@@ -214,27 +394,74 @@ impl Plan {
         self.alone[i]
     }
 
-    /// Every task `i` waits for (direct predecessors, phase gates included), with the reason.
-    pub fn preds(&self, i: usize) -> impl Iterator<Item = (usize, &EdgeKind)> + '_ {
-        self.graph
-            .edges_directed(NodeIndex::new(i), petgraph::Incoming)
-            .map(move |e| (self.graph[e.source()], e.weight()))
+    /// The task indices of phase `p` (contiguous: tasks are numbered in manifest order).
+    pub fn phase_tasks(&self, p: usize) -> Range<usize> {
+        self.phase_start[p]..self.phase_start[p + 1]
     }
 
-    /// Every task that waits directly for `i`.
-    pub fn succs(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+    /// True when every task of phase `p` waits for every task of phase `p - 1` (the phase gate,
+    /// one barrier per phase). False for phase 0, after an empty phase, and for a phase that says
+    /// `"waitForPrevious": false`.
+    pub fn gate(&self, p: usize) -> bool {
+        self.gated[p]
+    }
+
+    /// Every task `i` waits for directly, with the reason: its own edges (`dependsOn`, same
+    /// file), then, behind a phase gate, every task of the phase before that has no edge of its
+    /// own to `i` (as `Phase`). The gate part is as long as that phase: to ask whether `i` may
+    /// start, count unfinished tasks per phase rather than walking this for every task.
+    pub fn preds(&self, i: usize) -> impl Iterator<Item = (usize, &EdgeKind)> + '_ {
+        let p = self.phase[i];
+        let gate = if self.gated[p] {
+            self.phase_tasks(p - 1)
+        } else {
+            0..0
+        };
+        gate.rev()
+            .filter(move |&j| !self.has_own_edge(j, i))
+            .map(|j| (j, &PHASE))
+            .chain(self.own_preds(i))
+    }
+
+    /// Task `i`'s own edges in (`dependsOn`, same file), newest first.
+    pub fn own_preds(&self, i: usize) -> impl Iterator<Item = (usize, &EdgeKind)> + '_ {
         self.graph
-            .neighbors_directed(NodeIndex::new(i), petgraph::Outgoing)
-            .map(move |n| self.graph[n])
+            .edges_directed(NodeIndex::new(i), petgraph::Incoming)
+            .filter(|e| *e.weight() != EdgeKind::Phase)
+            .map(move |e| (e.source().index(), e.weight()))
+    }
+
+    /// True when task `i` has an edge of its own (`dependsOn`, same file) from task `j`.
+    pub fn has_own_edge(&self, j: usize, i: usize) -> bool {
+        self.own_preds(i).any(|(k, _)| k == j)
+    }
+
+    /// Every task that waits directly for `i` (phase gates included).
+    pub fn succs(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        let next = self.phase[i] + 1;
+        let gate = if self.gated.get(next) == Some(&true) {
+            self.phase_tasks(next)
+        } else {
+            0..0
+        };
+        let own = self
+            .graph
+            .edges_directed(NodeIndex::new(i), petgraph::Outgoing)
+            .filter(|e| *e.weight() != EdgeKind::Phase)
+            .map(|e| e.target().index());
+        own.chain(gate.filter(move |&k| !self.has_own_edge(i, k)))
     }
 
     /// Tasks grouped into batches that may run together: by depth, with tasks that run alone in
     /// batches of their own. Each batch lists task indices in manifest order.
     pub fn batches(&self) -> Vec<Vec<usize>> {
         let max_depth = self.depth.iter().copied().max().unwrap_or(0);
+        let mut layers: Vec<Vec<usize>> = vec![Vec::new(); max_depth + 1];
+        for i in 0..self.len() {
+            layers[self.depth[i]].push(i);
+        }
         let mut out = Vec::new();
-        for d in 0..=max_depth {
-            let layer: Vec<usize> = (0..self.len()).filter(|&i| self.depth[i] == d).collect();
+        for layer in layers {
             let together: Vec<usize> = layer.iter().copied().filter(|&i| !self.alone[i]).collect();
             if !together.is_empty() {
                 out.push(together);
@@ -320,45 +547,218 @@ impl Plan {
     /// "t1 (dependsOn)", "t4 (same file kill_switch.js)", "phase 1" — what task `i` waits for.
     pub fn describe_waits(&self, i: usize) -> Vec<String> {
         let mut out = Vec::new();
-        let mut phase_gate = false;
-        let mut preds: Vec<(usize, &EdgeKind)> = self.preds(i).collect();
+        let mut preds: Vec<(usize, &EdgeKind)> = self.own_preds(i).collect();
         preds.sort_by_key(|(j, _)| *j);
+        let p = self.phase[i];
+        // The gate shows when some task of the phase before has no edge of its own to this one.
+        let phase_gate = self.gated[p]
+            && preds
+                .iter()
+                .filter(|(j, _)| self.phase[*j] + 1 == p)
+                .count()
+                < self.phase_tasks(p - 1).len();
         for (j, kind) in preds {
             match kind {
                 EdgeKind::DependsOn => out.push(format!("{} (dependsOn)", self.ids[j])),
                 EdgeKind::SameFile(f) => out.push(format!("{} (same file {f})", self.ids[j])),
-                EdgeKind::Phase => phase_gate = true,
+                EdgeKind::Phase => {}
             }
         }
-        if phase_gate && self.phase[i] > 0 {
-            out.insert(0, format!("all of {}", self.phase_label(self.phase[i] - 1)));
+        if phase_gate {
+            out.insert(0, format!("all of {}", self.phase_label(p - 1)));
         }
         out
     }
 }
 
-/// One problem per cycle: its path, each step with its reason.
-fn cycle_problems(graph: &DiGraph<usize, EdgeKind>, ids: &[String]) -> Vec<Problem> {
+/// A topological rank of the tasks valid for every edge `Plan::build` may add: the `dependsOn`
+/// edges already in `graph`, plus, for each task without its own `dependsOn`, an edge from every
+/// earlier task on each of its files (the same-file edges it infers are a subset of those, and
+/// the ones it leaves out are implied by paths, so the order is the same). Per file, a chain of
+/// prefix nodes ("every task so far on this file") keeps that linear. Ties go to manifest order,
+/// so ranks stay close to indices. `None` when there is a cycle.
+fn rank_before_inference(
+    graph: &DiGraph<usize, EdgeKind>,
+    tasks: &[&crate::manifest::Task],
+) -> Option<Vec<usize>> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let n = tasks.len();
+    // Nodes: tasks 0..n, then one prefix node per (file, task on it). Edges as adjacency lists.
+    let mut succ: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut key: Vec<(usize, u8)> = (0..n).map(|i| (i, 0)).collect();
+    let mut last_prefix: HashMap<&str, usize> = HashMap::new();
+    for (i, t) in tasks.iter().enumerate() {
+        for (k, f) in t.files.iter().enumerate() {
+            if t.files[..k].contains(f) {
+                continue; // a file listed twice: the task does not wait for itself
+            }
+            let before = last_prefix.get(f.as_str()).copied();
+            if let Some(q) = before {
+                if t.depends_on.is_none() {
+                    succ[q].push(i);
+                }
+            }
+            // The new prefix: every task on f up to and including this one.
+            let q = succ.len();
+            succ.push(Vec::new());
+            key.push((i, 1));
+            succ[i].push(q);
+            if let Some(prev) = before {
+                succ[prev].push(q);
+            }
+            last_prefix.insert(f.as_str(), q);
+        }
+    }
+    for e in graph.edge_references() {
+        succ[e.source().index()].push(e.target().index());
+    }
+    let mut indeg = vec![0usize; succ.len()];
+    for s in &succ {
+        for &v in s {
+            indeg[v] += 1;
+        }
+    }
+    let mut heap: BinaryHeap<Reverse<((usize, u8), usize)>> = (0..succ.len())
+        .filter(|&u| indeg[u] == 0)
+        .map(|u| Reverse((key[u], u)))
+        .collect();
+    let mut rank = vec![0usize; n];
+    let mut next = 0;
+    while let Some(Reverse((_, u))) = heap.pop() {
+        if u < n {
+            rank[u] = next;
+        }
+        next += 1;
+        for &v in &succ[u] {
+            indeg[v] -= 1;
+            if indeg[v] == 0 {
+                heap.push(Reverse((key[v], v)));
+            }
+        }
+    }
+    (next == succ.len()).then_some(rank)
+}
+
+/// For each query `(a, b)`: is there a path from `a` to `b` through tasks and barriers? One
+/// pass over the DAG (reverse topological `order`) per 4 096 distinct targets, each node
+/// carrying the set of targets it reaches as bits.
+fn reach_all(walk: &Walk, order: &[usize], queries: &[(usize, usize)]) -> Vec<bool> {
+    let total = walk.n() + walk.gated.len();
+    let mut targets: Vec<usize> = queries.iter().map(|&(_, b)| b).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let mut answers = vec![false; queries.len()];
+    let mut slot = vec![usize::MAX; total];
+    const CHUNK: usize = 4096;
+    for chunk in targets.chunks(CHUNK) {
+        let words = chunk.len().div_ceil(64);
+        for (k, &t) in chunk.iter().enumerate() {
+            slot[t] = k;
+        }
+        let mut bits = vec![0u64; total * words];
+        let mut acc = vec![0u64; words];
+        for &u in order.iter().rev() {
+            acc.iter_mut().for_each(|w| *w = 0);
+            walk.succs(u, |v| {
+                let row = &bits[v * words..(v + 1) * words];
+                for (a, r) in acc.iter_mut().zip(row) {
+                    *a |= r;
+                }
+                if slot[v] != usize::MAX {
+                    acc[slot[v] / 64] |= 1 << (slot[v] % 64);
+                }
+            });
+            bits[u * words..(u + 1) * words].copy_from_slice(&acc);
+        }
+        for (q, &(a, b)) in queries.iter().enumerate() {
+            if slot[b] != usize::MAX {
+                answers[q] = bits[a * words + slot[b] / 64] & (1 << (slot[b] % 64)) != 0;
+            }
+        }
+        for &t in chunk {
+            slot[t] = usize::MAX;
+        }
+    }
+    answers
+}
+
+/// Is there a path from task `a` to task `b` over the graph's own edges (no phase gate)? Depth
+/// grows along every edge, so the search stays above `b`'s depth.
+fn path_without_gates(
+    graph: &DiGraph<usize, EdgeKind>,
+    depth: &[usize],
+    a: usize,
+    b: usize,
+    seen: &mut Seen,
+) -> bool {
+    seen.next_round();
+    seen.visit(a);
+    while let Some(u) = seen.stack.pop() {
+        for v in graph.neighbors(NodeIndex::new(u)) {
+            let v = v.index();
+            if v == b {
+                return true;
+            }
+            if depth[v] < depth[b] {
+                seen.visit(v);
+            }
+        }
+    }
+    false
+}
+
+/// One problem per cycle: its path, each step with its reason. `walk` has a cycle.
+fn cycle_problems(walk: &Walk, ids: &[String]) -> Vec<Problem> {
+    // The strongly connected components of the graph with its barrier nodes.
+    let n = walk.n();
+    let mut g = DiGraph::<usize, ()>::with_capacity(n + walk.gated.len(), 0);
+    for u in 0..n + walk.gated.len() {
+        g.add_node(u);
+    }
+    for u in 0..n + walk.gated.len() {
+        walk.succs(u, |v| {
+            g.add_edge(NodeIndex::new(u), NodeIndex::new(v), ());
+        });
+    }
     let mut problems = Vec::new();
-    for scc in tarjan_scc(graph) {
-        if scc.len() < 2 {
+    for scc in tarjan_scc(&g) {
+        let mut members: Vec<usize> = scc.iter().map(|x| x.index()).filter(|&u| u < n).collect();
+        if members.len() < 2 {
             continue;
         }
-        let members: std::collections::HashSet<NodeIndex> = scc.iter().copied().collect();
-        let start = *scc.iter().min_by_key(|n| graph[**n]).unwrap();
-        // Walk inside the component until a node repeats; the repeated stretch is a cycle.
+        members.sort_unstable();
+        let inside = |u: usize| members.binary_search(&u).is_ok();
+        // The step from `cur` to the earliest task inside the component, with its reason: an own
+        // edge, else the phase gate.
+        let step = |cur: usize| -> (usize, EdgeKind) {
+            let own = walk
+                .graph
+                .edges(NodeIndex::new(cur))
+                .filter(|e| inside(e.target().index()))
+                .min_by_key(|e| e.target().index())
+                .map(|e| (e.target().index(), e.weight().clone()));
+            let next = walk.phase[cur] + 1;
+            let gate = (walk.gated.get(next) == Some(&true))
+                .then(|| members.iter().copied().find(|&k| walk.phase[k] == next))
+                .flatten();
+            match (own, gate) {
+                (Some((k, kind)), Some(g)) if k <= g => (k, kind),
+                (_, Some(g)) => (g, EdgeKind::Phase),
+                (Some(o), None) => o,
+                (None, None) => unreachable!("every task of a cycle has a step inside it"),
+            }
+        };
+        let start = members[0];
+        // Walk inside the component until a task repeats; the repeated stretch is a cycle.
         let mut path = vec![start];
-        let mut steps: Vec<&EdgeKind> = Vec::new();
+        let mut steps: Vec<EdgeKind> = Vec::new();
         let mut cur = start;
         loop {
-            let e = graph
-                .edges(cur)
-                .filter(|e| members.contains(&e.target()))
-                .min_by_key(|e| graph[e.target()])
-                .expect("every node of a strongly connected component has an edge inside it");
-            steps.push(e.weight());
-            cur = e.target();
-            if let Some(pos) = path.iter().position(|&n| n == cur) {
+            let (next, kind) = step(cur);
+            steps.push(kind);
+            cur = next;
+            if let Some(pos) = path.iter().position(|&u| u == cur) {
                 path.drain(..pos);
                 steps.drain(..pos);
                 path.push(cur);
@@ -366,25 +766,31 @@ fn cycle_problems(graph: &DiGraph<usize, EdgeKind>, ids: &[String]) -> Vec<Probl
             }
             path.push(cur);
         }
-        let mut text = ids[graph[path[0]]].clone();
+        let mut text = ids[path[0]].clone();
         for (k, step) in steps.iter().enumerate() {
-            let why = match step {
-                EdgeKind::DependsOn => "dependsOn".to_string(),
-                EdgeKind::SameFile(f) => format!("same file {f}, manifest order"),
-                EdgeKind::Phase => "later phase waits for earlier phase".to_string(),
-            };
-            let _ = write!(text, " → {} ({why})", ids[graph[path[k + 1]]]);
+            let _ = write!(text, " → {} ({})", ids[path[k + 1]], why(step));
         }
-        problems.push(Problem {
-            location: Location::Task(ids[graph[path[0]]].clone()),
-            message: format!("dependency cycle: {text}"),
-            fix:
-                "remove one of these dependencies, or reorder the tasks so a shared file or phase \
-                  does not point backwards"
-                    .into(),
-        });
+        problems.push(cycle_problem(&ids[path[0]], text));
     }
     problems
+}
+
+fn why(step: &EdgeKind) -> String {
+    match step {
+        EdgeKind::DependsOn => "dependsOn".to_string(),
+        EdgeKind::SameFile(f) => format!("same file {f}, manifest order"),
+        EdgeKind::Phase => "later phase waits for earlier phase".to_string(),
+    }
+}
+
+fn cycle_problem(first: &str, text: String) -> Problem {
+    Problem {
+        location: Location::Task(first.to_string()),
+        message: format!("dependency cycle: {text}"),
+        fix: "remove one of these dependencies, or reorder the tasks so a shared file or phase \
+              does not point backwards"
+            .into(),
+    }
 }
 
 #[cfg(test)]
@@ -580,6 +986,134 @@ mod props {
                         prop_assert!(ordered || warned, "t{} and t{} share a file", j, i);
                     }
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod against_reference {
+    //! The planner with barrier phase gates and bounded searches against the old planner (n×m
+    //! phase edges, a full path search per shared file): the same graph apart from phase edges,
+    //! the same predecessors, depths, heights, critical path, warnings, text and cycles.
+    use super::*;
+    use crate::manifest::{Phase, Task};
+    use proptest::prelude::*;
+
+    /// Random manifests: dependencies anywhere (forward ones make cycles), files from a small set,
+    /// 1–4 phases (some empty, some not waiting for the previous one).
+    fn manifests() -> impl Strategy<Value = Manifest> {
+        (1usize..30).prop_flat_map(|n| {
+            (
+                proptest::collection::vec(
+                    (
+                        proptest::collection::vec((0usize..n, 0u8..8), 0..3),
+                        proptest::collection::vec(0u8..5, 0..3),
+                        any::<bool>(),
+                        0usize..4,
+                    ),
+                    n,
+                ),
+                proptest::collection::vec(any::<bool>(), 4),
+            )
+                .prop_map(move |(specs, waits)| {
+                    let mut phases: Vec<Phase> = (0..4)
+                        .map(|p| {
+                            let mut ph = Phase {
+                                name: if p == 2 {
+                                    String::new()
+                                } else {
+                                    format!("p{p}")
+                                },
+                                tasks: vec![],
+                                extra: Default::default(),
+                            };
+                            if !waits[p] && p % 2 == 1 {
+                                ph.extra.insert("waitForPrevious".into(), false.into());
+                            }
+                            ph
+                        })
+                        .collect();
+                    let mut phase_of = 0;
+                    for (i, (deps, files, explicit, step)) in specs.into_iter().enumerate() {
+                        phase_of = (phase_of + usize::from(step == 3)).min(3);
+                        let mut t = Task::new(&format!("t{i}"), "x");
+                        t.files = files.iter().map(|f| format!("f{f}")).collect();
+                        // Mostly earlier tasks; a forward dependency now and then.
+                        let deps: Vec<String> = deps
+                            .into_iter()
+                            .filter(|&(d, fwd)| d < i || (d != i && fwd == 0))
+                            .map(|(d, _)| format!("t{d}"))
+                            .collect();
+                        t.depends_on = (explicit || !deps.is_empty()).then_some(deps);
+                        phases[phase_of].tasks.push(t);
+                    }
+                    Manifest {
+                        project: "p".into(),
+                        repo: None,
+                        workdir: None,
+                        created: None,
+                        model: None,
+                        model_tier: None,
+                        phases,
+                        extra: Default::default(),
+                    }
+                })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn the_fast_planner_agrees_with_the_reference(m in manifests()) {
+            match (Plan::build(&m), reference::build(&m)) {
+                (Ok(plan), Ok(old)) => {
+                    let own = |g: &DiGraph<usize, EdgeKind>| {
+                        let mut v: Vec<(usize, usize, EdgeKind)> = g
+                            .edge_references()
+                            .filter(|e| *e.weight() != EdgeKind::Phase)
+                            .map(|e| (e.source().index(), e.target().index(), e.weight().clone()))
+                            .collect();
+                        v.sort_by_key(|a| (a.0, a.1));
+                        v
+                    };
+                    prop_assert_eq!(own(&plan.graph), own(&old.graph));
+                    for i in 0..plan.len() {
+                        let new: Vec<(usize, EdgeKind)> =
+                            plan.preds(i).map(|(j, k)| (j, k.clone())).collect();
+                        let was: Vec<(usize, EdgeKind)> = old
+                            .graph
+                            .edges_directed(NodeIndex::new(i), petgraph::Incoming)
+                            .map(|e| (e.source().index(), e.weight().clone()))
+                            .collect();
+                        prop_assert_eq!(new, was, "preds of t{}", i);
+                        let mut new: Vec<usize> = plan.succs(i).collect();
+                        let mut was: Vec<usize> =
+                            old.graph.neighbors(NodeIndex::new(i)).map(|s| s.index()).collect();
+                        new.sort_unstable();
+                        was.sort_unstable();
+                        prop_assert_eq!(new, was, "succs of t{}", i);
+                    }
+                    prop_assert_eq!(&plan.depth, &old.depth);
+                    prop_assert_eq!(&plan.height, &old.height);
+                    prop_assert_eq!(&plan.critical_path, &old.critical_path);
+                    prop_assert_eq!(&plan.warnings, &old.warnings);
+                    let mut old_plan = plan.clone();
+                    old_plan.graph = old.graph.clone();
+                    old_plan.gated = vec![false; plan.gated.len()];
+                    // The old text, from the old graph (its phase edges make the gate).
+                    let was: Vec<Vec<String>> =
+                        (0..plan.len()).map(|i| reference::describe_waits(&old_plan, i)).collect();
+                    let new: Vec<Vec<String>> = (0..plan.len()).map(|i| plan.describe_waits(i)).collect();
+                    prop_assert_eq!(new, was);
+                }
+                (Err(mut new), Err(mut old)) => {
+                    new.sort_by(|a, b| a.message.cmp(&b.message));
+                    old.sort_by(|a, b| a.message.cmp(&b.message));
+                    let text = |v: &[Problem]| v.iter().map(|p| p.message.clone()).collect::<Vec<_>>();
+                    prop_assert_eq!(text(&new), text(&old));
+                }
+                (new, old) => prop_assert!(false, "new {:?} vs old {:?}", new.is_ok(), old.is_ok()),
             }
         }
     }

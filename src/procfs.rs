@@ -41,7 +41,8 @@ pub fn terminal_reader(leader: u32) -> Option<TerminalRead> {
                 .ok()?
                 .trim()
                 .to_string();
-            let shell = pid == leader && SHELLS.contains(&process.as_str());
+            let shell =
+                pid == leader && SHELLS.contains(&process.as_str()) && interactive_shell(pid);
             return Some(TerminalRead { process, shell });
         }
         if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
@@ -53,6 +54,20 @@ pub fn terminal_reader(leader: u32) -> Option<TerminalRead> {
         }
     }
     None
+}
+
+/// A shell run without a command or script to execute (only options such as `-i`,
+/// `--norc`): one that reads commands from the person. `sh -c '…; read a'` is a script asking a
+/// question, not a prompt.
+fn interactive_shell(pid: u32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    cmdline
+        .split(|b| *b == 0)
+        .skip(1)
+        .filter(|a| !a.is_empty())
+        .all(|a| a.starts_with(b"-") && a != b"-c")
 }
 
 /// True when `pid` is blocked in `read(2)` on a terminal.
@@ -134,7 +149,10 @@ mod tests {
         let (mut asker, pid) = in_pty("printf 'Remove file? '; read a");
         let r = settle(pid, true).expect("sh blocked in read on its terminal");
         assert_eq!(r.process, "sh");
-        assert!(r.shell, "the session leader itself is a shell");
+        assert!(
+            !r.shell,
+            "a script's `read` is a question, not a shell prompt"
+        );
         let _ = asker.kill();
 
         // A child in the foreground reading: not the leader, so a question, not a shell prompt.

@@ -766,3 +766,134 @@ fn an_answer_that_does_not_take_becomes_a_stall_instead_of_a_hang() {
         writes(&fx)
     );
 }
+
+mod scheduling_bookkeeping {
+    //! The incremental scheduler (per-phase counters for the gate, a ready set, slot holders)
+    //! against its definition, recomputed from scratch after every event: a task is ready when
+    //! it is pending and everything [`Plan::preds`] names (phase gate included) is finished; no
+    //! pending task waits for a blocking one, and no blocked task is left without one.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check(e: &Engine) -> Result<(), TestCaseError> {
+        let n = e.plan.len();
+        for i in 0..n {
+            let st = e.status(i);
+            let ready =
+                st == Status::Pending && e.plan.preds(i).all(|(j, _)| e.status(j).is_finished());
+            let key = (Reverse(e.plan.height[i]), i);
+            prop_assert_eq!(e.sched.ready.contains(&key), ready, "t{} ready ({})", i, st);
+            prop_assert_eq!(
+                e.sched.active.contains(&i),
+                e.occupies_slot(i),
+                "t{} holds a slot",
+                i
+            );
+            let blocker = e
+                .plan
+                .preds(i)
+                .find(|&(j, _)| blocks_dependents(e.status(j)));
+            match st {
+                Status::Pending => {
+                    prop_assert!(blocker.is_none(), "t{} pending behind {:?}", i, blocker)
+                }
+                Status::Blocked => prop_assert!(blocker.is_some(), "t{} blocked by nothing", i),
+                _ => {}
+            }
+        }
+        let live: Vec<usize> = (0..n).filter(|&i| e.runs[i].worker.is_some()).collect();
+        prop_assert_eq!(e.live_workers().collect::<Vec<_>>(), live);
+        prop_assert!(e.sched.recheck.is_empty());
+        Ok(())
+    }
+
+    /// Nothing is left that a schedule at `now` would start: no due restart, and no ready task
+    /// with a free slot (the scheduler ran whenever something that could start one happened).
+    fn settled_schedule(e: &Engine, now: Ms) -> Result<(), TestCaseError> {
+        if e.paused || e.quitting {
+            return Ok(());
+        }
+        let n = e.plan.len();
+        for i in 0..n {
+            let due = e.runs[i].worker.is_none() && e.runs[i].restart_at.is_some_and(|t| t <= now);
+            prop_assert!(!due, "t{} has a due restart", i);
+        }
+        let holders: Vec<usize> = (0..n).filter(|&i| e.occupies_slot(i)).collect();
+        if holders.len() >= e.max_parallel || holders.iter().any(|&j| e.plan.runs_alone(j)) {
+            return Ok(());
+        }
+        let mut ready: Vec<usize> = (0..n)
+            .filter(|&i| e.status(i) == Status::Pending && !e.occupies_slot(i))
+            .filter(|&i| e.plan.preds(i).all(|(j, _)| e.status(j).is_finished()))
+            .collect();
+        ready.sort_by_key(|&i| (Reverse(e.plan.height[i]), i));
+        if let Some(&i) = ready.first() {
+            prop_assert!(
+                e.plan.runs_alone(i) && !holders.is_empty(),
+                "t{} is ready with {} of {} slots taken",
+                i,
+                holders.len(),
+                e.max_parallel
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+        #[test]
+        fn the_bookkeeping_matches_the_definition_after_every_event(
+            n in 2usize..14,
+            phases in 1usize..4,
+            max in 1usize..4,
+            ops in proptest::collection::vec((0u8..7, 0usize..14, 0i32..3, 0usize..3), 1..100),
+        ) {
+            let mut by_phase: Vec<Vec<String>> = vec![Vec::new(); phases];
+            for i in 0..n {
+                let dep = if i > 0 && i % 3 == 0 { format!(r#","dependsOn":["t{}"]"#, i - 1) } else { String::new() };
+                let files = if i % 5 == 4 { String::new() } else { format!(r#","files":["f{}"]"#, i % 4) };
+                by_phase[(i * phases) / n].push(format!(r#"{{"id":"t{i}","agent":"fake"{files}{dep}}}"#));
+            }
+            let json = format!(
+                r#"{{"phases":[{}]}}"#,
+                by_phase
+                    .iter()
+                    .enumerate()
+                    .map(|(p, ts)| {
+                        let wait = if p == 2 { r#""waitForPrevious":false,"# } else { "" };
+                        format!(r#"{{{wait}"tasks":[{}]}}"#, ts.join(","))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let mut e = engine(&json);
+            e.max_parallel = max;
+            let mut now = 0;
+            e.update(Event::Tick, now);
+            check(&e)?;
+            for (op, t, code, commits) in ops {
+                now += 700;
+                let t = t % n;
+                let is_tick = op == 0;
+                let ev = match op {
+                    0 => Event::Tick,
+                    1 => Event::Started { task: t, worktree: "/w".into(), branch: "b".into(), base_commit: "0".into(), argv: vec![] },
+                    2 => Event::Screen { task: t, screen: ScreenSnapshot::from_text("Continue? (y/n)"), last_output_at: now },
+                    3 => Event::Exited { task: t, code, commits_ahead: Some(commits), uncommitted: Some(0) },
+                    4 => act(&e, match code { 0 => ActionKind::Retry, 1 => ActionKind::Skip, _ => ActionKind::Kill }, t),
+                    5 => match code {
+                        0 => act(&e, ActionKind::MarkDone, t),
+                        1 => Event::Action(Action::global(ActionKind::PauseScheduler)),
+                        _ => Event::Action(Action::global(ActionKind::ResumeScheduler)),
+                    },
+                    _ => Event::Inspected { task: t, commits_ahead: commits, uncommitted: 0 },
+                };
+                e.update(ev, now);
+                check(&e)?;
+                if is_tick {
+                    settled_schedule(&e, now)?;
+                }
+            }
+        }
+    }
+}

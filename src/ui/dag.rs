@@ -1,7 +1,8 @@
 //! The live DAG view: tasks layered by depth into columns, edges drawn with box-drawing
 //! characters, nodes marked by status glyph and colour, the critical path highlighted, the
-//! selected task in sync with the table. The layout is computed once per plan; drawing scrolls a
-//! viewport over it so manifests of hundreds of tasks stay usable.
+//! selected task in sync with the table. The layout is computed once per plan, in time linear in
+//! tasks and edges; drawing scrolls a viewport over it and visits only the nodes in view and the
+//! edges whose box crosses it, so manifests of 10 000 tasks stay usable.
 
 use super::view::status_style;
 use crate::engine::Engine;
@@ -9,6 +10,9 @@ use crate::plan::{EdgeKind, Plan};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
+
+#[cfg(test)]
+mod reference;
 
 /// Gap between columns, in cells (room for the vertical edge runs).
 const GAP: u16 = 5;
@@ -28,6 +32,8 @@ pub struct DagLayout {
     pub height: u16,
     /// Edges to draw (explicit ones; phase gates are shown by the columns themselves).
     pub edges: Vec<(usize, usize)>,
+    /// Task index per column and slot, so drawing visits only the nodes in view.
+    columns: Vec<Vec<usize>>,
 }
 
 impl DagLayout {
@@ -53,16 +59,23 @@ impl DagLayout {
                 (plan.graph[e] != EdgeKind::Phase).then(|| (plan.graph[a], plan.graph[b]))
             })
             .collect();
+        // Predecessors per node in edge order, and nodes per depth in manifest order: one pass
+        // each, so the layout is linear in tasks and edges.
+        let mut preds_of: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for &(a, b) in &edges {
+            preds_of[b].push(a);
+        }
+        let mut by_depth: Vec<Vec<usize>> = vec![Vec::new(); max_depth + 1];
+        for i in 0..n {
+            by_depth[plan.depth[i]].push(i);
+        }
         let mut height_slots = 0u16;
-        for d in 0..=max_depth {
-            let mut col: Vec<(f64, usize)> = (0..n)
-                .filter(|&i| plan.depth[i] == d)
-                .map(|i| {
-                    let preds: Vec<f64> = edges
-                        .iter()
-                        .filter(|(_, b)| *b == i)
-                        .map(|(a, _)| pos[*a].1 as f64)
-                        .collect();
+        let mut columns = Vec::with_capacity(max_depth + 1);
+        for layer in &by_depth {
+            let mut col: Vec<(f64, usize)> = layer
+                .iter()
+                .map(|&i| {
+                    let preds: Vec<f64> = preds_of[i].iter().map(|&a| pos[a].1 as f64).collect();
                     let key = if preds.is_empty() {
                         f64::MAX
                     } else {
@@ -72,10 +85,12 @@ impl DagLayout {
                 })
                 .collect();
             col.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let d = columns.len();
             for (slot, (_, i)) in col.iter().enumerate() {
                 pos[*i] = (d as u16, slot as u16);
             }
             height_slots = height_slots.max(col.len() as u16);
+            columns.push(col.into_iter().map(|(_, i)| i).collect());
         }
         DagLayout {
             pos,
@@ -83,6 +98,7 @@ impl DagLayout {
             width: (max_depth as u16 + 1) * (node_w + GAP),
             height: height_slots * SLOT,
             edges,
+            columns,
         }
     }
 
@@ -144,43 +160,51 @@ pub fn draw(
     };
     let critical: std::collections::HashSet<usize> =
         engine.plan.critical_path.iter().copied().collect();
-    let on_path = |a: usize, b: usize| {
-        engine
-            .plan
-            .critical_path
-            .windows(2)
-            .any(|w| w[0] == a && w[1] == b)
-    };
-    // Edge bits on the canvas, plus whether the cell is on the critical path.
-    let mut bits: std::collections::HashMap<(u16, u16), (u8, bool)> =
-        std::collections::HashMap::new();
+    let critical_steps: std::collections::HashSet<(usize, usize)> = engine
+        .plan
+        .critical_path
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .collect();
+    // The viewport on the canvas; everything outside it is skipped, not drawn and clipped.
+    let (vx0, vy0) = (off_x, off_y);
+    let (vx1, vy1) = (off_x + area.width, off_y + area.height); // exclusive
+                                                                // Edge bits per viewport cell, plus whether the cell is on the critical path.
+    let w = area.width as usize;
+    let mut bits = vec![(0u8, false); w * area.height as usize];
     let mut mark = |x: u16, y: u16, b: u8, crit: bool| {
-        let e = bits.entry((x, y)).or_insert((0, false));
-        e.0 |= b;
-        e.1 |= crit;
+        if (vx0..vx1).contains(&x) && (vy0..vy1).contains(&y) {
+            let e = &mut bits[(y - vy0) as usize * w + (x - vx0) as usize];
+            e.0 |= b;
+            e.1 |= crit;
+        }
     };
     let mut arrows = Vec::new();
     for &(a, b) in &layout.edges {
-        let crit = on_path(a, b);
         let (ax, ay) = layout.node_xy(a);
         let (bx, by) = layout.node_xy(b);
         let start = ax + layout.node_w; // first cell right of the source label
         let vx = start + GAP / 2; // the vertical run, in the gap after the source column
         let end = bx.saturating_sub(2); // the cell before the arrow head
-        for x in start..vx {
+        let (lo, hi) = if ay < by { (ay, by) } else { (by, ay) };
+        // The edge's bounding box; an edge wholly outside the viewport costs this test only.
+        if start.max(end.max(vx) + 1) < vx0 || start >= vx1 || hi < vy0 || lo >= vy1 {
+            continue;
+        }
+        let crit = critical_steps.contains(&(a, b));
+        for x in start.max(vx0)..vx.min(vx1) {
             mark(x, ay, LEFT | RIGHT, crit);
         }
         if ay == by {
             mark(vx, ay, LEFT | RIGHT, crit);
         } else {
-            let (lo, hi) = if ay < by { (ay, by) } else { (by, ay) };
             mark(vx, ay, LEFT | if by > ay { DOWN } else { UP }, crit);
-            for y in lo + 1..hi {
+            for y in (lo + 1).max(vy0)..hi.min(vy1) {
                 mark(vx, y, UP | DOWN, crit);
             }
             mark(vx, by, RIGHT | if by > ay { UP } else { DOWN }, crit);
         }
-        for x in vx + 1..=end {
+        for x in (vx + 1).max(vx0)..=end.min(vx1.saturating_sub(1)) {
             mark(x, by, LEFT | RIGHT, crit);
         }
         arrows.push((bx.saturating_sub(1), by, crit));
@@ -197,8 +221,9 @@ pub fn draw(
             Style::default().fg(Color::DarkGray)
         }
     };
-    for (&(x, y), &(b, crit)) in &bits {
-        if let Some((px, py)) = to_screen(x, y) {
+    for (k, &(b, crit)) in bits.iter().enumerate() {
+        if b != 0 {
+            let (px, py) = (area.x + (k % w) as u16, area.y + (k / w) as u16);
             buf[(px, py)]
                 .set_char(box_char(b))
                 .set_style(edge_style(crit));
@@ -209,7 +234,21 @@ pub fn draw(
             buf[(px, py)].set_char('▶').set_style(edge_style(crit));
         }
     }
-    for i in 0..layout.pos.len() {
+    // The nodes in view: columns that overlap it, slots whose row is inside it.
+    let col_w = layout.node_w + GAP;
+    let first_col = (vx0.saturating_sub(layout.node_w) / col_w) as usize;
+    let last_col = (vx1 / col_w) as usize;
+    let first_slot = vy0.div_ceil(SLOT) as usize;
+    let last_slot = (vy1.saturating_sub(1) / SLOT) as usize;
+    let mut in_view: Vec<usize> = layout
+        .columns
+        .iter()
+        .take(last_col + 1)
+        .skip(first_col)
+        .flat_map(|col| col.iter().take(last_slot + 1).skip(first_slot).copied())
+        .collect();
+    in_view.sort_unstable();
+    for i in in_view {
         let (x, y) = layout.node_xy(i);
         let status = engine.status(i);
         let (glyph, mut style) = status_style(status);
@@ -266,5 +305,80 @@ mod tests {
         assert_eq!(box_char(LEFT | RIGHT), '─');
         assert_eq!(box_char(UP | DOWN | RIGHT), '├');
         assert_eq!(box_char(LEFT | DOWN), '┐');
+    }
+
+    /// A plan like the scale bench's, small enough for the old drawing: 2 phases, shared files,
+    /// some hand-written dependsOn.
+    fn bench_like(n: usize) -> Engine {
+        let mut tasks = vec![String::new(); 2];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        for i in 0..n {
+            let p = usize::from(i >= n / 2);
+            let files: Vec<String> = (0..1 + next(2))
+                .map(|_| format!(r#""f{}""#, next(12)))
+                .collect();
+            let deps = if i % 5 == 3 {
+                format!(r#","dependsOn":["t{}"]"#, i - 1 - next(3) as usize)
+            } else {
+                String::new()
+            };
+            if !tasks[p].is_empty() {
+                tasks[p].push(',');
+            }
+            tasks[p].push_str(&format!(
+                r#"{{"id":"t{i}","files":[{}]{deps}}}"#,
+                files.join(",")
+            ));
+        }
+        let json = format!(
+            r#"{{"phases":[{{"tasks":[{}]}},{{"tasks":[{}]}}]}}"#,
+            tasks[0], tasks[1]
+        );
+        let m = Manifest::parse(&json).unwrap();
+        let plan = Plan::build(&m).unwrap();
+        let config = crate::config::Config::from_layers(&[
+            ("defaults".into(), crate::config::DEFAULTS.into()),
+            (
+                "t".into(),
+                "default_agent = \"fake\"\n[agents.fake]\ncommand = [\"true\"]\n".into(),
+            ),
+        ])
+        .unwrap();
+        let mut e = Engine::new(m, plan, config, 0).unwrap();
+        e.update(crate::engine::Event::Tick, 0);
+        e
+    }
+
+    #[test]
+    fn the_linear_layout_and_the_culled_drawing_match_the_old_ones_cell_for_cell() {
+        let e = bench_like(120);
+        let new = DagLayout::new(&e.plan);
+        let old = reference::layout(&e.plan);
+        assert_eq!(new.pos, old.pos);
+        assert_eq!(
+            (new.node_w, new.width, new.height),
+            (old.node_w, old.width, old.height)
+        );
+        assert_eq!(new.edges, old.edges);
+        let mut compared = 0;
+        for (w, h) in [(40u16, 12u16), (97, 31), (300, 200)] {
+            for selected in [0, 7, 33, 59, 60, 88, 119] {
+                let area = Rect::new(2, 1, w, h);
+                let mut a = Buffer::empty(Rect::new(0, 0, w + 4, h + 2));
+                let mut b = a.clone();
+                let hits_new = draw(&mut a, area, &e, &new, selected);
+                let hits_old = reference::draw(&mut b, area, &e, &old, selected);
+                assert_eq!(a, b, "{w}x{h}, selected t{selected}");
+                assert_eq!(hits_new, hits_old, "{w}x{h}, selected t{selected}");
+                compared += hits_new.len();
+            }
+        }
+        assert!(compared > 100, "the views showed nodes ({compared})");
     }
 }

@@ -9,7 +9,9 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{
+    Block, BorderType, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap,
+};
 use ratatui::Frame;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -210,10 +212,7 @@ fn draw_log(
 }
 
 fn draw_dag(buf: &mut Buffer, area: Rect, engine: &Engine, app: &mut App) {
-    let layout = app
-        .dag
-        .get_or_insert_with(|| DagLayout::new(&engine.plan))
-        .clone();
+    let layout = app.dag.get_or_insert_with(|| DagLayout::new(&engine.plan));
     let block = Block::default()
         .borders(Borders::ALL)
         .border_type(BorderType::Rounded)
@@ -224,9 +223,9 @@ fn draw_dag(buf: &mut Buffer, area: Rect, engine: &Engine, app: &mut App) {
         ));
     let inner = block.inner(area);
     block.render_ref_to(area, buf);
-    for (r, i) in dag::draw(buf, inner, engine, &layout, app.selected) {
-        app.hits.push((r, i, HitKind::Node));
-    }
+    let hits = dag::draw(buf, inner, engine, layout, app.selected);
+    app.hits
+        .extend(hits.into_iter().map(|(r, i)| (r, i, HitKind::Node)));
 }
 
 fn draw_header(buf: &mut Buffer, area: Rect, engine: &Engine, now: u64) {
@@ -248,7 +247,10 @@ fn draw_header(buf: &mut Buffer, area: Rect, engine: &Engine, now: u64) {
     ];
     // The phase in progress: the first with an unfinished task.
     let phase = (0..engine.plan.phase_names.len()).find(|&p| {
-        (0..engine.plan.len()).any(|i| engine.plan.phase[i] == p && !engine.status(i).is_finished())
+        engine
+            .plan
+            .phase_tasks(p)
+            .any(|i| !engine.status(i).is_finished())
     });
     if let Some(p) = phase {
         spans.push(Span::styled(
@@ -306,9 +308,48 @@ impl<W: ratatui::widgets::Widget> RenderTo for W {
     }
 }
 
+/// The rows of a table of `total` one-line rows that fit in `height` rows, as ratatui's `Table`
+/// picks them: from `offset`, scrolled just enough to show `selected`. Returns `start..end`
+/// (with no room at all, just the selected row, which still sets the highlight column).
+fn table_window(
+    total: usize,
+    height: usize,
+    offset: usize,
+    selected: Option<usize>,
+) -> std::ops::Range<usize> {
+    if total == 0 {
+        return 0..0;
+    }
+    let last = total - 1;
+    let mut start = offset.min(last);
+    if let Some(s) = selected {
+        start = start.min(s);
+    }
+    let mut end = (start + height).min(total);
+    if let Some(s) = selected.map(|s| s.min(last)) {
+        if s >= end {
+            end = s + 1;
+            start = end.saturating_sub(height);
+        }
+        if height == 0 {
+            // Nothing fits, but the selected row still sets the highlight column's width.
+            return s..s + 1;
+        }
+    }
+    start..end
+}
+
 fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now: u64) {
     let visible: Vec<usize> = app.visible_tasks(engine);
-    let rows: Vec<Row> = visible
+    let pos = visible.iter().position(|&i| i == app.selected);
+    // Only the rows in view are built: inside the border, below the header.
+    let window = table_window(
+        visible.len(),
+        area.height.saturating_sub(3) as usize,
+        app.table_state.offset(),
+        pos,
+    );
+    let rows: Vec<Row> = visible[window.clone()]
         .iter()
         .map(|&i| {
             let t = engine.task(i);
@@ -363,9 +404,11 @@ fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now
     )
     .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
     .highlight_symbol("▶ ");
-    let pos = visible.iter().position(|&i| i == app.selected);
+    let mut state = TableState::default()
+        .with_selected(pos.filter(|p| window.contains(p)).map(|p| p - window.start));
+    frame.render_stateful_widget(table, area, &mut state);
     app.table_state.select(pos);
-    frame.render_stateful_widget(table, area, &mut app.table_state);
+    *app.table_state.offset_mut() = window.start + state.offset();
     // Row hit areas for the mouse: rows start below the border and header.
     let offset = app.table_state.offset();
     for (k, &i) in visible.iter().enumerate().skip(offset) {
@@ -528,11 +571,16 @@ pub fn render_screen_tail(buf: &mut Buffer, area: Rect, screen: &vt100::Screen) 
     let (rows, cols) = screen.size();
     let (crow, _) = screen.cursor_position();
     let h = area.height.min(rows);
-    // Show the last non-blank row or the cursor row at the bottom, whichever is lower.
-    let last_text = (0..rows)
-        .rev()
-        .find(|&r| (0..cols).any(|c| screen.cell(r, c).is_some_and(|x| x.has_contents())))
-        .unwrap_or(0);
+    // Show the last non-blank row or the cursor row at the bottom, whichever is lower. Only rows
+    // below the cursor can change that, and one pass over the rows reads them (a blank row
+    // yields an empty string; `Screen::cell` would walk the rows again for every cell).
+    let last_text = screen
+        .rows(0, cols)
+        .enumerate()
+        .skip(usize::from(crow) + 1)
+        .filter(|(_, text)| !text.is_empty())
+        .last()
+        .map_or(0, |(r, _)| r as u16);
     let bottom = crow.max(last_text);
     let first = (bottom + 1).saturating_sub(h).min(rows - h);
     render_rows(buf, area, screen, first);
@@ -766,5 +814,51 @@ fn draw_attached(
             Paragraph::new(" the worker has exited — Ctrl-] returns to the control room"),
             rest,
         ),
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A table like the control room's, of the given rows.
+    fn table(rows: std::ops::Range<usize>) -> Table<'static> {
+        Table::new(
+            rows.map(|i| Row::new(vec![Cell::from(format!("t{i}")), Cell::from("x")])),
+            [Constraint::Length(8), Constraint::Fill(1)],
+        )
+        .header(Row::new(vec!["id", "title"]))
+        .block(Block::default().borders(Borders::ALL))
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("▶ ")
+    }
+
+    proptest! {
+        /// Building only the rows in view draws what ratatui draws from all of them, and leaves
+        /// the same scroll offset.
+        #[test]
+        fn the_window_matches_ratatuis_own_scrolling(
+            total in 0usize..60,
+            height in 3u16..24,
+            offset in 0usize..70,
+            selected in proptest::option::of(0usize..60),
+        ) {
+            let selected = selected.filter(|&s| s < total);
+            let area = Rect::new(0, 0, 30, height);
+            let mut full = Buffer::empty(area);
+            let mut state = TableState::default().with_offset(offset).with_selected(selected);
+            ratatui::widgets::StatefulWidget::render(table(0..total), area, &mut full, &mut state);
+
+            let window = table_window(total, height as usize - 3, offset, selected);
+            let mut part = Buffer::empty(area);
+            let mut inner = TableState::default()
+                .with_selected(selected.filter(|s| window.contains(s)).map(|s| s - window.start));
+            ratatui::widgets::StatefulWidget::render(table(window.clone()), area, &mut part, &mut inner);
+            prop_assert_eq!(part, full);
+            if total > 0 {
+                prop_assert_eq!(window.start + inner.offset(), state.offset());
+            }
+        }
     }
 }
