@@ -338,6 +338,35 @@ pub async fn status(files: &ServerFiles) -> Result<RunView, ClientError> {
     }
 }
 
+/// Asks the live server why a task's verdict is what it is. `Ok(Err(message))` when the server
+/// does not know the task.
+pub async fn explain(
+    files: &ServerFiles,
+    task: &str,
+) -> Result<Result<crate::engine::Explanation, String>, ClientError> {
+    let mut conn = connect_live(files, Role::Control).await?;
+    let io = |source| ClientError::Io {
+        socket: files.socket.clone(),
+        source,
+    };
+    conn.send(&ClientMsg::Explain { task: task.into() })
+        .await
+        .map_err(io)?;
+    loop {
+        match conn.recv_msg().await {
+            Some(ServerMsg::Explain { explanation }) => return Ok(Ok(explanation)),
+            Some(ServerMsg::Ack { ok: false, message }) => return Ok(Err(message)),
+            Some(_) => {}
+            None => {
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection without an answer",
+                )))
+            }
+        }
+    }
+}
+
 /// Stops the run: sends `stop`, then waits (up to 30 s) for the server to end. Returns the
 /// run's exit code.
 pub async fn stop(files: &ServerFiles) -> Result<i32, ClientError> {

@@ -21,7 +21,7 @@ mod view;
 pub use actions::{ActionError, Target};
 pub use heal::Situation;
 use std::hash::{Hash, Hasher};
-pub use view::{RunView, TaskView};
+pub use view::{ChannelWord, Explanation, RunView, TaskView};
 
 /// Milliseconds on the engine's clock.
 pub type Ms = u64;

@@ -79,6 +79,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Why a task's verdict is what it is: each channel's latest word (agent state, title,
+    /// terminal read, screen rules, timing), the verdict and why it won, the heal ladders.
+    Explain {
+        /// The manifest.
+        manifest: PathBuf,
+        /// The task id.
+        task: String,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Reopen the control room of a running server (without MANIFEST: the only live one, or a
     /// list to pick from).
     Attach {
@@ -277,6 +288,11 @@ fn real_main(cmd: Cmd) -> Result<u8> {
         }
         Cmd::Status { manifest, json } => status(&manifest, json),
         Cmd::Attach { manifest } => attach(manifest.as_deref()),
+        Cmd::Explain {
+            manifest,
+            task,
+            json,
+        } => explain(&manifest, &task, json),
         Cmd::Ls => ls(),
         Cmd::Ctl {
             manifest,
@@ -605,6 +621,69 @@ fn stop(manifest: &Path) -> Result<u8> {
         Err(e) => {
             eprintln!("switchyard stop: {e}");
             Ok(1)
+        }
+    }
+}
+
+fn explain(manifest: &Path, task: &str, json: bool) -> Result<u8> {
+    let m = Manifest::load(manifest).map_err(|e| eyre!("{e}"))?;
+    if m.task(task).is_none() {
+        eprintln!(
+            "no task {:?} in {}",
+            switchyard::text::escape_control(task),
+            manifest.display()
+        );
+        return Ok(1);
+    }
+    let files = server_files(manifest, None)?;
+    let tokio = tokio_rt()?;
+    let live = match files.probe() {
+        Probe::Live(_) => tokio.block_on(client::explain(&files, task)).ok(),
+        _ => None,
+    };
+    match live {
+        Some(Ok(x)) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&x)?);
+            } else {
+                print!("{}", x.render());
+            }
+            Ok(0)
+        }
+        Some(Err(message)) => {
+            eprintln!("{}", switchyard::text::escape_control(&message));
+            Ok(1)
+        }
+        None => {
+            // No server: what the manifest and the journal remember.
+            let t = m.task(task).expect("checked above");
+            let paths = runtime::Paths::resolve(manifest, &m, None)?;
+            let journal = switchyard::journal::read_journal(&paths.logs.join("events.jsonl"))
+                .map(|j| j.entries)
+                .unwrap_or_default();
+            let esc = |s: &str| switchyard::text::escape_control(s).into_owned();
+            println!(
+                "{} — {} (no server runs; from the manifest and the journal)",
+                esc(&t.id),
+                t.status.as_str()
+            );
+            println!(
+                "last verdict: {}",
+                esc(t.last_verdict.as_deref().unwrap_or("—"))
+            );
+            let mine: Vec<&serde_json::Value> = journal
+                .iter()
+                .filter(|e| e["task"].as_str() == Some(task))
+                .collect();
+            for e in mine.iter().rev().take(10).rev() {
+                println!(
+                    "  {} {:<8} {}",
+                    e["ts"].as_str().unwrap_or(""),
+                    e["kind"].as_str().unwrap_or(""),
+                    esc(e["message"].as_str().unwrap_or(""))
+                );
+            }
+            Ok(0)
         }
     }
 }

@@ -177,3 +177,206 @@ impl Engine {
         }
     }
 }
+
+/// One channel's latest word about a worker, for `explain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelWord {
+    /// The channel, e.g. `agent state (OSC 7501)`.
+    pub channel: String,
+    /// What it says now (`—` when it says nothing).
+    pub word: String,
+}
+
+/// Why a task's verdict is what it is: every channel's latest word in the order of authority,
+/// the verdict and the channel it came from, and where the heal ladders stand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// Task id.
+    pub task: String,
+    /// Status name.
+    pub status: String,
+    /// Worker starts so far.
+    pub attempts: u32,
+    /// The verdict now (or the last one recorded).
+    pub verdict: Option<String>,
+    /// Its evidence.
+    pub evidence: Option<String>,
+    /// The channel the verdict came from, and why it won.
+    pub why: String,
+    /// Each channel's latest word, most authoritative first.
+    pub channels: Vec<ChannelWord>,
+    /// Heal ladders in use: `situation: step N (action), used K`.
+    pub ladders: Vec<String>,
+    /// Automatic keystroke injections sent to this task.
+    pub auto_keys: u32,
+}
+
+impl Explanation {
+    /// The explanation as lines for people (task text escaped).
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let esc = |s: &str| crate::text::escape_control(s).into_owned();
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} — {}, attempt {}",
+            esc(&self.task),
+            self.status,
+            self.attempts
+        );
+        let _ = writeln!(
+            s,
+            "verdict: {} {}",
+            self.verdict.as_deref().unwrap_or("—"),
+            esc(self.evidence.as_deref().unwrap_or(""))
+        );
+        let _ = writeln!(s, "why: {}", esc(&self.why));
+        let _ = writeln!(s, "channels, most authoritative first:");
+        for c in &self.channels {
+            let _ = writeln!(s, "  {:<28} {}", c.channel, esc(&c.word));
+        }
+        if !self.ladders.is_empty() {
+            let _ = writeln!(s, "heal ladders: {}", self.ladders.join(" · "));
+        }
+        let _ = writeln!(s, "automatic keystrokes sent: {}", self.auto_keys);
+        s
+    }
+}
+
+/// Which channel a verdict's evidence (rule or signal name) came from.
+fn channel_of(rule: &str, rules: &[crate::classify::Rule]) -> &'static str {
+    use crate::classify::Source;
+    match rules.iter().find(|r| r.name == rule).map(|r| r.source) {
+        Some(Source::AgentState) => "agent state (OSC 7501)",
+        Some(Source::Title) => "window title (OSC 0/2)",
+        Some(Source::Screen) => "screen rules",
+        None => match rule {
+            "terminal-read" => "terminal read (/proc)",
+            "exit-status" => "exit status",
+            "silence" => "silence (output, screen, files, CPU)",
+            "output" => "output",
+            "start" => "start",
+            "manual" => "a person",
+            "verify" => "verify command",
+            _ => "signal",
+        },
+    }
+}
+
+impl Engine {
+    /// Why task `i`'s verdict is what it is, at `now` (ms).
+    pub fn explain(&self, i: usize, now: Ms) -> Explanation {
+        let t = self.task(i);
+        let run = &self.runs[i];
+        let agent = self.agent_of(i);
+        let rules: &[crate::classify::Rule] = self
+            .compiled
+            .rules
+            .get(agent)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let dash = || "—".to_string();
+        let mut channels = Vec::new();
+        let (verdict, evidence, why) = match (&run.verdict, &run.worker) {
+            (Some(v), Some(w)) => {
+                let s = &w.screen;
+                channels.push(ChannelWord {
+                    channel: "agent state (OSC 7501)".into(),
+                    word: s.agent_state.clone().unwrap_or_else(dash),
+                });
+                channels.push(ChannelWord {
+                    channel: "window title (OSC 0/2)".into(),
+                    word: if s.title.is_empty() {
+                        dash()
+                    } else {
+                        s.title.clone()
+                    },
+                });
+                channels.push(ChannelWord {
+                    channel: "terminal read (/proc)".into(),
+                    word: match &s.reading {
+                        Some(r) if r.shell => format!("{} waits at its prompt", r.process),
+                        Some(r) => format!("{} is blocked reading the terminal", r.process),
+                        None => "no process is reading the terminal".into(),
+                    },
+                });
+                let at_cursor = s.rows.get(s.cursor_row).map(|l| l.trim()).unwrap_or("");
+                let matched = rules
+                    .iter()
+                    .filter(|r| r.source == crate::classify::Source::Screen)
+                    .find(|r| s.rows.iter().any(|row| r.re.is_match(row)))
+                    .map(|r| {
+                        format!(
+                            "{} would match ({}, quiet {} ms)",
+                            r.name,
+                            r.verdict.label(),
+                            r.quiet_ms
+                        )
+                    })
+                    .unwrap_or_else(|| "no rule of this profile matches the screen".into());
+                channels.push(ChannelWord {
+                    channel: "screen rules".into(),
+                    word: format!("{matched}; cursor line: {at_cursor}"),
+                });
+                channels.push(ChannelWord {
+                    channel: "timing".into(),
+                    word: format!(
+                        "last output {:.1}s ago, screen changed {:.1}s ago, last file or CPU activity {:.1}s ago, running {:.0}s",
+                        now.saturating_sub(w.last_output_at) as f64 / 1000.0,
+                        now.saturating_sub(w.last_change_at) as f64 / 1000.0,
+                        now.saturating_sub(w.last_activity_at) as f64 / 1000.0,
+                        now.saturating_sub(w.spawned_at) as f64 / 1000.0
+                    ),
+                });
+                let channel = channel_of(&v.evidence.rule, rules);
+                (
+                    Some(v.kind.label()),
+                    Some(format!("[{}] {}", v.evidence.rule, v.evidence.line)),
+                    format!(
+                        "from {channel} ({}): channels are read in the order above and the first with a word wins; screen rules fire only after their quiet time",
+                        v.evidence.rule
+                    ),
+                )
+            }
+            _ => {
+                let (v, e) = split_last_verdict(t.last_verdict.as_deref());
+                channels.push(ChannelWord {
+                    channel: "worker".into(),
+                    word: "none is running; the verdict is the last one recorded".into(),
+                });
+                (
+                    v,
+                    e,
+                    "no worker runs now: the last verdict recorded in the manifest".into(),
+                )
+            }
+        };
+        let mut ladders: Vec<String> = run
+            .ladder
+            .iter()
+            .map(|(sit, (step, used))| {
+                let action = self
+                    .config
+                    .heal
+                    .ladder
+                    .steps(sit.name())
+                    .get(*step)
+                    .map(|s| s.action.name())
+                    .unwrap_or("used up");
+                format!("{}: step {} ({action}), used {used}", sit.name(), step + 1)
+            })
+            .collect();
+        ladders.sort();
+        Explanation {
+            task: t.id.clone(),
+            status: t.status.as_str().to_string(),
+            attempts: t.attempts.unwrap_or(0),
+            verdict,
+            evidence,
+            why,
+            channels,
+            ladders,
+            auto_keys: run.auto_keys,
+        }
+    }
+}

@@ -457,6 +457,19 @@ fn on_message(
             c.send_msg(&answer);
             stop
         }
+        (Some(_), ClientMsg::Explain { task }) => {
+            let answer = match rt.engine.index_of(&task) {
+                Some(i) => ServerMsg::Explain {
+                    explanation: rt.engine.explain(i, now_ms()),
+                },
+                None => ServerMsg::Ack {
+                    ok: false,
+                    message: format!("no task {task:?} in this manifest"),
+                },
+            };
+            c.send_msg(&answer);
+            false
+        }
         (Some(_), ClientMsg::Status) => {
             let view = rt.engine.view(now_ms());
             c.send_msg(&ServerMsg::Status { view });

@@ -71,6 +71,12 @@ pub enum ClientMsg {
     },
     /// Ask for the run's state; the server answers [`ServerMsg::Status`].
     Status,
+    /// Ask why a task's verdict is what it is; the server answers [`ServerMsg::Explain`], or
+    /// [`ServerMsg::Ack`] with `ok: false` for an unknown task.
+    Explain {
+        /// Task id.
+        task: String,
+    },
 }
 
 /// A message from the server.
@@ -116,6 +122,11 @@ pub enum ServerMsg {
     Status {
         /// The run's state.
         view: crate::engine::RunView,
+    },
+    /// The answer to [`ClientMsg::Explain`].
+    Explain {
+        /// Every channel's word, the verdict and why it won.
+        explanation: crate::engine::Explanation,
     },
     /// The server is closing this connection (stopping, or the client fell behind).
     Bye {
