@@ -23,6 +23,7 @@ pub mod replay;
 pub mod report;
 pub mod runtime;
 pub mod server;
+pub mod stream_cap;
 pub mod text;
 pub mod transcript;
 pub mod ui;
