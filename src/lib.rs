@@ -18,6 +18,7 @@ pub mod import;
 pub mod jobs;
 pub mod journal;
 pub mod manifest;
+pub mod orphans;
 pub mod plan;
 pub mod replay;
 pub mod report;

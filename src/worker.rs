@@ -31,6 +31,8 @@ pub struct Spawned {
     pub base_commit: String,
     /// The argv that runs.
     pub argv: Vec<String>,
+    /// The worker's token ([`crate::orphans::TOKEN_VAR`] in its environment).
+    pub token: String,
 }
 
 /// Messages from the edge (worker threads, the file watcher) to the runtime loop.
@@ -54,6 +56,8 @@ pub enum ShellMsg {
         code: i32,
         /// The signal that ended it, if any (e.g. "Hangup").
         signal: Option<String>,
+        /// Its process id, if known (tells this worker from a newer one of the same task).
+        pid: Option<u32>,
     },
     /// A file changed in a task's worktree (from the file watcher).
     Activity {
@@ -254,8 +258,11 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-/// Sends `sig` to the process group led by `pid` (portable-pty makes every worker a session
-/// leader, so its group is the worker and everything it started that did not leave it).
+/// Sends `sig` to the process group led by `pid` and to every other process of the session it
+/// leads (portable-pty makes every worker a session leader): the worker and everything it
+/// started that did not leave its session, job-control groups (`set -m`) included. What left
+/// the session (`setsid`) is found by the runtime through the worker's token
+/// ([`crate::orphans`]).
 fn signal_group(pid: u32, sig: libc::c_int) {
     if let Ok(pid) = i32::try_from(pid) {
         if pid > 1 {
@@ -263,6 +270,7 @@ fn signal_group(pid: u32, sig: libc::c_int) {
             unsafe {
                 libc::kill(-pid, sig);
             }
+            crate::orphans::signal_session(pid as u32, sig);
         }
     }
 }
@@ -465,7 +473,12 @@ impl Worker {
                         Ok(s) => (s.exit_code() as i32, s.signal().map(str::to_string)),
                         Err(_) => (1, None),
                     };
-                    let _ = tx.blocking_send(ShellMsg::Exited { task, code, signal });
+                    let _ = tx.blocking_send(ShellMsg::Exited {
+                        task,
+                        code,
+                        signal,
+                        pid,
+                    });
                 })
                 .map_err(|e| format!("cannot start the waiter thread: {e}"))?;
         }
@@ -548,8 +561,8 @@ impl Worker {
         self.size
     }
 
-    /// Stops the worker: SIGHUP to its whole process group (the agent and what it started in
-    /// its session), then SIGKILL to the group if it is still there 2 s later.
+    /// Stops the worker: SIGHUP to its process group and its whole session (the agent and what
+    /// it started), then SIGKILL to them if it is still there 2 s later.
     pub fn kill(&mut self) {
         let _ = self.killer.kill();
         let Some(pid) = self.pid else { return };

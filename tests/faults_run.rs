@@ -215,3 +215,261 @@ fn a_worker_flooding_terminal_queries_freezes_nothing_and_the_run_ends() {
         assert_eq!(t["attempts"], 1, "{t}");
     }
 }
+
+/// Kills the listed processes when dropped (a failing test leaves no sleepers behind).
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if is_sleeper(pid) {
+                // SAFETY: kill(2) only sends a signal.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// True while `pid` is a live `sleep` (not a zombie, not a reused pid of something else).
+fn is_sleeper(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.contains("(sleep)") && !stat.contains(") Z")
+}
+
+/// Waits for `name` in `dir` to hold a pid; returns it.
+fn pid_file(dir: &Path, name: &str) -> u32 {
+    let mut pid = None;
+    common::wait_until(&format!("{name} written"), 20, || {
+        pid = std::fs::read_to_string(dir.join(name))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        pid.is_some()
+    });
+    pid.unwrap()
+}
+
+const COMMIT_AGENTS: &str = r#"
+[heal]
+stall_ms = 600000
+max_attempts = 1
+[agents.orphan]
+command = ["sh", "-c", "echo x > o.txt; git add o.txt; git -c user.name=a -c user.email=a@a -c commit.gpgsign=false commit -qm o"]
+[agents.hup]
+command = ["sh", "-c", "echo x > h.txt; git add h.txt; git -c user.name=a -c user.email=a@a -c commit.gpgsign=false commit -qm h"]
+"#;
+
+#[test]
+fn what_workers_leave_after_a_kill_9_of_the_server_is_killed_at_the_next_start() {
+    let r = repo();
+    let pids = tempfile::tempdir().unwrap();
+    let p = pids.path().display();
+    // One worker starts a child that leaves its session; one ignores SIGHUP (and so does its
+    // child): both outlive their PTY closing when the server dies.
+    let config = format!(
+        r#"
+[heal]
+stall_ms = 600000
+[agents.orphan]
+command = ["sh", "-c", "setsid sleep 1000 & echo $! > {p}/orphan.pid; sleep 1000"]
+[agents.hup]
+command = ["sh", "-c", "trap '' HUP; sleep 1000 & echo $! > {p}/hup.pid; wait"]
+"#
+    );
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"o1","title":"Orphan","files":["o.txt"],"agent":"orphan"},
+           {"id":"h1","title":"Ignores HUP","files":["h.txt"],"agent":"hup"}"#,
+        &config,
+    );
+    let _stop = common::StopOnDrop(manifest.clone());
+    let workdir = r.path().join(".sy");
+    let mut client = Command::new(bin())
+        .args(["run", "--headless"])
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let orphan = pid_file(pids.path(), "orphan.pid");
+    let hup = pid_file(pids.path(), "hup.pid");
+    let _guard = KillOnDrop(vec![orphan, hup]);
+    common::wait_until("both workers recorded", 10, || {
+        std::fs::read_to_string(workdir.join("run/workers.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Vec<Value>>(&t).ok())
+            .is_some_and(|v| v.len() == 2)
+    });
+    let server = common::server_pid(&workdir).expect("the lock names the server");
+    // SAFETY: kill(2) only sends a signal.
+    unsafe {
+        libc::kill(server as i32, libc::SIGKILL);
+    }
+    common::wait_until("the server is gone", 10, || !common::alive(server));
+    let _ = client.kill();
+    let _ = client.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(is_sleeper(orphan), "the setsid child outlived the server");
+    assert!(
+        is_sleeper(hup),
+        "the HUP-ignoring worker outlived the server"
+    );
+
+    // The next run (agents that just commit now) kills them first and says so.
+    std::fs::write(r.path().join("switchyard.toml"), COMMIT_AGENTS).unwrap();
+    let out = Command::new(bin())
+        .args(["run", "--headless"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    common::wait_until("the leftovers are gone", 5, || {
+        !is_sleeper(orphan) && !is_sleeper(hup)
+    });
+    let recover: Vec<Value> = journal(&workdir)
+        .into_iter()
+        .filter(|e| e["kind"] == "recover")
+        .collect();
+    assert_eq!(recover.len(), 1, "one journal line: {recover:?}");
+    let msg = recover[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("killed") && msg.contains("o1") && msg.contains("h1"),
+        "{msg}"
+    );
+    let killed = recover[0]["data"]["pids"].as_array().unwrap();
+    for pid in [orphan, hup] {
+        assert!(killed.contains(&Value::from(pid)), "{pid} in {killed:?}");
+    }
+    assert!(stdout.contains("recovered: killed"), "{stdout}");
+    for t in tasks(&manifest) {
+        assert_eq!(t["status"], "complete", "{t}");
+    }
+}
+
+#[test]
+fn a_clean_stop_kills_the_workers_whole_session_and_what_left_it() {
+    let r = repo();
+    let pids = tempfile::tempdir().unwrap();
+    let p = pids.path().display();
+    // A child that leaves the session, and a job-control child in its own process group of
+    // the worker's session (the PTY gives `set -m` a terminal).
+    let config = format!(
+        r#"
+[heal]
+stall_ms = 600000
+[agents.spawner]
+command = ["sh", "-c", "setsid sleep 1000 & echo $! > {p}/setsid.pid; set -m; sleep 1000 & echo $! > {p}/job.pid; wait"]
+"#
+    );
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"s1","title":"Spawner","files":["s.txt"],"agent":"spawner"}"#,
+        &config,
+    );
+    let _stop = common::StopOnDrop(manifest.clone());
+    let mut client = Command::new(bin())
+        .args(["run", "--headless"])
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let setsid = pid_file(pids.path(), "setsid.pid");
+    let job = pid_file(pids.path(), "job.pid");
+    let _guard = KillOnDrop(vec![setsid, job]);
+    let stat = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let field = |s: &str, i: usize| {
+        s[s.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .nth(i)
+            .unwrap()
+            .to_string()
+    };
+    let (job_stat, setsid_stat) = (stat(job), stat(setsid));
+    assert_ne!(
+        field(&job_stat, 2),
+        field(&job_stat, 3),
+        "the job has its own process group in the worker's session"
+    );
+    assert_eq!(
+        field(&setsid_stat, 3),
+        setsid.to_string(),
+        "a session of its own"
+    );
+    let out = Command::new(bin())
+        .arg("stop")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = client.wait();
+    common::wait_until("the worker's children are gone", 8, || {
+        !is_sleeper(setsid) && !is_sleeper(job)
+    });
+    let reaped = journal(&r.path().join(".sy"))
+        .into_iter()
+        .any(|e| e["kind"] == "reap" && e["message"].as_str().unwrap().contains("killed"));
+    assert!(reaped, "the kill is journaled");
+}
+
+const ARGV_AGENTS: &str = r#"
+[heal]
+stall_ms = 600000
+backoff_ms = 100
+[agents.byarg]
+command = ["sh", "-c", "printf '%s' \"$1\" > p.txt; git add p.txt; git -c user.name=a -c user.email=a@a -c commit.gpgsign=false commit -qm p", "agent", "{prompt}"]
+[agents.byfile]
+command = ["sh", "-c", "cp \"$1\" p2.txt; git add p2.txt; git -c user.name=a -c user.email=a@a -c commit.gpgsign=false commit -qm p", "agent", "{prompt_file}"]
+"#;
+
+#[test]
+fn a_prompt_too_long_for_an_argument_fails_once_saying_how_to_pass_it() {
+    let r = repo();
+    let title = "t".repeat(1024 * 1024);
+    let prompt = format!("Do this: {}", "p".repeat(1024 * 1024));
+    let tasks_json = serde_json::json!([
+        {"id": "big", "title": title, "files": ["p.txt"], "agent": "byarg"},
+        {"id": "file", "title": "By file", "prompt": prompt, "files": ["p2.txt"], "agent": "byfile"},
+    ])
+    .to_string();
+    let manifest = write_project(r.path(), &tasks_json[1..tasks_json.len() - 1], ARGV_AGENTS);
+    let started = Instant::now();
+    let out = Command::new(bin())
+        .args(["run", "--headless"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let ts = tasks(&manifest);
+    let big = &ts[0];
+    assert_eq!(big["status"], "error", "not retried in a loop");
+    assert_eq!(big["attempts"], 1, "one start, no retries");
+    let verdict = big["lastVerdict"].as_str().unwrap();
+    for needle in ["argument 4 made from {prompt}", "too long", "{prompt_file}"] {
+        assert!(verdict.contains(needle), "{needle:?} in {verdict}");
+    }
+    let errors: Vec<Value> = journal(&r.path().join(".sy"))
+        .into_iter()
+        .filter(|e| e["kind"] == "error" && e["task"] == "big")
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        stdout.contains("{prompt_file}"),
+        "shown to the person: {stdout}"
+    );
+
+    // The same size through {prompt_file} reaches the agent whole.
+    assert_eq!(ts[1]["status"], "complete", "{stdout}");
+    let file = r.path().join(".sy/logs/file.prompt.md");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), prompt);
+    let committed = std::fs::read_to_string(r.path().join(".sy/worktrees/file/p2.txt")).unwrap();
+    assert_eq!(committed, prompt);
+}
