@@ -22,6 +22,7 @@ pub mod orphans;
 pub mod plan;
 pub mod replay;
 pub mod report;
+pub mod resume;
 pub mod runtime;
 pub mod server;
 pub mod stream_cap;

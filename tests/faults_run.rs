@@ -473,3 +473,78 @@ fn a_prompt_too_long_for_an_argument_fails_once_saying_how_to_pass_it() {
     let committed = std::fs::read_to_string(r.path().join(".sy/worktrees/file/p2.txt")).unwrap();
     assert_eq!(committed, prompt);
 }
+
+#[test]
+#[ignore = "needs the engine to take a resumed task's committed work (issue 12 item 5); run with --ignored once wired"]
+fn work_committed_before_a_kill_9_is_verified_on_resume_not_redone() {
+    let r = repo();
+    let marks = tempfile::tempdir().unwrap();
+    let m = marks.path().display();
+    // The agent commits its work, then lingers (as agents do before they exit).
+    let config = format!(
+        r#"
+[heal]
+stall_ms = 600000
+[agents.work]
+command = ["sh", "-c", "echo x > w.txt; git add w.txt; git -c user.name=a -c user.email=a@a -c commit.gpgsign=false commit -qm w; touch {m}/committed; sleep 1000"]
+"#
+    );
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"w1","title":"Work","files":["w.txt"],"agent":"work"}"#,
+        &config,
+    );
+    let _stop = common::StopOnDrop(manifest.clone());
+    let workdir = r.path().join(".sy");
+    let mut client = Command::new(bin())
+        .args(["run", "--headless"])
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_until("the agent committed", 20, || {
+        marks.path().join("committed").exists()
+    });
+    // The start (worktree, branch, base commit) is on disk; the commit is not recorded.
+    common::wait_until("the start is saved", 10, || {
+        tasks(&manifest)[0]["baseCommit"].is_string()
+    });
+    let server = common::server_pid(&workdir).expect("the lock names the server");
+    // SAFETY: kill(2) only sends a signal.
+    unsafe {
+        libc::kill(server as i32, libc::SIGKILL);
+    }
+    common::wait_until("the server is gone", 10, || !common::alive(server));
+    let _ = client.kill();
+    let _ = client.wait();
+    assert_eq!(tasks(&manifest)[0]["status"], "running", "not recorded yet");
+
+    // Resumed: an agent that would mark that it ran again (and fail).
+    let again = format!(
+        r#"
+[agents.work]
+command = ["sh", "-c", "touch {m}/ran-again; exit 1"]
+verify = ["sh", "-c", "test -f w.txt && touch {m}/verified"]
+"#
+    );
+    std::fs::write(r.path().join("switchyard.toml"), again).unwrap();
+    let out = Command::new(bin())
+        .args(["run", "--headless"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let t = &tasks(&manifest)[0];
+    assert_eq!(t["status"], "complete", "{t}");
+    assert_eq!(t["attempts"], 1, "{t}");
+    assert!(
+        !marks.path().join("ran-again").exists(),
+        "the agent was started again:\n{stdout}"
+    );
+    assert!(
+        marks.path().join("verified").exists(),
+        "the committed work was verified:\n{stdout}"
+    );
+}
