@@ -321,7 +321,7 @@ mod tests {
         save(&file, std::slice::from_ref(&rec)).unwrap();
         assert_eq!(load(&file).unwrap(), vec![rec.clone()]);
 
-        let found = leftovers(&[rec.clone()]);
+        let found = leftovers(std::slice::from_ref(&rec));
         let found_pids: Vec<u32> = found.iter().map(|l| l.pid).collect();
         for pid in [worker.id(), kids[0], kids[1]] {
             assert!(found_pids.contains(&pid), "{pid} in {found:?}");
