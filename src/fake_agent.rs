@@ -42,14 +42,22 @@ pub enum Scenario {
     Stalls,
     /// Draws a full-screen frame on the alternate screen before editing.
     Tui,
+    /// A benchmark workload that never ends: a spinner line redrawn about 12 times a second and
+    /// a coloured log line every second, as claude and gemini print while they think.
+    Busy,
+    /// A benchmark workload: `SY_FLOOD_MB` MiB (default 8) of coloured log lines as fast as
+    /// the terminal takes them, then exit 0.
+    Flood,
 }
 
-const SCENARIOS: [(&str, Scenario); 5] = [
+const SCENARIOS: [(&str, Scenario); 7] = [
     ("normal", Scenario::Normal),
     ("asks", Scenario::Asks),
     ("flaky", Scenario::Flaky),
     ("stalls", Scenario::Stalls),
     ("tui", Scenario::Tui),
+    ("busy", Scenario::Busy),
+    ("flood", Scenario::Flood),
 ];
 
 impl Scenario {
@@ -174,6 +182,69 @@ pub fn run(args: &FakeAgentArgs) -> i32 {
     run_with(args, &env, &cwd, &mut input, &mut out)
 }
 
+/// The busy workload: spinner at ~12 Hz, a log line a second, forever (until killed or the
+/// terminal goes away).
+fn busy(out: &mut dyn Write) -> i32 {
+    const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+    let start = std::time::Instant::now();
+    let mut n: u64 = 0;
+    loop {
+        let secs = start.elapsed().as_secs();
+        let mut frame = format!(
+            "\r{BOLD_CYAN}{}{RESET} Thinking… {DIM}({secs}s · esc to interrupt){RESET}\x1b[K",
+            FRAMES[(n % 10) as usize]
+        );
+        if n.is_multiple_of(12) {
+            frame = format!(
+                "\r\x1b[K{GREEN}✓{RESET} step {} {DIM}read src/module_{}.rs, 42 lines{RESET}\r\n{frame}",
+                n / 12,
+                n % 7
+            );
+        }
+        if out
+            .write_all(frame.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            return 0;
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_millis(83));
+    }
+}
+
+/// The flood workload: `SY_FLOOD_MB` MiB of coloured log lines as fast as they are taken.
+fn flood(out: &mut dyn Write) -> i32 {
+    let mb: usize = std::env::var("SY_FLOOD_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let total = mb << 20;
+    let mut written = 0usize;
+    let mut i = 0u64;
+    let mut chunk = String::with_capacity(64 * 1024);
+    while written < total {
+        chunk.clear();
+        while chunk.len() < 60 * 1024 {
+            i += 1;
+            chunk.push_str(&format!(
+                "{DIM}{:>8}{RESET} {GREEN}INFO{RESET} compiling crate_{} {YELLOW}[{}/{}]{RESET} src/lib.rs:{}\r\n",
+                i,
+                i % 97,
+                i % 1000,
+                1000,
+                i % 400
+            ));
+        }
+        if out.write_all(chunk.as_bytes()).is_err() {
+            return 1;
+        }
+        written += chunk.len();
+    }
+    let _ = out.flush();
+    0
+}
+
 /// The whole agent, with its environment, working directory and terminal injected.
 pub fn run_with(
     args: &FakeAgentArgs,
@@ -182,6 +253,11 @@ pub fn run_with(
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> i32 {
+    match args.scenario {
+        Scenario::Busy => return busy(out),
+        Scenario::Flood => return flood(out),
+        _ => {}
+    }
     let mut t = Term {
         out,
         speed: args.speed,
@@ -250,7 +326,7 @@ pub fn run_with(
             }
         }
         Scenario::Tui => play_tui(&mut t, env, &files),
-        Scenario::Normal | Scenario::Flaky => {}
+        Scenario::Normal | Scenario::Flaky | Scenario::Busy | Scenario::Flood => {}
     }
 
     for f in &files {

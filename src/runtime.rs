@@ -16,6 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// Output quiet this long (ms) makes a changed screen worth copying for the classifier now.
+pub const SNAPSHOT_QUIET_MS: u64 = 200;
+
+/// A changed screen is copied for the classifier at least this often (ms) while output flows.
+pub const SNAPSHOT_MAX_MS: u64 = 1000;
+
 /// Where things live for one manifest.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -112,6 +118,7 @@ pub struct Runtime {
     /// Why the last manifest save failed, while it keeps failing.
     pub save_error: Option<String>,
     save_due: bool,
+    snapshot_at: BTreeMap<usize, u64>,
     tx: mpsc::Sender<ShellMsg>,
     rx: Option<mpsc::Receiver<ShellMsg>>,
     cpu: BTreeMap<usize, (std::time::Instant, u64)>,
@@ -176,6 +183,7 @@ impl Runtime {
             pty_size,
             save_error: None,
             save_due: false,
+            snapshot_at: BTreeMap::new(),
             tx,
             rx: Some(rx),
             cpu: BTreeMap::new(),
@@ -485,17 +493,31 @@ impl Runtime {
 
     /// Sends changed screens to the engine, then a tick.
     pub fn poll(&mut self) {
+        // A screen is copied for the classifier only when it changed and either its output
+        // paused (SNAPSHOT_QUIET_MS: the moment prompts and idle screens become readable) or
+        // SNAPSHOT_MAX_MS passed since its last copy: a spinner redrawing 12 times a second costs
+        // one copy a second, not ten.
+        let now = now_ms();
         let mut screens = Vec::new();
         for (&task, w) in &self.workers {
-            if w.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
-                let last = w.last_output_ms.load(std::sync::atomic::Ordering::Relaxed);
-                screens.push(Event::Screen {
-                    task,
-                    screen: w.snapshot(),
-                    last_output_at: last,
-                });
+            if !w.dirty.load(std::sync::atomic::Ordering::Acquire) {
+                continue;
             }
+            let last = w.last_output_ms.load(std::sync::atomic::Ordering::Relaxed);
+            let copied = self.snapshot_at.get(&task).copied().unwrap_or(0);
+            let quiet = now.saturating_sub(last) >= SNAPSHOT_QUIET_MS;
+            if !quiet && now.saturating_sub(copied) < SNAPSHOT_MAX_MS {
+                continue;
+            }
+            w.dirty.store(false, std::sync::atomic::Ordering::Release);
+            self.snapshot_at.insert(task, now);
+            screens.push(Event::Screen {
+                task,
+                screen: w.snapshot(),
+                last_output_at: last,
+            });
         }
+        self.snapshot_at.retain(|t, _| self.workers.contains_key(t));
         if !screens.is_empty() {
             self.changed = true;
         }
@@ -517,6 +539,13 @@ impl Runtime {
         }
         self.apply(Event::Tick);
         self.persist();
+    }
+
+    /// Lets every worker's reader send a wake-up again (call after drawing what woke you).
+    pub fn rearm_wakes(&self) {
+        for w in self.workers.values() {
+            w.wake.store(false, std::sync::atomic::Ordering::Release);
+        }
     }
 
     /// Workers whose process tree used more than 5% of a core since the last sample (sampled

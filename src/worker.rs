@@ -235,6 +235,11 @@ pub struct Worker {
     pub parser: Arc<Mutex<Emulator>>,
     /// Set by the reader when new output was parsed; cleared by whoever snapshots.
     pub dirty: Arc<AtomicBool>,
+    /// Set by the reader when new output arrived and a wake-up was sent; the loop clears it
+    /// after drawing, so wake-ups come at most once per frame however fast the output.
+    pub wake: Arc<AtomicBool>,
+    /// Output chunks parsed so far: a pane whose generation did not move has not changed.
+    pub generation: Arc<AtomicU64>,
     /// Unix ms of the last byte read.
     pub last_output_ms: Arc<AtomicU64>,
     /// Total bytes read.
@@ -396,6 +401,8 @@ impl Worker {
             Term::default(),
         )));
         let dirty = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(AtomicU64::new(0));
         let last_output_ms = Arc::new(AtomicU64::new(now_ms()));
         let bytes_read = Arc::new(AtomicU64::new(0));
 
@@ -403,6 +410,8 @@ impl Worker {
         {
             let parser = parser.clone();
             let dirty = dirty.clone();
+            let wake = wake.clone();
+            let generation = generation.clone();
             let last = last_output_ms.clone();
             let count = bytes_read.clone();
             let writer = writer.clone();
@@ -444,7 +453,9 @@ impl Worker {
                         }
                         last.store(now_ms(), Ordering::Relaxed);
                         count.fetch_add(n as u64, Ordering::Relaxed);
-                        if !dirty.swap(true, Ordering::AcqRel) {
+                        dirty.store(true, Ordering::Release);
+                        generation.fetch_add(1, Ordering::Release);
+                        if !wake.swap(true, Ordering::AcqRel) {
                             let _ = tx.try_send(ShellMsg::Wake);
                         }
                     }
@@ -486,6 +497,8 @@ impl Worker {
             task: spec.task,
             parser,
             dirty,
+            wake,
+            generation,
             last_output_ms,
             bytes_read,
             writer,
@@ -554,6 +567,7 @@ impl Worker {
             .screen_mut()
             .set_size(rows, cols);
         self.dirty.store(true, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// The PTY size, rows × cols.

@@ -139,7 +139,6 @@ pub async fn serve(
         .expect("a SIGINT handler");
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .expect("a SIGHUP handler");
-    let frame = Duration::from_millis(crate::ui::FRAME_MS);
     rt.apply(crate::engine::Event::Tick);
     tracing::info!(
         "server {} for {} on {}",
@@ -148,7 +147,7 @@ pub async fn serve(
         files.socket.display()
     );
     loop {
-        let frame_due = next_frame(&clients, rt.changed, frame);
+        let frame_due = next_frame(&clients, rt.changed);
         tokio::select! {
             msg = shell.recv() => if let Some(m) = msg { rt.handle(m) },
             _ = tick.tick() => rt.poll(),
@@ -219,7 +218,7 @@ pub async fn serve(
             if !(changed || room.dirty) {
                 continue;
             }
-            if now.duration_since(Instant::from_std(room.last_frame)) < frame {
+            if now.duration_since(Instant::from_std(room.last_frame)) < room.frame_interval() {
                 drew_all = false;
                 continue;
             }
@@ -230,6 +229,9 @@ pub async fn serve(
         }
         if drew_all {
             rt.changed = false;
+            if clients.values().any(|c| c.room.is_some()) {
+                rt.rearm_wakes();
+            }
         }
 
         // The summary for headless reporters when the run settles.
@@ -537,16 +539,12 @@ fn same_user(stream: &UnixStream) -> bool {
     stream.peer_cred().map(|c| c.uid() == me).unwrap_or(false)
 }
 
-fn next_frame(
-    clients: &BTreeMap<ClientId, Client>,
-    changed: bool,
-    frame: Duration,
-) -> Option<Instant> {
+fn next_frame(clients: &BTreeMap<ClientId, Client>, changed: bool) -> Option<Instant> {
     clients
         .values()
         .filter_map(|c| c.room.as_ref())
         .filter(|r| changed || r.dirty)
-        .map(|r| Instant::from_std(r.last_frame) + frame)
+        .map(|r| Instant::from_std(r.last_frame) + r.frame_interval())
         .min()
 }
 

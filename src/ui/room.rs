@@ -29,6 +29,9 @@ impl Write for Sink {
     }
 }
 
+/// Shortest time between frames driven by worker output alone, ms.
+pub const OUTPUT_FRAME_MS: u64 = 50;
+
 /// What the server must do after a control room handled input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomOut {
@@ -52,6 +55,7 @@ pub struct Room {
     pub dirty: bool,
     /// When its last frame was drawn.
     pub last_frame: std::time::Instant,
+    last_input: std::time::Instant,
 }
 
 impl Room {
@@ -75,6 +79,7 @@ impl Room {
             size: (rows, cols),
             dirty: true,
             last_frame: std::time::Instant::now() - std::time::Duration::from_secs(1),
+            last_input: std::time::Instant::now(),
         }
     }
 
@@ -90,6 +95,7 @@ impl Room {
     /// Handles one terminal event from the client against the live run.
     pub fn on_input(&mut self, ev: &crossterm::event::Event, rt: &mut Runtime) -> Vec<RoomOut> {
         self.dirty = true;
+        self.last_input = std::time::Instant::now();
         let screens = super::screens_of(rt);
         let target = match self.app.mode {
             Mode::Attached(t) => t,
@@ -126,6 +132,18 @@ impl Room {
             }
         }
         out
+    }
+
+    /// The shortest time between two frames for this client: [`super::FRAME_MS`] while the
+    /// person is typing (so an echo shows at once), [`OUTPUT_FRAME_MS`] when only the workers'
+    /// output changed (watching panes does not need more than 20 frames a second).
+    pub fn frame_interval(&self) -> std::time::Duration {
+        let typing = self.last_input.elapsed() < std::time::Duration::from_millis(500);
+        std::time::Duration::from_millis(if typing || self.dirty {
+            super::FRAME_MS
+        } else {
+            OUTPUT_FRAME_MS
+        })
     }
 
     /// Leaves attach mode when the attached worker is gone (e.g. it exited).

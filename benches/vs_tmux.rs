@@ -1,0 +1,426 @@
+//! `cargo bench --bench vs_tmux` — switchyard against tmux on the same workloads, measured side by
+//! side in one run, printed as ratios against the baseline of that run:
+//!
+//! 1. **Busy agents**: 16 workers each redrawing a spinner ~12 times a second and printing a
+//!    coloured log line every second (`switchyard fake-agent --scenario busy`), shown in a 160×48
+//!    terminal. CPU (user + system, from /proc) over `SY_BENCH_BUSY_S` seconds of: switchyard's
+//!    server + an attached control room; tmux's server + an attached client showing the same 16
+//!    programs as tiled panes; switchyard's server with a headless client; tmux's server detached.
+//!    The workers' own CPU is not counted on either side.
+//! 2. **Flood**: N workers each writing M MiB of coloured log as fast as they can
+//!    (`--scenario flood`): wall time until every byte is drained, through plain PTY readers that
+//!    discard the bytes (the floor), through switchyard (first spawn to last exit, from its
+//!    journal) and through tmux (detached windows; until every window's program signalled).
+//!
+//! Needs `tmux` on PATH (skips the tmux columns otherwise). Environment: `SY_BENCH_BUSY_S`
+//! (default 20), `SY_BENCH_FLOOD` (default `8x8,16x20`: N×MiB pairs).
+
+use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TMUX_SOCKET: &str = "switchyard-bench";
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_switchyard"))
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU ticks (user + system, 1/100 s) of a process, from /proc.
+fn ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let Some(after) = stat.rfind(')') else {
+        return 0;
+    };
+    let f: Vec<&str> = stat[after + 2..].split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// Percent of one core the processes used over `secs`.
+fn cpu_percent(pids: &[u32], secs: u64) -> f64 {
+    let before: u64 = pids.iter().map(|&p| ticks(p)).sum();
+    std::thread::sleep(Duration::from_secs(secs));
+    let after: u64 = pids.iter().map(|&p| ticks(p)).sum();
+    (after.saturating_sub(before)) as f64 / secs as f64
+}
+
+/// A program in a rows × cols PTY whose output is read and thrown away (a terminal that draws
+/// nothing), so the program never blocks on output.
+struct Pty {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl Pty {
+    fn spawn(argv: &[&str], cwd: &Path, env: &[(&str, &str)], rows: u16, cols: u16) -> Pty {
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("a PTY");
+        let mut cmd = CommandBuilder::new(argv[0]);
+        cmd.args(&argv[1..]);
+        cmd.cwd(cwd);
+        cmd.env("TERM", "xterm-256color");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = pair.slave.spawn_command(cmd).expect("spawn");
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().expect("reader");
+        let (tx, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+            let _ = tx.send(());
+        });
+        Pty {
+            child,
+            _master: pair.master,
+            done,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.process_id().unwrap_or(0)
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(["-c", "user.name=b", "-c", "user.email=b@b"])
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "git {args:?}");
+}
+
+/// A repository with a manifest of `n` tasks run by `fake-agent --scenario <scenario>`.
+fn project(n: usize, scenario: &str, flood_mb: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let p = dir.path();
+    git(p, &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        p.join(".gitignore"),
+        "/manifest.json\n/switchyard.toml\n/.sy/\n",
+    )
+    .unwrap();
+    git(p, &["add", "-A"]);
+    git(p, &["commit", "-qm", "init"]);
+    let tasks: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"id":"w{i:02}","title":"Worker {i}","files":["f{i}"]}}"#))
+        .collect();
+    std::fs::write(
+        p.join("manifest.json"),
+        format!(
+            r#"{{"project":"bench","workdir":".sy","phases":[{{"name":"p","tasks":[{}]}}]}}"#,
+            tasks.join(",")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("switchyard.toml"),
+        format!(
+            r#"max_parallel = {n}
+default_agent = "bench"
+pty_rows = 47
+pty_cols = 160
+[agents.bench]
+command = [{bin:?}, "fake-agent", "--scenario", "{scenario}"]
+env = {{ SY_FLOOD_MB = "{flood_mb}" }}
+[heal]
+stall_ms = 3600000
+[heal.ladder]
+exited = [{{ action = "fail" }}]
+error = [{{ action = "fail" }}]
+"#,
+            bin = bin().display().to_string()
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn server_pid(workdir: &Path) -> Option<u32> {
+    for e in std::fs::read_dir(workdir.join("run")).ok()?.flatten() {
+        if e.path().extension().is_some_and(|x| x == "lock") {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            return v["pid"].as_u64().map(|p| p as u32);
+        }
+    }
+    None
+}
+
+fn live_workers(dir: &Path, rt: &Path) -> usize {
+    let out = Command::new(bin())
+        .args(["status", "manifest.json", "--json"])
+        .current_dir(dir)
+        .env("SWITCHYARD_RUNTIME_DIR", rt)
+        .output();
+    let Ok(out) = out else { return 0 };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return 0;
+    };
+    v["tasks"]
+        .as_array()
+        .map(|t| t.iter().filter(|t| t["worker"] == true).count())
+        .unwrap_or(0)
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop(dir: &Path, rt: &Path) {
+    let _ = Command::new(bin())
+        .args(["stop", "manifest.json"])
+        .current_dir(dir)
+        .env("SWITCHYARD_RUNTIME_DIR", rt)
+        .stdout(Stdio::null())
+        .status();
+}
+
+fn tmux(args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .args(["-L", TMUX_SOCKET, "-f", "/dev/null"])
+        .args(args)
+        .output()
+        .expect("tmux runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// (control room, tmux attached, headless, tmux detached) CPU % of one core.
+fn busy(n: usize, secs: u64, with_tmux: bool) -> (f64, Option<f64>, f64, Option<f64>) {
+    let proj = project(n, "busy", 0);
+    let dir = proj.path();
+    let rt = dir.join("rt");
+    let rt_s = rt.display().to_string();
+    let env = [("SWITCHYARD_RUNTIME_DIR", rt_s.as_str())];
+    let b = bin().display().to_string();
+
+    let room = Pty::spawn(&[&b, "run", "manifest.json"], dir, &env, 48, 160);
+    wait_for("16 busy workers", 60, || live_workers(dir, &rt) == n);
+    std::thread::sleep(Duration::from_secs(3));
+    let server = server_pid(&dir.join(".sy")).expect("a server");
+    let sy_room = cpu_percent(&[server, room.pid()], secs);
+    drop(room);
+
+    let mut headless = Command::new(&b)
+        .args(["run", "--headless", "manifest.json"])
+        .current_dir(dir)
+        .env("SWITCHYARD_RUNTIME_DIR", &rt)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("headless run");
+    std::thread::sleep(Duration::from_secs(3));
+    let sy_headless = cpu_percent(&[server, headless.id()], secs);
+    let _ = headless.kill();
+    let _ = headless.wait();
+    stop(dir, &rt);
+
+    if !with_tmux {
+        return (sy_room, None, sy_headless, None);
+    }
+    let cmd = format!("{b} fake-agent --scenario busy");
+    tmux(&["kill-server"]);
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "busy",
+        "-x",
+        "160",
+        "-y",
+        "48",
+        &cmd,
+    ]);
+    for _ in 1..n {
+        tmux(&["split-window", "-t", "busy", &cmd]);
+        tmux(&["select-layout", "-t", "busy", "tiled"]);
+    }
+    let tmux_pid: u32 = tmux(&["display-message", "-p", "#{pid}"])
+        .parse()
+        .unwrap_or(0);
+    let client = Pty::spawn(
+        &["tmux", "-L", TMUX_SOCKET, "attach", "-t", "busy"],
+        dir,
+        &[],
+        48,
+        160,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let tmux_attached = cpu_percent(&[tmux_pid, client.pid()], secs);
+    drop(client);
+    std::thread::sleep(Duration::from_secs(1));
+    let tmux_detached = cpu_percent(&[tmux_pid], secs);
+    tmux(&["kill-server"]);
+    (
+        sy_room,
+        Some(tmux_attached),
+        sy_headless,
+        Some(tmux_detached),
+    )
+}
+
+/// Seconds to drain `n` × `mb` MiB: plain PTY readers, switchyard, tmux.
+fn flood(n: usize, mb: u64, with_tmux: bool) -> (f64, f64, Option<f64>) {
+    let b = bin().display().to_string();
+    let mb_s = mb.to_string();
+    let tmp = tempfile::tempdir().unwrap();
+
+    let start = Instant::now();
+    let ptys: Vec<Pty> = (0..n)
+        .map(|_| {
+            Pty::spawn(
+                &[&b, "fake-agent", "--scenario", "flood"],
+                tmp.path(),
+                &[("SY_FLOOD_MB", &mb_s)],
+                47,
+                160,
+            )
+        })
+        .collect();
+    for p in &ptys {
+        let _ = p.done.recv();
+    }
+    let plain = start.elapsed().as_secs_f64();
+    drop(ptys);
+
+    let proj = project(n, "flood", mb);
+    let dir = proj.path();
+    let out = Command::new(&b)
+        .args(["run", "--headless", "--foreground", "manifest.json"])
+        .current_dir(dir)
+        .env("SWITCHYARD_RUNTIME_DIR", dir.join("rt"))
+        .output()
+        .expect("headless run");
+    assert!(out.status.code().is_some(), "the run ended");
+    let journal = std::fs::read_to_string(dir.join(".sy/logs/events.jsonl")).unwrap_or_default();
+    let mut first_spawn = u64::MAX;
+    let mut last_exit = 0u64;
+    for line in journal.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let at = v["tsMs"].as_u64().unwrap_or(0);
+        match v["kind"].as_str() {
+            Some("spawn") => first_spawn = first_spawn.min(at),
+            Some("exit") => last_exit = last_exit.max(at),
+            _ => {}
+        }
+    }
+    let sy = last_exit.saturating_sub(first_spawn) as f64 / 1000.0;
+
+    if !with_tmux {
+        return (plain, sy, None);
+    }
+    tmux(&["kill-server"]);
+    let start = Instant::now();
+    for i in 0..n {
+        let cmd = format!(
+            "SY_FLOOD_MB={mb} {b} fake-agent --scenario flood; tmux -L {TMUX_SOCKET} wait-for -S done{i}"
+        );
+        if i == 0 {
+            tmux(&[
+                "new-session",
+                "-d",
+                "-s",
+                "flood",
+                "-x",
+                "160",
+                "-y",
+                "48",
+                &cmd,
+            ]);
+        } else {
+            tmux(&["new-window", "-d", "-t", "flood", &cmd]);
+        }
+    }
+    for i in 0..n {
+        tmux(&["wait-for", &format!("done{i}")]);
+    }
+    let t = start.elapsed().as_secs_f64();
+    tmux(&["kill-server"]);
+    (plain, sy, Some(t))
+}
+
+fn main() {
+    let with_tmux = Command::new("tmux").arg("-V").output().is_ok();
+    let tmux_v = if with_tmux {
+        tmux(&["-V"])
+    } else {
+        "tmux not found: its columns are skipped".into()
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("switchyard vs tmux — {tmux_v}; {cores} cores");
+
+    let secs = env_num("SY_BENCH_BUSY_S", 20);
+    let (room, tmux_att, headless, tmux_det) = busy(16, secs, with_tmux);
+    println!("\nbusy agents: 16 workers (spinner ~12 Hz + a log line/s), 160x48, {secs} s, % of one core");
+    println!("  switchyard server + control room   {room:6.2} %");
+    println!("  switchyard server + headless       {headless:6.2} %");
+    if let (Some(a), Some(d)) = (tmux_att, tmux_det) {
+        println!("  tmux server + attached client      {a:6.2} %");
+        println!("  tmux server, detached              {d:6.2} %");
+        println!(
+            "  ratio control room / tmux attached {:6.2}   (target ≤ 1.0)",
+            room / a.max(0.01)
+        );
+        println!(
+            "  ratio headless / tmux detached     {:6.2}   (target ≤ 1.5)",
+            headless / d.max(0.01)
+        );
+    }
+
+    let spec = std::env::var("SY_BENCH_FLOOD").unwrap_or_else(|_| "8x8,16x20".into());
+    for pair in spec.split(',') {
+        let Some((n, mb)) = pair.split_once('x') else {
+            continue;
+        };
+        let (Ok(n), Ok(mb)) = (n.trim().parse::<usize>(), mb.trim().parse::<u64>()) else {
+            continue;
+        };
+        let (plain, sy, t) = flood(n, mb, with_tmux);
+        println!("\nflood: {n} workers x {mb} MiB of coloured log, seconds to drain");
+        println!("  plain PTY readers (floor)          {plain:6.2} s");
+        println!(
+            "  switchyard                         {sy:6.2} s   {:5.2}x floor (target ≤ 1.5)",
+            sy / plain
+        );
+        if let Some(t) = t {
+            println!(
+                "  tmux, detached windows             {t:6.2} s   {:5.2}x floor; switchyard/tmux {:5.2} (target ≤ 0.5)",
+                t / plain,
+                sy / t
+            );
+        }
+    }
+}
