@@ -580,6 +580,11 @@ impl Worker {
     pub fn kill(&mut self) {
         let _ = self.killer.kill();
         let Some(pid) = self.pid else { return };
+        // Already reaped: its pid may belong to someone else by now (what it left behind is the
+        // runtime's to kill when the exit is handled).
+        if self.exited.load(Ordering::Acquire) {
+            return;
+        }
         signal_group(pid, libc::SIGHUP);
         let exited = self.exited.clone();
         let _ = std::thread::Builder::new()
