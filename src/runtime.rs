@@ -982,13 +982,10 @@ fn check_command_line(
     env: &[(String, String)],
     prompt_file: &Path,
 ) -> Result<(), String> {
-    let how = |what: &str| {
-        format!(
-            "Linux refuses one argument over 128 KiB; pass it through a file instead: write \"{{prompt_file}}\" in the agent profile's command in switchyard.toml (e.g. \"Do the task described in {{prompt_file}}\"); switchyard writes the prompt to {} before every start{}",
-            prompt_file.display(),
-            if what.is_empty() { String::new() } else { format!(" ({what})") }
-        )
-    };
+    let how = format!(
+        "Pass the prompt through a file instead: put \"{{prompt_file}}\" in the agent profile's command in switchyard.toml (e.g. \"Do the task described in {{prompt_file}}\"); switchyard writes the prompt to {} before every start",
+        prompt_file.display()
+    );
     let placeholders = |template: Option<&String>| {
         let found: Vec<&str> = ["{prompt}", "{title}", "{task_id}", "{worktree}", "{branch}"]
             .into_iter()
@@ -997,28 +994,26 @@ fn check_command_line(
         if found.is_empty() {
             String::new()
         } else {
-            format!(" made from {}", found.join(" "))
+            format!(" (made from {})", found.join(" "))
         }
     };
     for (i, arg) in argv.iter().enumerate() {
         if arg.len() + 1 > MAX_ARG_BYTES {
             return Err(format!(
-                "task {}: the agent command's argument {i}{} is {} bytes, too long for one argument; {}",
+                "task {}: argument {i} of the agent command{} is {} bytes; Linux refuses an argument over 128 KiB. {how}",
                 spec.task_id,
                 placeholders(spec.command.get(i)),
                 arg.len(),
-                how("the title or prompt is that long")
             ));
         }
     }
     for (k, v) in env {
         if k.len() + v.len() + 2 > MAX_ARG_BYTES {
             return Err(format!(
-                "task {}: the environment variable {k}{} is {} bytes, too long for Linux (128 KiB per variable); {}",
+                "task {}: the environment variable {k}{} is {} bytes; Linux refuses a variable over 128 KiB. {how}",
                 spec.task_id,
                 placeholders(spec.env.get(k)),
                 v.len(),
-                how("")
             ));
         }
     }
@@ -1033,9 +1028,8 @@ fn check_command_line(
         + inherited;
     if total > MAX_COMMAND_LINE_BYTES {
         return Err(format!(
-            "task {}: the agent's command line and environment come to {total} bytes, more than switchyard passes to a worker (1 MiB); {}",
+            "task {}: the agent's command line and environment come to {total} bytes, more than switchyard passes to a worker (1 MiB). {how}",
             spec.task_id,
-            how("")
         ));
     }
     Ok(())

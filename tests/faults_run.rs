@@ -457,7 +457,11 @@ fn a_prompt_too_long_for_an_argument_fails_once_saying_how_to_pass_it() {
     assert_eq!(big["status"], "error", "not retried in a loop");
     assert_eq!(big["attempts"], 1, "one start, no retries");
     let verdict = big["lastVerdict"].as_str().unwrap();
-    for needle in ["argument 4 made from {prompt}", "too long", "{prompt_file}"] {
+    for needle in [
+        "argument 4 of the agent command (made from {prompt})",
+        "over 128 KiB",
+        "{prompt_file}",
+    ] {
         assert!(verdict.contains(needle), "{needle:?} in {verdict}");
     }
     let errors: Vec<Value> = journal(&r.path().join(".sy"))
