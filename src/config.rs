@@ -72,8 +72,9 @@ impl KeyNames {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentProfile {
-    /// argv template; placeholders `{prompt} {task_id} {issue} {title} {worktree} {branch}
-    /// {attempt} {switchyard}` are replaced inside each element; never run through a shell.
+    /// argv template; placeholders `{prompt} {prompt_file} {task_id} {issue} {title} {worktree}
+    /// {branch} {attempt} {switchyard}` are replaced inside each element; never run through a
+    /// shell (see [`Vars`]).
     pub command: Vec<String>,
     /// Extra environment variables for the worker.
     #[serde(default)]
@@ -443,8 +444,14 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 /// Values for an argv template's placeholders.
 #[derive(Debug, Clone, Default)]
 pub struct Vars {
-    /// `{prompt}`
+    /// `{prompt}`: the whole prompt as one argument. Linux refuses a single argument longer
+    /// than 128 KiB (and a command line of a few MiB): a start with a longer one fails with an
+    /// error that says so; use `{prompt_file}` for prompts that large.
     pub prompt: String,
+    /// `{prompt_file}`: the absolute path of a file holding the prompt,
+    /// `<workdir>/logs/<task id>.prompt.md`, written before every start (for agents that read
+    /// the task from a file, and for prompts too long for an argument).
+    pub prompt_file: String,
     /// `{task_id}`
     pub task_id: String,
     /// `{issue}` (empty without one)
@@ -476,6 +483,7 @@ pub fn render_argv(template: &[String], vars: &Vars) -> Vec<String> {
                 let end = after.find('}').map(|e| e + 1).unwrap_or(after.len());
                 let value = match &after[..end] {
                     "{prompt}" => Some(&vars.prompt),
+                    "{prompt_file}" => Some(&vars.prompt_file),
                     "{task_id}" => Some(&vars.task_id),
                     "{issue}" => Some(&vars.issue),
                     "{title}" => Some(&vars.title),
@@ -616,5 +624,18 @@ mod tests {
             render_prompt("Fix #{issue}: {title} ({id})", "t1", Some(7), "X"),
             "Fix #7: X (t1)"
         );
+    }
+
+    #[test]
+    fn prompt_file_expands_to_the_path_not_the_prompt() {
+        let argv = render_argv(
+            &["agent".into(), "Read {prompt_file}; not {prompt}".into()],
+            &Vars {
+                prompt: "P".into(),
+                prompt_file: "/w/logs/t1.prompt.md".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(argv, vec!["agent", "Read /w/logs/t1.prompt.md; not P"]);
     }
 }

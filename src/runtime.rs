@@ -129,6 +129,9 @@ pub struct Runtime {
     inspect_lane: crate::jobs::Lane,
     verify_cancel: BTreeMap<usize, std::sync::Arc<std::sync::atomic::AtomicBool>>,
     journal: crate::journal::Journal,
+    /// Live workers' processes by pid, mirrored in `<workdir>/run/workers.json` so what they
+    /// leave behind is found after a kill -9 of the server (crate::orphans).
+    worker_records: BTreeMap<u32, crate::orphans::WorkerRecord>,
     /// File activity per task since the last tick, set by the watcher (coalesced: one
     /// `Activity` per task per tick however many files changed).
     activity: std::sync::Arc<Vec<std::sync::atomic::AtomicBool>>,
@@ -191,6 +194,7 @@ impl Runtime {
             inspect_lane: crate::jobs::Lane::new("inspect")
                 .wrap_err("starting the inspect lane")?,
             verify_cancel: BTreeMap::new(),
+            worker_records: BTreeMap::new(),
             journal,
             activity,
             _watcher: watcher,
@@ -236,6 +240,90 @@ impl Runtime {
             }
             Err(e) => self.push_recent(format!("cannot check git for stale locks: {e}")),
         }
+        self.kill_left_workers();
+    }
+
+    /// `<workdir>/run/workers.json`: the live workers, for the next run after a kill -9.
+    fn records_path(&self) -> PathBuf {
+        self.paths.workdir.join("run").join("workers.json")
+    }
+
+    /// At start (under the run's lock): kills what is left of the workers a killed run
+    /// recorded — workers that ignored SIGHUP and whatever they started, even what left their
+    /// session — and says so in one journal line.
+    fn kill_left_workers(&mut self) {
+        let path = self.records_path();
+        let records = match crate::orphans::load(&path) {
+            Ok(r) => r,
+            Err(e) => {
+                self.push_recent(format!(
+                    "cannot check for processes left by a killed run: {e}"
+                ));
+                Vec::new()
+            }
+        };
+        if records.is_empty() {
+            return;
+        }
+        let killed = crate::orphans::kill_all(&crate::orphans::leftovers(&records));
+        if !killed.is_empty() {
+            let message = format!(
+                "recovered: killed {} process(es) left by the workers of a run that was killed: {}",
+                killed.len(),
+                crate::orphans::describe(&killed)
+            );
+            self.journal(&JournalEntry {
+                at: now_ms(),
+                task: None,
+                kind: "recover",
+                message,
+                data: serde_json::json!({
+                    "pids": killed.iter().map(|l| l.pid).collect::<Vec<_>>(),
+                    "tasks": killed.iter().map(|l| l.task.clone()).collect::<Vec<_>>(),
+                }),
+            });
+        }
+        self.save_worker_records();
+    }
+
+    /// Writes the live workers' records (small, atomic); a failure is shown, never fatal.
+    fn save_worker_records(&mut self) {
+        let records: Vec<_> = self.worker_records.values().cloned().collect();
+        if let Err(e) = crate::orphans::save(&self.records_path(), &records) {
+            self.push_recent(format!(
+                "cannot record the workers' processes (what they leave behind after a kill -9 may outlive the run): {e}"
+            ));
+        }
+    }
+
+    /// Kills what is left of ended workers (their session, and everything carrying their
+    /// token), forgets their records, and journals what was killed.
+    fn reap_workers(&mut self, pids: &[u32]) {
+        let records: Vec<_> = pids
+            .iter()
+            .filter_map(|p| self.worker_records.remove(p))
+            .collect();
+        if records.is_empty() {
+            return;
+        }
+        let killed = crate::orphans::kill_all(&crate::orphans::leftovers(&records));
+        if !killed.is_empty() {
+            let task = (records.len() == 1).then(|| records[0].task.clone());
+            self.journal(&JournalEntry {
+                at: now_ms(),
+                task,
+                kind: "reap",
+                message: format!(
+                    "killed {} process(es) a worker left behind: {}",
+                    killed.len(),
+                    crate::orphans::describe(&killed)
+                ),
+                data: serde_json::json!({
+                    "pids": killed.iter().map(|l| l.pid).collect::<Vec<_>>(),
+                }),
+            });
+        }
+        self.save_worker_records();
     }
 
     /// Takes the receiving end of the shell's channel (once), for the caller's select loop.
@@ -311,7 +399,24 @@ impl Runtime {
                             branch,
                             base_commit,
                             argv,
+                            token,
                         } = *s;
+                        if let Some(pid) = worker.pid {
+                            let id = &self.engine.plan.ids[task];
+                            // Gone already: its token still finds what it started.
+                            let rec = crate::orphans::record(id, pid, &token).unwrap_or(
+                                crate::orphans::WorkerRecord {
+                                    task: id.clone(),
+                                    pid,
+                                    pgid: 0,
+                                    sid: 0,
+                                    start_ticks: 0,
+                                    token,
+                                },
+                            );
+                            self.worker_records.insert(pid, rec);
+                            self.save_worker_records();
+                        }
                         // The terminal may have been resized while the worker started.
                         worker.resize(self.pty_size.0, self.pty_size.1);
                         self.workers.insert(task, worker);
@@ -346,7 +451,14 @@ impl Runtime {
                 // The child exited before its Spawned message was handled: keep the exit for then.
                 self.early_exits.insert(task, msg);
             }
-            ShellMsg::Exited { task, code, signal } => {
+            ShellMsg::Exited {
+                task,
+                code,
+                signal,
+                pid,
+            } => {
+                // What the worker left in its session or started elsewhere goes with it.
+                self.reap_workers(&pid.into_iter().collect::<Vec<_>>());
                 // The final screen first, so the engine's error context is the last thing shown.
                 if let Some(w) = self.workers.get(&task) {
                     let screen = w.snapshot();
@@ -503,6 +615,9 @@ impl Runtime {
             }
         }
         self.workers.clear();
+        // Workers that did not exit in time, and everything any worker left, go now.
+        let pids: Vec<u32> = self.worker_records.keys().copied().collect();
+        self.reap_workers(&pids);
         for task in self.verify_cancel.keys().copied().collect::<Vec<_>>() {
             self.cancel_verify(task);
         }
@@ -635,6 +750,7 @@ impl Runtime {
             repo: self.paths.repo.clone(),
             worktree: self.paths.worktree(&spec.task_id),
             transcript: self.paths.logs.join(format!("{}.log", spec.task_id)),
+            prompt_file: self.paths.logs.join(format!("{}.prompt.md", spec.task_id)),
             rows: self.pty_size.0,
             cols: self.pty_size.1,
             scrollback: self.engine.config.scrollback_lines,
@@ -766,6 +882,8 @@ struct StartContext {
     repo: PathBuf,
     worktree: PathBuf,
     transcript: PathBuf,
+    /// `<workdir>/logs/<id>.prompt.md`, what `{prompt_file}` names.
+    prompt_file: PathBuf,
     rows: u16,
     cols: u16,
     scrollback: usize,
@@ -775,6 +893,20 @@ struct StartContext {
 
 /// Creates (or reuses) the worktree and spawns the worker. Errors are one readable sentence.
 fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<Spawned, String> {
+    // Written before every start (the prompt carries the last error on a restart); needed
+    // only when the profile names {prompt_file}, so a failure matters only then.
+    let wrote_prompt = std::fs::write(&ctx.prompt_file, &spec.prompt);
+    let uses_file = spec
+        .command
+        .iter()
+        .chain(spec.env.values())
+        .any(|a| a.contains("{prompt_file}"));
+    if let (Err(e), true) = (&wrote_prompt, uses_file) {
+        return Err(format!(
+            "cannot write the prompt file {} for {{prompt_file}}: {e}; check the workdir's permissions and free space",
+            ctx.prompt_file.display()
+        ));
+    }
     let info = {
         // One worktree operation at a time: git's own locks would make concurrent adds fail.
         let _guard = ctx.git_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -789,6 +921,7 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
     };
     let vars = Vars {
         prompt: spec.prompt.clone(),
+        prompt_file: ctx.prompt_file.display().to_string(),
         task_id: spec.task_id.clone(),
         issue: spec.issue.map(|n| n.to_string()).unwrap_or_default(),
         title: spec.title.clone(),
@@ -814,6 +947,10 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
     env.push(("SWITCHYARD_ATTEMPT".into(), spec.attempt.to_string()));
     env.push(("SWITCHYARD_FILES".into(), spec.files.join(",")));
     env.push(("SWITCHYARD_WORKTREE".into(), vars.worktree.clone()));
+    // Everything the worker starts inherits it, even what leaves its session (crate::orphans).
+    let token = crate::orphans::new_token(spec.task, spec.attempt);
+    env.push((crate::orphans::TOKEN_VAR.into(), token.clone()));
+    check_command_line(&spec, &argv, &env, &ctx.prompt_file)?;
     let worker = Worker::spawn(
         SpawnSpec {
             task: spec.task,
@@ -833,7 +970,78 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
         branch: info.branch,
         base_commit: info.base_commit,
         argv,
+        token,
     })
+}
+
+/// Linux's limit on one argument or one environment string, NUL included (MAX_ARG_STRLEN:
+/// 32 pages of 4 KiB): 128 KiB.
+const MAX_ARG_BYTES: usize = 128 * 1024;
+
+/// The most bytes of arguments and environment together switchyard passes to a worker: 1 MiB,
+/// well inside the usual limit (a quarter of the 8 MiB stack limit, and never below 128 KiB
+/// of pages on any Linux).
+const MAX_COMMAND_LINE_BYTES: usize = 1024 * 1024;
+
+/// Refuses a command line Linux would refuse (or that the child would die of before it runs),
+/// saying which argument is too long, which placeholder made it so and how to pass it instead.
+fn check_command_line(
+    spec: &crate::engine::StartSpec,
+    argv: &[String],
+    env: &[(String, String)],
+    prompt_file: &Path,
+) -> Result<(), String> {
+    let how = format!(
+        "Pass the prompt through a file instead: put \"{{prompt_file}}\" in the agent profile's command in switchyard.toml (e.g. \"Do the task described in {{prompt_file}}\"); switchyard writes the prompt to {} before every start",
+        prompt_file.display()
+    );
+    let placeholders = |template: Option<&String>| {
+        let found: Vec<&str> = ["{prompt}", "{title}", "{task_id}", "{worktree}", "{branch}"]
+            .into_iter()
+            .filter(|p| template.is_some_and(|t| t.contains(p)))
+            .collect();
+        if found.is_empty() {
+            String::new()
+        } else {
+            format!(" (made from {})", found.join(" "))
+        }
+    };
+    for (i, arg) in argv.iter().enumerate() {
+        if arg.len() + 1 > MAX_ARG_BYTES {
+            return Err(format!(
+                "task {}: argument {i} of the agent command{} is {} bytes; Linux refuses an argument over 128 KiB. {how}",
+                spec.task_id,
+                placeholders(spec.command.get(i)),
+                arg.len(),
+            ));
+        }
+    }
+    for (k, v) in env {
+        if k.len() + v.len() + 2 > MAX_ARG_BYTES {
+            return Err(format!(
+                "task {}: the environment variable {k}{} is {} bytes; Linux refuses a variable over 128 KiB. {how}",
+                spec.task_id,
+                placeholders(spec.env.get(k)),
+                v.len(),
+            ));
+        }
+    }
+    let inherited: usize = std::env::vars_os()
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum();
+    let total = argv.iter().map(|a| a.len() + 1).sum::<usize>()
+        + env
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>()
+        + inherited;
+    if total > MAX_COMMAND_LINE_BYTES {
+        return Err(format!(
+            "task {}: the agent's command line and environment come to {total} bytes, more than switchyard passes to a worker (1 MiB). {how}",
+            spec.task_id,
+        ));
+    }
+    Ok(())
 }
 
 /// Runs `argv` in `cwd` (no shell), killing it after `limit`. Returns success and the

@@ -5,7 +5,10 @@
 //! The reader never waits on the UI: it parses, records the time of the last byte, sets a dirty
 //! flag and sends at most one wake-up through a bounded channel (dropped when full). Terminal
 //! queries the child sends (cursor position, device attributes, colours) are answered from the
-//! emulator so full-screen TUIs such as codex start correctly.
+//! emulator so full-screen TUIs such as codex start correctly; at most [`REPLIES_PER_WINDOW`]
+//! answers per [`REPLY_WINDOW`], so a query flood swamps nothing. Between the PTY and the
+//! emulator, [`crate::stream_cap::StreamCap`] keeps an OSC/DCS that never ends from growing the
+//! emulator's buffer past 64 KiB.
 
 use crate::classify::ScreenSnapshot;
 use portable_pty::{native_pty_system, ChildKiller, CommandBuilder, MasterPty, PtySize};
@@ -28,6 +31,8 @@ pub struct Spawned {
     pub base_commit: String,
     /// The argv that runs.
     pub argv: Vec<String>,
+    /// The worker's token ([`crate::orphans::TOKEN_VAR`] in its environment).
+    pub token: String,
 }
 
 /// Messages from the edge (worker threads, the file watcher) to the runtime loop.
@@ -51,6 +56,8 @@ pub enum ShellMsg {
         code: i32,
         /// The signal that ended it, if any (e.g. "Hangup").
         signal: Option<String>,
+        /// Its process id, if known (tells this worker from a newer one of the same task).
+        pid: Option<u32>,
     },
     /// A file changed in a task's worktree (from the file watcher).
     Activity {
@@ -95,6 +102,33 @@ pub struct Term {
     /// The state the agent last announced with OSC 7501 (codex: `state=working:app=codex`);
     /// `None` before any, and after `state=clear`.
     pub agent_state: Option<String>,
+    /// Query replies still allowed in the current window; `None` (the default) answers every
+    /// query. A worker's reader refills it to [`REPLIES_PER_WINDOW`] every [`REPLY_WINDOW`].
+    pub reply_allowance: Option<u32>,
+    /// Queries left unanswered because the allowance was used up (a query flood).
+    pub replies_dropped: u64,
+}
+
+/// Most terminal-query replies a worker gets per [`REPLY_WINDOW`]: a TUI asks a handful at
+/// start-up and on resize; a child that asks thousands a second (a flood) gets no more, so
+/// neither the reader nor the child's input is swamped by answers it never reads.
+pub const REPLIES_PER_WINDOW: u32 = 32;
+
+/// The window [`REPLIES_PER_WINDOW`] counts in: 100 ms.
+pub const REPLY_WINDOW: Duration = Duration::from_millis(100);
+
+impl Term {
+    /// Queues a reply to a query, unless the allowance is used up.
+    fn reply(&mut self, bytes: &[u8]) {
+        match self.reply_allowance.as_mut() {
+            Some(0) => self.replies_dropped += 1,
+            Some(n) => {
+                *n -= 1;
+                self.replies.extend_from_slice(bytes);
+            }
+            None => self.replies.extend_from_slice(bytes),
+        }
+    }
 }
 
 impl vt100::Callbacks for Term {
@@ -119,15 +153,14 @@ impl vt100::Callbacks for Term {
             // DSR: cursor position report (CPR), 1-based.
             (None | Some(b'?'), 'n', 6) => {
                 let (row, col) = screen.cursor_position();
-                self.replies
-                    .extend_from_slice(format!("\x1b[{};{}R", row + 1, col + 1).as_bytes());
+                self.reply(format!("\x1b[{};{}R", row + 1, col + 1).as_bytes());
             }
             // DSR: device status "OK".
-            (None, 'n', 5) => self.replies.extend_from_slice(b"\x1b[0n"),
+            (None, 'n', 5) => self.reply(b"\x1b[0n"),
             // DA1: a VT220-class terminal with ANSI colour, like xterm answers.
-            (None, 'c', 0) => self.replies.extend_from_slice(b"\x1b[?62;22c"),
+            (None, 'c', 0) => self.reply(b"\x1b[?62;22c"),
             // DA2: terminal type and version.
-            (Some(b'>'), 'c', 0) => self.replies.extend_from_slice(b"\x1b[>1;10;0c"),
+            (Some(b'>'), 'c', 0) => self.reply(b"\x1b[>1;10;0c"),
             _ => {}
         }
     }
@@ -135,12 +168,8 @@ impl vt100::Callbacks for Term {
     fn unhandled_osc(&mut self, _: &mut vt100::Screen, params: &[&[u8]]) {
         match params {
             // Colour queries: answer a light-on-dark palette.
-            [b"10", b"?"] => self
-                .replies
-                .extend_from_slice(b"\x1b]10;rgb:e5e5/e5e5/e5e5\x1b\\"),
-            [b"11", b"?"] => self
-                .replies
-                .extend_from_slice(b"\x1b]11;rgb:1e1e/1e1e/1e1e\x1b\\"),
+            [b"10", b"?"] => self.reply(b"\x1b]10;rgb:e5e5/e5e5/e5e5\x1b\\"),
+            [b"11", b"?"] => self.reply(b"\x1b]11;rgb:1e1e/1e1e/1e1e\x1b\\"),
             [b"7501", rest @ ..] => {
                 let text = rest
                     .iter()
@@ -234,8 +263,11 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-/// Sends `sig` to the process group led by `pid` (portable-pty makes every worker a session
-/// leader, so its group is the worker and everything it started that did not leave it).
+/// Sends `sig` to the process group led by `pid` and to every other process of the session it
+/// leads (portable-pty makes every worker a session leader): the worker and everything it
+/// started that did not leave its session, job-control groups (`set -m`) included. What left
+/// the session (`setsid`) is found by the runtime through the worker's token
+/// ([`crate::orphans`]).
 fn signal_group(pid: u32, sig: libc::c_int) {
     if let Ok(pid) = i32::try_from(pid) {
         if pid > 1 {
@@ -243,6 +275,7 @@ fn signal_group(pid: u32, sig: libc::c_int) {
             unsafe {
                 libc::kill(-pid, sig);
             }
+            crate::orphans::signal_session(pid as u32, sig);
         }
     }
 }
@@ -387,6 +420,15 @@ impl Worker {
                 .name(format!("pty-read-{}", spec.task))
                 .spawn(move || {
                     let mut buf = vec![0u8; 64 * 1024];
+                    // The emulator never buffers more than 64 KiB of an OSC/DCS that does not
+                    // end (the transcript keeps the raw bytes, bounded on its own).
+                    let mut cap = crate::stream_cap::StreamCap::default();
+                    let mut window = std::time::Instant::now();
+                    parser
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .callbacks_mut()
+                        .reply_allowance = Some(REPLIES_PER_WINDOW);
                     loop {
                         let n = match reader.read(&mut buf) {
                             Ok(0) | Err(_) => break,
@@ -396,12 +438,17 @@ impl Worker {
                         let _ = transcript.write_all(chunk);
                         let replies = {
                             let mut p = parser.lock().unwrap_or_else(|e| e.into_inner());
-                            p.process(chunk);
+                            if window.elapsed() >= REPLY_WINDOW {
+                                window = std::time::Instant::now();
+                                p.callbacks_mut().reply_allowance = Some(REPLIES_PER_WINDOW);
+                            }
+                            cap.feed(chunk, |part| p.process(part));
                             std::mem::take(&mut p.callbacks_mut().replies)
                         };
                         if !replies.is_empty() {
-                            // A child that floods queries and never reads the replies loses
-                            // replies once its queue is full; the reader never waits on it.
+                            // At most REPLIES_PER_WINDOW answers per window; a child that floods
+                            // queries and never reads the replies loses replies once its queue
+                            // is full too: the reader never waits on it.
                             let _ = writer.try_send(WriteJob::Now(replies));
                         }
                         last.store(now_ms(), Ordering::Relaxed);
@@ -437,7 +484,12 @@ impl Worker {
                         Ok(s) => (s.exit_code() as i32, s.signal().map(str::to_string)),
                         Err(_) => (1, None),
                     };
-                    let _ = tx.blocking_send(ShellMsg::Exited { task, code, signal });
+                    let _ = tx.blocking_send(ShellMsg::Exited {
+                        task,
+                        code,
+                        signal,
+                        pid,
+                    });
                 })
                 .map_err(|e| format!("cannot start the waiter thread: {e}"))?;
         }
@@ -523,11 +575,16 @@ impl Worker {
         self.size
     }
 
-    /// Stops the worker: SIGHUP to its whole process group (the agent and what it started in
-    /// its session), then SIGKILL to the group if it is still there 2 s later.
+    /// Stops the worker: SIGHUP to its process group and its whole session (the agent and what
+    /// it started), then SIGKILL to them if it is still there 2 s later.
     pub fn kill(&mut self) {
         let _ = self.killer.kill();
         let Some(pid) = self.pid else { return };
+        // Already reaped: its pid may belong to someone else by now (what it left behind is the
+        // runtime's to kill when the exit is handled).
+        if self.exited.load(Ordering::Acquire) {
+            return;
+        }
         signal_group(pid, libc::SIGHUP);
         let exited = self.exited.clone();
         let _ = std::thread::Builder::new()
@@ -568,12 +625,20 @@ pub fn tree_cpu_ticks(pid: u32) -> u64 {
                 total += num(11) + num(12);
             }
         }
-        if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
-            queue.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
+        // Children are listed per thread: a multi-threaded agent (node, codex) or this test
+        // harness starts them from threads other than the main one.
+        let threads = std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten();
+        for t in threads.flatten() {
+            let children = t.path().join("children");
+            if let Ok(children) = std::fs::read_to_string(children) {
+                queue.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
         }
     }
     total
@@ -622,6 +687,20 @@ mod tests {
             r,
             "\x1b[?62;22c\x1b]11;rgb:1e1e/1e1e/1e1e\x1b\\\x1b[>1;10;0c"
         );
+    }
+
+    #[test]
+    fn a_query_flood_gets_at_most_the_allowance_of_replies() {
+        let mut p = vt100::Parser::new_with_callbacks(24, 80, 0, Term::default());
+        p.callbacks_mut().reply_allowance = Some(REPLIES_PER_WINDOW);
+        p.process(&b"\x1b[6n\x1b[c".repeat(1000));
+        let t = p.callbacks();
+        let answered = t.replies.windows(2).filter(|w| w == b"\x1b[").count();
+        assert_eq!(answered, REPLIES_PER_WINDOW as usize);
+        assert_eq!(t.replies_dropped, 2000 - u64::from(REPLIES_PER_WINDOW));
+        // Without an allowance (the default) every query is answered.
+        let p = parse(&b"\x1b[6n".repeat(100));
+        assert_eq!(p.callbacks().replies.len(), 100 * b"\x1b[1;1R".len());
     }
 
     #[test]

@@ -370,3 +370,63 @@ fn a_recorded_base_that_is_gone_says_how_to_recover() {
     .to_string();
     assert!(e.contains("remove \"baseCommit\""), "{e}");
 }
+
+#[test]
+fn branch_work_reports_commits_after_the_recorded_base_and_uncommitted_files() {
+    use switchyard::resume::branch_work;
+    let (_tmp, repo, wt) = repo();
+    let info = ensure_worktree(&repo, "t1", &wt, "task/t1", "main").unwrap();
+    let w = branch_work(&wt, &info.base_commit).unwrap();
+    assert_eq!((w.commits_ahead, w.uncommitted), (0, 0));
+    assert_eq!(w.head_branch.as_deref(), Some("task/t1"));
+    std::fs::write(wt.join("a.txt"), "a").unwrap();
+    commit_all(&wt, "agent work").unwrap();
+    std::fs::write(wt.join("b.txt"), "b").unwrap();
+    std::fs::write(wt.join("README.md"), "changed").unwrap();
+    let w = branch_work(&wt, &info.base_commit).unwrap();
+    assert_eq!((w.commits_ahead, w.uncommitted), (1, 2));
+    let e = branch_work(&wt.with_file_name("gone"), &info.base_commit).unwrap_err();
+    assert!(e.to_string().contains("gone"), "{e}");
+}
+
+#[test]
+fn unrecorded_work_names_in_flight_tasks_with_commits_on_their_branch() {
+    use switchyard::resume::unrecorded_work;
+    let (tmp, repo, _) = repo();
+    let work = tmp.path().join("work/worktrees");
+    let mut tasks = Vec::new();
+    for (id, status, commit) in [
+        ("done", "running", true),
+        ("fresh", "running", false),
+        ("over", "complete", true),
+        ("stuck", "stuck", true),
+    ] {
+        let wt = work.join(id);
+        let branch = format!("task/{id}");
+        let info = ensure_worktree(&repo, id, &wt, &branch, "main").unwrap();
+        if commit {
+            std::fs::write(wt.join(format!("{id}.txt")), id).unwrap();
+            commit_all(&wt, "agent").unwrap();
+        }
+        tasks.push(serde_json::json!({
+            "id": id, "title": id, "files": [format!("{id}.txt")], "status": status,
+            "worktree": wt, "branch": branch, "baseCommit": info.base_commit,
+        }));
+    }
+    let manifest = repo.join("manifest.json");
+    std::fs::write(
+        &manifest,
+        serde_json::json!({"project": "p", "phases": [{"name": "p", "tasks": tasks}]}).to_string(),
+    )
+    .unwrap();
+    let (m, plan, config, _) = switchyard::runtime::load(&manifest).unwrap();
+    let engine = switchyard::engine::Engine::new(m, plan, config, 0).unwrap();
+    let found: Vec<(String, usize, usize)> = unrecorded_work(&engine)
+        .into_iter()
+        .map(|u| (u.id, u.work.commits_ahead, u.work.uncommitted))
+        .collect();
+    assert_eq!(
+        found,
+        vec![("done".to_string(), 1, 0), ("stuck".to_string(), 1, 0)]
+    );
+}
