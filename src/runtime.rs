@@ -200,6 +200,16 @@ impl Runtime {
             _watcher: watcher,
         };
         rt.recover(torn);
+        // Tasks whose agent finished and committed before a kill, unrecorded: verify them.
+        for w in crate::resume::unrecorded_work(&rt.engine) {
+            if w.work.uncommitted == 0 {
+                rt.apply(Event::Inspected {
+                    task: w.task,
+                    commits_ahead: w.work.commits_ahead,
+                    uncommitted: 0,
+                });
+            }
+        }
         Ok(rt)
     }
 

@@ -483,7 +483,6 @@ fn a_prompt_too_long_for_an_argument_fails_once_saying_how_to_pass_it() {
 }
 
 #[test]
-#[ignore = "needs the engine to take a resumed task's committed work (issue 12 item 5); run with --ignored once wired"]
 fn work_committed_before_a_kill_9_is_verified_on_resume_not_redone() {
     let r = repo();
     let marks = tempfile::tempdir().unwrap();

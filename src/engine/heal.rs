@@ -288,6 +288,17 @@ impl Engine {
             None => false,
         };
         if commits > 0 && uncommitted == 0 {
+            if !live && self.runs[i].restart_at.take().is_some() {
+                // Work a killed run finished but did not record: verify it, do not redo it.
+                self.journal(
+                    fx,
+                    now,
+                    Some(i),
+                    "resume",
+                    format!("the branch has {commits} commit(s) from the interrupted run and nothing uncommitted: verifying instead of starting the agent again"),
+                    Value::Null,
+                );
+            }
             self.verify_or_complete(i, now, fx);
             return;
         }
