@@ -60,7 +60,6 @@ fn cpu_percent(pids: &[u32], secs: u64) -> f64 {
 struct Pty {
     child: Box<dyn portable_pty::Child + Send + Sync>,
     _master: Box<dyn portable_pty::MasterPty + Send>,
-    done: std::sync::mpsc::Receiver<()>,
 }
 
 impl Pty {
@@ -83,7 +82,6 @@ impl Pty {
         let child = pair.slave.spawn_command(cmd).expect("spawn");
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().expect("reader");
-        let (tx, done) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
             while let Ok(n) = reader.read(&mut buf) {
@@ -91,12 +89,10 @@ impl Pty {
                     break;
                 }
             }
-            let _ = tx.send(());
         });
         Pty {
             child,
             _master: pair.master,
-            done,
         }
     }
 
@@ -297,22 +293,38 @@ fn flood(n: usize, mb: u64, with_tmux: bool) -> (f64, f64, Option<f64>) {
     let tmp = tempfile::tempdir().unwrap();
 
     let start = Instant::now();
-    let ptys: Vec<Pty> = (0..n)
-        .map(|_| {
-            Pty::spawn(
-                &[&b, "fake-agent", "--scenario", "flood"],
-                tmp.path(),
-                &[("SY_FLOOD_MB", &mb_s)],
-                47,
-                160,
-            )
-        })
-        .collect();
-    for p in &ptys {
-        let _ = p.done.recv();
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: 47,
+                cols: 160,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("a PTY");
+        let mut cmd = CommandBuilder::new(&b);
+        cmd.args(["fake-agent", "--scenario", "flood"]);
+        cmd.env("SY_FLOOD_MB", &mb_s);
+        cmd.cwd(tmp.path());
+        let mut child = pair.slave.spawn_command(cmd).expect("spawn");
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().expect("reader");
+        handles.push(std::thread::spawn(move || {
+            let _master = pair.master;
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(k) = reader.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+            }
+            let _ = child.wait();
+        }));
+    }
+    for h in handles {
+        let _ = h.join();
     }
     let plain = start.elapsed().as_secs_f64();
-    drop(ptys);
 
     let proj = project(n, "flood", mb);
     let dir = proj.path();

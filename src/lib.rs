@@ -10,6 +10,7 @@ pub mod classify;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod edits;
 pub mod engine;
 pub mod fake_agent;
 pub mod git;

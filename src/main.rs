@@ -736,7 +736,11 @@ fn plan(manifest_path: &Path, max_parallel: Option<usize>) -> Result<u8> {
     }
     match Plan::build(&manifest) {
         Ok(plan) => {
-            print!("{}", plan.render(&manifest.project, max));
+            // Ids are validated, but the project name and file names are text from the manifest.
+            print!(
+                "{}",
+                switchyard::text::escape_lines(&plan.render(&manifest.project, max))
+            );
             Ok(0)
         }
         Err(problems) => {

@@ -16,6 +16,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// The modification time of a file, if it can be read.
+fn mtime(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
 /// Output quiet this long (ms) makes a changed screen worth copying for the classifier now.
 pub const SNAPSHOT_QUIET_MS: u64 = 200;
 
@@ -119,6 +124,10 @@ pub struct Runtime {
     pub save_error: Option<String>,
     save_due: bool,
     snapshot_at: BTreeMap<usize, u64>,
+    /// What the run last wrote to (or read from) the manifest file: text, parsed, mtime.
+    written: Option<(String, Manifest, Option<std::time::SystemTime>)>,
+    /// Tasks a person added to the file during the run, by phase name: kept in the file.
+    kept_tasks: Vec<(String, crate::manifest::Task)>,
     tx: mpsc::Sender<ShellMsg>,
     rx: Option<mpsc::Receiver<ShellMsg>>,
     cpu: BTreeMap<usize, (std::time::Instant, u64)>,
@@ -184,6 +193,8 @@ impl Runtime {
             save_error: None,
             save_due: false,
             snapshot_at: BTreeMap::new(),
+            written: None,
+            kept_tasks: Vec::new(),
             tx,
             rx: Some(rx),
             cpu: BTreeMap::new(),
@@ -199,6 +210,12 @@ impl Runtime {
             activity,
             _watcher: watcher,
         };
+        rt.written = std::fs::read_to_string(&rt.paths.manifest)
+            .ok()
+            .and_then(|text| {
+                let m = Manifest::parse(&text).ok()?;
+                Some((text, m, mtime(&rt.paths.manifest)))
+            });
         rt.recover(torn);
         // Tasks whose agent finished and committed before a kill, unrecorded: verify them.
         for w in crate::resume::unrecorded_work(&rt.engine) {
@@ -675,25 +692,116 @@ impl Runtime {
     /// A failed save is kept due and retried at the next tick; the person sees it in the journal
     /// lines and in [`Runtime::save_error`], and it is never reported as success.
     pub fn persist(&mut self) {
-        if !self.save_due {
+        let disk_changed = self.hand_edited();
+        if !self.save_due && !disk_changed {
             return;
         }
-        match self.engine.manifest.save(&self.paths.manifest) {
+        if disk_changed && !self.merge_hand_edits() {
+            return;
+        }
+        let to_save = self.file_manifest();
+        match to_save.save(&self.paths.manifest) {
             Ok(()) => {
                 self.save_due = false;
+                self.written = Some((to_save.to_json(), to_save, mtime(&self.paths.manifest)));
                 if self.save_error.take().is_some() {
                     self.push_recent("the manifest is saved again".into());
                 }
             }
-            Err(e) => {
-                let line = format!("cannot save the manifest (retrying every tick): {e}");
-                if self.save_error.as_deref() != Some(line.as_str()) {
-                    tracing::error!("{line}");
-                    self.push_recent(line.clone());
-                }
-                self.save_error = Some(line);
+            Err(e) => self.save_failed(format!(
+                "cannot save the manifest (retrying every tick): {e}"
+            )),
+        }
+    }
+
+    fn save_failed(&mut self, line: String) {
+        if self.save_error.as_deref() != Some(line.as_str()) {
+            tracing::error!("{line}");
+            self.push_recent(line.clone());
+        }
+        self.save_error = Some(line);
+    }
+
+    /// The manifest as the file should hold it: the run's state plus tasks a person added by
+    /// hand during the run (kept for the next run).
+    fn file_manifest(&self) -> Manifest {
+        let mut m = self.engine.manifest.clone();
+        for (phase, task) in &self.kept_tasks {
+            let at = m
+                .phases
+                .iter()
+                .position(|p| &p.name == phase)
+                .unwrap_or(m.phases.len().saturating_sub(1));
+            if let Some(p) = m.phases.get_mut(at) {
+                p.tasks.push(task.clone());
             }
         }
+        m
+    }
+
+    /// True when the file changed since the run last wrote (or loaded) it: someone edited it.
+    fn hand_edited(&self) -> bool {
+        let Some((text, _, at)) = &self.written else {
+            return false;
+        };
+        if mtime(&self.paths.manifest) == *at {
+            return false;
+        }
+        std::fs::read_to_string(&self.paths.manifest).is_ok_and(|now| &now != text)
+    }
+
+    /// Merges a person's edits of the file into the run (see [`crate::edits`]). False when the
+    /// file does not parse: then it is not overwritten, and the run says so until it is fixed.
+    fn merge_hand_edits(&mut self) -> bool {
+        let Some((_, base, _)) = self.written.clone() else {
+            return true;
+        };
+        let text = std::fs::read_to_string(&self.paths.manifest).unwrap_or_default();
+        let disk = match Manifest::parse(&text) {
+            Ok(m) => m,
+            Err(problems) => {
+                let first = problems.first().map(|p| p.to_string()).unwrap_or_default();
+                self.save_failed(format!(
+                    "the manifest was edited by hand and does not parse ({first}); it is not overwritten: fix it and the run merges it"
+                ));
+                return false;
+            }
+        };
+        let merged = crate::edits::merge_hand_edits(&self.file_manifest(), &base, &disk);
+        // Take the accepted field edits into the run's own manifest.
+        for t in self.engine.manifest.tasks_mut() {
+            if let Some(m) = merged.manifest.task(&t.id) {
+                t.title.clone_from(&m.title);
+                t.prompt.clone_from(&m.prompt);
+                t.verify.clone_from(&m.verify);
+                t.agent.clone_from(&m.agent);
+                t.extra.clone_from(&m.extra);
+            }
+        }
+        self.engine.manifest.extra = merged.manifest.extra.clone();
+        for p in &mut self.engine.manifest.phases {
+            if let Some(m) = merged.manifest.phases.iter().find(|m| m.name == p.name) {
+                p.extra.clone_from(&m.extra);
+            }
+        }
+        self.kept_tasks = merged
+            .manifest
+            .phases
+            .iter()
+            .flat_map(|p| p.tasks.iter().map(move |t| (p.name.clone(), t.clone())))
+            .filter(|(_, t)| self.engine.manifest.task(&t.id).is_none())
+            .collect();
+        for note in merged.notes {
+            self.push_recent(format!("manifest: {note}"));
+        }
+        for id in merged.skip {
+            self.apply(Event::Action(Action::on(
+                crate::action::ActionKind::Skip,
+                id,
+            )));
+        }
+        self.save_due = true;
+        true
     }
 
     fn perform(&mut self, fx: Effect) {

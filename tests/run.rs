@@ -484,3 +484,59 @@ quiet_ms = 300
     let log = git(&wt, &["log", "-1", "--format=%an %s"]);
     assert!(log.starts_with("switchyard lazy: x"), "{log}");
 }
+
+#[test]
+fn hand_edits_to_the_manifest_during_a_run_are_merged_not_lost() {
+    let r = repo();
+    // t1 works for a while; t2 waits behind it (same file) and is skipped by hand meanwhile.
+    let config = r#"
+default_agent = "slow"
+[agents.slow]
+command = ["sh", "-c", "sleep 3; echo x > out.txt; git add out.txt; git -c user.name=a -c user.email=a@a commit -qm done"]
+"#;
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"t1","title":"First","files":["a"]},{"id":"t2","title":"Second","files":["a"]}"#,
+        config,
+    );
+    let child = Command::new(bin())
+        .args(["run", "--headless", "--foreground"])
+        .arg(&manifest)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_until("t1 runs", 20, || {
+        std::fs::read_to_string(&manifest).is_ok_and(|t| t.contains("\"status\": \"running\""))
+    });
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let list = m["phases"][0]["tasks"].as_array_mut().unwrap();
+    list[1]["status"] = "skipped".into();
+    list[1]["reviewer"] = "kim".into();
+    list.push(serde_json::json!({"id": "t3", "title": "Added by hand", "files": ["b"]}));
+    m["owner"] = "platform-team".into();
+    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("t2 was set to skipped by hand: skipped"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("t3 was added by hand"), "{stdout}");
+    let after = manifest_status(&manifest);
+    let t = tasks(&after);
+    assert_eq!(t[0]["status"], "complete", "{after}");
+    assert_eq!(
+        t[1]["status"], "skipped",
+        "the skip was applied, not overwritten"
+    );
+    assert_eq!(
+        t[1]["reviewer"], "kim",
+        "unknown fields added by hand are kept"
+    );
+    assert_eq!(
+        t[2]["id"], "t3",
+        "the task added by hand is kept for the next run"
+    );
+    assert_eq!(after["owner"], "platform-team");
+}
