@@ -491,6 +491,40 @@ impl KeyMap {
         self.detach.matches(key)
     }
 
+    /// The footer's key hints, from the same table that dispatches: the first key bound to each
+    /// of the most used actions, most needed first (a narrow terminal cuts the end), e.g.
+    /// ` ↑↓ select  ⏎ attach  r retry …`.
+    pub fn footer(&self) -> String {
+        const HINTS: [(KeyCommand, &str); 9] = [
+            (KeyCommand::Attach, "attach"),
+            (KeyCommand::Retry, "retry"),
+            (KeyCommand::Nudge, "nudge"),
+            (KeyCommand::Yes, "answer"),
+            (KeyCommand::Help, "help"),
+            (KeyCommand::Detach, "detach"),
+            (KeyCommand::Quit, "quit"),
+            (KeyCommand::Kill, "kill"),
+            (KeyCommand::Skip, "skip"),
+        ];
+        let first = |cmd: KeyCommand| {
+            self.bindings
+                .iter()
+                .find(|(c, ..)| *c == cmd)
+                .and_then(|(_, keys, _)| keys.first())
+                .map(|k| match k.code {
+                    KeyCode::Enter if k.mods.is_empty() => "⏎".to_string(),
+                    _ => k.label(),
+                })
+        };
+        let mut s = String::from(" ↑↓ select ");
+        for (cmd, what) in HINTS {
+            if let Some(k) = first(cmd) {
+                s.push_str(&format!(" {k} {what} "));
+            }
+        }
+        s
+    }
+
     /// Help rows (keys, text) for the overlay, from the same table that dispatches.
     pub fn help_rows(&self) -> Vec<(String, &'static str)> {
         self.bindings

@@ -677,7 +677,7 @@ fn draw_footer(buf: &mut Buffer, area: Rect, app: &App, recent: &[String]) {
                 .unwrap_or_default();
             Line::from(vec![
                 Span::styled(
-                    " ↑↓ select  ⏎ attach  r retry  n nudge  y/N answer  x kill  s skip  ? help  q quit ",
+                    app.keys.footer(),
                     Style::default().fg(Color::Black).bg(Color::Gray),
                 ),
                 Span::raw(" "),
