@@ -271,6 +271,7 @@ pub async fn headless(mut conn: Conn, files: &ServerFiles) -> i32 {
                 Some(ServerMsg::Line { text }) => println!("{}", crate::text::escape_control(&text)),
                 Some(ServerMsg::Summary { text, code }) => {
                     print!("{}", crate::text::escape_lines(&text));
+                    wait_for_end(&mut conn, files).await;
                     return code;
                 }
                 Some(ServerMsg::Bye { reason, code }) => {
@@ -291,6 +292,20 @@ pub async fn headless(mut conn: Conn, files: &ServerFiles) -> i32 {
                 return 1;
             }
         }
+    }
+}
+
+/// After the summary: when nobody else is attached the server ends now; wait (up to 5 s) until
+/// it has, so the next command (`clean`, another `run`) does not find it still going.
+async fn wait_for_end(conn: &mut Conn, files: &ServerFiles) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Some(m)) = tokio::time::timeout_at(deadline, conn.recv_msg()).await {
+        if matches!(m, ServerMsg::Bye { .. }) {
+            break;
+        }
+    }
+    while tokio::time::Instant::now() < deadline && matches!(files.probe(), Probe::Live(_)) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

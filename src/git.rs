@@ -265,6 +265,16 @@ pub fn recover_stale_state(repo_dir: &Path, older_than: SystemTime) -> Result<Re
     Ok(out)
 }
 
+/// Files with uncommitted changes (untracked included) in a worktree whose checkout finished;
+/// `None` when there is no worktree at `path` or it is half-made (its missing files are not
+/// anyone's work). `switchyard clean` keeps a worktree for which this is more than 0.
+pub fn unsaved_files(path: &Path) -> Option<usize> {
+    match worktree_health(path) {
+        Health::Complete(_) => uncommitted(path).ok(),
+        Health::Absent | Health::HalfMade(_) => None,
+    }
+}
+
 /// A worktree directory's state.
 enum Health {
     /// Nothing there.

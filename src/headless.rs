@@ -47,8 +47,8 @@ pub fn summary(rt: &Runtime, elapsed_ms: u64) -> String {
         };
         let _ = writeln!(
             s,
-            "  {:<10} {:<16} attempts {:<2} files {:<3} {:>8}{}",
-            t.id,
+            "  {} {:<16} attempts {:<2} files {:<3} {:>8}{}",
+            crate::text::cell(&t.id, 10),
             t.status.as_str(),
             t.attempts.unwrap_or(0),
             files,

@@ -140,6 +140,9 @@ enum Cmd {
         /// The git repository (default: the one containing the manifest).
         #[arg(long)]
         repo: Option<PathBuf>,
+        /// Also remove worktrees holding uncommitted changes (they are lost).
+        #[arg(long)]
+        force: bool,
     },
     /// Replay a recorded session (raw bytes, optionally with timing) through the emulator and
     /// classifier, and print the verdict timeline with evidence and the final verdict.
@@ -309,7 +312,11 @@ fn real_main(cmd: Cmd) -> Result<u8> {
             settle_ms,
             seed,
         } => classify(&recording, &profile, config.as_deref(), settle_ms, seed),
-        Cmd::Clean { manifest, repo } => clean(&manifest, repo.as_deref()),
+        Cmd::Clean {
+            manifest,
+            repo,
+            force,
+        } => clean(&manifest, repo.as_deref(), force),
         Cmd::FakeAgent { .. } | Cmd::Serve { .. } => {
             unreachable!("handled before the runtime starts")
         }
@@ -794,11 +801,12 @@ fn status(manifest_path: &Path, json: bool) -> Result<u8> {
             _ => String::new(),
         };
         println!(
-            "  {:<10} {:<16} attempts {:<2} {}{}{}",
-            esc(&t.id),
+            "  {} {:<16} attempts {:<2} {}{}{}",
+            // Columns in display width (CJK and emoji count 2), text escaped.
+            switchyard::text::cell(&t.id, 10),
             t.status,
             t.attempts,
-            esc(&t.title),
+            switchyard::text::cell(&t.title, 40).trim_end(),
             if t.worker { "  [worker]" } else { "" },
             esc(&verdict)
         );
@@ -856,21 +864,42 @@ fn classify(
     Ok(0)
 }
 
-fn clean(manifest_path: &Path, repo: Option<&Path>) -> Result<u8> {
+fn clean(manifest_path: &Path, repo: Option<&Path>, force: bool) -> Result<u8> {
     let manifest = Manifest::load(manifest_path).map_err(|e| eyre!("{e}"))?;
     let paths = runtime::Paths::resolve(manifest_path, &manifest, repo)?;
-    let ids: Vec<String> = manifest.tasks().map(|t| t.id.clone()).collect();
-    let at: Vec<(String, PathBuf)> = ids
-        .iter()
-        .map(|id| (id.clone(), paths.worktree(id)))
-        .collect();
+    let files = ServerFiles::new(&paths.manifest, &paths.workdir);
+    if let Probe::Live(info) = files.probe() {
+        eprintln!(
+            "a run of {} is going (server pid {}): its agents work in these worktrees; `switchyard stop {}` first",
+            paths.manifest.display(),
+            info.pid,
+            paths.manifest.display()
+        );
+        return Ok(1);
+    }
+    let mut at: Vec<(String, PathBuf)> = Vec::new();
+    let mut kept: Vec<(PathBuf, usize)> = Vec::new();
+    for t in manifest.tasks() {
+        let wt = paths.worktree(&t.id);
+        match git::unsaved_files(&wt) {
+            Some(n) if n > 0 && !force => kept.push((wt, n)),
+            _ => at.push((t.id.clone(), wt)),
+        }
+    }
     let removed = git::remove_worktrees_at(&paths.repo, &at)?;
     for p in &removed {
         println!("removed worktree {}", p.display());
     }
+    for (wt, n) in &kept {
+        println!(
+            "kept worktree {}: {n} file(s) with uncommitted changes — commit them there, or `switchyard clean --force` to drop them",
+            wt.display()
+        );
+    }
     println!(
-        "{} worktree(s) removed; branches and logs ({}) are kept",
+        "{} worktree(s) removed, {} kept; branches and logs ({}) are kept",
         removed.len(),
+        kept.len(),
         paths.logs.display()
     );
     Ok(0)

@@ -544,3 +544,41 @@ command = ["sh", "-c", "sleep 3; echo x > out.txt; git add out.txt; git -c user.
     );
     assert_eq!(after["owner"], "platform-team");
 }
+
+#[test]
+fn clean_keeps_a_worktree_with_uncommitted_work_unless_forced() {
+    let r = repo();
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"a","title":"x","files":["prompt.txt"]},{"id":"b","title":"y","files":["other.txt"]}"#,
+        COMMIT_AGENT,
+    );
+    let out = run_headless(&manifest);
+    assert_eq!(out.status.code(), Some(0));
+    // Work left in a's worktree by hand after the run.
+    let wt = r.path().join(".sy/worktrees/a");
+    std::fs::write(wt.join("draft.txt"), "not committed yet\n").unwrap();
+    let clean = |force: bool| {
+        let mut c = Command::new(bin());
+        c.arg("clean").arg(&manifest);
+        if force {
+            c.arg("--force");
+        }
+        c.output().unwrap()
+    };
+    let out = clean(false);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(wt.join("draft.txt").exists(), "uncommitted work is kept");
+    assert!(
+        stdout.contains("kept worktree") && stdout.contains("1 file(s) with uncommitted changes"),
+        "{stdout}"
+    );
+    assert!(
+        !r.path().join(".sy/worktrees/b").exists(),
+        "a clean worktree goes"
+    );
+    let out = clean(true);
+    assert!(out.status.success());
+    assert!(!wt.exists(), "--force removes it");
+}

@@ -61,6 +61,8 @@ struct Client {
     role: Option<Role>,
     room: Option<Room>,
     gone: Option<String>,
+    /// A headless client that was sent the summary: it waits only for the run to end.
+    summarized: bool,
 }
 
 impl Client {
@@ -160,7 +162,7 @@ pub async fn serve(
                     let id = next_id;
                     next_id += 1;
                     let tx = start_connection(id, stream, in_tx.clone());
-                    clients.insert(id, Client { tx, role: None, room: None, gone: None });
+                    clients.insert(id, Client { tx, role: None, room: None, gone: None, summarized: false });
                 }
             }
             m = incoming.recv() => match m {
@@ -243,6 +245,7 @@ pub async fn serve(
             let code = rt.exit_code();
             for c in clients.values_mut() {
                 if c.role == Some(Role::Headless) {
+                    c.summarized = true;
                     c.send_msg(&ServerMsg::Summary {
                         text: text.clone(),
                         code,
@@ -276,7 +279,9 @@ pub async fn serve(
         }
         let live = rt.engine.live_workers().count() > 0;
         let waited = now_ms().saturating_sub(started) > 10_000;
-        if rt.engine.is_settled() && !live && clients.is_empty() && (had_client || waited) {
+        // Nobody attached, or only headless reporters that already have their summary.
+        let nobody = clients.values().all(|c| c.summarized);
+        if rt.engine.is_settled() && !live && nobody && (had_client || waited) {
             tracing::info!("the run settled and nobody is attached: the server ends");
             break;
         }
@@ -389,6 +394,7 @@ fn on_message(
                         rt.persist();
                         let text = crate::headless::summary(rt, now_ms().saturating_sub(started));
                         let code = rt.exit_code();
+                        c.summarized = true;
                         c.send_msg(&ServerMsg::Summary { text, code });
                     }
                 }
