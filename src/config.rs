@@ -224,6 +224,42 @@ impl Ladder {
     }
 }
 
+/// The policy the engine runs by, compiled from a [`Config`]: scheduling, the prompt template,
+/// agent profiles, heal ladders and rules. It holds none of the control room's or the shell's
+/// settings (keys, PTY size, scrollback, notify command): those stay with the runtime.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Most workers at once (the run starts with this).
+    pub max_parallel: usize,
+    /// Ref new task branches start from.
+    pub base: String,
+    /// Agent profile for tasks that name none.
+    pub default_agent: String,
+    /// Prompt for tasks without their own.
+    pub prompt_template: String,
+    /// Heal ladders and limits.
+    pub heal: HealPolicy,
+    /// Agent profiles by name.
+    pub agents: BTreeMap<String, AgentProfile>,
+    /// Rules, answers and the deny-list, compiled.
+    pub compiled: Compiled,
+}
+
+impl Policy {
+    /// Compiles the engine's policy from a config. Errors name the rule or pattern at fault.
+    pub fn compile(config: &Config) -> Result<Policy, String> {
+        Ok(Policy {
+            max_parallel: config.max_parallel,
+            base: config.base.clone(),
+            default_agent: config.default_agent.clone(),
+            prompt_template: config.prompt_template.clone(),
+            heal: config.heal.clone(),
+            agents: config.agents.clone(),
+            compiled: config.compile()?,
+        })
+    }
+}
+
 /// One allow-listed automatic answer.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,7 +7,7 @@
 //! [`Effect`]s it returns.
 
 use crate::classify::{ScreenSnapshot, Verdict, VerdictKind};
-use crate::config::{render_prompt, Compiled, Config};
+use crate::config::{render_prompt, Config, Policy};
 use crate::manifest::{Manifest, Status};
 use crate::plan::Plan;
 use serde_json::{json, Value};
@@ -279,9 +279,8 @@ pub struct Engine {
     pub manifest: Manifest,
     /// The DAG.
     pub plan: Plan,
-    /// The configuration.
-    pub config: Config,
-    compiled: Compiled,
+    /// The policy it runs by (compiled from the config; no UI or shell settings).
+    pub policy: Policy,
     /// Run state per task, in manifest order.
     pub runs: Vec<TaskRun>,
     /// No new workers start while paused.
@@ -340,7 +339,16 @@ impl Engine {
     /// Builds an engine over a validated manifest. Tasks left `running`/`stuck` (or
     /// `needs_attention` without a worker) by an earlier run are restarted in their worktree.
     pub fn new(manifest: Manifest, plan: Plan, config: Config, now: Ms) -> Result<Engine, String> {
-        let compiled = config.compile()?;
+        Engine::with_policy(manifest, plan, Policy::compile(&config)?, now)
+    }
+
+    /// Builds an engine over a validated manifest with an already compiled policy.
+    pub fn with_policy(
+        manifest: Manifest,
+        plan: Plan,
+        config: Policy,
+        now: Ms,
+    ) -> Result<Engine, String> {
         for t in manifest.tasks() {
             let agent = t.agent.as_deref().unwrap_or(&config.default_agent);
             if !config.agents.contains_key(agent) {
@@ -364,8 +372,7 @@ impl Engine {
             max_parallel: config.max_parallel,
             manifest,
             plan,
-            config,
-            compiled,
+            policy: config,
             runs,
             paused: false,
             started_at: now,
@@ -746,18 +753,18 @@ impl Engine {
 
     fn nudge_text(&self, i: usize) -> String {
         let agent = self.agent_of(i);
-        self.config
+        self.policy
             .agents
             .get(agent)
             .and_then(|p| p.nudge.clone())
-            .unwrap_or_else(|| self.config.heal.nudge_text.clone())
+            .unwrap_or_else(|| self.policy.heal.nudge_text.clone())
     }
 
     fn agent_of(&self, i: usize) -> &str {
         self.task(i)
             .agent
             .as_deref()
-            .unwrap_or(&self.config.default_agent)
+            .unwrap_or(&self.policy.default_agent)
     }
 
     /// Writes bytes to a worker and journals them with the reason; marks the screen as acted on.
@@ -1004,11 +1011,11 @@ impl Engine {
             run.run_ended_at = None;
         }
         let agent = self.agent_of(i).to_string();
-        let profile = self.config.agents[&agent].clone();
+        let profile = self.policy.agents[&agent].clone();
         let t = self.task(i).clone();
         let attempt = t.attempts.unwrap_or(0) + 1;
         let base_prompt = t.prompt.clone().unwrap_or_else(|| {
-            render_prompt(&self.config.prompt_template, &t.id, t.issue, &t.title)
+            render_prompt(&self.policy.prompt_template, &t.id, t.issue, &t.title)
         });
         let prompt = match context {
             Some(c) => format!("{c}Fix that, then do the task:\n{base_prompt}"),
@@ -1031,7 +1038,7 @@ impl Engine {
             base: t
                 .base_commit
                 .clone()
-                .unwrap_or_else(|| self.config.base.clone()),
+                .unwrap_or_else(|| self.policy.base.clone()),
             files: t.files.clone(),
         };
         self.runs[i].worker = Some(WorkerState {

@@ -110,6 +110,9 @@ pub struct Runtime {
     pub paths: Paths,
     /// Config files that were merged.
     pub config_files: Vec<PathBuf>,
+    /// The shell's and the control room's settings (PTY size, scrollback, notify command, keys);
+    /// the engine has its own compiled [`crate::config::Policy`].
+    pub config: Config,
     /// The last journal lines, formatted (newest last, at most 500).
     pub recent: VecDeque<String>,
     /// Journal lines (formatted for people) not yet handed to clients; the server drains it.
@@ -163,8 +166,10 @@ impl Runtime {
         let (journal, torn) = crate::journal::Journal::open(&paths.logs.join("events.jsonl"))
             .map_err(|e| eyre!("{e}"))?;
         let pty_size = (config.pty_rows, config.pty_cols);
-        let mut engine = Engine::new(manifest, plan, config, now_ms())
+        let policy = crate::config::Policy::compile(&config).map_err(|e| eyre!("{e}"))?;
+        let mut engine = Engine::with_policy(manifest, plan, policy, now_ms())
             .map_err(|e| eyre!("{}: {e}", manifest_path.display()))?;
+        let config_base = config.base.clone();
         if let Some(n) = max_parallel {
             engine.max_parallel = n.max(1);
         }
@@ -175,7 +180,7 @@ impl Runtime {
                 .collect(),
         );
         let watcher = watch_worktrees(&paths.worktrees, engine.plan.ids.clone(), activity.clone());
-        crate::git::resolve_base(&paths.repo, &engine.config.base).map_err(|e| {
+        crate::git::resolve_base(&paths.repo, &config_base).map_err(|e| {
             eyre!(
                 "{e}; set `base` in switchyard.toml to a branch or commit that exists (the repository needs at least one commit)"
             )
@@ -185,6 +190,7 @@ impl Runtime {
             workers: BTreeMap::new(),
             paths,
             config_files,
+            config,
             recent: VecDeque::new(),
             outbox: Vec::new(),
             attention: false,
@@ -871,7 +877,7 @@ impl Runtime {
             prompt_file: self.paths.logs.join(format!("{}.prompt.md", spec.task_id)),
             rows: self.pty_size.0,
             cols: self.pty_size.1,
-            scrollback: self.engine.config.scrollback_lines,
+            scrollback: self.config.scrollback_lines,
             git_lock: self.git_lock.clone(),
             tx: self.tx.clone(),
         };
@@ -951,7 +957,7 @@ impl Runtime {
     }
 
     fn notify(&mut self, task: usize, reason: &str) {
-        let Some(cmd) = self.engine.config.notify_command.clone() else {
+        let Some(cmd) = self.config.notify_command.clone() else {
             return;
         };
         let t = self.engine.task(task);

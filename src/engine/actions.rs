@@ -76,7 +76,7 @@ impl Engine {
                 if let Some(i) = self.index_of(name) {
                     return Ok(Target::Task(i));
                 }
-                if self.config.agents.contains_key(name) {
+                if self.policy.agents.contains_key(name) {
                     return Ok(Target::Run);
                 }
                 return Err(ActionError::UnknownAgent(name.into()));
@@ -166,7 +166,7 @@ impl Engine {
                 let tail = self.runs[i]
                     .worker
                     .as_ref()
-                    .map(|w| w.screen.tail(self.config.heal.error_tail_lines))
+                    .map(|w| w.screen.tail(self.policy.heal.error_tail_lines))
                     .unwrap_or_default();
                 let t = Trouble {
                     line: String::new(),

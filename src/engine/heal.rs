@@ -69,8 +69,8 @@ impl Engine {
             last_change_at: w.last_change_at,
             last_activity_at: w.last_activity_at,
         };
-        let rules = &self.compiled.rules[self.agent_of(i)];
-        let v = classify(&w.screen, &timing, rules, self.config.heal.stall_ms);
+        let rules = &self.policy.compiled.rules[self.agent_of(i)];
+        let v = classify(&w.screen, &timing, rules, self.policy.heal.stall_ms);
         let hold_ms = rules
             .iter()
             .find(|r| r.name == v.evidence.rule)
@@ -91,7 +91,7 @@ impl Engine {
                     .into_iter()
                     .map(str::to_string)
                     .collect(),
-                tail: w.screen.tail(self.config.heal.error_tail_lines),
+                tail: w.screen.tail(self.policy.heal.error_tail_lines),
                 why: format!(
                     "{} [{}] {}",
                     v.kind.label(),
@@ -112,7 +112,7 @@ impl Engine {
         let run = &mut self.runs[i];
         if kind == VerdictKind::Running {
             let start = *run.running_since.get_or_insert(now);
-            if now.saturating_sub(start) >= self.config.heal.stable_ms && !run.ladder.is_empty() {
+            if now.saturating_sub(start) >= self.policy.heal.stable_ms && !run.ladder.is_empty() {
                 run.ladder.clear();
             }
         } else {
@@ -140,7 +140,7 @@ impl Engine {
             // Acted on, and nothing has changed since for a whole stall period: the answer did
             // not take; treat it as a stall rather than wait forever.
             _ if acted => {
-                if timing.idle_ms() >= self.config.heal.stall_ms {
+                if timing.idle_ms() >= self.policy.heal.stall_ms {
                     if status != Status::Stuck {
                         self.set_status(i, Status::Stuck, now, fx);
                     }
@@ -155,7 +155,8 @@ impl Engine {
                 let denied = std::iter::once(&trouble.line)
                     .chain(trouble.context.iter())
                     .find_map(|l| {
-                        self.compiled
+                        self.policy
+                            .compiled
                             .deny
                             .iter()
                             .find_map(|d| d.find(l))
@@ -212,7 +213,7 @@ impl Engine {
         let Some(w) = self.runs[i].worker.take() else {
             return;
         };
-        let tail = w.screen.tail(self.config.heal.error_tail_lines);
+        let tail = w.screen.tail(self.policy.heal.error_tail_lines);
         self.journal(
             fx,
             now,
@@ -382,7 +383,7 @@ impl Engine {
             .task(i)
             .verify
             .clone()
-            .or_else(|| self.config.agents[self.agent_of(i)].verify.clone());
+            .or_else(|| self.policy.agents[self.agent_of(i)].verify.clone());
         match argv {
             Some(argv) if !argv.is_empty() => {
                 let attempt = self.task(i).attempts.unwrap_or(0);
@@ -421,7 +422,7 @@ impl Engine {
         now: Ms,
         fx: &mut Vec<Effect>,
     ) {
-        let steps: Vec<Step> = self.config.heal.ladder.steps(sit.name()).to_vec();
+        let steps: Vec<Step> = self.policy.heal.ladder.steps(sit.name()).to_vec();
         loop {
             let (idx, used) = self.runs[i].ladder.get(&sit).copied().unwrap_or((0, 0));
             let Some(step) = steps.get(idx) else {
@@ -459,7 +460,7 @@ impl Engine {
             if self.runs[i].worker.is_none() {
                 return false;
             }
-            if self.runs[i].auto_keys >= self.config.heal.max_auto_keys {
+            if self.runs[i].auto_keys >= self.policy.heal.max_auto_keys {
                 let reason = format!(
                     "{} automatic keystrokes already sent (heal.max_auto_keys): {}",
                     self.runs[i].auto_keys, t.why
@@ -470,7 +471,7 @@ impl Engine {
         }
         match step.action {
             HealAction::Answer => {
-                let found = self.compiled.answers[self.agent_of(i)]
+                let found = self.policy.compiled.answers[self.agent_of(i)]
                     .iter()
                     .find(|(_, re, _)| re.is_match(&t.line))
                     .map(|(name, _, keys)| (name.clone(), keys.clone()));
@@ -557,7 +558,7 @@ impl Engine {
             task: i,
             text: format!("--- {id} attempt {attempts}: {}\n{}\n", t.why, t.tail),
         });
-        if attempts >= self.config.heal.max_attempts {
+        if attempts >= self.policy.heal.max_attempts {
             self.fail(
                 i,
                 &format!("{attempts} attempts used (heal.max_attempts): {}", t.why),
@@ -569,7 +570,7 @@ impl Engine {
         self.stop_worker(i, StopReason::Restart, fx);
         let shift = attempts.saturating_sub(1).min(20);
         let delay = backoff
-            .unwrap_or((self.config.heal.backoff_ms << shift).min(self.config.heal.backoff_max_ms));
+            .unwrap_or((self.policy.heal.backoff_ms << shift).min(self.policy.heal.backoff_max_ms));
         let run = &mut self.runs[i];
         run.restart_at = Some(now + delay);
         run.resume_next = resume;
@@ -612,7 +613,7 @@ impl Engine {
     /// Pauses every task of this task's agent until the reset time in the message (or the
     /// default pause), and restarts this one then.
     pub(super) fn pause_agent(&mut self, i: usize, t: &Trouble, now: Ms, fx: &mut Vec<Effect>) {
-        let wait = reset_after_ms(&t.line).unwrap_or(self.config.heal.rate_limit_pause_ms);
+        let wait = reset_after_ms(&t.line).unwrap_or(self.policy.heal.rate_limit_pause_ms);
         let agent = self.agent_of(i).to_string();
         let until = now + wait;
         self.paused_agents.insert(agent.clone(), until);

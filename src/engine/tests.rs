@@ -326,8 +326,7 @@ fn idle_at_its_prompt_with_commits_is_complete() {
     let extra = "[[agents.fake.rules]]\nname = \"idle\"\nverdict = \"idle\"\npattern = \"^›\\\\s*$\"\nquiet_ms = 300\n";
     let mut e = engine_with(json, "");
     // Add an idle rule through the profile.
-    e.config = config(extra);
-    e.compiled = e.config.compile().unwrap();
+    e.policy = crate::config::Policy::compile(&config(extra)).unwrap();
     e.update(Event::Tick, 0);
     started(&mut e, 0, 0);
     screen(&mut e, 0, "done editing\n› ", 100);

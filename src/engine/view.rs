@@ -270,6 +270,7 @@ impl Engine {
         let run = &self.runs[i];
         let agent = self.agent_of(i);
         let rules: &[crate::classify::Rule] = self
+            .policy
             .compiled
             .rules
             .get(agent)
@@ -356,7 +357,7 @@ impl Engine {
             .iter()
             .map(|(sit, (step, used))| {
                 let action = self
-                    .config
+                    .policy
                     .heal
                     .ladder
                     .steps(sit.name())

@@ -117,7 +117,7 @@ pub async fn serve(
     opts: ServeOptions,
 ) -> i32 {
     let started = now_ms();
-    let keys = match crate::ui::keys::KeyMap::new(&rt.engine.config.keys) {
+    let keys = match crate::ui::keys::KeyMap::new(&rt.config.keys) {
         Ok(k) => k,
         Err(e) => {
             tracing::error!("{e}");

@@ -407,7 +407,7 @@ impl App {
                 }
                 let (purpose, text) = match action {
                     KeyCommand::Nudge => {
-                        (InputPurpose::Nudge, engine.config.heal.nudge_text.clone())
+                        (InputPurpose::Nudge, engine.policy.heal.nudge_text.clone())
                     }
                     KeyCommand::Answer => (InputPurpose::Answer, String::new()),
                     _ => (InputPurpose::Keys, String::new()),
@@ -438,7 +438,7 @@ impl App {
                         .task(sel)
                         .agent
                         .as_deref()
-                        .unwrap_or(&engine.config.default_agent),
+                        .unwrap_or(&engine.policy.default_agent),
                 );
                 let kind = if paused {
                     ActionKind::ResumeAgent

@@ -503,7 +503,7 @@ fn draw_tile(
     } else {
         Style::default().fg(Color::DarkGray)
     };
-    let agent = t.agent.as_deref().unwrap_or(&engine.config.default_agent);
+    let agent = t.agent.as_deref().unwrap_or(&engine.policy.default_agent);
     let (g, _) = status_style(t.status);
     let title = format!(
         " {g} {} · {agent} · {} · #{} · {} ",
