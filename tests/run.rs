@@ -390,7 +390,9 @@ fn clean_removes_only_the_worktrees_it_made() {
     );
     let out = run_headless(&manifest);
     assert_eq!(out.status.code(), Some(0));
-    // A worktree made by hand must survive.
+    // A worktree made by hand must survive (in a temp dir of its own).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mine = elsewhere.path().join("mine-wt");
     git(
         r.path(),
         &[
@@ -399,7 +401,7 @@ fn clean_removes_only_the_worktrees_it_made() {
             "-q",
             "-b",
             "mine",
-            r.path().join("../mine-wt").to_str().unwrap(),
+            mine.to_str().unwrap(),
         ],
     );
     let out = Command::new(bin())
@@ -424,12 +426,7 @@ fn clean_removes_only_the_worktrees_it_made() {
     assert!(r.path().join(".sy/logs/events.jsonl").exists(), "logs kept");
     git(
         r.path(),
-        &[
-            "worktree",
-            "remove",
-            "--force",
-            r.path().join("../mine-wt").to_str().unwrap(),
-        ],
+        &["worktree", "remove", "--force", mine.to_str().unwrap()],
     );
 }
 
