@@ -260,6 +260,42 @@ impl Policy {
     }
 }
 
+/// How an installed CLI's `--version` compares with the version a profile was checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionCheck {
+    /// The same version number.
+    Same(String),
+    /// Another version: the profile's rules may not fit (dialogs change between releases).
+    Differs {
+        /// What the CLI says it is.
+        found: String,
+        /// What the profile was checked against.
+        checked: String,
+    },
+    /// The profile names no checked version, or no version number could be read.
+    Unknown,
+}
+
+/// Compares the first `N.N.N` version number in a CLI's `--version` output with the one in the
+/// profile's `checked_version` (e.g. "codex-cli 0.169.0" and "codex-cli 0.169.0", or
+/// "2.1.330 (Claude Code)" and "Claude Code 2.1.330").
+pub fn compare_versions(found: &str, checked: Option<&str>) -> VersionCheck {
+    let number = |s: &str| {
+        regex::Regex::new(r"\d+\.\d+(?:\.\d+)?")
+            .expect("a valid pattern")
+            .find(s)
+            .map(|m| m.as_str().to_string())
+    };
+    match (number(found), checked.and_then(number)) {
+        (Some(f), Some(c)) if f == c => VersionCheck::Same(f),
+        (Some(f), Some(c)) => VersionCheck::Differs {
+            found: f,
+            checked: c,
+        },
+        _ => VersionCheck::Unknown,
+    }
+}
+
 /// One allow-listed automatic answer.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -558,6 +594,26 @@ pub fn render_prompt(template: &str, id: &str, issue: Option<u64>, title: &str) 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn installed_versions_are_compared_by_number() {
+        assert_eq!(
+            compare_versions("codex-cli 0.169.0\n", Some("codex-cli 0.169.0")),
+            VersionCheck::Same("0.169.0".into())
+        );
+        assert_eq!(
+            compare_versions("2.0.14 (Claude Code)", Some("Claude Code 2.1.330")),
+            VersionCheck::Differs {
+                found: "2.0.14".into(),
+                checked: "2.1.330".into()
+            }
+        );
+        assert_eq!(
+            compare_versions("dev build", Some("x 1.0.0")),
+            VersionCheck::Unknown
+        );
+        assert_eq!(compare_versions("1.0.0", None), VersionCheck::Unknown);
+    }
+
     use super::*;
 
     #[test]

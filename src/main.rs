@@ -90,6 +90,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Check this machine for switchyard: each agent profile's CLI (installed? which version,
+    /// and does it match the version its rules were checked against?), git, and the
+    /// terminal-read channel.
+    Doctor {
+        /// A manifest whose switchyard.toml to use (default: the defaults and your user config).
+        manifest: Option<PathBuf>,
+    },
     /// Reopen the control room of a running server (without MANIFEST: the only live one, or a
     /// list to pick from).
     Attach {
@@ -296,6 +303,7 @@ fn real_main(cmd: Cmd) -> Result<u8> {
             task,
             json,
         } => explain(&manifest, &task, json),
+        Cmd::Doctor { manifest } => doctor(manifest.as_deref()),
         Cmd::Ls => ls(),
         Cmd::Ctl {
             manifest,
@@ -693,6 +701,112 @@ fn explain(manifest: &Path, task: &str, json: bool) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+fn doctor(manifest: Option<&Path>) -> Result<u8> {
+    use switchyard::config::{compare_versions, VersionCheck};
+    let anchor = manifest
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/nonexistent/switchyard.toml"));
+    let (config, files) =
+        switchyard::config::Config::load_for(&anchor).map_err(|e| eyre!("{e}"))?;
+    println!(
+        "config: {}",
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + ")
+    );
+    let path = std::env::var_os("PATH");
+    let mut problems = 0;
+    println!("agent profiles:");
+    for (name, profile) in &config.agents {
+        let Some(program) = profile.command.first() else {
+            continue;
+        };
+        if program.contains("{switchyard}") {
+            println!("  {name:<12} switchyard itself");
+            continue;
+        }
+        let Some(found) = switchyard::worker::find_program(program, path.as_deref()) else {
+            println!("  {name:<12} {program}: not installed (not on PATH)");
+            continue;
+        };
+        let version = version_output(&found);
+        let line = match compare_versions(&version, profile.checked_version.as_deref()) {
+            VersionCheck::Same(v) => format!("{v}: the version its rules were checked against"),
+            VersionCheck::Differs { found, checked } => {
+                problems += 1;
+                format!(
+                    "{found}: its rules were checked against {checked}; dialogs change between releases — record a session and check (see the README)"
+                )
+            }
+            VersionCheck::Unknown => format!(
+                "version {:?}; no checked version to compare",
+                switchyard::text::escape_control(version.lines().next().unwrap_or("")).into_owned()
+            ),
+        };
+        println!("  {name:<12} {}: {line}", found.display());
+    }
+    let git_ok = std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    println!(
+        "git: {}",
+        if git_ok {
+            "found (agents commit with it)"
+        } else {
+            "NOT FOUND: agents need git to commit"
+        }
+    );
+    println!(
+        "terminal-read channel (/proc/<pid>/syscall): {}",
+        if switchyard::procfs::available() {
+            "available"
+        } else {
+            "not available here: prompts of plain programs are read from the screen only"
+        }
+    );
+    Ok(if git_ok && problems == 0 { 0 } else { 1 })
+}
+
+/// The first line a program prints for `--version` (at most 5 s; empty when it fails).
+fn version_output(program: &Path) -> String {
+    let child = std::process::Command::new(program)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return String::new();
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return String::new();
+            }
+        }
+    }
+    let mut out = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        use std::io::Read;
+        let _ = o.read_to_string(&mut out);
+    }
+    out.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 fn ctl_help() -> String {

@@ -579,3 +579,41 @@ fn clean_keeps_a_worktree_with_uncommitted_work_unless_forced() {
     assert!(out.status.success());
     assert!(!wt.exists(), "--force removes it");
 }
+
+#[test]
+fn doctor_says_which_agent_clis_match_the_versions_their_rules_were_checked_against() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin_dir = tempfile::tempdir().unwrap();
+    let fake = |name: &str, version: &str| {
+        let p = bin_dir.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\necho '{version}'\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    fake("codex", "codex-cli 0.169.0");
+    fake("claude", "2.0.14 (Claude Code)");
+    let path = format!(
+        "{}:{}",
+        bin_dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(bin())
+        .arg("doctor")
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("0.169.0: the version its rules were checked against"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2.0.14: its rules were checked against 2.1.330"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("gemini: not installed"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a version that differs is worth a look"
+    );
+}
