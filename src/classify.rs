@@ -259,6 +259,75 @@ pub struct TerminalRead {
     pub shell: bool,
 }
 
+/// What an agent said about itself through its own channel (a hook), the most authoritative word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentReport {
+    /// What it means: `running`, `waiting_input`, `idle` or `error`.
+    pub kind: VerdictKind,
+    /// The event's name as the agent sent it (e.g. `Stop`, `Notification`).
+    pub event: String,
+    /// A line for people (the notification's message, or a description).
+    pub line: String,
+}
+
+/// Reads a Claude Code hook event (the JSON its hooks get on stdin: `hook_event_name`, and for
+/// `Notification` a `message` and, in 2.x, a `notification_type` of `permission_prompt` or
+/// `idle_prompt`), checked against Claude Code's hooks reference. `None` for events that say
+/// nothing about the agent's state.
+pub fn report_from_claude_hook(event: &serde_json::Value) -> Option<AgentReport> {
+    let name = event.get("hook_event_name")?.as_str()?.to_string();
+    let message = event
+        .get("message")
+        .and_then(|m| m.as_str())
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let kind_of = |t: &str, m: &str| {
+        let m = m.to_ascii_lowercase();
+        if t == "permission_prompt" || m.contains("permission") {
+            VerdictKind::WaitingInput
+        } else if t == "idle_prompt" || m.contains("waiting for your input") {
+            VerdictKind::Idle
+        } else {
+            VerdictKind::WaitingInput
+        }
+    };
+    let (kind, line) = match name.as_str() {
+        "SessionStart" | "UserPromptSubmit" | "PreToolUse" | "PostToolUse" => {
+            let tool = event.get("tool_name").and_then(|t| t.as_str());
+            (
+                VerdictKind::Running,
+                match tool {
+                    Some(t) => format!("using {t}"),
+                    None => "working".to_string(),
+                },
+            )
+        }
+        "Notification" => {
+            let t = event
+                .get("notification_type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("");
+            (kind_of(t, &message), message.clone())
+        }
+        "Stop" => (VerdictKind::Idle, "the turn ended (Stop)".to_string()),
+        "StopFailure" => (
+            VerdictKind::Error,
+            if message.is_empty() {
+                "the turn failed (StopFailure)".to_string()
+            } else {
+                message.clone()
+            },
+        ),
+        _ => return None,
+    };
+    Some(AgentReport {
+        kind,
+        event: name,
+        line,
+    })
+}
+
 /// Output quiet this long (ms) before a terminal read counts as waiting for input (a program
 /// that prints and reads in a loop is not waiting on a person).
 pub const TERMINAL_READ_QUIET_MS: u64 = 300;
@@ -628,6 +697,40 @@ mod tests {
             v.evidence.line.starts_with("bash waits at its prompt"),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn claude_hook_events_become_reports() {
+        let r = |v: serde_json::Value| report_from_claude_hook(&v).map(|r| (r.kind, r.line));
+        assert_eq!(
+            r(
+                serde_json::json!({"hook_event_name": "Notification", "notification_type": "permission_prompt", "message": "Claude needs your permission to use Bash"})
+            ),
+            Some((
+                VerdictKind::WaitingInput,
+                "Claude needs your permission to use Bash".into()
+            ))
+        );
+        assert_eq!(
+            r(
+                serde_json::json!({"hook_event_name": "Notification", "message": "Claude is waiting for your input"})
+            ),
+            Some((VerdictKind::Idle, "Claude is waiting for your input".into()))
+        );
+        assert_eq!(
+            r(serde_json::json!({"hook_event_name": "Stop", "stop_hook_active": false}))
+                .map(|x| x.0),
+            Some(VerdictKind::Idle)
+        );
+        assert_eq!(
+            r(serde_json::json!({"hook_event_name": "PreToolUse", "tool_name": "Bash"})),
+            Some((VerdictKind::Running, "using Bash".into()))
+        );
+        assert_eq!(
+            r(serde_json::json!({"hook_event_name": "PreCompact"})),
+            None
+        );
+        assert_eq!(r(serde_json::json!({"no": "name"})), None);
     }
 
     #[test]

@@ -538,6 +538,32 @@ pub struct Vars {
     pub attempt: String,
     /// `{switchyard}`: the path of the running switchyard binary (for the demo's fake agent).
     pub switchyard: String,
+    /// `{claude_settings}`: a Claude Code settings file whose hooks report the agent's own
+    /// events to switchyard (`claude --settings {claude_settings}`); see [`claude_settings`].
+    pub claude_settings: String,
+}
+
+/// The Claude Code settings (JSON) that hand its lifecycle events to switchyard: each hook runs
+/// `'<switchyard>' hook`, which passes the event's JSON to the run's server and never blocks or
+/// fails the agent. Events: SessionStart, UserPromptSubmit, PreToolUse, Notification
+/// (`permission_prompt`, `idle_prompt`), Stop. Format: Claude Code's hooks reference
+/// (`{"hooks": {EVENT: [{"matcher", "hooks": [{"type": "command", "command", "timeout"}]}]}}`),
+/// checked against the documentation for Claude Code 2.x; not against a live CLI here.
+pub fn claude_settings(switchyard: &str) -> String {
+    let command = format!("'{}' hook", switchyard.replace('\'', "'\\''"));
+    let hook = serde_json::json!([{ "matcher": "*", "hooks": [{ "type": "command", "command": command, "timeout": 5 }] }]);
+    let plain =
+        serde_json::json!([{ "hooks": [{ "type": "command", "command": command, "timeout": 5 }] }]);
+    serde_json::json!({
+        "hooks": {
+            "SessionStart": plain,
+            "UserPromptSubmit": plain,
+            "PreToolUse": hook,
+            "Notification": plain,
+            "Stop": plain,
+        }
+    })
+    .to_string()
 }
 
 /// Fills an argv template. Each element is substituted on its own and stays ONE argv element,
@@ -563,6 +589,7 @@ pub fn render_argv(template: &[String], vars: &Vars) -> Vec<String> {
                     "{branch}" => Some(&vars.branch),
                     "{attempt}" => Some(&vars.attempt),
                     "{switchyard}" => Some(&vars.switchyard),
+                    "{claude_settings}" => Some(&vars.claude_settings),
                     _ => None,
                 };
                 match value {

@@ -96,6 +96,13 @@ pub enum Event {
         /// The last lines of its output (or why it could not run).
         output: String,
     },
+    /// What the agent said about itself through its own channel (a hook event).
+    Reported {
+        /// Task index.
+        task: usize,
+        /// The report.
+        report: crate::classify::AgentReport,
+    },
     /// A person's action (a key, `switchyard ctl`, a client on the socket), by task id. Checked
     /// with [`Engine::check`]; a refused one is journaled and changes nothing.
     Action(crate::action::Action),
@@ -246,6 +253,8 @@ pub struct WorkerState {
     held: Option<(VerdictKind, String, Ms)>,
     /// Set when switchyard stopped it on purpose.
     pub stop: Option<StopReason>,
+    /// The agent's latest word about itself (a hook), until its next one.
+    pub reported: Option<crate::classify::AgentReport>,
 }
 
 /// A task's run state beside its manifest entry.
@@ -615,9 +624,10 @@ impl Engine {
         let (own_task, sweep, mut schedule) = match &event {
             Event::Tick => (None, true, false),
             Event::Action(_) => (None, true, true),
-            Event::Screen { task, .. } | Event::Activity { task } | Event::Started { task, .. } => {
-                (Some(*task), false, false)
-            }
+            Event::Screen { task, .. }
+            | Event::Activity { task }
+            | Event::Started { task, .. }
+            | Event::Reported { task, .. } => (Some(*task), false, false),
             Event::StartFailed { task, .. }
             | Event::Exited { task, .. }
             | Event::Inspected { task, .. }
@@ -652,6 +662,12 @@ impl Engine {
             Event::Activity { task } => {
                 if let Some(w) = self.runs[task].worker.as_mut() {
                     w.last_activity_at = now;
+                }
+            }
+            Event::Reported { task, report } => {
+                if let Some(w) = self.runs[task].worker.as_mut() {
+                    w.last_activity_at = now;
+                    w.reported = Some(report);
                 }
             }
             Event::Started {
@@ -1054,6 +1070,7 @@ impl Engine {
             inspecting: false,
             held: None,
             stop: None,
+            reported: None,
         });
         {
             let tm = self.task_mut(i);

@@ -125,6 +125,11 @@ enum Cmd {
     Import(switchyard::import::ImportArgs),
     /// Write a Markdown progress report of a manifest (standard output, or -o FILE).
     Report(switchyard::report::ReportArgs),
+    /// Hands an agent's hook event (JSON on stdin) to the run's server; used by the hooks
+    /// switchyard configures (`{claude_settings}`). Never fails and never waits long: the agent
+    /// must not be held up by its supervisor.
+    #[command(hide = true)]
+    Hook,
     /// The server process of a run (started by `run`; not for people).
     #[command(hide = true)]
     Serve {
@@ -210,6 +215,10 @@ fn main() -> ExitCode {
     let _ = color_eyre::config::HookBuilder::default()
         .display_env_section(false)
         .install();
+    if let Cmd::Hook = cli.command {
+        hook();
+        return ExitCode::SUCCESS;
+    }
     if let Cmd::Serve {
         manifest,
         repo,
@@ -325,7 +334,7 @@ fn real_main(cmd: Cmd) -> Result<u8> {
             repo,
             force,
         } => clean(&manifest, repo.as_deref(), force),
-        Cmd::FakeAgent { .. } | Cmd::Serve { .. } => {
+        Cmd::FakeAgent { .. } | Cmd::Serve { .. } | Cmd::Hook => {
             unreachable!("handled before the runtime starts")
         }
     }
@@ -467,10 +476,12 @@ fn open_server(
     }
     let info = switchyard::server::info(files);
     let lock = files.acquire(&info).map_err(|e| e.to_string())?;
-    let rt = runtime::Runtime::open(manifest, repo, max_parallel).map_err(|e| format!("{e:#}"))?;
+    let mut rt =
+        runtime::Runtime::open(manifest, repo, max_parallel).map_err(|e| format!("{e:#}"))?;
     // The listener registers with the reactor of the tokio runtime this runs in.
     let listener = switchyard::server::bind(files)
         .map_err(|e| format!("cannot listen on {}: {e}", files.socket.display()))?;
+    rt.socket = Some(files.socket.clone());
     files.register(&info);
     Ok((rt, listener, lock))
 }
@@ -807,6 +818,36 @@ fn version_output(program: &Path) -> String {
         .unwrap_or("")
         .trim()
         .to_string()
+}
+
+/// `switchyard hook`: reads at most 1 MiB of JSON from stdin and sends it to the socket in
+/// `SWITCHYARD_SOCKET` for the task in `SWITCHYARD_TASK_ID`, within about a second; any failure
+/// (no server, bad JSON) is silent.
+fn hook() {
+    use std::io::{Read, Write};
+    let (Some(socket), Ok(task)) = (
+        std::env::var_os("SWITCHYARD_SOCKET"),
+        std::env::var("SWITCHYARD_TASK_ID"),
+    ) else {
+        return;
+    };
+    let mut input = Vec::new();
+    let _ = std::io::stdin().take(1 << 20).read_to_end(&mut input);
+    let Ok(event) = serde_json::from_slice::<serde_json::Value>(&input) else {
+        return;
+    };
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return;
+    };
+    let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+    let mut bytes = switchyard::server::protocol::encode_msg(&switchyard::server::protocol::hello(
+        Role::Control,
+    ));
+    bytes.extend(switchyard::server::protocol::encode_msg(
+        &switchyard::server::protocol::ClientMsg::Hook { task, event },
+    ));
+    let _ = stream.write_all(&bytes);
+    let _ = stream.flush();
 }
 
 fn ctl_help() -> String {

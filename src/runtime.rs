@@ -123,6 +123,8 @@ pub struct Runtime {
     pub changed: bool,
     /// Rows × cols every worker's PTY gets.
     pub pty_size: (u16, u16),
+    /// The server's socket, given to workers for `switchyard hook` (set by the server).
+    pub socket: Option<PathBuf>,
     /// Why the last manifest save failed, while it keeps failing.
     pub save_error: Option<String>,
     save_due: bool,
@@ -196,6 +198,7 @@ impl Runtime {
             attention: false,
             changed: true,
             pty_size,
+            socket: None,
             save_error: None,
             save_due: false,
             snapshot_at: BTreeMap::new(),
@@ -875,6 +878,8 @@ impl Runtime {
             worktree: self.paths.worktree(&spec.task_id),
             transcript: self.paths.logs.join(format!("{}.log", spec.task_id)),
             prompt_file: self.paths.logs.join(format!("{}.prompt.md", spec.task_id)),
+            claude_settings: self.paths.workdir.join("run").join("claude-settings.json"),
+            socket: self.socket.clone(),
             rows: self.pty_size.0,
             cols: self.pty_size.1,
             scrollback: self.config.scrollback_lines,
@@ -1008,6 +1013,10 @@ struct StartContext {
     transcript: PathBuf,
     /// `<workdir>/logs/<id>.prompt.md`, what `{prompt_file}` names.
     prompt_file: PathBuf,
+    /// `<workdir>/run/claude-settings.json`, what `{claude_settings}` names.
+    claude_settings: PathBuf,
+    /// The run's socket, for `switchyard hook` (`SWITCHYARD_SOCKET`), when a server listens.
+    socket: Option<PathBuf>,
     rows: u16,
     cols: u16,
     scrollback: usize,
@@ -1055,7 +1064,23 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
         switchyard: std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "switchyard".into()),
+        claude_settings: ctx.claude_settings.display().to_string(),
     };
+    if spec.command.iter().any(|a| a.contains("{claude_settings}")) {
+        if let Some(dir) = ctx.claude_settings.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(
+            &ctx.claude_settings,
+            crate::config::claude_settings(&vars.switchyard),
+        )
+        .map_err(|e| {
+            format!(
+                "cannot write {} for {{claude_settings}}: {e}",
+                ctx.claude_settings.display()
+            )
+        })?;
+    }
     let argv = render_argv(&spec.command, &vars);
     let mut env: Vec<(String, String)> = spec
         .env
@@ -1071,6 +1096,10 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
     env.push(("SWITCHYARD_ATTEMPT".into(), spec.attempt.to_string()));
     env.push(("SWITCHYARD_FILES".into(), spec.files.join(",")));
     env.push(("SWITCHYARD_WORKTREE".into(), vars.worktree.clone()));
+    if let Some(socket) = &ctx.socket {
+        // Where `switchyard hook` hands the agent's own events to this run.
+        env.push(("SWITCHYARD_SOCKET".into(), socket.display().to_string()));
+    }
     // Everything the worker starts inherits it, even what leaves its session (crate::orphans).
     let token = crate::orphans::new_token(spec.task, spec.attempt);
     env.push((crate::orphans::TOKEN_VAR.into(), token.clone()));

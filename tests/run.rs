@@ -617,3 +617,38 @@ fn doctor_says_which_agent_clis_match_the_versions_their_rules_were_checked_agai
         "a version that differs is worth a look"
     );
 }
+
+#[test]
+fn the_agents_own_hook_events_decide_the_verdict_over_the_screen() {
+    // An agent that reports through `switchyard hook` as Claude Code's hooks do (JSON on stdin),
+    // while its screen says nothing a rule knows: a permission notification makes the task wait
+    // for a person; a Stop after committing completes it without waiting for the process to exit.
+    let r = repo();
+    let config = r#"
+default_agent = "hooked"
+[agents.hooked]
+command = ["sh", "-c", "echo thinking; printf '{\"hook_event_name\":\"UserPromptSubmit\"}' | \"$0\" hook; sleep 1; if [ \"$SWITCHYARD_TASK_ID\" = asks ]; then printf '{\"hook_event_name\":\"Notification\",\"notification_type\":\"permission_prompt\",\"message\":\"Claude needs your permission to use Bash\"}' | \"$0\" hook; else echo x > out.txt; git add out.txt; git -c user.name=a -c user.email=a@a commit -qm done; printf '{\"hook_event_name\":\"Stop\"}' | \"$0\" hook; fi; sleep 30", "{switchyard}"]
+"#;
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"asks","title":"x","files":["a"]},{"id":"done","title":"y","files":["b"]}"#,
+        config,
+    );
+    let start = std::time::Instant::now();
+    let out = run_headless(&manifest);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout
+            .contains("waiting_input [hook:Notification] Claude needs your permission to use Bash"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("idle [hook:Stop]"), "{stdout}");
+    let t = tasks(&manifest_status(&manifest));
+    assert_eq!(t[0]["status"], "needs_attention");
+    assert_eq!(t[1]["status"], "complete");
+    assert!(
+        start.elapsed() < Duration::from_secs(25),
+        "done from the Stop hook, not from the process exiting after 30 s"
+    );
+}

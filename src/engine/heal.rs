@@ -71,6 +71,19 @@ impl Engine {
         };
         let rules = &self.policy.compiled.rules[self.agent_of(i)];
         let v = classify(&w.screen, &timing, rules, self.policy.heal.stall_ms);
+        // The agent's own word outranks every guess, except "working": while it works, screen
+        // rules still catch a dialog it has not announced.
+        let v = match &w.reported {
+            Some(r) if r.kind != VerdictKind::Running => Verdict {
+                kind: r.kind,
+                evidence: crate::classify::Evidence {
+                    rule: format!("hook:{}", r.event),
+                    line: r.line.clone(),
+                    row: None,
+                },
+            },
+            _ => v,
+        };
         let hold_ms = rules
             .iter()
             .find(|r| r.name == v.evidence.rule)

@@ -250,6 +250,7 @@ fn channel_of(rule: &str, rules: &[crate::classify::Rule]) -> &'static str {
         Some(Source::AgentState) => "agent state (OSC 7501)",
         Some(Source::Title) => "window title (OSC 0/2)",
         Some(Source::Screen) => "screen rules",
+        None if rule.starts_with("hook:") => "the agent's own hooks",
         None => match rule {
             "terminal-read" => "terminal read (/proc)",
             "exit-status" => "exit status",
@@ -281,6 +282,14 @@ impl Engine {
         let (verdict, evidence, why) = match (&run.verdict, &run.worker) {
             (Some(v), Some(w)) => {
                 let s = &w.screen;
+                channels.push(ChannelWord {
+                    channel: "the agent's own hooks".into(),
+                    word: w
+                        .reported
+                        .as_ref()
+                        .map(|r| format!("{} ({}): {}", r.event, r.kind.label(), r.line))
+                        .unwrap_or_else(dash),
+                });
                 channels.push(ChannelWord {
                     channel: "agent state (OSC 7501)".into(),
                     word: s.agent_state.clone().unwrap_or_else(dash),

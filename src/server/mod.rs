@@ -463,6 +463,21 @@ fn on_message(
             c.send_msg(&answer);
             stop
         }
+        (Some(_), ClientMsg::Hook { task, event }) => {
+            match (
+                rt.engine.index_of(&task),
+                crate::classify::report_from_claude_hook(&event),
+            ) {
+                (Some(i), Some(report)) => {
+                    tracing::debug!("task {task}: hook {} ({:?})", report.event, report.kind);
+                    rt.apply(crate::engine::Event::Reported { task: i, report });
+                }
+                (None, _) => tracing::warn!("a hook for an unknown task {task:?}"),
+                (_, None) => {}
+            }
+            c.gone = Some("hook delivered".into());
+            false
+        }
         (Some(_), ClientMsg::Explain { task }) => {
             let answer = match rt.engine.index_of(&task) {
                 Some(i) => ServerMsg::Explain {

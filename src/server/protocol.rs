@@ -71,6 +71,14 @@ pub enum ClientMsg {
     },
     /// Ask for the run's state; the server answers [`ServerMsg::Status`].
     Status,
+    /// An agent's own event (a hook's JSON, e.g. Claude Code's), for the task it runs; sent by
+    /// `switchyard hook` from inside the worker. No answer.
+    Hook {
+        /// Task id (`SWITCHYARD_TASK_ID`).
+        task: String,
+        /// The event as the agent gave it.
+        event: serde_json::Value,
+    },
     /// Ask why a task's verdict is what it is; the server answers [`ServerMsg::Explain`], or
     /// [`ServerMsg::Ack`] with `ok: false` for an unknown task.
     Explain {
