@@ -486,6 +486,22 @@ pub fn cli(args: ReportArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// The report of a run as it stands: the manifest, its journal (`<logs>/events.jsonl`, lines
+/// that do not parse skipped) and the files changed on each branch. The headless run writes it
+/// to `<workdir>/logs/report.md` when the run settles.
+pub fn render_for_run(manifest: &Manifest, paths: &crate::runtime::Paths) -> String {
+    let journal = std::fs::read_to_string(paths.logs.join("events.jsonl"))
+        .map(|t| parse_journal(&t).0)
+        .unwrap_or_default();
+    let facts = branch_facts(&paths.repo, manifest);
+    render(&ReportInput {
+        manifest,
+        journal: &journal,
+        facts: &facts,
+        now: Some(chrono::Utc::now().fixed_offset()),
+    })
+}
+
 /// Files changed on each task's branch since its base commit, best effort (a task without a
 /// branch or base commit, or a repository that cannot be read, has no facts).
 fn branch_facts(repo: &Path, m: &Manifest) -> HashMap<String, TaskFacts> {

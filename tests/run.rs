@@ -47,6 +47,10 @@ fn the_headless_demo_completes_every_task_with_heals_in_the_journal() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("tasks complete 8/8"), "{stdout}");
+    // The run's Markdown report is written when it settles.
+    assert!(stdout.contains("report: "), "{stdout}");
+    let report = std::fs::read_to_string(dir.join(".switchyard/logs/report.md")).unwrap();
+    assert!(report.contains("8/8"), "{report}");
     assert!(
         !dir.join(".switchyard/logs/server.log").exists(),
         "--foreground keeps the run in this process"

@@ -191,17 +191,7 @@ pub async fn serve(
             _ = sleep_until_opt(frame_due) => {}
         }
 
-        // Journal lines to the headless reporters.
-        let lines = std::mem::take(&mut rt.outbox);
-        if !lines.is_empty() {
-            for c in clients.values_mut() {
-                if c.role == Some(Role::Headless) {
-                    for text in &lines {
-                        c.send_msg(&ServerMsg::Line { text: text.clone() });
-                    }
-                }
-            }
-        }
+        send_lines(&mut rt, &mut clients);
 
         // Frames for the control rooms.
         let bell = std::mem::take(&mut rt.attention);
@@ -241,6 +231,8 @@ pub async fn serve(
         if settled && !was_settled {
             // What the summary reports is on disk before anyone reads it.
             rt.persist();
+            write_report(&mut rt);
+            send_lines(&mut rt, &mut clients);
             let text = crate::headless::summary(&rt, now_ms().saturating_sub(started));
             let code = rt.exit_code();
             for c in clients.values_mut() {
@@ -501,6 +493,34 @@ fn on_message(
             false
         }
     }
+}
+
+/// Journal lines not yet sent, to the headless reporters.
+fn send_lines(rt: &mut Runtime, clients: &mut BTreeMap<ClientId, Client>) {
+    let lines = std::mem::take(&mut rt.outbox);
+    if lines.is_empty() {
+        return;
+    }
+    for c in clients.values_mut() {
+        if c.role == Some(Role::Headless) {
+            for text in &lines {
+                c.send_msg(&ServerMsg::Line { text: text.clone() });
+            }
+        }
+    }
+}
+
+/// Writes the run's Markdown report to `<workdir>/logs/report.md` (best effort, said in the
+/// journal lines).
+fn write_report(rt: &mut Runtime) {
+    let path = rt.paths.logs.join("report.md");
+    let text = crate::report::render_for_run(&rt.engine.manifest, &rt.paths);
+    let line = match crate::manifest::write_atomic(&path, text.as_bytes()) {
+        Ok(()) => format!("report: {}", path.display()),
+        Err(e) => format!("cannot write the report: {e}"),
+    };
+    rt.outbox.push(line.clone());
+    rt.recent.push_back(line);
 }
 
 fn display_project(rt: &Runtime) -> String {
