@@ -135,6 +135,8 @@ pub struct Runtime {
     kept_tasks: Vec<(String, crate::manifest::Task)>,
     tx: mpsc::Sender<ShellMsg>,
     rx: Option<mpsc::Receiver<ShellMsg>>,
+    /// The wake flag every worker's reader shares: one [`ShellMsg::Wake`] until the loop drew.
+    wake: std::sync::Arc<std::sync::atomic::AtomicBool>,
     cpu: BTreeMap<usize, (std::time::Instant, u64)>,
     starting: std::collections::BTreeSet<usize>,
     early_exits: BTreeMap<usize, ShellMsg>,
@@ -206,6 +208,7 @@ impl Runtime {
             kept_tasks: Vec::new(),
             tx,
             rx: Some(rx),
+            wake: Default::default(),
             cpu: BTreeMap::new(),
             starting: Default::default(),
             early_exits: BTreeMap::new(),
@@ -588,9 +591,8 @@ impl Runtime {
 
     /// Lets every worker's reader send a wake-up again (call after drawing what woke you).
     pub fn rearm_wakes(&self) {
-        for w in self.workers.values() {
-            w.wake.store(false, std::sync::atomic::Ordering::Release);
-        }
+        // Workers share one flag (Worker::spawn_sharing_wake).
+        self.wake.store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// Workers whose process tree used more than 5% of a core since the last sample (sampled
@@ -885,6 +887,7 @@ impl Runtime {
             scrollback: self.config.scrollback_lines,
             git_lock: self.git_lock.clone(),
             tx: self.tx.clone(),
+            wake: self.wake.clone(),
         };
         let tx = self.tx.clone();
         let queued = self.start_lane.push(None, move || {
@@ -1022,6 +1025,7 @@ struct StartContext {
     scrollback: usize,
     git_lock: std::sync::Arc<std::sync::Mutex<()>>,
     tx: mpsc::Sender<ShellMsg>,
+    wake: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Creates (or reuses) the worktree and spawns the worker. Errors are one readable sentence.
@@ -1104,7 +1108,7 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
     let token = crate::orphans::new_token(spec.task, spec.attempt);
     env.push((crate::orphans::TOKEN_VAR.into(), token.clone()));
     check_command_line(&spec, &argv, &env, &ctx.prompt_file)?;
-    let worker = Worker::spawn(
+    let worker = Worker::spawn_sharing_wake(
         SpawnSpec {
             task: spec.task,
             argv: argv.clone(),
@@ -1116,6 +1120,7 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
             transcript: ctx.transcript,
         },
         ctx.tx,
+        ctx.wake,
     )?;
     Ok(Spawned {
         worker,

@@ -236,7 +236,9 @@ pub struct Worker {
     /// Set by the reader when new output was parsed; cleared by whoever snapshots.
     pub dirty: Arc<AtomicBool>,
     /// Set by the reader when new output arrived and a wake-up was sent; the loop clears it
-    /// after drawing, so wake-ups come at most once per frame however fast the output.
+    /// after drawing, so wake-ups come at most once per frame however fast the output. Workers
+    /// started with [`Worker::spawn_sharing_wake`] share one flag: one wake-up per frame for all
+    /// of them, not one per worker.
     pub wake: Arc<AtomicBool>,
     /// Output chunks parsed so far: a pane whose generation did not move has not changed.
     pub generation: Arc<AtomicU64>,
@@ -314,6 +316,17 @@ impl Worker {
     pub fn spawn(
         spec: SpawnSpec,
         tx: tokio::sync::mpsc::Sender<ShellMsg>,
+    ) -> Result<Worker, String> {
+        Worker::spawn_sharing_wake(spec, tx, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// [`Worker::spawn`] with a wake flag shared with other workers: a reader sends
+    /// [`ShellMsg::Wake`] only when the flag was clear, so however many workers print, the loop
+    /// is woken once until it clears the flag ([`crate::runtime::Runtime::rearm_wakes`]).
+    pub fn spawn_sharing_wake(
+        spec: SpawnSpec,
+        tx: tokio::sync::mpsc::Sender<ShellMsg>,
+        wake: Arc<AtomicBool>,
     ) -> Result<Worker, String> {
         let program = spec.argv.first().ok_or("the agent command is empty")?;
         let path_var = spec
@@ -401,7 +414,6 @@ impl Worker {
             Term::default(),
         )));
         let dirty = Arc::new(AtomicBool::new(false));
-        let wake = Arc::new(AtomicBool::new(false));
         let generation = Arc::new(AtomicU64::new(0));
         let last_output_ms = Arc::new(AtomicU64::new(now_ms()));
         let bytes_read = Arc::new(AtomicU64::new(0));
@@ -455,7 +467,9 @@ impl Worker {
                         count.fetch_add(n as u64, Ordering::Relaxed);
                         dirty.store(true, Ordering::Release);
                         generation.fetch_add(1, Ordering::Release);
-                        if !wake.swap(true, Ordering::AcqRel) {
+                        // Shared by every worker: read first, so a flag already set costs no
+                        // write to a cache line the other readers use.
+                        if !wake.load(Ordering::Acquire) && !wake.swap(true, Ordering::AcqRel) {
                             let _ = tx.try_send(ShellMsg::Wake);
                         }
                     }
