@@ -99,6 +99,13 @@ impl Pty {
     fn pid(&self) -> u32 {
         self.child.process_id().unwrap_or(0)
     }
+
+    /// Ends the program (a client leaving) and waits for it, so the next phase measures
+    /// without it.
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn git(dir: &Path, args: &[&str]) {
@@ -227,7 +234,7 @@ fn busy(n: usize, secs: u64, with_tmux: bool) -> (f64, Option<f64>, f64, Option<
     std::thread::sleep(Duration::from_secs(3));
     let server = server_pid(&dir.join(".sy")).expect("a server");
     let sy_room = cpu_percent(&[server, room.pid()], secs);
-    drop(room);
+    room.stop();
 
     let mut headless = Command::new(&b)
         .args(["run", "--headless", "manifest.json"])
@@ -274,7 +281,7 @@ fn busy(n: usize, secs: u64, with_tmux: bool) -> (f64, Option<f64>, f64, Option<
     );
     std::thread::sleep(Duration::from_secs(3));
     let tmux_attached = cpu_percent(&[tmux_pid, client.pid()], secs);
-    drop(client);
+    client.stop();
     std::thread::sleep(Duration::from_secs(1));
     let tmux_detached = cpu_percent(&[tmux_pid], secs);
     tmux(&["kill-server"]);
