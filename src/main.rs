@@ -145,7 +145,8 @@ enum Cmd {
         #[arg(long)]
         headless: bool,
     },
-    /// Remove the worktrees switchyard made for this manifest (branches and logs are kept).
+    /// Remove the worktrees switchyard made for this manifest (branches and logs are kept; a
+    /// worktree with uncommitted changes is kept unless --force).
     Clean {
         /// The manifest.
         manifest: PathBuf,
