@@ -56,7 +56,10 @@ pub fn summary(rt: &Runtime, elapsed_ms: u64) -> String {
             why
         );
     }
-    let code = e.exit_code();
+    if let Some(err) = &rt.save_error {
+        let _ = writeln!(s, "NOT SAVED: {err}");
+    }
+    let code = rt.exit_code();
     let _ = writeln!(
         s,
         "exit {code}: {}",

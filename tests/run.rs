@@ -656,3 +656,39 @@ command = ["sh", "-c", "echo thinking; printf '{\"hook_event_name\":\"UserPrompt
         "done from the Stop hook, not from the process exiting after 30 s"
     );
 }
+
+#[test]
+fn a_manifest_that_cannot_be_saved_is_an_error_the_person_sees_never_success() {
+    // The manifest's path stops being writable mid-run (here: replaced by a directory, which
+    // stops even root). Saves fail, are retried and shown, and the run does not end with 0.
+    let r = repo();
+    let config = r#"
+default_agent = "slow"
+[agents.slow]
+command = ["sh", "-c", "sleep 2; echo x > out.txt; git add out.txt; git -c user.name=a -c user.email=a@a commit -qm done"]
+"#;
+    let manifest = write_project(r.path(), r#"{"id":"t1","title":"x","files":["a"]}"#, config);
+    let child = Command::new(bin())
+        .args(["run", "--headless", "--foreground"])
+        .arg(&manifest)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_until("t1 runs", 20, || {
+        std::fs::read_to_string(&manifest).is_ok_and(|t| t.contains("\"status\": \"running\""))
+    });
+    std::fs::remove_file(&manifest).unwrap();
+    std::fs::create_dir(&manifest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("cannot save the manifest"), "{stdout}");
+    assert!(
+        stdout.contains("NOT SAVED"),
+        "the summary says so: {stdout}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "never reported as success: {stdout}"
+    );
+}
