@@ -4,35 +4,16 @@
 
 mod common;
 
-use common::{bin, repo};
+use common::{bin, repo, write_project};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Writes a one-phase manifest (workdir `.sy`) and a config into `dir`; returns the manifest.
-fn write_project(dir: &Path, tasks_json: &str, config: &str) -> PathBuf {
-    let manifest = dir.join("manifest.json");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"{{"project":"t","workdir":".sy","phases":[{{"name":"p1","tasks":[{tasks_json}]}}]}}"#
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.join("switchyard.toml"), config).unwrap();
-    manifest
-}
 
 /// The tasks of a manifest on disk.
 fn tasks(manifest: &Path) -> Vec<Value> {
     let m: Value = serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
-    m["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["tasks"].as_array().unwrap().clone())
-        .collect()
+    common::tasks(&m)
 }
 
 /// The journal's entries (`<workdir>/logs/events.jsonl`).

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{bin, git, repo};
+use common::{bin, git, repo, tasks, write_project};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -10,15 +10,6 @@ use std::time::Duration;
 
 fn manifest_status(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn tasks(m: &Value) -> Vec<Value> {
-    m["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["tasks"].as_array().unwrap().clone())
-        .collect()
 }
 
 fn journal(dir: &Path) -> Vec<Value> {
@@ -102,19 +93,6 @@ fn run_headless(manifest: &Path) -> std::process::Output {
         .arg(manifest)
         .output()
         .unwrap()
-}
-
-fn write_project(dir: &Path, tasks_json: &str, config: &str) -> std::path::PathBuf {
-    let manifest = dir.join("manifest.json");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"{{"project":"t","workdir":".sy","phases":[{{"name":"p1","tasks":[{tasks_json}]}}]}}"#
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.join("switchyard.toml"), config).unwrap();
-    manifest
 }
 
 const COMMIT_AGENT: &str = r#"

@@ -254,3 +254,28 @@ pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Writes a one-phase manifest (workdir `.sy`) with these tasks (JSON objects, comma-separated)
+/// and a `switchyard.toml` into `dir`; returns the manifest's path.
+pub fn write_project(dir: &Path, tasks_json: &str, config: &str) -> PathBuf {
+    let manifest = dir.join("manifest.json");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"{{"project":"t","workdir":".sy","phases":[{{"name":"p1","tasks":[{tasks_json}]}}]}}"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("switchyard.toml"), config).unwrap();
+    manifest
+}
+
+/// Every task of a manifest (as JSON), in manifest order.
+pub fn tasks(m: &serde_json::Value) -> Vec<serde_json::Value> {
+    m["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["tasks"].as_array().unwrap().clone())
+        .collect()
+}
