@@ -135,6 +135,17 @@ pub enum Joined {
     Started(u32),
 }
 
+/// The one line that reports a stale lock or socket of a server that no longer runs.
+pub fn stale_line(info: Option<&ServerInfo>, files: &ServerFiles) -> String {
+    let who = info
+        .map(|i| format!("server pid {} (no longer running)", i.pid))
+        .unwrap_or_else(|| "a server that is no longer running".into());
+    format!(
+        "switchyard: replacing the stale lock and socket of {who} for {}",
+        files.manifest.display()
+    )
+}
+
 /// What the started server needs to know.
 #[derive(Debug, Clone, Default)]
 pub struct StartArgs {
@@ -168,10 +179,7 @@ pub async fn ensure_server(
             Err(e) => return Err(e),
         },
         Probe::Stale(info) => {
-            let who = info
-                .map(|i| format!("server pid {} (no longer running)", i.pid))
-                .unwrap_or_else(|| "a server that is no longer running".into());
-            eprintln!("switchyard: replacing the stale lock and socket of {who} for {manifest}");
+            eprintln!("{}", stale_line(info.as_ref(), files));
             files.remove_remains();
         }
         Probe::Starting | Probe::None => {}
@@ -309,48 +317,46 @@ async fn wait_for_end(conn: &mut Conn, files: &ServerFiles) {
     }
 }
 
-/// Sends one action and returns the server's answer (accepted, and what was done or why not).
-pub async fn act(files: &ServerFiles, action: Action) -> Result<(bool, String), ClientError> {
+/// Sends one request on a fresh control connection and returns the first answer `pick` takes
+/// (other messages are skipped); an error when the server closes without one.
+async fn request<T>(
+    files: &ServerFiles,
+    msg: ClientMsg,
+    mut pick: impl FnMut(ServerMsg) -> Option<T>,
+) -> Result<T, ClientError> {
     let mut conn = connect_live(files, Role::Control).await?;
     let io = |source| ClientError::Io {
         socket: files.socket.clone(),
         source,
     };
-    conn.send(&ClientMsg::Act { action }).await.map_err(io)?;
-    loop {
-        match conn.recv_msg().await {
-            Some(ServerMsg::Ack { ok, message }) => return Ok((ok, message)),
-            Some(_) => {}
-            None => {
-                return Err(io(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection without an answer",
-                )))
-            }
+    conn.send(&msg).await.map_err(io)?;
+    while let Some(m) = conn.recv_msg().await {
+        if let Some(answer) = pick(m) {
+            return Ok(answer);
         }
     }
+    Err(io(std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the server closed the connection without an answer",
+    )))
+}
+
+/// Sends one action and returns the server's answer (accepted, and what was done or why not).
+pub async fn act(files: &ServerFiles, action: Action) -> Result<(bool, String), ClientError> {
+    request(files, ClientMsg::Act { action }, |m| match m {
+        ServerMsg::Ack { ok, message } => Some((ok, message)),
+        _ => None,
+    })
+    .await
 }
 
 /// Asks the live server for its view of the run.
 pub async fn status(files: &ServerFiles) -> Result<RunView, ClientError> {
-    let mut conn = connect_live(files, Role::Control).await?;
-    let io = |source| ClientError::Io {
-        socket: files.socket.clone(),
-        source,
-    };
-    conn.send(&ClientMsg::Status).await.map_err(io)?;
-    loop {
-        match conn.recv_msg().await {
-            Some(ServerMsg::Status { view }) => return Ok(view),
-            Some(_) => {}
-            None => {
-                return Err(io(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection without an answer",
-                )))
-            }
-        }
-    }
+    request(files, ClientMsg::Status, |m| match m {
+        ServerMsg::Status { view } => Some(view),
+        _ => None,
+    })
+    .await
 }
 
 /// Asks the live server why a task's verdict is what it is. `Ok(Err(message))` when the server
@@ -359,27 +365,16 @@ pub async fn explain(
     files: &ServerFiles,
     task: &str,
 ) -> Result<Result<crate::engine::Explanation, String>, ClientError> {
-    let mut conn = connect_live(files, Role::Control).await?;
-    let io = |source| ClientError::Io {
-        socket: files.socket.clone(),
-        source,
-    };
-    conn.send(&ClientMsg::Explain { task: task.into() })
-        .await
-        .map_err(io)?;
-    loop {
-        match conn.recv_msg().await {
-            Some(ServerMsg::Explain { explanation }) => return Ok(Ok(explanation)),
-            Some(ServerMsg::Ack { ok: false, message }) => return Ok(Err(message)),
-            Some(_) => {}
-            None => {
-                return Err(io(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection without an answer",
-                )))
-            }
-        }
-    }
+    request(
+        files,
+        ClientMsg::Explain { task: task.into() },
+        |m| match m {
+            ServerMsg::Explain { explanation } => Some(Ok(explanation)),
+            ServerMsg::Ack { ok: false, message } => Some(Err(message)),
+            _ => None,
+        },
+    )
+    .await
 }
 
 /// Stops the run: sends `stop`, then waits (up to 30 s) for the server to end. Returns the

@@ -468,12 +468,7 @@ fn open_server(
     String,
 > {
     if let Probe::Stale(info) = files.probe() {
-        eprintln!(
-            "switchyard: replacing the stale lock and socket of {} for {}",
-            info.map(|i| format!("server pid {} (no longer running)", i.pid))
-                .unwrap_or_else(|| "a server that is no longer running".into()),
-            files.manifest.display()
-        );
+        eprintln!("{}", client::stale_line(info.as_ref(), files));
     }
     let info = switchyard::server::info(files);
     let lock = files.acquire(&info).map_err(|e| e.to_string())?;

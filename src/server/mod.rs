@@ -230,18 +230,13 @@ pub async fn serve(
         let settled = rt.engine.is_settled() && !stop_requested;
         if settled && !was_settled {
             // What the summary reports is on disk before anyone reads it.
-            rt.persist();
+            let summary = summarize(&mut rt, started);
             write_report(&mut rt);
             send_lines(&mut rt, &mut clients);
-            let text = crate::headless::summary(&rt, now_ms().saturating_sub(started));
-            let code = rt.exit_code();
             for c in clients.values_mut() {
                 if c.role == Some(Role::Headless) {
                     c.summarized = true;
-                    c.send_msg(&ServerMsg::Summary {
-                        text: text.clone(),
-                        code,
-                    });
+                    c.send_msg(&summary);
                 }
             }
         }
@@ -291,15 +286,12 @@ pub async fn serve(
     rt.shutdown(&mut shell, Duration::from_secs(3)).await;
     let code = rt.exit_code();
     let reason = crate::client::ended_line(code);
+    send_lines(&mut rt, &mut clients);
+    let headless = clients.values().any(|c| c.role == Some(Role::Headless));
+    let summary = (headless && !was_settled).then(|| summarize(&mut rt, started));
     for c in clients.values_mut() {
-        for text in std::mem::take(&mut rt.outbox) {
-            if c.role == Some(Role::Headless) {
-                c.send_msg(&ServerMsg::Line { text });
-            }
-        }
-        if c.role == Some(Role::Headless) && !was_settled {
-            let text = crate::headless::summary(&rt, now_ms().saturating_sub(started));
-            c.send_msg(&ServerMsg::Summary { text, code });
+        if let (Some(Role::Headless), Some(summary)) = (&c.role, &summary) {
+            c.send_msg(summary);
         }
         c.send_msg(&ServerMsg::Bye {
             reason: reason.clone(),
@@ -383,11 +375,8 @@ fn on_message(
                         c.send_msg(&ServerMsg::Line { text: text.clone() });
                     }
                     if rt.engine.is_settled() {
-                        rt.persist();
-                        let text = crate::headless::summary(rt, now_ms().saturating_sub(started));
-                        let code = rt.exit_code();
                         c.summarized = true;
-                        c.send_msg(&ServerMsg::Summary { text, code });
+                        c.send_msg(&summarize(rt, started));
                     }
                 }
                 Role::Control => {}
@@ -492,6 +481,16 @@ fn on_message(
             tracing::debug!("client {id}: ignored {other:?}");
             false
         }
+    }
+}
+
+/// The headless summary as it stands, after saving the manifest (what it reports is on disk
+/// before anyone reads it).
+fn summarize(rt: &mut Runtime, started: u64) -> ServerMsg {
+    rt.persist();
+    ServerMsg::Summary {
+        text: crate::headless::summary(rt, now_ms().saturating_sub(started)),
+        code: rt.exit_code(),
     }
 }
 
