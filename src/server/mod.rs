@@ -401,14 +401,21 @@ fn on_message(
                 match out {
                     RoomOut::Output(bytes) => c.send(protocol::encode_output(&bytes)),
                     RoomOut::Detach => {
-                        c.send_msg(&ServerMsg::Bye {
-                            reason: format!(
+                        let over = rt.engine.is_settled() && rt.engine.live_workers().count() == 0;
+                        let reason = if over {
+                            // Nothing left to run: the server ends once nobody is attached.
+                            format!(
+                                "left the control room; the run is over — {}",
+                                crate::engine::Engine::exit_meaning(rt.exit_code())
+                            )
+                        } else {
+                            format!(
                                 "detached: the run goes on (server pid {}); `switchyard attach {}` returns",
                                 std::process::id(),
                                 files.manifest.display()
-                            ),
-                            code: None,
-                        });
+                            )
+                        };
+                        c.send_msg(&ServerMsg::Bye { reason, code: None });
                         c.gone = Some("detached".into());
                     }
                     RoomOut::Stop => stop = true,
