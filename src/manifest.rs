@@ -166,6 +166,23 @@ pub struct Task {
     /// A verify command (argv) run in the worktree before the task counts as complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<Vec<String>>,
+    /// The worker's role (`implementer` when absent; `scout`, `reviewer`, `verifier`,
+    /// `researcher`, or any role named under `[roles]` in the config): its preamble goes before
+    /// the prompt. Source: the Codex orchestration guide's worker roles (seeds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Files (relative to the repository root) the task only reads. Tasks with `reads` and no
+    /// `writes` are read-only: they run beside each other and beside the one writer of a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<Vec<String>>,
+    /// Files (relative to the repository root) the task writes; two writers of a file run one
+    /// after another. `files` counts as `writes` when neither `reads` nor `writes` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<Vec<String>>,
+    /// Ids of tasks whose final messages (`<workdir>/logs/<id>.final.md`) are given to this task
+    /// as context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Vec<String>>,
     /// Fields switchyard does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -194,6 +211,10 @@ impl Task {
             base_commit: None,
             branch: None,
             verify: None,
+            role: None,
+            reads: None,
+            writes: None,
+            context: None,
             extra: Map::new(),
         }
     }

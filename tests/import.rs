@@ -384,8 +384,8 @@ fn kiro_spec_becomes_one_task_per_major_task_with_a_context_pack() {
     let t2 = m.task("user-auth-2").unwrap();
     assert_eq!(t2.status, Status::Pending);
     assert_eq!(t2.files, ["src/auth/hash.rs", "src/config.rs"]);
-    assert_eq!(t2.extra["writes"], serde_json::json!(["src/auth/hash.rs"]));
-    assert_eq!(t2.extra["reads"], serde_json::json!(["src/config.rs"]));
+    assert_eq!(t2.writes, Some(vec!["src/auth/hash.rs".to_string()]));
+    assert_eq!(t2.reads, Some(vec!["src/config.rs".to_string()]));
     let p = t2.prompt.as_deref().unwrap();
     let (a, b, c) = (
         p.find("2.1 Add").unwrap(),

@@ -382,12 +382,10 @@ pub fn import(
         task.files = writes.iter().chain(reads.iter()).cloned().collect();
         let at = format!("{tasks_file}:{}", major.line);
         if !writes.is_empty() {
-            task.extra
-                .insert("writes".into(), Value::from(writes.clone()));
+            task.writes = Some(writes.clone());
         }
         if !reads.is_empty() {
-            task.extra
-                .insert("reads".into(), Value::from(reads.clone()));
+            task.reads = Some(reads.clone());
         }
         if task.files.is_empty() {
             notes.push(format!("{id} ({at}): names no files; it runs alone"));

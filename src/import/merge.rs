@@ -124,7 +124,9 @@ pub fn merge(
                         e.prompt = t.prompt.clone();
                         e.files = t.files.clone();
                         e.depends_on = deps.clone();
-                        for k in ["writes", "reads", "labels"] {
+                        e.writes = t.writes.clone();
+                        e.reads = t.reads.clone();
+                        for k in ["labels"] {
                             match t.extra.get(k) {
                                 Some(v) => e.extra.insert(k.into(), v.clone()),
                                 None => e.extra.remove(k),
@@ -227,10 +229,11 @@ fn differences(
     if added || removed {
         out.push("dependsOn");
     }
-    for k in ["writes", "reads"] {
-        if e.extra.get(k) != t.extra.get(k) {
-            out.push(if k == "writes" { "writes" } else { "reads" });
-        }
+    if e.writes != t.writes {
+        out.push("writes");
+    }
+    if e.reads != t.reads {
+        out.push("reads");
     }
     out
 }
