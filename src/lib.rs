@@ -17,6 +17,7 @@ pub mod findings;
 pub mod git;
 pub mod headless;
 pub mod import;
+pub mod integrate;
 pub mod jobs;
 pub mod journal;
 pub mod manifest;
