@@ -46,6 +46,19 @@ pub struct Config {
     /// `{title}`, `{reason}`.
     #[serde(default)]
     pub notify_command: Option<Vec<String>>,
+    /// Commands run in each new worktree before its agent starts (argv each, never a shell
+    /// string; placeholders `{repo} {worktree} {task_id} {branch}`): `setup = [["cp",
+    /// "{repo}/.env", ".env"], ["npm", "ci"]]`, or one argv `setup = ["npm", "ci"]`. Output goes
+    /// to the task's log; a failure is an error on the task (see [`crate::setup`]).
+    #[serde(default)]
+    pub setup: crate::setup::SetupCommands,
+    /// Time limit per `setup` command, ms (default 600000).
+    #[serde(default = "default_setup_timeout_ms")]
+    pub setup_timeout_ms: u64,
+}
+
+fn default_setup_timeout_ms() -> u64 {
+    600_000
 }
 
 /// Key names as written in the config: one or several.
@@ -444,6 +457,12 @@ impl Config {
         }
         if config.max_parallel == 0 {
             return Err(invalid("max_parallel must be at least 1".into()));
+        }
+        if let Some(n) = config.setup.commands().iter().position(|c| c.is_empty()) {
+            return Err(invalid(format!(
+                "setup command {} is empty: give each as an argv, e.g. setup = [[\"npm\", \"ci\"]]",
+                n + 1
+            )));
         }
         Ok(config)
     }
