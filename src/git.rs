@@ -1,5 +1,7 @@
 //! Worktrees and branches (git2, no network): create or reuse a task's worktree, count commits
-//! ahead of base, remove the worktrees switchyard made. Nothing else in switchyard calls git.
+//! ahead of base, remove the worktrees switchyard made, decide which branches `clean` may delete.
+//! The integration branch (in-memory merges) is [`crate::integrate`]; pushing and pull requests
+//! (the git and gh CLIs) are [`crate::pr`]. Nothing else in switchyard calls git.
 
 use crate::text::escape_control;
 use git2::{BranchType, Repository, WorktreeAddOptions, WorktreePruneOptions};
@@ -578,6 +580,32 @@ pub fn files_changed(worktree: &Path, base_commit: &str) -> Result<usize, GitErr
         .diff_tree_to_tree(Some(&base), Some(&head), None)
         .map_err(err("diffing"))?;
     Ok(diff.deltas().len())
+}
+
+/// Paths (`/`-separated, sorted) that differ between the trees of revisions `from` and `to`
+/// in the repository at `repo` (renames count as their new path), e.g. for a pull request's
+/// summary.
+///
+/// Errors: the repository cannot be opened, or a revision does not resolve to a commit.
+pub fn changed_paths(repo: &Path, from: &str, to: &str) -> Result<Vec<String>, GitError> {
+    let r = Repository::open(repo).map_err(err(format!("opening {}", repo.display())))?;
+    let tree = |rev: &str| {
+        r.revparse_single(rev)
+            .and_then(|o| o.peel_to_tree())
+            .map_err(err(format!("resolving {rev:?}")))
+    };
+    let (a, b) = (tree(from)?, tree(to)?);
+    let diff = r
+        .diff_tree_to_tree(Some(&a), Some(&b), None)
+        .map_err(err("diffing"))?;
+    let mut out: Vec<String> = diff
+        .deltas()
+        .filter_map(|d| d.new_file().path().or(d.old_file().path()))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// Removes the worktrees switchyard made for these task ids (`sy-<id>`): their directories and

@@ -23,6 +23,7 @@ pub mod journal;
 pub mod manifest;
 pub mod orphans;
 pub mod plan;
+pub mod pr;
 pub mod procfs;
 pub mod replay;
 pub mod report;
