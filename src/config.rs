@@ -32,6 +32,15 @@ pub struct Config {
     pub pty_cols: u16,
     /// Scrollback kept per worker, in lines.
     pub scrollback_lines: usize,
+    /// Commands run in each new worktree before its agent starts (argv each, never a shell
+    /// string; placeholders `{repo} {worktree} {task_id} {branch}`): `setup = [["cp",
+    /// "{repo}/.env", ".env"], ["npm", "ci"]]`, or one argv `setup = ["npm", "ci"]`. Output goes
+    /// to the task's log; a failure is an error on the task (see [`crate::setup`]).
+    #[serde(default)]
+    pub setup: crate::setup::SetupCommands,
+    /// Time limit per `setup` command, ms (default 600000).
+    #[serde(default = "crate::setup::default_timeout_ms")]
+    pub setup_timeout_ms: u64,
     /// Heal policy.
     pub heal: HealPolicy,
     /// Screen rules applied to every profile, after the profile's own rules.
@@ -46,19 +55,6 @@ pub struct Config {
     /// `{title}`, `{reason}`.
     #[serde(default)]
     pub notify_command: Option<Vec<String>>,
-    /// Commands run in each new worktree before its agent starts (argv each, never a shell
-    /// string; placeholders `{repo} {worktree} {task_id} {branch}`): `setup = [["cp",
-    /// "{repo}/.env", ".env"], ["npm", "ci"]]`, or one argv `setup = ["npm", "ci"]`. Output goes
-    /// to the task's log; a failure is an error on the task (see [`crate::setup`]).
-    #[serde(default)]
-    pub setup: crate::setup::SetupCommands,
-    /// Time limit per `setup` command, ms (default 600000).
-    #[serde(default = "default_setup_timeout_ms")]
-    pub setup_timeout_ms: u64,
-}
-
-fn default_setup_timeout_ms() -> u64 {
-    600_000
 }
 
 /// Key names as written in the config: one or several.

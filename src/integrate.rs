@@ -115,7 +115,7 @@ fn check_branch_name(name: &str) -> Result<(), GitError> {
     } else {
         Err(GitError {
             action: format!("using {name:?} as the integration branch"),
-            message: "it is not a valid git branch name; set `integration.branch` in switchyard.toml to a name like switchyard/integration".into(),
+            message: "it is not a valid git branch name; set `merge.into` in switchyard.toml to a name like switchyard/integration".into(),
         })
     }
 }
@@ -488,7 +488,7 @@ pub fn merge_into(
             return Err(GitError {
                 action: format!("merging {source} into {target}"),
                 message: format!(
-                    "{target} is checked out in {} with {dirty} uncommitted file(s); switchyard moves a checked-out branch only when its worktree is clean. Commit or stash there, check out another branch there, or set `integration.branch` in switchyard.toml to a branch nobody has checked out (default {DEFAULT_BRANCH})",
+                    "{target} is checked out in {} with {dirty} uncommitted file(s); switchyard moves a checked-out branch only when its worktree is clean. Commit or stash there, check out another branch there, or set `merge.into` in switchyard.toml to a branch nobody has checked out (default {DEFAULT_BRANCH})",
                     wt.display()
                 ),
             });

@@ -22,6 +22,11 @@ use std::time::{Duration, Instant};
 /// is counted on a first line.
 pub const MAX_OUTPUT: usize = 64 * 1024;
 
+/// The config's `setup_timeout_ms` when absent: 10 minutes (an `npm ci` on a cold cache).
+pub fn default_timeout_ms() -> u64 {
+    600_000
+}
+
 /// The config's `setup` key: one argv, or a list of them (run in order).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(untagged)]

@@ -43,7 +43,7 @@ fn ensure_branch_creates_once_and_checks_the_name() {
     let e = ensure_branch(&f.repo, "bad..name", "main")
         .unwrap_err()
         .to_string();
-    assert!(e.contains("integration.branch"), "{e}");
+    assert!(e.contains("merge.into"), "{e}");
     let e = ensure_branch(&f.repo, "x", "no-such-rev")
         .unwrap_err()
         .to_string();
@@ -346,7 +346,7 @@ fn a_checked_out_target_is_updated_when_clean_and_refused_when_dirty() {
         .unwrap_err()
         .to_string();
     assert!(e.contains(&f.repo.display().to_string()), "{e}");
-    assert!(e.contains("integration.branch"), "{e}");
+    assert!(e.contains("merge.into"), "{e}");
     assert_eq!(f.tip("main"), tip);
     assert_eq!(
         std::fs::read_to_string(f.repo.join("scratch.txt")).unwrap(),
