@@ -608,6 +608,114 @@ pub fn changed_paths(repo: &Path, from: &str, to: &str) -> Result<Vec<String>, G
     Ok(out)
 }
 
+/// Where a task branch's commits are, for `switchyard clean`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BranchWork {
+    /// There is no such local branch.
+    Absent,
+    /// Every commit on it is also on `held_by`: one of the refs given, a remote-tracking branch
+    /// (`origin/x`), or "them together" when no single one holds them all.
+    Safe {
+        /// Where its work is (a ref name, or a description).
+        held_by: String,
+    },
+    /// `commits` commits are in none of the given refs nor any remote-tracking branch.
+    Unmerged {
+        /// How many.
+        commits: usize,
+        /// The branch's tip (hex), to recover it with `git branch NAME TIP` after a forced delete.
+        tip: String,
+    },
+}
+
+/// Tells whether deleting local branch `branch` would lose commits: its commits are looked for
+/// in `safe_refs` (revisions, e.g. the integration branch and the run's base; ones that do not
+/// resolve are skipped) and in every remote-tracking branch. Reads only.
+///
+/// Errors: the repository cannot be opened, or git cannot walk the history.
+pub fn branch_work(
+    repo: &Path,
+    branch: &str,
+    safe_refs: &[String],
+) -> Result<BranchWork, GitError> {
+    let r = Repository::open(repo).map_err(err(format!("opening {}", repo.display())))?;
+    let tip = match r.find_branch(branch, BranchType::Local) {
+        Ok(b) => b
+            .get()
+            .peel_to_commit()
+            .map_err(err(format!("reading branch {branch}")))?
+            .id(),
+        Err(_) => return Ok(BranchWork::Absent),
+    };
+    let own = format!("refs/heads/{branch}");
+    let mut holders: Vec<(String, git2::Oid)> = Vec::new();
+    for spec in safe_refs {
+        let Ok(obj) = r.revparse_single(spec) else {
+            continue;
+        };
+        let Ok(c) = obj.peel_to_commit() else {
+            continue;
+        };
+        let is_own = r
+            .resolve_reference_from_short_name(spec)
+            .ok()
+            .map(|rf| rf.name().is_ok_and(|n| n == own))
+            .unwrap_or(false);
+        if !is_own {
+            holders.push((spec.clone(), c.id()));
+        }
+    }
+    let remotes = r
+        .references_glob("refs/remotes/*")
+        .map_err(err("listing remote branches"))?;
+    for rf in remotes.flatten() {
+        if let (Ok(name), Ok(c)) = (rf.shorthand().map(str::to_string), rf.peel_to_commit()) {
+            holders.push((name, c.id()));
+        }
+    }
+    for (name, id) in &holders {
+        if *id == tip || r.graph_descendant_of(*id, tip).unwrap_or(false) {
+            return Ok(BranchWork::Safe {
+                held_by: name.clone(),
+            });
+        }
+    }
+    let mut walk = r.revwalk().map_err(err("walking history"))?;
+    walk.push(tip).map_err(err("walking history"))?;
+    for (_, id) in &holders {
+        walk.hide(*id).map_err(err("walking history"))?;
+    }
+    let commits = walk.count();
+    if commits == 0 {
+        return Ok(BranchWork::Safe {
+            held_by: "those branches together".into(),
+        });
+    }
+    Ok(BranchWork::Unmerged {
+        commits,
+        tip: tip.to_string(),
+    })
+}
+
+/// Deletes local branch `branch` and returns the commit it pointed at (hex).
+///
+/// Errors: the repository cannot be opened, there is no such branch, or git refuses (e.g. the
+/// branch is checked out in a worktree: git's message names it).
+pub fn delete_branch(repo: &Path, branch: &str) -> Result<String, GitError> {
+    let r = Repository::open(repo).map_err(err(format!("opening {}", repo.display())))?;
+    let mut b = r
+        .find_branch(branch, BranchType::Local)
+        .map_err(err(format!("finding branch {branch}")))?;
+    let tip = b
+        .get()
+        .peel_to_commit()
+        .map_err(err(format!("reading branch {branch}")))?
+        .id();
+    b.delete()
+        .map_err(err(format!("deleting branch {branch}")))?;
+    Ok(tip.to_string())
+}
+
 /// Removes the worktrees switchyard made for these task ids (`sy-<id>`): their directories and
 /// their entries in git, including half-made ones a kill left (a registration whose `gitdir` is
 /// missing, or whose directory is gone or has no `.git` file). Ref lock files older than

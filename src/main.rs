@@ -145,15 +145,18 @@ enum Cmd {
         #[arg(long)]
         headless: bool,
     },
-    /// Remove the worktrees switchyard made for this manifest (branches and logs are kept; a
-    /// worktree with uncommitted changes is kept unless --force).
+    /// Remove the worktrees switchyard made for this manifest, and the task branches whose
+    /// commits are safe elsewhere (in the integration branch, the base or a remote). A worktree
+    /// with uncommitted changes, and a branch with commits nowhere else, are kept (and listed,
+    /// with why) unless --force. Logs are always kept.
     Clean {
         /// The manifest.
         manifest: PathBuf,
         /// The git repository (default: the one containing the manifest).
         #[arg(long)]
         repo: Option<PathBuf>,
-        /// Also remove worktrees holding uncommitted changes (they are lost).
+        /// Also remove worktrees holding uncommitted changes (they are lost) and branches with
+        /// commits nowhere else (their tips are printed, to recover with `git branch`).
         #[arg(long)]
         force: bool,
     },
@@ -1018,6 +1021,7 @@ fn classify(
 fn clean(manifest_path: &Path, repo: Option<&Path>, force: bool) -> Result<u8> {
     let manifest = Manifest::load(manifest_path).map_err(|e| eyre!("{e}"))?;
     let paths = runtime::Paths::resolve(manifest_path, &manifest, repo)?;
+    let (config, _) = switchyard::config::Config::load_for(&paths.manifest)?;
     let files = ServerFiles::new(&paths.manifest, &paths.workdir);
     if let Probe::Live(info) = files.probe() {
         eprintln!(
@@ -1030,11 +1034,16 @@ fn clean(manifest_path: &Path, repo: Option<&Path>, force: bool) -> Result<u8> {
     }
     let mut at: Vec<(String, PathBuf)> = Vec::new();
     let mut kept: Vec<(PathBuf, usize)> = Vec::new();
+    let mut branches: Vec<String> = Vec::new();
     for t in manifest.tasks() {
         let wt = paths.worktree(&t.id);
+        let branch = t.branch.clone().unwrap_or_else(|| t.branch_name());
         match git::unsaved_files(&wt) {
             Some(n) if n > 0 && !force => kept.push((wt, n)),
-            _ => at.push((t.id.clone(), wt)),
+            _ => {
+                at.push((t.id.clone(), wt));
+                branches.push(branch);
+            }
         }
     }
     let removed = git::remove_worktrees_at(&paths.repo, &at)?;
@@ -1043,12 +1052,53 @@ fn clean(manifest_path: &Path, repo: Option<&Path>, force: bool) -> Result<u8> {
     }
     for (wt, n) in &kept {
         println!(
-            "kept worktree {}: {n} file(s) with uncommitted changes — commit them there, or `switchyard clean --force` to drop them",
+            "kept worktree {}: {n} file(s) with uncommitted changes — commit them there, or `switchyard clean --force` to drop them (its branch is kept too)",
             wt.display()
         );
     }
+    // A task branch goes only when its commits are safe elsewhere: in the integration branch,
+    // the run's base, or a remote-tracking branch (pushed). `--force` deletes it anyway and
+    // prints how to get it back.
+    // The merge queue's branch: `config.merge.into` once the [merge] table is in Config.
+    let integration = switchyard::integrate::DEFAULT_BRANCH.to_string();
+    let safe_refs = [integration.clone(), config.base.clone()];
+    let (mut deleted, mut branches_kept) = (0usize, 0usize);
+    for branch in &branches {
+        if safe_refs.contains(branch) {
+            continue;
+        }
+        let work = git::branch_work(&paths.repo, branch, &safe_refs)?;
+        let held = match &work {
+            git::BranchWork::Absent => continue,
+            git::BranchWork::Safe { held_by } => format!("its commits are in {held_by}"),
+            git::BranchWork::Unmerged { commits, tip } if force => format!(
+                "with {commits} commit(s) in no other branch; recover with `git branch {branch} {tip}`"
+            ),
+            git::BranchWork::Unmerged { commits, .. } => {
+                branches_kept += 1;
+                println!(
+                    "kept branch {branch}: {commits} commit(s) in neither {integration}, the base ({}) nor a remote — merge or push it, or `switchyard clean --force` to delete it",
+                    config.base
+                );
+                continue;
+            }
+        };
+        match git::delete_branch(&paths.repo, branch) {
+            Ok(_) => {
+                deleted += 1;
+                println!("deleted branch {branch}: {held}");
+            }
+            Err(e) => {
+                branches_kept += 1;
+                println!("kept branch {branch}: {e}");
+            }
+        }
+    }
+    if git::branch_work(&paths.repo, &integration, &[])? != git::BranchWork::Absent {
+        println!("kept the integration branch {integration} (switchyard never deletes it)");
+    }
     println!(
-        "{} worktree(s) removed, {} kept; branches and logs ({}) are kept",
+        "{} worktree(s) removed, {} kept; {deleted} branch(es) deleted, {branches_kept} kept; logs ({}) are kept",
         removed.len(),
         kept.len(),
         paths.logs.display()
