@@ -1,12 +1,15 @@
 //! Pull requests: push a task's branch with the git CLI and open / follow its pull request with
 //! the GitHub CLI `gh`. Everything goes through argv ([`std::process::Command`]), never a shell
-//! string; the `gh` program is a parameter so tests put a fake one in its place.
+//! string; the `gh` command is a parameter (an argv prefix, the config's `pr.gh`, e.g. `["gh"]`)
+//! so tests put a fake one in its place.
 //!
 //! Interface (the runtime calls these on a job thread; each call is bounded in time):
 //! - [`push`]`(repo, remote, branch)`: `git push <remote> refs/heads/B:refs/heads/B` (git2 is
 //!   built without network support, so pushing is the one thing done with the git CLI).
-//! - [`create`]`(gh, repo, spec) -> PR number`: `gh pr create --base --head --title --body`.
+//! - [`create`]`(gh, repo, spec) -> PR number`: `gh pr create [--base B] --head H --title --body`.
 //! - [`view`]`(gh, repo, number) -> PrState`: `gh pr view N --json state,mergedAt,reviewDecision`.
+//! - [`requested_changes`]`(gh, repo, number) -> text`: what the reviewers who requested changes
+//!   wrote (`gh pr view N --json reviews`), for the prompt of a fix round.
 //! - [`body`]`(summary) -> text`: the PR's body: "Closes #N", files changed, verify and review
 //!   results, attempts.
 //!
@@ -37,8 +40,9 @@ pub struct PrSpec {
     pub title: String,
     /// See [`body`].
     pub body: String,
-    /// The branch it merges into (e.g. `main`).
-    pub base: String,
+    /// The branch it merges into (e.g. `main`); `None`: gh's default (the repository's default
+    /// branch).
+    pub base: Option<String>,
     /// The task's branch (pushed first with [`push`]).
     pub head: String,
 }
@@ -60,8 +64,8 @@ pub enum PrState {
 /// Why a push or a `gh` call did not work; each message ends with the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum PrError {
-    /// The `gh` program is not there.
-    #[error("the GitHub CLI {} was not found: install gh (https://cli.github.com) or set the path to it", gh.display())]
+    /// The `gh` program is not there (or `pr.gh` is empty).
+    #[error("the GitHub CLI {} was not found: install gh (https://cli.github.com), or set `pr.gh` in switchyard.toml to its path", gh.display())]
     GhNotFound {
         /// The program that was tried.
         gh: PathBuf,
@@ -161,16 +165,21 @@ pub fn push(repo: &Path, remote: &str, branch: &str) -> Result<(), PrError> {
     })
 }
 
-/// Opens a pull request (`gh pr create --base B --head H --title T --body BODY`, run in `repo`,
-/// at most [`GH_TIMEOUT`]) and returns its number, read from the URL gh prints.
+/// Opens a pull request (`<gh…> pr create [--base B] --head H --title T --body BODY`, run in
+/// `repo`, at most [`GH_TIMEOUT`]) and returns its number, read from the URL gh prints. `gh` is
+/// the argv prefix (program first).
 ///
 /// Errors: [`PrError::GhNotFound`], [`PrError::NotAuthenticated`], [`PrError::Failed`] (gh's
 /// reason, e.g. a pull request for the branch exists already), [`PrError::Unreadable`] when no
 /// `…/pull/N` URL is printed.
-pub fn create(gh: &Path, repo: &Path, spec: &PrSpec) -> Result<u64, PrError> {
+pub fn create(gh: &[String], repo: &Path, spec: &PrSpec) -> Result<u64, PrError> {
     let what = "gh pr create";
-    let mut cmd = Command::new(gh);
-    cmd.args(["pr", "create", "--base", &spec.base, "--head", &spec.head])
+    let mut cmd = gh_command(gh)?;
+    cmd.args(["pr", "create"]);
+    if let Some(base) = &spec.base {
+        cmd.args(["--base", base]);
+    }
+    cmd.args(["--head", &spec.head])
         .args(["--title", &spec.title, "--body", &spec.body])
         .current_dir(repo)
         .env("GH_PROMPT_DISABLED", "1");
@@ -193,9 +202,9 @@ pub fn create(gh: &Path, repo: &Path, spec: &PrSpec) -> Result<u64, PrError> {
 /// `repo`, at most [`GH_TIMEOUT`]). Poll it at a bounded rate: each call is a GitHub API request.
 ///
 /// Errors: as [`create`]; [`PrError::Unreadable`] when the JSON lacks `state` or has an unknown one.
-pub fn view(gh: &Path, repo: &Path, number: u64) -> Result<PrState, PrError> {
+pub fn view(gh: &[String], repo: &Path, number: u64) -> Result<PrState, PrError> {
     let what = format!("gh pr view {number}");
-    let mut cmd = Command::new(gh);
+    let mut cmd = gh_command(gh)?;
     cmd.args(["pr", "view", &number.to_string()])
         .args(["--json", "state,mergedAt,reviewDecision"])
         .current_dir(repo)
@@ -206,6 +215,94 @@ pub fn view(gh: &Path, repo: &Path, number: u64) -> Result<PrState, PrError> {
         problem,
         output: ran.stdout.chars().take(200).collect(),
     })
+}
+
+/// What the reviewers who requested changes on pull request `number` wrote, for the prompt of a
+/// fix round: for each reviewer whose latest review is `CHANGES_REQUESTED`, `@login: body` (in
+/// review order; at most [`MAX_REQUESTED`] bytes). Reads `<gh…> pr view N --json reviews`
+/// (`{"reviews": [{"author": {"login"}, "state", "body", "submittedAt"}]}`). Text from GitHub:
+/// escape it before it reaches a terminal.
+///
+/// Errors: as [`view`]; [`PrError::Unreadable`] when the JSON lacks `reviews`.
+pub fn requested_changes(gh: &[String], repo: &Path, number: u64) -> Result<String, PrError> {
+    let what = format!("gh pr view {number} --json reviews");
+    let mut cmd = gh_command(gh)?;
+    cmd.args(["pr", "view", &number.to_string(), "--json", "reviews"])
+        .current_dir(repo)
+        .env("GH_PROMPT_DISABLED", "1");
+    let ran = gh_run(gh, cmd, &what)?;
+    parse_requested(&ran.stdout).map_err(|problem| PrError::Unreadable {
+        what,
+        problem,
+        output: ran.stdout.chars().take(200).collect(),
+    })
+}
+
+/// Most bytes of [`requested_changes`]' text.
+pub const MAX_REQUESTED: usize = 8192;
+
+/// Reads `gh pr view --json reviews` output into the text of [`requested_changes`].
+pub fn parse_requested(json: &str) -> Result<String, String> {
+    #[derive(Deserialize)]
+    struct Author {
+        #[serde(default)]
+        login: String,
+    }
+    #[derive(Deserialize)]
+    struct Review {
+        #[serde(default)]
+        author: Option<Author>,
+        #[serde(default)]
+        state: String,
+        #[serde(default)]
+        body: String,
+    }
+    #[derive(Deserialize)]
+    struct Reviews {
+        reviews: Vec<Review>,
+    }
+    let v: Reviews =
+        serde_json::from_str(json.trim()).map_err(|e| format!("not the JSON asked for: {e}"))?;
+    let login = |r: &Review| {
+        r.author
+            .as_ref()
+            .map(|a| a.login.clone())
+            .unwrap_or_default()
+    };
+    // A reviewer's latest review decides (comments alone do not change it).
+    let mut latest: Vec<(String, &Review)> = Vec::new();
+    for r in &v.reviews {
+        if !matches!(
+            r.state.as_str(),
+            "CHANGES_REQUESTED" | "APPROVED" | "DISMISSED"
+        ) {
+            continue;
+        }
+        let who = login(r);
+        latest.retain(|(w, _)| *w != who);
+        latest.push((who, r));
+    }
+    let mut out = String::new();
+    for (who, r) in latest
+        .iter()
+        .filter(|(_, r)| r.state == "CHANGES_REQUESTED")
+    {
+        let body = if r.body.trim().is_empty() {
+            "(no text: see the review's comments on GitHub)"
+        } else {
+            r.body.trim()
+        };
+        out.push_str(&format!("@{who}: {body}\n\n"));
+    }
+    if out.len() > MAX_REQUESTED {
+        let mut cut = MAX_REQUESTED;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("\n… (cut)\n");
+    }
+    Ok(out.trim_end().to_string())
 }
 
 /// Reads `gh pr view --json state,mergedAt,reviewDecision` output.
@@ -302,13 +399,23 @@ fn run(cmd: Command, timeout: Duration, what: &str) -> Result<Ran, PrError> {
     Ok(ran)
 }
 
-fn gh_run(gh: &Path, mut cmd: Command, what: &str) -> Result<Ran, PrError> {
+/// A [`Command`] for the argv prefix `gh` (program first).
+fn gh_command(gh: &[String]) -> Result<Command, PrError> {
+    let (program, args) = gh.split_first().ok_or_else(|| PrError::GhNotFound {
+        gh: PathBuf::from("(pr.gh is empty)"),
+    })?;
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    Ok(cmd)
+}
+
+fn gh_run(gh: &[String], mut cmd: Command, what: &str) -> Result<Ran, PrError> {
     // Never wait on a pager or a prompt.
     cmd.env("GH_PAGER", "cat").env("NO_COLOR", "1");
     let ran = match run_bounded_split(cmd, GH_TIMEOUT) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(PrError::GhNotFound {
-                gh: gh.to_path_buf(),
+                gh: PathBuf::from(gh.first().map(String::as_str).unwrap_or("")),
             })
         }
         Err(e) => {
@@ -391,6 +498,22 @@ mod tests {
         );
         assert!(s(r#"{"state":"DRAFTY"}"#).unwrap_err().contains("DRAFTY"));
         assert!(s("not json").is_err());
+    }
+
+    #[test]
+    fn requested_changes_take_each_reviewers_latest_word() {
+        let j = r#"{"reviews":[
+            {"author":{"login":"ann"},"state":"CHANGES_REQUESTED","body":"rename x","submittedAt":"1"},
+            {"author":{"login":"bob"},"state":"CHANGES_REQUESTED","body":"add a test","submittedAt":"2"},
+            {"author":{"login":"ann"},"state":"COMMENTED","body":"see line 3","submittedAt":"3"},
+            {"author":{"login":"bob"},"state":"APPROVED","body":"","submittedAt":"4"},
+            {"author":{"login":"cy"},"state":"CHANGES_REQUESTED","body":"","submittedAt":"5"}]}"#;
+        assert_eq!(
+            parse_requested(j).unwrap(),
+            "@ann: rename x\n\n@cy: (no text: see the review's comments on GitHub)"
+        );
+        assert_eq!(parse_requested(r#"{"reviews":[]}"#).unwrap(), "");
+        assert!(parse_requested("{}").is_err());
     }
 
     #[test]

@@ -3,12 +3,12 @@
 mod git_fixture;
 
 use git_fixture::Fixture;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use switchyard::pr::{self, PrError, PrSpec, PrState};
 
 /// A fake `gh` in `dir`: each call writes its argv (NUL-separated) to `dir/calls/N`, then acts
 /// on `dir/mode`: `ok` (answers like gh 2.x), `auth` (exit 4 with gh's login hint), `fail`.
-fn fake_gh(dir: &Path) -> PathBuf {
+fn fake_gh(dir: &Path) -> Vec<String> {
     std::fs::create_dir_all(dir.join("calls")).unwrap();
     std::fs::write(dir.join("mode"), "ok").unwrap();
     std::fs::write(
@@ -33,7 +33,7 @@ if [ "$mode" = fail ]; then
 fi
 case "$1 $2" in
   "pr create") echo "https://github.com/o/r/pull/17" ;;
-  "pr view") cat "{d}/view.json" ;;
+  "pr view") if [ "$5" = reviews ]; then cat "{d}/reviews.json"; else cat "{d}/view.json"; fi ;;
   *) echo "unknown command $1 $2" >&2; exit 1 ;;
 esac
 "#
@@ -42,7 +42,7 @@ esac
     std::fs::write(&gh, script).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&gh, std::fs::Permissions::from_mode(0o755)).unwrap();
-    gh
+    vec![gh.display().to_string()]
 }
 
 fn calls(dir: &Path) -> Vec<Vec<String>> {
@@ -142,10 +142,15 @@ fn create_passes_every_field_as_one_argv_element() {
             review: None,
             attempts: 1,
         }),
-        base: "main".into(),
+        base: Some("main".into()),
         head: "task/t1".into(),
     };
     assert_eq!(pr::create(&gh, &f.repo, &spec).unwrap(), 17);
+    let default_base = PrSpec {
+        base: None,
+        ..spec.clone()
+    };
+    assert_eq!(pr::create(&gh, &f.repo, &default_base).unwrap(), 17);
     let c = calls(&gh_dir);
     assert_eq!(
         c[0],
@@ -163,6 +168,11 @@ fn create_passes_every_field_as_one_argv_element() {
         ]
     );
     assert!(c[0][9].starts_with("Closes #12\n"));
+    assert_eq!(
+        c[1][..4],
+        ["pr", "create", "--head", "task/t1"],
+        "no --base: gh's default"
+    );
     assert!(!f.repo.join("pwned").exists() && !gh_dir.join("pwned").exists());
 }
 
@@ -197,6 +207,19 @@ fn view_follows_the_state() {
             "state,mergedAt,reviewDecision"
         ]
     );
+    std::fs::write(
+        gh_dir.join("reviews.json"),
+        r#"{"reviews":[{"author":{"login":"ann"},"state":"CHANGES_REQUESTED","body":"add a test"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        pr::requested_changes(&gh, &f.repo, 17).unwrap(),
+        "@ann: add a test"
+    );
+    assert_eq!(
+        calls(&gh_dir).last().unwrap(),
+        &["pr", "view", "17", "--json", "reviews"]
+    );
     std::fs::write(gh_dir.join("view.json"), "<html>rate limited</html>").unwrap();
     let e = pr::view(&gh, &f.repo, 17).unwrap_err();
     assert!(matches!(e, PrError::Unreadable { .. }), "{e}");
@@ -208,12 +231,15 @@ fn gh_missing_unauthenticated_or_failing_say_the_fix() {
     let spec = PrSpec {
         title: "t".into(),
         body: "b".into(),
-        base: "main".into(),
+        base: Some("main".into()),
         head: "task/t1".into(),
     };
-    let e = pr::create(&f.tmp.path().join("no-gh-here"), &f.repo, &spec).unwrap_err();
+    let missing = vec![f.tmp.path().join("no-gh-here").display().to_string()];
+    let e = pr::create(&missing, &f.repo, &spec).unwrap_err();
     assert!(matches!(e, PrError::GhNotFound { .. }), "{e}");
     assert!(e.to_string().contains("install gh"), "{e}");
+    let e = pr::view(&[], &f.repo, 1).unwrap_err();
+    assert!(e.to_string().contains("pr.gh"), "{e}");
 
     let gh_dir = f.tmp.path().join("fake-gh");
     let gh = fake_gh(&gh_dir);
