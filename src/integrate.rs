@@ -8,6 +8,9 @@
 //!   base, recursive virtual base when there are several) and returns the conflicting files; no
 //!   ref, index or file changes. Cheap enough to run on every commit of every running task
 //!   (measured: see `tests/git_integrate.rs`, `predict_is_cheap`).
+//! - [`Predictor`]: the same with the repository opened once and answers cached per pair of
+//!   commits (a debounced prediction on every commit of every running task mostly asks again
+//!   about pairs whose tips did not move).
 //! - [`merge_into`]`(repo, target, source, mode, message) -> MergeResult`: merges `source` into the
 //!   branch `target`, moving only `refs/heads/<target>` (compare-and-swap).
 //! - [`Conflict`]: one conflicting file, with 1-based inclusive line ranges on each side and a
@@ -152,6 +155,48 @@ pub fn predict(repo: &Path, ours: &str, theirs: &str) -> Result<Vec<Conflict>, G
     let o = commit_of(&r, ours)?;
     let t = commit_of(&r, theirs)?;
     conflicts_between(&r, &o, &t, ours, theirs)
+}
+
+/// Most answers a [`Predictor`] keeps (oldest dropped first).
+pub const PREDICTOR_CACHE: usize = 512;
+
+/// [`predict`] with the repository opened once and answers cached by the pair of commits (and
+/// labels) asked about. Not `Sync` (a git2 repository): one per job thread.
+pub struct Predictor {
+    repo: Repository,
+    cache: std::collections::HashMap<(Oid, Oid, String, String), Vec<Conflict>>,
+    order: std::collections::VecDeque<(Oid, Oid, String, String)>,
+}
+
+impl Predictor {
+    /// Opens the repository. Errors: it cannot be opened.
+    pub fn open(repo: &Path) -> Result<Predictor, GitError> {
+        Ok(Predictor {
+            repo: open(repo)?,
+            cache: Default::default(),
+            order: Default::default(),
+        })
+    }
+
+    /// As [`predict`]; the revisions are resolved on every call (cheap), the merge only when this
+    /// pair of commits was not asked about before.
+    pub fn predict(&mut self, ours: &str, theirs: &str) -> Result<Vec<Conflict>, GitError> {
+        let o = commit_of(&self.repo, ours)?;
+        let t = commit_of(&self.repo, theirs)?;
+        let key = (o.id(), t.id(), ours.to_string(), theirs.to_string());
+        if let Some(hit) = self.cache.get(&key) {
+            return Ok(hit.clone());
+        }
+        let found = conflicts_between(&self.repo, &o, &t, ours, theirs)?;
+        if self.order.len() >= PREDICTOR_CACHE {
+            if let Some(old) = self.order.pop_front() {
+                self.cache.remove(&old);
+            }
+        }
+        self.order.push_back(key.clone());
+        self.cache.insert(key, found.clone());
+        Ok(found)
+    }
 }
 
 fn conflicts_between(
