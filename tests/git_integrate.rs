@@ -496,3 +496,123 @@ fn measure_predict() {
     let open = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
     println!("predict, 400 files x 200 lines, 20 changed per side: {per:.2} ms with one conflict, {clean:.2} ms clean, {cached:.3} ms cached (Predictor), of which opening the repository {open:.3} ms (mean of {n})");
 }
+
+mod resolve_round {
+    use super::*;
+    use switchyard::integrate::{merge_in_worktree, WorktreeMerge};
+
+    fn task_worktree(f: &Fixture, id: &str) -> std::path::PathBuf {
+        let wt = f.tmp.path().join("work").join(id);
+        switchyard::git::ensure_worktree(&f.repo, id, &wt, &format!("task/{id}"), "main").unwrap();
+        wt
+    }
+
+    fn commit_file(f: &Fixture, wt: &std::path::Path, file: &str, text: &str) {
+        std::fs::write(wt.join(file), text).unwrap();
+        f.git_cli(wt, &["add", "-A"]);
+        f.git_cli(wt, &["commit", "-qm", file]);
+    }
+
+    #[test]
+    fn conflicts_are_left_for_the_agent_and_its_commit_completes_the_merge() {
+        let f = Fixture::new(&[("a.txt", &ten())]);
+        ensure_branch(&f.repo, DEFAULT_BRANCH, "main").unwrap();
+        f.commit(
+            DEFAULT_BRANCH,
+            &[("a.txt", Some(&edit(4, "INTEGRATED")))],
+            "other task",
+        );
+        let wt = task_worktree(&f, "t1");
+        commit_file(&f, &wt, "a.txt", &edit(4, "MINE"));
+        let r = merge_in_worktree(&wt, DEFAULT_BRANCH, "merge integration").unwrap();
+        let WorktreeMerge::Conflicts(c) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(c[0].path, "a.txt");
+        assert_eq!(
+            (c[0].ours.clone(), c[0].theirs.clone()),
+            (vec![(4, 4)], vec![(4, 4)])
+        );
+        let text = std::fs::read_to_string(wt.join("a.txt")).unwrap();
+        assert!(
+            text.contains("<<<<<<< ") && text.contains("MINE\n=======\nINTEGRATED\n>>>>>>> "),
+            "{text}"
+        );
+        assert!(f
+            .git_cli(&wt, &["status", "--porcelain"])
+            .contains("UU a.txt"));
+        assert_eq!(
+            merge_in_worktree(&wt, DEFAULT_BRANCH, "again").unwrap(),
+            WorktreeMerge::InProgress
+        );
+        // The agent resolves and commits; the commit is the merge.
+        std::fs::write(wt.join("a.txt"), edit(4, "BOTH")).unwrap();
+        f.git_cli(&wt, &["add", "-A"]);
+        f.git_cli(&wt, &["commit", "-q", "--no-edit"]);
+        let g = f.git();
+        let tip = g.find_commit(f.tip("task/t1")).unwrap();
+        assert_eq!(tip.parent_count(), 2);
+        assert_eq!(tip.parent_id(1).unwrap(), f.tip(DEFAULT_BRANCH));
+        // Now it lands on the integration branch without a conflict.
+        let r = merge_into(
+            &f.repo,
+            DEFAULT_BRANCH,
+            "task/t1",
+            MergeMode::FfOrMerge,
+            "m",
+        )
+        .unwrap();
+        assert!(
+            matches!(
+                r,
+                MergeResult::Merged {
+                    fast_forward: true,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn clean_merge_commits_fast_forward_moves_and_dirty_is_refused() {
+        let f = Fixture::new(&[("a.txt", &ten())]);
+        ensure_branch(&f.repo, DEFAULT_BRANCH, "main").unwrap();
+        f.commit(DEFAULT_BRANCH, &[("x.txt", Some("x\n"))], "other task");
+        // Nothing of its own yet: fast-forward.
+        let wt0 = task_worktree(&f, "t0");
+        let r = merge_in_worktree(&wt0, DEFAULT_BRANCH, "m").unwrap();
+        assert_eq!(
+            r,
+            WorktreeMerge::FastForward {
+                commit: f.tip(DEFAULT_BRANCH).to_string()
+            }
+        );
+        assert!(wt0.join("x.txt").exists());
+        assert_eq!(f.git_cli(&wt0, &["status", "--porcelain"]), "");
+        assert_eq!(
+            merge_in_worktree(&wt0, DEFAULT_BRANCH, "m").unwrap(),
+            WorktreeMerge::UpToDate
+        );
+        // Its own commit on another file: a merge commit, files updated, state clean.
+        let wt = task_worktree(&f, "t1");
+        commit_file(&f, &wt, "b.txt", "b\n");
+        let r = merge_in_worktree(&wt, DEFAULT_BRANCH, "merge integration").unwrap();
+        let WorktreeMerge::Merged { commit } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(commit, f.tip("task/t1").to_string());
+        assert!(wt.join("x.txt").exists() && wt.join("b.txt").exists());
+        assert_eq!(f.git_cli(&wt, &["status", "--porcelain"]), "");
+        let gd = f.git_cli(&wt, &["rev-parse", "--git-dir"]);
+        assert!(!std::path::Path::new(gd.trim()).join("MERGE_HEAD").exists());
+        // Uncommitted work: refused, nothing touched.
+        f.commit(DEFAULT_BRANCH, &[("y.txt", Some("y\n"))], "more");
+        std::fs::write(wt.join("wip.txt"), "wip").unwrap();
+        let e = merge_in_worktree(&wt, DEFAULT_BRANCH, "m")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("commit them first"), "{e}");
+        assert!(!wt.join("y.txt").exists());
+    }
+}
