@@ -29,6 +29,7 @@ pub mod report;
 pub mod resume;
 pub mod runtime;
 pub mod server;
+pub mod stages;
 pub mod stream_cap;
 pub mod text;
 pub mod transcript;

@@ -33,6 +33,9 @@ pub fn status_style(s: Status) -> (&'static str, Style) {
         Status::PrOpen => ("⇡", c(Color::Cyan)),
         Status::Merged => ("◆", c(Color::Blue)),
         Status::Skipped => ("↷", c(Color::DarkGray)),
+        Status::Review => ("◎", c(Color::Cyan)),
+        Status::Fix => ("✎", c(Color::Yellow)),
+        Status::Merging => ("⇉", c(Color::Blue)),
     }
 }
 
