@@ -138,8 +138,8 @@ pub enum Finish {
 pub struct PrConfig {
     /// The remote branches are pushed to.
     pub remote: String,
-    /// The branch pull requests target; `merge.into` when the merge queue is on and this is
-    /// absent, else the base branch.
+    /// The branch pull requests target; when absent, `merge.into` if the merge queue is on,
+    /// else the repository's default branch (gh's choice).
     pub base: Option<String>,
     /// The GitHub CLI (argv prefix, no shell).
     pub gh: Vec<String>,

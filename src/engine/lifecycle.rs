@@ -136,8 +136,8 @@ pub struct PrRequest {
     pub branch: String,
     /// The remote to push to.
     pub remote: String,
-    /// The branch the pull request targets.
-    pub base: String,
+    /// The branch the pull request targets; `None`: the repository's default branch (gh's).
+    pub base: Option<String>,
     /// Title: the task's title (with its issue number).
     pub title: String,
     /// Body: "Closes #N" and a summary.
@@ -580,7 +580,8 @@ impl Engine {
                     Some(n) => format!("pushing {} to update pull request #{n}", req.branch),
                     None => format!(
                         "pushing {} and opening a pull request into {}",
-                        req.branch, req.base
+                        req.branch,
+                        req.base.as_deref().unwrap_or("the default branch")
                     ),
                 },
                 Value::Null,
@@ -644,13 +645,11 @@ impl Engine {
         PrRequest {
             branch: t.branch.clone().unwrap_or_else(|| t.branch_name()),
             remote: lc.pr.remote.clone(),
-            base: lc.pr.base.clone().unwrap_or_else(|| {
-                if lc.merge.enabled {
-                    lc.merge.into.clone()
-                } else {
-                    self.policy.base.clone()
-                }
-            }),
+            base: lc
+                .pr
+                .base
+                .clone()
+                .or_else(|| lc.merge.enabled.then(|| lc.merge.into.clone())),
             title,
             body,
             existing: run.life.pr,

@@ -496,7 +496,11 @@ fn a_pull_request_is_opened_polled_at_a_bounded_rate_and_merged() {
     let fx = exited(&mut e, 0, 10);
     let req = open_pr(&fx).expect("push and open a PR");
     assert_eq!(
-        (req.branch.as_str(), req.base.as_str(), req.remote.as_str()),
+        (
+            req.branch.as_str(),
+            req.base.as_deref().unwrap(),
+            req.remote.as_str()
+        ),
         ("b-a", "main", "origin")
     );
     assert!(req.body.starts_with("Closes #7"));
