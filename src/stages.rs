@@ -181,22 +181,11 @@ pub fn open_pr(repo: &Path, req: &PrRequest) -> Result<u64, String> {
         return Ok(n);
     }
     let mut argv = req.gh.clone();
-    argv.extend(
-        [
-            "pr",
-            "create",
-            "--head",
-            &req.branch,
-            "--base",
-            &req.base,
-            "--title",
-            &req.title,
-            "--body",
-            &req.body,
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
+    argv.extend(["pr", "create", "--head", &req.branch].map(String::from));
+    if let Some(base) = &req.base {
+        argv.extend(["--base".to_string(), base.clone()]);
+    }
+    argv.extend(["--title", &req.title, "--body", &req.body].map(String::from));
     let out = run(&argv, repo, GH_FIX).map_err(|o| gh_error("gh pr create failed", o))?;
     // gh prints the pull request's URL: .../pull/<n>
     out.lines()
