@@ -91,12 +91,15 @@ pub fn merge(
     }
 }
 
+/// Predicted conflicts per other side (`None`: the integration branch).
+pub type Predictions = Vec<(Option<usize>, Vec<ConflictInfo>)>;
+
 /// Predicts conflicts of `branch` against each other side (in memory).
 pub fn predict(
     repo: &Path,
     branch: &str,
     against: &[(Option<usize>, String)],
-) -> (Vec<(Option<usize>, Vec<ConflictInfo>)>, Option<String>) {
+) -> (Predictions, Option<String>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (who, other) in against {
