@@ -11,6 +11,10 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+#[path = "config/lifecycle.rs"]
+pub mod lifecycle;
+pub use lifecycle::{Finish, Lifecycle, MergeConfig, PrConfig, ReviewConfig, WarnConfig};
+
 /// The defaults shipped with switchyard.
 pub const DEFAULTS: &str = include_str!("../assets/switchyard.toml");
 
@@ -55,6 +59,21 @@ pub struct Config {
     /// `{title}`, `{reason}`.
     #[serde(default)]
     pub notify_command: Option<Vec<String>>,
+    /// `[review]`: review and fix rounds after verify (see [`lifecycle`]).
+    #[serde(default)]
+    pub review: ReviewConfig,
+    /// `[merge]`: the merge queue into the integration branch.
+    #[serde(default)]
+    pub merge: MergeConfig,
+    /// `[warn]`: early conflict warnings while tasks run.
+    #[serde(default)]
+    pub warn: WarnConfig,
+    /// `finish = "branch" | "pr"`: what finishes a task.
+    #[serde(default)]
+    pub finish: Finish,
+    /// `[pr]`: pull requests when `finish = "pr"`.
+    #[serde(default)]
+    pub pr: PrConfig,
 }
 
 /// Key names as written in the config: one or several.
@@ -252,6 +271,8 @@ pub struct Policy {
     pub agents: BTreeMap<String, AgentProfile>,
     /// Rules, answers and the deny-list, compiled.
     pub compiled: Compiled,
+    /// Review, merge queue, conflict warnings and finish.
+    pub lifecycle: Lifecycle,
 }
 
 impl Policy {
@@ -265,6 +286,7 @@ impl Policy {
             heal: config.heal.clone(),
             agents: config.agents.clone(),
             compiled: config.compile()?,
+            lifecycle: config.lifecycle(),
         })
     }
 }
@@ -380,6 +402,17 @@ pub struct Compiled {
 }
 
 impl Config {
+    /// The lifecycle settings (`[review]`, `[merge]`, `[warn]`, `finish`, `[pr]`) in one value.
+    pub fn lifecycle(&self) -> Lifecycle {
+        Lifecycle {
+            review: self.review.clone(),
+            merge: self.merge.clone(),
+            warn: self.warn.clone(),
+            finish: self.finish,
+            pr: self.pr.clone(),
+        }
+    }
+
     /// The shipped defaults alone.
     pub fn defaults() -> Config {
         Config::from_layers(&[(
@@ -439,6 +472,7 @@ impl Config {
             .map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
         config.compile().map_err(invalid)?;
         config.heal.ladder.check().map_err(invalid)?;
+        config.lifecycle().check(&config.agents).map_err(invalid)?;
         if !config.agents.contains_key(&config.default_agent) {
             return Err(invalid(format!(
                 "default_agent {:?} is not a profile under [agents]",

@@ -120,6 +120,12 @@ const PHASE2: &[DemoTask] = &[
 
 /// The demo's manifest.
 pub fn manifest() -> Manifest {
+    let mut m = base_manifest();
+    lifecycle_tasks(&mut m);
+    m
+}
+
+fn base_manifest() -> Manifest {
     let phase = |name: &str, tasks: &[DemoTask]| Phase {
         name: name.to_string(),
         tasks: tasks
@@ -177,7 +183,45 @@ pub fn config_toml(speed: f64) -> String {
     ] {
         s.push_str(&profile(name, scenario));
     }
+    s.push_str(&lifecycle_toml(speed));
     s
+}
+
+/// The demo's lifecycle settings: every task merges into `switchyard/integration` through the
+/// merge queue (dependents start from it, running branches are checked for conflicts), and the
+/// tasks marked by [`lifecycle_tasks`] get a review by the fake reviewer, which finds a critical
+/// problem in round 1 (a fix round follows) and none in round 2.
+fn lifecycle_toml(speed: f64) -> String {
+    format!(
+        "[review]
+         # Only tasks with \"review\": true in the manifest are reviewed in the demo.
+         enabled = false
+         agent = \"fake-review\"
+         block_on = \"major\"
+         max_rounds = 2
+
+         [merge]
+         enabled = true
+         into = \"switchyard/integration\"
+
+         [warn]
+         enabled = true
+         interval_ms = 2000
+         quiet_ms = 300
+
+         [agents.fake-review]
+         command = [\"{{switchyard}}\", \"fake-agent\", \"--scenario\", \"review\", \"--speed\", \"{speed}\", \"{{prompt}}\"]
+
+"
+    )
+}
+
+/// Marks the demo tasks that are reviewed (`"review": true`): d1.
+fn lifecycle_tasks(m: &mut Manifest) {
+    if let Some(t) = m.task_mut("d1") {
+        t.extra
+            .insert("review".into(), serde_json::Value::Bool(true));
+    }
 }
 
 /// Creates the demo in `dir` (which must be empty or absent): the git repository, the manifest and

@@ -17,9 +17,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod actions;
 mod heal;
+pub mod lifecycle;
 mod view;
 pub use actions::{ActionError, Target};
 pub use heal::Situation;
+pub use lifecycle::{ConflictInfo, MergeOutcome, PrRequest, PrStatus, Round};
 use std::hash::{Hash, Hasher};
 pub use view::{ChannelWord, Explanation, RunView, TaskView};
 
@@ -103,6 +105,46 @@ pub enum Event {
         /// The report.
         report: crate::classify::AgentReport,
     },
+    /// Answer to [`Effect::CollectFindings`]: the reviewer's findings, or why they cannot be read.
+    Reviewed {
+        /// Task index.
+        task: usize,
+        /// The review round (a result for another round is ignored).
+        round: u32,
+        /// The findings (crate::findings::parse of the findings file or final message).
+        result: Result<Vec<crate::findings::Finding>, String>,
+    },
+    /// Answer to [`Effect::Merge`].
+    MergeDone {
+        /// Task index.
+        task: usize,
+        /// What the merge did.
+        outcome: MergeOutcome,
+    },
+    /// Answer to [`Effect::Predict`]: conflicts per other side (`None` = the integration
+    /// branch; an empty list = no conflict).
+    Predicted {
+        /// Task index.
+        task: usize,
+        /// Per other side, the predicted conflicts.
+        results: Vec<(Option<usize>, Vec<ConflictInfo>)>,
+        /// Why some prediction could not be made, if so.
+        error: Option<String>,
+    },
+    /// Answer to [`Effect::OpenPr`]: the pull request's number, or the error with its fix.
+    PrOpened {
+        /// Task index.
+        task: usize,
+        /// The number, or what went wrong (e.g. "`gh` not found on PATH: install the GitHub CLI").
+        result: Result<u64, String>,
+    },
+    /// Answer to [`Effect::PollPr`].
+    PrPolled {
+        /// Task index.
+        task: usize,
+        /// The state, or why it could not be read.
+        result: Result<PrStatus, String>,
+    },
     /// A person's action (a key, `switchyard ctl`, a client on the socket), by task id. Checked
     /// with [`Engine::check`]; a refused one is journaled and changes nothing.
     Action(crate::action::Action),
@@ -135,6 +177,11 @@ pub struct StartSpec {
     pub base: String,
     /// Files the task touches (given to the worker as `SWITCHYARD_FILES`).
     pub files: Vec<String>,
+    /// What this start does: the work, a review, a fix or a resolve round.
+    pub round: Round,
+    /// Before the agent starts, merge this branch into the task's branch in its worktree,
+    /// leaving conflict markers uncommitted (the first start of a resolve round).
+    pub merge_first: Option<String>,
 }
 
 /// One line of the event journal (`<workdir>/logs/events.jsonl`).
@@ -205,6 +252,61 @@ pub enum Effect {
     Persist,
     /// Append to the journal.
     Journal(JournalEntry),
+    /// Read review round `round`'s findings (the findings file the reviewer was given, else its
+    /// final screen); answer with Reviewed.
+    CollectFindings {
+        /// Task index.
+        task: usize,
+        /// The review round.
+        round: u32,
+    },
+    /// Append text (switchyard's own, e.g. review findings) to the task's log.
+    TaskLog {
+        /// Task index.
+        task: usize,
+        /// The text.
+        text: String,
+    },
+    /// Merge the task's branch into the integration branch in memory (git2, no checkout);
+    /// answer with MergeDone.
+    Merge {
+        /// Task index.
+        task: usize,
+        /// The task's branch.
+        branch: String,
+        /// The integration branch.
+        into: String,
+        /// Fast-forward and/or merge commit.
+        mode: crate::config::lifecycle::MergeModeConfig,
+        /// The merge commit's message.
+        message: String,
+    },
+    /// Predict conflicts of the task's branch against each other branch (in memory); answer
+    /// with Predicted.
+    Predict {
+        /// Task index.
+        task: usize,
+        /// The task's branch.
+        branch: String,
+        /// The other sides: (task index or `None` for the integration branch, branch).
+        against: Vec<(Option<usize>, String)>,
+    },
+    /// Push the branch and open (or update) its pull request; answer with PrOpened.
+    OpenPr {
+        /// Task index.
+        task: usize,
+        /// What to push and open.
+        req: PrRequest,
+    },
+    /// Read a pull request's state; answer with PrPolled.
+    PollPr {
+        /// Task index.
+        task: usize,
+        /// The pull request's number.
+        number: u64,
+        /// The GitHub CLI's argv prefix.
+        gh: Vec<String>,
+    },
     /// A task needs a person: ring the bell, run the notify command.
     Attention {
         /// Task index.
@@ -278,6 +380,8 @@ pub struct TaskRun {
     pub run_started_at: Option<Ms>,
     /// When it ended, ms.
     pub run_ended_at: Option<Ms>,
+    /// Review, fix, merge and pull-request bookkeeping.
+    pub life: lifecycle::LifeRun,
 }
 
 /// The engine.
@@ -305,6 +409,7 @@ pub struct Engine {
     pub hold_for_person: bool,
     quitting: bool,
     sched: Sched,
+    queue: lifecycle::Queue,
 }
 
 /// Scheduling bookkeeping, kept in step with every status change (see
@@ -372,7 +477,7 @@ impl Engine {
         for (i, t) in manifest.tasks().enumerate() {
             if matches!(
                 t.status,
-                Status::Running | Status::Stuck | Status::NeedsAttention
+                Status::Running | Status::Stuck | Status::NeedsAttention | Status::Fix
             ) {
                 runs[i].restart_at = Some(now);
             }
@@ -389,7 +494,9 @@ impl Engine {
             paused_agents: BTreeMap::new(),
             quitting: false,
             sched: Sched::default(),
+            queue: Default::default(),
         };
+        engine.resume_lifecycle(now);
         engine.init_sched();
         Ok(engine)
     }
@@ -591,7 +698,9 @@ impl Engine {
             let run = &self.runs[i];
             match st {
                 Status::Running | Status::Stuck => false,
+                Status::Review | Status::Fix | Status::Merging => false,
                 Status::Pending => false,
+                _ if self.lifecycle_busy(i) => false,
                 Status::NeedsAttention => run.restart_at.is_none(),
                 _ => run.worker.is_none() && run.restart_at.is_none(),
             }
@@ -631,7 +740,12 @@ impl Engine {
             Event::StartFailed { task, .. }
             | Event::Exited { task, .. }
             | Event::Inspected { task, .. }
-            | Event::Verified { task, .. } => (Some(*task), false, true),
+            | Event::Verified { task, .. }
+            | Event::Reviewed { task, .. }
+            | Event::MergeDone { task, .. }
+            | Event::PrOpened { task, .. }
+            | Event::PrPolled { task, .. } => (Some(*task), false, true),
+            Event::Predicted { task, .. } => (Some(*task), false, false),
         };
         let holders: Vec<usize> = if sweep {
             self.sched.active.iter().copied().collect()
@@ -643,6 +757,9 @@ impl Engine {
                 for &i in &holders {
                     self.classify_and_heal(i, now, &mut fx);
                 }
+                self.predict_due(now, &mut fx);
+                self.poll_prs(now, &mut fx);
+                self.pump_merges(now, &mut fx);
             }
             Event::Screen {
                 task,
@@ -663,6 +780,7 @@ impl Engine {
                 if let Some(w) = self.runs[task].worker.as_mut() {
                     w.last_activity_at = now;
                 }
+                self.note_change(task, now);
             }
             Event::Reported { task, report } => {
                 if let Some(w) = self.runs[task].worker.as_mut() {
@@ -689,17 +807,58 @@ impl Engine {
                 self.journal(&mut fx, now, Some(task), "error", error, Value::Null);
                 self.set_status(task, Status::Error, now, &mut fx);
             }
+            // A reviewer that exits (or sits idle) on its own is done: read its findings.
+            Event::Exited { task, code, .. }
+                if self.status(task) == Status::Review
+                    && self.runs[task]
+                        .worker
+                        .as_ref()
+                        .is_some_and(|w| w.stop.is_none()) =>
+            {
+                self.runs[task].worker = None;
+                self.journal(
+                    &mut fx,
+                    now,
+                    Some(task),
+                    "exit",
+                    format!("reviewer exited with status {code}"),
+                    json!({ "code": code }),
+                );
+                self.review_done(task, now, &mut fx);
+            }
             Event::Exited {
                 task,
                 code,
                 commits_ahead,
                 uncommitted,
             } => self.on_exited(task, code, commits_ahead, uncommitted, now, &mut fx),
+            Event::Inspected { task, .. } if self.status(task) == Status::Review => {
+                if self.runs[task]
+                    .worker
+                    .as_ref()
+                    .is_some_and(|w| w.stop.is_none())
+                {
+                    self.review_done(task, now, &mut fx);
+                }
+            }
             Event::Inspected {
                 task,
                 commits_ahead,
                 uncommitted,
             } => self.on_inspected(task, commits_ahead, uncommitted, now, &mut fx),
+            Event::Reviewed {
+                task,
+                round,
+                result,
+            } => self.on_reviewed(task, round, result, now, &mut fx),
+            Event::MergeDone { task, outcome } => self.on_merged(task, outcome, now, &mut fx),
+            Event::Predicted {
+                task,
+                results,
+                error,
+            } => self.on_predicted(task, results, error, now, &mut fx),
+            Event::PrOpened { task, result } => self.on_pr_opened(task, result, now, &mut fx),
+            Event::PrPolled { task, result } => self.on_pr_polled(task, result, now, &mut fx),
             Event::Verified {
                 task,
                 attempt,
@@ -854,7 +1013,8 @@ impl Engine {
         fx.push(Effect::Attention { task: i, reason });
     }
 
-    fn complete(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
+    /// The task is finished (the last lifecycle stage): `complete`.
+    fn complete_final(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
         self.runs[i].run_ended_at = Some(now);
         self.runs[i].restart_at = None;
         self.task_mut(i).completed_at = Some(rfc3339(now));
@@ -1026,13 +1186,33 @@ impl Engine {
             run.run_started_at = Some(now);
             run.run_ended_at = None;
         }
-        let agent = self.agent_of(i).to_string();
+        let round = self.runs[i].life.round;
+        // A new round is not a restart: it does not use up an attempt.
+        let fresh = std::mem::take(&mut self.runs[i].life.fresh);
+        let agent = match round {
+            Round::Review(_) => self.review_agent(i),
+            _ => self.agent_of(i).to_string(),
+        };
         let profile = self.policy.agents[&agent].clone();
         let t = self.task(i).clone();
-        let attempt = t.attempts.unwrap_or(0) + 1;
-        let base_prompt = t.prompt.clone().unwrap_or_else(|| {
-            render_prompt(&self.policy.prompt_template, &t.id, t.issue, &t.title)
+        let attempt = match (fresh, t.attempts.unwrap_or(0)) {
+            (true, n) => n.max(1),
+            (false, n) => n + 1,
+        };
+        let base_prompt = self.round_prompt(i, round).unwrap_or_else(|| {
+            t.prompt.clone().unwrap_or_else(|| {
+                render_prompt(&self.policy.prompt_template, &t.id, t.issue, &t.title)
+            })
         });
+        let mut env = profile.env.clone();
+        if let Round::Review(n) = round {
+            env.insert("SWITCHYARD_ROLE".into(), "reviewer".into());
+            env.insert("SWITCHYARD_REVIEW_ROUND".into(), n.to_string());
+        }
+        let merge_first = match round {
+            Round::Resolve(_) if fresh => Some(self.policy.lifecycle.merge.into.clone()),
+            _ => None,
+        };
         let prompt = match context {
             Some(c) => format!("{c}Fix that, then do the task:\n{base_prompt}"),
             None => base_prompt,
@@ -1046,16 +1226,15 @@ impl Engine {
                 (Some(r), true) => r.clone(),
                 _ => profile.command.clone(),
             },
-            env: profile.env.clone(),
+            env,
             prompt,
             title: t.title.clone(),
             issue: t.issue,
             branch: t.branch.clone().unwrap_or_else(|| t.branch_name()),
-            base: t
-                .base_commit
-                .clone()
-                .unwrap_or_else(|| self.policy.base.clone()),
+            base: t.base_commit.clone().unwrap_or_else(|| self.start_base()),
             files: t.files.clone(),
+            round,
+            merge_first,
         };
         self.runs[i].worker = Some(WorkerState {
             attempt,
@@ -1079,15 +1258,19 @@ impl Engine {
                 tm.started_at = Some(rfc3339(now));
             }
         }
+        let what = match round {
+            Round::Work => format!("attempt {attempt}"),
+            r => format!("{} (attempt {attempt})", r.label()),
+        };
         self.journal(
             fx,
             now,
             Some(i),
             "start",
-            format!("attempt {attempt} with agent {agent}"),
-            json!({ "attempt": attempt, "agent": agent }),
+            format!("{what} with agent {agent}"),
+            json!({ "attempt": attempt, "agent": agent, "round": round.label() }),
         );
-        self.set_status(i, Status::Running, now, fx);
+        self.set_status(i, round.status(), now, fx);
         self.sched.active.insert(i);
         fx.push(Effect::Persist);
         fx.push(Effect::Start(spec));

@@ -48,9 +48,13 @@ pub enum Scenario {
     /// A benchmark workload: `SY_FLOOD_MB` MiB (default 8) of coloured log lines as fast as
     /// the terminal takes them, then exit 0.
     Flood,
+    /// A reviewer (read-only): writes findings JSON to `SWITCHYARD_FINDINGS` — one critical
+    /// finding on the first file in review round 1 (`SWITCHYARD_REVIEW_ROUND`), none after —
+    /// and ends its final message with the same JSON, then exits 0.
+    Review,
 }
 
-const SCENARIOS: [(&str, Scenario); 7] = [
+const SCENARIOS: [(&str, Scenario); 8] = [
     ("normal", Scenario::Normal),
     ("asks", Scenario::Asks),
     ("flaky", Scenario::Flaky),
@@ -58,6 +62,7 @@ const SCENARIOS: [(&str, Scenario); 7] = [
     ("tui", Scenario::Tui),
     ("busy", Scenario::Busy),
     ("flood", Scenario::Flood),
+    ("review", Scenario::Review),
 ];
 
 impl Scenario {
@@ -182,6 +187,65 @@ pub fn run(args: &FakeAgentArgs) -> i32 {
     run_with(args, &env, &cwd, &mut input, &mut out)
 }
 
+/// The reviewer: findings by round (see [`Scenario::Review`]).
+fn review(env: &AgentEnv, out: &mut dyn Write) -> i32 {
+    let round: u32 = std::env::var("SWITCHYARD_REVIEW_ROUND")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    let file = env
+        .files
+        .first()
+        .cloned()
+        .unwrap_or_else(|| format!("notes/{}.md", slug(&env.task_id)));
+    let json = if round <= 1 {
+        format!(
+            "[{{\"severity\": \"critical\", \"file\": \"{file}\", \"line\": 1, \"message\": \"the change in {file} has no test; add one\"}}]"
+        )
+    } else {
+        "[]".to_string()
+    };
+    let _ = write!(
+        out,
+        "{BOLD_CYAN}● fake-reviewer{RESET} {DIM}task {} · review round {round}{RESET}\r\n",
+        env.task_id
+    );
+    if let Ok(path) = std::env::var("SWITCHYARD_FINDINGS") {
+        if let Err(e) = fs::write(&path, &json) {
+            let _ = write!(out, "{RED}error: cannot write {path}: {e}{RESET}\r\n");
+            return 2;
+        }
+    }
+    let _ = write!(out, "review done\r\n```json\r\n{json}\r\n```\r\n");
+    let _ = out.flush();
+    0
+}
+
+/// Removes conflict marker lines (keeping both sides) from the files git reports unmerged in
+/// `cwd`; returns how many files it resolved.
+fn resolve_markers(cwd: &Path) -> Result<usize, String> {
+    let Ok(list) = git(cwd, &["diff", "--name-only", "--diff-filter=U"]) else {
+        return Ok(0); // not a git worktree: nothing to resolve
+    };
+    let mut n = 0;
+    for rel in list.lines().filter(|l| !l.trim().is_empty()) {
+        let path = cwd.join(rel);
+        let text = fs::read_to_string(&path).map_err(|e| format!("{rel}: {e}"))?;
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                !(l.starts_with("<<<<<<<")
+                    || l.starts_with("=======")
+                    || l.starts_with(">>>>>>>")
+                    || l.starts_with("|||||||"))
+            })
+            .collect();
+        fs::write(&path, kept.join("\n") + "\n").map_err(|e| format!("{rel}: {e}"))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// The busy workload: spinner at ~12 Hz, a log line a second, forever (until killed or the
 /// terminal goes away).
 fn busy(out: &mut dyn Write) -> i32 {
@@ -256,6 +320,7 @@ pub fn run_with(
     match args.scenario {
         Scenario::Busy => return busy(out),
         Scenario::Flood => return flood(out),
+        Scenario::Review => return review(env, out),
         _ => {}
     }
     let mut t = Term {
@@ -329,7 +394,24 @@ pub fn run_with(
             }
         }
         Scenario::Tui => play_tui(&mut t, env, &files),
-        Scenario::Normal | Scenario::Flaky | Scenario::Busy | Scenario::Flood => {}
+        Scenario::Normal
+        | Scenario::Flaky
+        | Scenario::Busy
+        | Scenario::Flood
+        | Scenario::Review => {}
+    }
+    // A resolve round: switchyard left a merge with conflict markers; keep both sides.
+    match resolve_markers(cwd) {
+        Ok(0) => {}
+        Ok(n) => t.line(&format!(
+            "{YELLOW}⇄{RESET} resolved conflicts in {n} file(s), keeping both sides"
+        )),
+        Err(e) => {
+            t.line(&format!(
+                "{RED}error: could not resolve conflicts: {e}{RESET}"
+            ));
+            return 2;
+        }
     }
 
     for f in &files {

@@ -31,6 +31,7 @@ pub mod resume;
 pub mod runtime;
 pub mod server;
 pub mod setup;
+pub mod stages;
 pub mod stream_cap;
 pub mod text;
 pub mod transcript;

@@ -1059,8 +1059,8 @@ fn clean(manifest_path: &Path, repo: Option<&Path>, force: bool) -> Result<u8> {
     // A task branch goes only when its commits are safe elsewhere: in the integration branch,
     // the run's base, or a remote-tracking branch (pushed). `--force` deletes it anyway and
     // prints how to get it back.
-    // The merge queue's branch: `config.merge.into` once the [merge] table is in Config.
-    let integration = switchyard::integrate::DEFAULT_BRANCH.to_string();
+    // The merge queue's branch (`merge.into`), whether or not the queue is on this run.
+    let integration = config.merge.into.clone();
     let safe_refs = [integration.clone(), config.base.clone()];
     let (mut deleted, mut branches_kept) = (0usize, 0usize);
     for branch in &branches {

@@ -52,12 +52,25 @@ pub enum Status {
     NeedsAttention,
     /// A person skipped it; dependents may go on.
     Skipped,
+    /// A reviewer agent reviews the task's branch (`[review]`); findings at or above
+    /// `review.block_on` send it to `fix`.
+    Review,
+    /// The task's agent works again in its worktree: a fix round (the reviewer's findings or a
+    /// pull request's requested changes as the prompt) or a resolve round (merge conflicts with
+    /// the integration branch). Does not use up restart attempts.
+    Fix,
+    /// Waiting in the merge queue or being merged into the integration branch (`[merge]`);
+    /// dependents wait for it so they start from the integration branch with its work.
+    Merging,
 }
 
 impl Status {
     /// Every status, in the order the header counts them.
-    pub const ALL: [Status; 10] = [
+    pub const ALL: [Status; 13] = [
         Status::Running,
+        Status::Review,
+        Status::Fix,
+        Status::Merging,
         Status::NeedsAttention,
         Status::Pending,
         Status::Blocked,
@@ -82,6 +95,12 @@ impl Status {
         matches!(self, Status::Complete | Status::PrOpen | Status::Merged)
     }
 
+    /// True while a worker does the task's own work: `running`, `stuck`, `fix` (a restart keeps
+    /// the status; the heal policy acts on these).
+    pub fn is_working(self) -> bool {
+        matches!(self, Status::Running | Status::Stuck | Status::Fix)
+    }
+
     /// The manifest spelling, e.g. `needs_attention`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -95,6 +114,9 @@ impl Status {
             Status::Merged => "merged",
             Status::NeedsAttention => "needs_attention",
             Status::Skipped => "skipped",
+            Status::Review => "review",
+            Status::Fix => "fix",
+            Status::Merging => "merging",
         }
     }
 }

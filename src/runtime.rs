@@ -143,6 +143,10 @@ pub struct Runtime {
     git_lock: std::sync::Arc<std::sync::Mutex<()>>,
     start_lane: crate::jobs::Lane,
     inspect_lane: crate::jobs::Lane,
+    /// Merges, conflict predictions, pushes and pull requests (crate::stages), one at a time.
+    life_lane: crate::jobs::Lane,
+    /// Each task's last worker screen as text (a reviewer's final message).
+    final_screens: BTreeMap<usize, String>,
     verify_cancel: BTreeMap<usize, std::sync::Arc<std::sync::atomic::AtomicBool>>,
     journal: crate::journal::Journal,
     /// Live workers' processes by pid, mirrored in `<workdir>/run/workers.json` so what they
@@ -189,6 +193,11 @@ impl Runtime {
                 "{e}; set `base` in switchyard.toml to a branch or commit that exists (the repository needs at least one commit)"
             )
         })?;
+        if config.merge.enabled {
+            // The merge queue's target exists before the first task branches from it.
+            crate::integrate::ensure_branch(&paths.repo, &config.merge.into, &config_base)
+                .map_err(|e| eyre!("merge.into {:?}: {e}", config.merge.into))?;
+        }
         let mut rt = Runtime {
             engine,
             workers: BTreeMap::new(),
@@ -216,6 +225,9 @@ impl Runtime {
             start_lane: crate::jobs::Lane::new("start").wrap_err("starting the start lane")?,
             inspect_lane: crate::jobs::Lane::new("inspect")
                 .wrap_err("starting the inspect lane")?,
+            life_lane: crate::jobs::Lane::new("lifecycle")
+                .wrap_err("starting the lifecycle lane")?,
+            final_screens: BTreeMap::new(),
             verify_cancel: BTreeMap::new(),
             worker_records: BTreeMap::new(),
             journal,
@@ -401,6 +413,10 @@ impl Runtime {
     pub fn handle(&mut self, msg: ShellMsg) {
         match msg {
             ShellMsg::Wake => self.changed = true,
+            ShellMsg::Lifecycle(event) => {
+                self.apply(*event);
+                self.changed = true;
+            }
             ShellMsg::Activity { task } => self.apply(Event::Activity { task }),
             ShellMsg::Inspected {
                 task,
@@ -501,6 +517,7 @@ impl Runtime {
                 // The final screen first, so the engine's error context is the last thing shown.
                 if let Some(w) = self.workers.get(&task) {
                     let screen = w.snapshot();
+                    self.final_screens.insert(task, screen.rows.join("\n"));
                     let last = w.last_output_ms.load(std::sync::atomic::Ordering::Relaxed);
                     self.apply(Event::Screen {
                         task,
@@ -857,6 +874,70 @@ impl Runtime {
             }
             Effect::Persist => self.save_due = true,
             Effect::Journal(entry) => self.journal(&entry),
+            Effect::CollectFindings { task, round } => {
+                let id = &self.engine.plan.ids[task];
+                let file = crate::stages::findings_path(&self.paths.logs, id, round);
+                let screen = self.final_screens.get(&task).map(String::as_str);
+                let result = crate::stages::collect_findings(&file, screen);
+                self.apply(Event::Reviewed {
+                    task,
+                    round,
+                    result,
+                });
+            }
+            Effect::TaskLog { task, text } => {
+                let id = &self.engine.plan.ids[task];
+                let path = self.paths.logs.join(format!("{id}.review.md"));
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
+                    let _ = f.write_all(text.as_bytes());
+                }
+            }
+            Effect::Merge {
+                task,
+                branch,
+                into,
+                mode,
+                message,
+            } => {
+                let repo = self.paths.repo.clone();
+                self.life_job(None, move || {
+                    let outcome = crate::stages::merge(&repo, &into, &branch, mode, &message);
+                    Event::MergeDone { task, outcome }
+                });
+            }
+            Effect::Predict {
+                task,
+                branch,
+                against,
+            } => {
+                let repo = self.paths.repo.clone();
+                self.life_job(Some((task, "predict")), move || {
+                    let (results, error) = crate::stages::predict(&repo, &branch, &against);
+                    Event::Predicted {
+                        task,
+                        results,
+                        error,
+                    }
+                });
+            }
+            Effect::OpenPr { task, req } => {
+                let repo = self.paths.repo.clone();
+                self.life_job(None, move || Event::PrOpened {
+                    task,
+                    result: crate::stages::open_pr(&repo, &req),
+                });
+            }
+            Effect::PollPr { task, number, gh } => {
+                let repo = self.paths.repo.clone();
+                self.life_job(Some((task, "poll-pr")), move || Event::PrPolled {
+                    task,
+                    result: crate::stages::poll_pr(&repo, &gh, number),
+                });
+            }
             Effect::Attention { task, reason } => {
                 self.attention = true;
                 self.notify(task, &reason);
@@ -865,11 +946,38 @@ impl Runtime {
         self.changed = true;
     }
 
+    /// Runs a lifecycle job on its lane; its event comes back through the shell channel.
+    fn life_job(
+        &mut self,
+        key: Option<(usize, &'static str)>,
+        job: impl FnOnce() -> Event + Send + 'static,
+    ) {
+        let tx = self.tx.clone();
+        let queued = self.life_lane.push(key, move || {
+            let event = job();
+            let _ = tx.blocking_send(ShellMsg::Lifecycle(Box::new(event)));
+        });
+        if !queued && key.is_none() {
+            self.push_recent(
+                "the lifecycle lane has stopped: merges and pull requests wait".into(),
+            );
+        }
+    }
+
     /// Starts a worker off the loop: worktree creation (git) and the spawn happen on the start
     /// lane, one after another, so a large repository never freezes the control room; the
     /// result comes back as [`ShellMsg::Spawned`].
-    fn start(&mut self, spec: crate::engine::StartSpec) {
+    fn start(&mut self, mut spec: crate::engine::StartSpec) {
         let task = spec.task;
+        if let crate::engine::Round::Review(round) = spec.round {
+            // The reviewer is told where its findings go (crate::stages::findings_path).
+            let file = crate::stages::findings_path(&self.paths.logs, &spec.task_id, round);
+            let _ = std::fs::remove_file(&file);
+            let shown = file.display().to_string();
+            spec.prompt = spec.prompt.replace("{findings_file}", &shown);
+            spec.env.insert("SWITCHYARD_FINDINGS".into(), shown);
+        }
+        self.final_screens.remove(&task);
         if let Some(mut old) = self.workers.remove(&task) {
             old.kill();
         }
@@ -1056,6 +1164,10 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
         )
         .map_err(|e| e.to_string())?
     };
+    if let Some(branch) = &spec.merge_first {
+        let _guard = ctx.git_lock.lock().unwrap_or_else(|e| e.into_inner());
+        crate::stages::merge_into_worktree(&info.path, branch)?;
+    }
     let vars = Vars {
         prompt: spec.prompt.clone(),
         prompt_file: ctx.prompt_file.display().to_string(),

@@ -47,6 +47,9 @@ pub enum ShellMsg {
     },
     /// Some worker produced output (coalesced: one per burst).
     Wake,
+    /// A lifecycle job's answer (review findings, a merge, a prediction, a pull request),
+    /// fed to the engine as it is.
+    Lifecycle(Box<crate::engine::Event>),
     /// A worker's process exited with this status (after its output was drained).
     Exited {
         /// Task index.

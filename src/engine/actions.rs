@@ -203,7 +203,7 @@ impl Engine {
                 // A person answered: the prompt's ladder starts afresh for the next prompt.
                 self.runs[i].ladder.clear();
                 if self.status(i) == Status::NeedsAttention {
-                    self.set_status(i, Status::Running, now, fx);
+                    self.set_status(i, self.runs[i].life.round.status(), now, fx);
                 }
             }
             ActionKind::Kill => {
@@ -384,7 +384,7 @@ impl Engine {
                     fx.push(Effect::Kill { task: i });
                 }
             }
-            self.set_status(i, Status::Running, now, fx);
+            self.set_status(i, self.runs[i].life.round.status(), now, fx);
         } else {
             // Without a worker the task queues again: the scheduler starts it when its
             // dependencies are done and a slot is free (max_parallel holds).

@@ -138,7 +138,7 @@ impl Engine {
         match kind {
             VerdictKind::Running => {
                 if matches!(status, Status::Stuck | Status::NeedsAttention) {
-                    self.set_status(i, Status::Running, now, fx);
+                    self.set_status(i, self.runs[i].life.round.status(), now, fx);
                 }
             }
             // A stall re-arms on its own (every action restarts the silence clock); everything
@@ -288,7 +288,7 @@ impl Engine {
         fx: &mut Vec<Effect>,
     ) {
         // Only a task in flight asked for this; a late answer for any other is stale.
-        if !matches!(self.status(i), Status::Running | Status::Stuck) {
+        if !self.status(i).is_working() {
             return;
         }
         let live = match self.runs[i].worker.as_mut() {
@@ -347,9 +347,7 @@ impl Engine {
     ) {
         // Only the answer for the attempt still being verified counts (after a kill, a retry or
         // a restart it is stale).
-        if self.runs[i].verifying != Some(attempt)
-            || !matches!(self.status(i), Status::Running | Status::Stuck)
-        {
+        if self.runs[i].verifying != Some(attempt) || !self.status(i).is_working() {
             return;
         }
         self.runs[i].verifying = None;
@@ -600,8 +598,8 @@ impl Engine {
             format!("{verb} in {:.1}s with the error as context: {}", delay as f64 / 1000.0, t.why),
             json!({ "delayMs": delay, "attempt": attempts + 1, "context": t.tail, "resume": resume }),
         );
-        if self.status(i) != Status::Running {
-            self.set_status(i, Status::Running, now, fx);
+        if self.status(i) != self.runs[i].life.round.status() {
+            self.set_status(i, self.runs[i].life.round.status(), now, fx);
         }
     }
 

@@ -30,6 +30,9 @@ pub struct TaskView {
     /// Time in the current (or last) run of the task, ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elapsed_ms: Option<u64>,
+    /// Tasks (ids) or the integration branch this task is predicted to conflict with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
 }
 
 /// The whole run as clients show it.
@@ -73,6 +76,7 @@ impl RunView {
                     attempts: t.attempts.unwrap_or(0),
                     worker: false,
                     elapsed_ms: None,
+                    conflicts: Vec::new(),
                 }
             })
             .collect();
@@ -160,6 +164,7 @@ impl Engine {
                     attempts: t.attempts.unwrap_or(0),
                     worker: live,
                     elapsed_ms,
+                    conflicts: self.conflicts_of(i),
                 }
             })
             .collect();

@@ -33,6 +33,9 @@ pub fn status_style(s: Status) -> (&'static str, Style) {
         Status::PrOpen => ("⇡", c(Color::Cyan)),
         Status::Merged => ("◆", c(Color::Blue)),
         Status::Skipped => ("↷", c(Color::DarkGray)),
+        Status::Review => ("◎", c(Color::Cyan)),
+        Status::Fix => ("✎", c(Color::Yellow)),
+        Status::Merging => ("⇉", c(Color::Blue)),
     }
 }
 
@@ -358,7 +361,14 @@ fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now
             let row = Row::new(vec![
                 Cell::from(t.id.clone()),
                 Cell::from(t.title.clone()),
-                Cell::from(Span::styled(format!("{g} {}", t.status), st)),
+                // ⚡: a conflict with another task (or the integration branch) is predicted.
+                Cell::from(Span::styled(
+                    match engine.conflicts_of(i).is_empty() {
+                        true => format!("{g} {}", t.status),
+                        false => format!("{g} {} ⚡", t.status),
+                    },
+                    st,
+                )),
                 Cell::from(verdict_text(engine, i)),
                 Cell::from(t.attempts.unwrap_or(0).to_string()),
                 Cell::from(elapsed(engine, i, now).map(secs).unwrap_or_default()),
