@@ -126,3 +126,47 @@ fn clean_keeps_unmerged_work_and_says_why() {
     f.git_cli(&f.repo, &["branch", "task/t3", &t3_tip]);
     assert_eq!(f.read("task/t3", "t3.txt").as_deref(), Some("work\n"));
 }
+
+#[test]
+fn clean_reads_the_integration_branch_from_merge_into() {
+    let f = Fixture::new(&[("a.txt", "a\n")]);
+    let work = f.tmp.path().join("work");
+    let manifest = f.repo.join("manifest.json");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"{{"project":"t","workdir":{:?},"phases":[{{"name":"p1","tasks":[{{"id":"t1","title":"t1","files":["b.txt"]}}]}}]}}"#,
+            work.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        f.repo.join("switchyard.toml"),
+        "[merge]\ninto = \"release/next\"\n",
+    )
+    .unwrap();
+    let wt = work.join("worktrees/t1");
+    switchyard::git::ensure_worktree(&f.repo, "t1", &wt, "task/t1", "main").unwrap();
+    std::fs::write(wt.join("b.txt"), "b\n").unwrap();
+    f.git_cli(&wt, &["add", "-A"]);
+    f.git_cli(&wt, &["commit", "-qm", "t1"]);
+    ensure_branch(&f.repo, "release/next", "main").unwrap();
+    merge_into(
+        &f.repo,
+        "release/next",
+        "task/t1",
+        MergeMode::FfOrMerge,
+        "m",
+    )
+    .unwrap();
+    let out = clean(&manifest, false);
+    assert!(
+        out.contains("deleted branch task/t1: its commits are in release/next"),
+        "{out}"
+    );
+    assert!(
+        out.contains("kept the integration branch release/next"),
+        "{out}"
+    );
+    assert!(!branch_exists(&f, "task/t1") && branch_exists(&f, "release/next"));
+}
