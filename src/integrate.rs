@@ -459,10 +459,11 @@ fn bound(s: String, max: usize) -> String {
 /// move is an error, never lost). Merge commits are signed `switchyard <switchyard@localhost>`.
 ///
 /// A target branch checked out in a worktree (the user's working copy or any other) is never
-/// left silently behind its checkout: when that worktree is clean (no staged, unstaged or
-/// untracked files, ignored ones aside) its files and index are updated to the new tip together
-/// with the branch, like git's `receive.denyCurrentBranch=updateInstead`; when it is not clean
-/// the merge is refused with an error naming the worktree and the fix, and nothing changes.
+/// left silently behind its checkout: when no tracked file there has uncommitted changes, its
+/// files and index are updated to the new tip together with the branch, like git's
+/// `receive.denyCurrentBranch=updateInstead` (untracked files, e.g. a manifest kept in the
+/// repository, stay; one in the way of an incoming file stops it); otherwise the merge is
+/// refused with an error naming the worktree and the fix, and nothing changes.
 ///
 /// Errors: the repository cannot be opened; `target` is not a local branch (create it with
 /// [`ensure_branch`]); `source` does not resolve; the target is checked out in a worktree with
@@ -531,20 +532,38 @@ pub fn merge_into(
         )))?
     };
     let checkouts = checked_out_in(&r, &refname)?;
+    let refuse = |wt: &Path, why: String| {
+        GitError {
+        action: format!("merging {source} into {target}"),
+        message: format!(
+            "{target} is checked out in {} and {why}; switchyard moves a checked-out branch only when its checkout can follow cleanly. Commit or stash there, check out another branch there, or set `merge.into` in switchyard.toml to a branch nobody has checked out (default {DEFAULT_BRANCH})",
+            wt.display()
+        ),
+    }
+    };
     for wt in &checkouts {
-        let dirty = crate::git::uncommitted(wt)?;
+        let dirty = tracked_changes(wt)?;
         if dirty > 0 {
-            return Err(GitError {
-                action: format!("merging {source} into {target}"),
-                message: format!(
-                    "{target} is checked out in {} with {dirty} uncommitted file(s); switchyard moves a checked-out branch only when its worktree is clean. Commit or stash there, check out another branch there, or set `merge.into` in switchyard.toml to a branch nobody has checked out (default {DEFAULT_BRANCH})",
-                    wt.display()
-                ),
-            });
+            return Err(refuse(
+                wt,
+                format!("{dirty} tracked file(s) there have uncommitted changes"),
+            ));
         }
     }
-    for wt in &checkouts {
-        update_checkout(wt, new_tip)?;
+    for (i, wt) in checkouts.iter().enumerate() {
+        if let Err(e) = update_checkout(wt, new_tip) {
+            // Put the ones already moved back where their branch still is.
+            for done in &checkouts[..i] {
+                let _ = update_checkout(done, t);
+            }
+            return Err(refuse(
+                wt,
+                format!(
+                    "its files cannot follow ({}: an untracked file is in the way of an incoming one?)",
+                    e.message
+                ),
+            ));
+        }
     }
     let log = format!("switchyard: merge {source}");
     if let Err(e) = r.reference_matching(&refname, new_tip, true, t, &log) {
@@ -739,8 +758,22 @@ fn checked_out_in(r: &Repository, refname: &str) -> Result<Vec<PathBuf>, GitErro
     Ok(out)
 }
 
-/// Updates a clean worktree's files and index from its HEAD's tree to `to`'s tree (HEAD itself
-/// moves with the branch ref).
+/// Tracked files with staged or unstaged changes in a worktree (untracked and ignored files do
+/// not count: a checkout keeps them, and refuses when one is in the way).
+fn tracked_changes(wt: &Path) -> Result<usize, GitError> {
+    let repo =
+        Repository::open(wt).map_err(gerr(format!("opening the worktree {}", wt.display())))?;
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(false).include_ignored(false);
+    let st = repo
+        .statuses(Some(&mut opts))
+        .map_err(gerr(format!("reading the status of {}", wt.display())))?;
+    Ok(st.len())
+}
+
+/// Updates a worktree's files and index from its HEAD's tree to `to`'s tree (HEAD itself moves
+/// with the branch ref). Safe: touches only files that match HEAD, and fails without writing
+/// anything when a change or an untracked file is in the way.
 fn update_checkout(wt: &Path, to: Oid) -> Result<(), GitError> {
     let repo =
         Repository::open(wt).map_err(gerr(format!("opening the worktree {}", wt.display())))?;

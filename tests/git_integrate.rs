@@ -338,19 +338,50 @@ fn a_checked_out_target_is_updated_when_clean_and_refused_when_dirty() {
     assert_eq!(switchyard::git::uncommitted(&f.repo).unwrap(), 0);
     assert_eq!(f.git_cli(&f.repo, &["status", "--porcelain"]), "");
 
-    // Dirty: refused, naming the worktree and the fix; nothing moves.
+    // An untracked file (a manifest kept in the repository) does not stop it, and stays.
+    std::fs::write(f.repo.join("manifest.json"), "{}").unwrap();
     f.commit("task/t2", &[("b.txt", Some("b\n"))], "t2");
-    std::fs::write(f.repo.join("scratch.txt"), "mine").unwrap();
+    let r = merge_into(&f.repo, "main", "task/t2", MergeMode::FfOrMerge, "m").unwrap();
+    assert!(matches!(r, MergeResult::Merged { .. }), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(f.repo.join("b.txt")).unwrap(),
+        "b\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.repo.join("manifest.json")).unwrap(),
+        "{}"
+    );
+
+    // A changed tracked file: refused, naming the worktree and the fix; nothing moves.
+    f.commit("task/t3", &[("c.txt", Some("c\n"))], "t3");
+    std::fs::write(f.repo.join("a.txt"), "mine\n").unwrap();
     let tip = f.tip("main");
-    let e = merge_into(&f.repo, "main", "task/t2", MergeMode::FfOrMerge, "m")
+    let e = merge_into(&f.repo, "main", "task/t3", MergeMode::FfOrMerge, "m")
         .unwrap_err()
         .to_string();
     assert!(e.contains(&f.repo.display().to_string()), "{e}");
-    assert!(e.contains("merge.into"), "{e}");
+    assert!(
+        e.contains("1 tracked file(s)") && e.contains("merge.into"),
+        "{e}"
+    );
     assert_eq!(f.tip("main"), tip);
     assert_eq!(
-        std::fs::read_to_string(f.repo.join("scratch.txt")).unwrap(),
-        "mine"
+        std::fs::read_to_string(f.repo.join("a.txt")).unwrap(),
+        "mine\n"
+    );
+    assert!(!f.repo.join("c.txt").exists());
+
+    // An untracked file in the way of an incoming one: refused, nothing moves or is overwritten.
+    f.git_cli(&f.repo, &["checkout", "-q", "--", "a.txt"]);
+    std::fs::write(f.repo.join("c.txt"), "my own c\n").unwrap();
+    let e = merge_into(&f.repo, "main", "task/t3", MergeMode::FfOrMerge, "m")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot follow"), "{e}");
+    assert_eq!(f.tip("main"), tip);
+    assert_eq!(
+        std::fs::read_to_string(f.repo.join("c.txt")).unwrap(),
+        "my own c\n"
     );
 }
 
