@@ -996,12 +996,25 @@ impl Runtime {
             git_lock: self.git_lock.clone(),
             tx: self.tx.clone(),
             wake: self.wake.clone(),
+            setup: self.config.setup.commands(),
+            setup_timeout_ms: self.config.setup_timeout_ms,
+            setup_log: self.paths.logs.join(format!("{}.setup.log", spec.task_id)),
         };
         let tx = self.tx.clone();
-        let queued = self.start_lane.push(None, move || {
+        let job = move || {
             let result = prepare_worker(spec, ctx).map(Box::new);
             let _ = tx.blocking_send(ShellMsg::Spawned { task, result });
-        });
+        };
+        // Set-up commands (`npm ci`, …) may take minutes: a start that may run them gets a
+        // thread of its own instead of holding up the other starts (at most max_parallel).
+        let queued = if self.config.setup.commands().is_empty() {
+            self.start_lane.push(None, job)
+        } else {
+            std::thread::Builder::new()
+                .name("start-setup".into())
+                .spawn(job)
+                .is_ok()
+        };
         if !queued {
             self.starting.remove(&task);
             self.apply(Event::StartFailed {
@@ -1134,6 +1147,11 @@ struct StartContext {
     git_lock: std::sync::Arc<std::sync::Mutex<()>>,
     tx: mpsc::Sender<ShellMsg>,
     wake: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The config's `setup` commands (crate::setup), run once per new worktree.
+    setup: Vec<Vec<String>>,
+    setup_timeout_ms: u64,
+    /// `<workdir>/logs/<id>.setup.log`.
+    setup_log: PathBuf,
 }
 
 /// Creates (or reuses) the worktree and spawns the worker. Errors are one readable sentence.
@@ -1164,6 +1182,18 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
         )
         .map_err(|e| e.to_string())?
     };
+    crate::setup::prepare_worktree(
+        &ctx.setup,
+        crate::setup::Vars {
+            repo: &ctx.repo,
+            worktree: &info.path,
+            task_id: &spec.task_id,
+            branch: &info.branch,
+        },
+        ctx.setup_timeout_ms,
+        &ctx.setup_log,
+        !info.reused,
+    )?;
     if let Some(branch) = &spec.merge_first {
         let _guard = ctx.git_lock.lock().unwrap_or_else(|e| e.into_inner());
         crate::stages::merge_into_worktree(&info.path, branch)?;

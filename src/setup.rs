@@ -9,6 +9,10 @@
 //!   stdin closed, stdout and stderr interleaved into one text of at most [`MAX_OUTPUT`] bytes
 //!   (the tail is kept). A failure is a [`SetupError`] that carries the output.
 //!
+//! - [`prepare_worktree`]`(commands, vars, timeout_ms, log, fresh)`: what the runtime calls when it
+//!   starts a task's worker: runs every command once per worktree (again when the worktree is new,
+//!   or when an earlier set-up did not finish), writing `logs/<id>.setup.log`.
+//!
 //! [`run_bounded`] is the process runner under it, also used by [`crate::pr`].
 
 use crate::text::escape_control;
@@ -172,6 +176,57 @@ pub fn run_setup(argv: &[String], worktree: &Path, timeout_ms: u64) -> Result<St
             output: r.output,
         }),
     }
+}
+
+/// Sets up a task's worktree before its agent starts: runs `commands` (each [`fill`]ed with
+/// `vars`) in order in the worktree, each within `timeout_ms`, and writes what each printed to
+/// `log` (`$ argv` then its output). Done once per worktree: a marker beside the log (`log` with
+/// the extension `ok`, e.g. `logs/t1.setup.ok`) records success; it runs again when `fresh` (a
+/// worktree just created) or when the marker is missing (an earlier set-up failed or was killed).
+/// Returns whether it ran anything.
+///
+/// Errors: one sentence for the task's error, naming the command, why (see [`SetupError`]),
+/// its last line of output and where the whole output is.
+pub fn prepare_worktree(
+    commands: &[Vec<String>],
+    vars: Vars<'_>,
+    timeout_ms: u64,
+    log: &Path,
+    fresh: bool,
+) -> Result<bool, String> {
+    let marker = log.with_extension("ok");
+    if commands.is_empty() || (!fresh && marker.exists()) {
+        return Ok(false);
+    }
+    let _ = std::fs::remove_file(&marker);
+    if let Some(dir) = log.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut text = String::new();
+    let write = |text: &str| {
+        std::fs::write(log, text).map_err(|e| {
+            format!(
+                "cannot write the set-up log {}: {e}; check the workdir's permissions and free space",
+                log.display()
+            )
+        })
+    };
+    for template in commands {
+        let argv = fill(template, vars);
+        text.push_str(&format!("$ {}\n", argv.join(" ")));
+        match run_setup(&argv, vars.worktree, timeout_ms) {
+            Ok(out) => text.push_str(&out),
+            Err(e) => {
+                text.push_str(e.output());
+                text.push_str(&format!("\n{e}\n"));
+                write(&text)?;
+                return Err(format!("{e} (whole output: {})", log.display()));
+            }
+        }
+    }
+    write(&text)?;
+    std::fs::write(&marker, "").map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
+    Ok(true)
 }
 
 /// `exit status N` or `signal N`.
@@ -359,6 +414,46 @@ mod tests {
             layer(r#"setup = "npm ci""#).is_err(),
             "a shell string is refused"
         );
+    }
+
+    #[test]
+    fn prepare_runs_once_per_worktree_and_again_after_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let wt = dir.path().join("wt");
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::create_dir_all(&wt).unwrap();
+        std::fs::write(repo.join(".env"), "KEY=1\n").unwrap();
+        let log = dir.path().join("logs/t1.setup.log");
+        let vars = Vars {
+            repo: &repo,
+            worktree: &wt,
+            task_id: "t1",
+            branch: "task/t1",
+        };
+        let cmds = vec![
+            argv(&["cp", "{repo}/.env", ".env"]),
+            argv(&["sh", "-c", "echo set up {task_id}; echo x >> count"]),
+        ];
+        assert!(prepare_worktree(&cmds, vars, 10_000, &log, true).unwrap());
+        assert_eq!(std::fs::read_to_string(wt.join(".env")).unwrap(), "KEY=1\n");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains("$ sh -c echo set up t1; echo x >> count\nset up t1\n"),
+            "{text}"
+        );
+        // A restart in the same worktree: not again.
+        assert!(!prepare_worktree(&cmds, vars, 10_000, &log, false).unwrap());
+        assert_eq!(std::fs::read_to_string(wt.join("count")).unwrap(), "x\n");
+        // A failure: the error names the log; the next start runs it again.
+        let failing = vec![argv(&["sh", "-c", "echo boom >&2; exit 2"])];
+        let e = prepare_worktree(&failing, vars, 10_000, &log, true).unwrap_err();
+        assert!(e.contains("exit status 2") && e.contains("boom"), "{e}");
+        assert!(e.contains("t1.setup.log"), "{e}");
+        assert!(std::fs::read_to_string(&log).unwrap().contains("boom\n"));
+        assert!(!log.with_extension("ok").exists());
+        assert!(prepare_worktree(&cmds, vars, 10_000, &log, false).unwrap());
+        assert!(!prepare_worktree(&[], vars, 10_000, &log, true).unwrap());
     }
 
     #[test]
