@@ -39,7 +39,7 @@ pub struct Config {
     /// Commands run in each new worktree before its agent starts (argv each, never a shell
     /// string; placeholders `{repo} {worktree} {task_id} {branch}`): `setup = [["cp",
     /// "{repo}/.env", ".env"], ["npm", "ci"]]`, or one argv `setup = ["npm", "ci"]`. Output goes
-    /// to the task's log; a failure is an error on the task (see [`crate::setup`]).
+    /// to `<workdir>/logs/<id>.setup.log`; a failure is an error on the task (see [`crate::setup`]).
     #[serde(default)]
     pub setup: crate::setup::SetupCommands,
     /// Time limit per `setup` command, ms (default 600000).

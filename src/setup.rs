@@ -1,6 +1,6 @@
 //! Worktree set-up: the config's `setup` commands (argv, never a shell string) run in each new
 //! worktree before its agent starts — copy `.env`, `npm ci`, … — with a time limit and bounded
-//! output that goes to the task's log.
+//! output that goes to the task's set-up log (`<workdir>/logs/<id>.setup.log`).
 //!
 //! Interface (the runtime calls these on its start thread, in order, once per new worktree):
 //! - [`fill`]`(template, vars) -> argv`: replaces `{repo}`, `{worktree}`, `{task_id}`, `{branch}`
