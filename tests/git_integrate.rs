@@ -500,6 +500,12 @@ fn measure_predict() {
         .collect();
     f.commit("task/a", &ca, "a");
     f.commit("task/b", &cb, "b");
+    let c = change("C", 200..220);
+    let cc: Vec<(&str, Option<&str>)> = c
+        .iter()
+        .map(|(p, c)| (p.as_str(), Some(c.as_str())))
+        .collect();
+    f.commit("task/c", &cc, "c");
     let n = 50;
     let t = std::time::Instant::now();
     let mut found = 0;
@@ -510,9 +516,14 @@ fn measure_predict() {
     assert_eq!(found, 1);
     let t = std::time::Instant::now();
     for _ in 0..n {
-        assert!(predict(&f.repo, "task/a", "main").unwrap().is_empty());
+        assert!(predict(&f.repo, "task/a", "task/c").unwrap().is_empty());
     }
     let clean = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        assert!(predict(&f.repo, "task/a", "main").unwrap().is_empty());
+    }
+    let ancestor = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
     let mut p = switchyard::integrate::Predictor::open(&f.repo).unwrap();
     assert_eq!(p.predict("task/a", "task/b").unwrap().len(), 1);
     let t = std::time::Instant::now();
@@ -525,7 +536,19 @@ fn measure_predict() {
         git2::Repository::open(&f.repo).unwrap();
     }
     let open = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
-    println!("predict, 400 files x 200 lines, 20 changed per side: {per:.2} ms with one conflict, {clean:.2} ms clean, {cached:.3} ms cached (Predictor), of which opening the repository {open:.3} ms (mean of {n})");
+    println!("predict, 400 files x 200 lines, 20 changed per side: {per:.2} ms with one conflict, {clean:.2} ms clean, {ancestor:.3} ms when one side holds the other, {cached:.3} ms cached (Predictor), of which opening the repository {open:.3} ms (mean of {n})");
+    // Uncommitted edits of 20 files in the working copy (main): snapshot, then predict.
+    for (path, text) in &b {
+        std::fs::write(f.repo.join(path), text.replace("B 100", "W 100")).unwrap();
+    }
+    let t = std::time::Instant::now();
+    let mut snap = String::new();
+    for _ in 0..n {
+        snap = switchyard::integrate::snapshot_worktree(&f.repo).unwrap();
+    }
+    let snap_ms = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
+    assert_eq!(predict(&f.repo, &snap, "task/a").unwrap().len(), 1);
+    println!("snapshot_worktree with 20 files changed, 400 tracked: {snap_ms:.2} ms (mean of {n})");
 }
 
 mod resolve_round {
@@ -646,4 +669,44 @@ mod resolve_round {
         assert!(e.contains("commit them first"), "{e}");
         assert!(!wt.join("y.txt").exists());
     }
+}
+
+#[test]
+fn a_snapshot_sees_uncommitted_work_and_changes_nothing() {
+    use switchyard::integrate::snapshot_worktree;
+    let f = Fixture::new(&[("a.txt", &ten()), ("gone.txt", "g\n")]);
+    ensure_branch(&f.repo, DEFAULT_BRANCH, "main").unwrap();
+    f.commit(
+        DEFAULT_BRANCH,
+        &[("a.txt", Some(&edit(4, "INTEGRATED")))],
+        "other task",
+    );
+    let wt = f.tmp.path().join("work/t1");
+    switchyard::git::ensure_worktree(&f.repo, "t1", &wt, "task/t1", "main").unwrap();
+    assert_eq!(
+        snapshot_worktree(&wt).unwrap(),
+        f.tip("task/t1").to_string(),
+        "nothing changed: HEAD itself"
+    );
+    std::fs::write(wt.join("a.txt"), edit(4, "MINE")).unwrap();
+    std::fs::write(wt.join("new.txt"), "new\n").unwrap();
+    std::fs::remove_file(wt.join("gone.txt")).unwrap();
+    let status = f.git_cli(&wt, &["status", "--porcelain"]);
+    let refs = f.git_cli(&f.repo, &["for-each-ref"]);
+    let snap = snapshot_worktree(&wt).unwrap();
+    assert_eq!(predict(&f.repo, "task/t1", DEFAULT_BRANCH).unwrap(), vec![]);
+    let c = predict(&f.repo, &snap, DEFAULT_BRANCH).unwrap();
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(
+        (c[0].path.as_str(), c[0].ours.clone()),
+        ("a.txt", vec![(4, 4)])
+    );
+    assert_eq!(f.read(&snap, "new.txt").as_deref(), Some("new\n"));
+    assert_eq!(f.read(&snap, "gone.txt"), None);
+    let g = f.git();
+    let snap_commit = g.find_commit(git2::Oid::from_str(&snap).unwrap()).unwrap();
+    assert_eq!(snap_commit.parent_id(0).unwrap(), f.tip("task/t1"));
+    // The worktree, its index and the refs are as they were.
+    assert_eq!(f.git_cli(&wt, &["status", "--porcelain"]), status);
+    assert_eq!(f.git_cli(&f.repo, &["for-each-ref"]), refs);
 }
