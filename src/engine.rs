@@ -135,6 +135,9 @@ pub struct StartSpec {
     pub base: String,
     /// Files the task touches (given to the worker as `SWITCHYARD_FILES`).
     pub files: Vec<String>,
+    /// The tasks its `context` names, whose final messages the shell appends to `prompt` (see
+    /// [`crate::final_message::render_context`]).
+    pub context: Vec<crate::final_message::ContextSource>,
 }
 
 /// One line of the event journal (`<workdir>/logs/events.jsonl`).
@@ -358,6 +361,10 @@ impl Engine {
         config: Policy,
         now: Ms,
     ) -> Result<Engine, String> {
+        let roles: Vec<&str> = config.roles.keys().map(String::as_str).collect();
+        if let Some(p) = manifest.check_roles(&roles).first() {
+            return Err(p.to_string());
+        }
         for t in manifest.tasks() {
             let agent = t.agent.as_deref().unwrap_or(&config.default_agent);
             if !config.agents.contains_key(agent) {
@@ -1037,6 +1044,28 @@ impl Engine {
             Some(c) => format!("{c}Fix that, then do the task:\n{base_prompt}"),
             None => base_prompt,
         };
+        let role = t.role.as_deref().unwrap_or(crate::config::DEFAULT_ROLE);
+        let preamble = self
+            .policy
+            .roles
+            .get(role)
+            .map_or("", |r| r.preamble.as_str());
+        let writes = (!crate::plan::read_only(&t)).then(|| crate::plan::writes_of(&t));
+        let prompt = crate::config::role_prompt(preamble, t.lens.as_deref(), writes, &prompt);
+        let context = t
+            .context
+            .iter()
+            .flatten()
+            .filter_map(|c| self.plan.index_of(c))
+            .map(|j| {
+                let c = self.task(j);
+                crate::final_message::ContextSource {
+                    id: c.id.clone(),
+                    reviewer: c.role.as_deref() == Some("reviewer"),
+                    lens: c.lens.clone(),
+                }
+            })
+            .collect();
         let spec = StartSpec {
             task: i,
             task_id: t.id.clone(),
@@ -1055,7 +1084,21 @@ impl Engine {
                 .base_commit
                 .clone()
                 .unwrap_or_else(|| self.policy.base.clone()),
-            files: t.files.clone(),
+            files: if t.files.is_empty() {
+                let mut f = crate::plan::writes_of(&t).to_vec();
+                f.extend(
+                    t.reads
+                        .iter()
+                        .flatten()
+                        .filter(|r| !f.contains(r))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
+                f
+            } else {
+                t.files.clone()
+            },
+            context,
         };
         self.runs[i].worker = Some(WorkerState {
             attempt,

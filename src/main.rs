@@ -185,6 +185,9 @@ enum Cmd {
         /// Multiplier on every pause (0 = no pauses).
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        /// Also write the final message to this file (like codex exec --output-last-message).
+        #[arg(long)]
+        final_message: Option<std::path::PathBuf>,
         /// The task prompt.
         #[arg(default_value = "")]
         prompt: String,
@@ -203,6 +206,7 @@ fn main() -> ExitCode {
     if let Cmd::FakeAgent {
         scenario,
         speed,
+        final_message,
         prompt,
     } = cli.command
     {
@@ -210,6 +214,7 @@ fn main() -> ExitCode {
             scenario,
             prompt,
             speed,
+            final_message,
         });
         return ExitCode::from(code.clamp(0, 255) as u8);
     }

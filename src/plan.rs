@@ -1,8 +1,10 @@
 //! The dependency DAG: explicit `dependsOn`, same-file serialization, phase gates, cycle
 //! reporting, layering into batches and the critical path.
 //!
-//! Rules (from DESIGN.md "Planning rules", after the seed orchestrator): `dependsOn` waits; tasks
-//! sharing a file run one after another in manifest order; a task that writes its own `dependsOn`
+//! Rules (from DESIGN.md "Planning rules", after the seed orchestrator): `dependsOn` and
+//! `context` wait; tasks writing a file run one after another in manifest order, and tasks that
+//! only read it run beside each other and beside its writer ("many readers, one writer", the
+//! Codex orchestration guide; see [`writes_of`]); a task that writes its own `dependsOn`
 //! key (even `[]`) is trusted as planned by its author, as the seed's planner does, and gets no
 //! inferred same-file edge (the seed example runs t4 ∥ t7 although both touch
 //! `container_executor.js`) — [`Plan::warnings`] names every such pair so nothing is silent; phase N+1 waits for phase N unless the
@@ -14,7 +16,7 @@
 //! one phase to every task of the next; every search is bounded (by index or by depth), so
 //! planning 10 000 tasks takes milliseconds.
 
-use crate::manifest::{Location, Manifest, Problem};
+use crate::manifest::{Location, Manifest, Problem, Task};
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
@@ -30,10 +32,34 @@ mod reference;
 pub enum EdgeKind {
     /// The later task lists the earlier one in `dependsOn`.
     DependsOn,
+    /// The later task lists the earlier one in `context` (it is given its final message).
+    Context,
     /// Both touch this file; the later one in manifest order waits.
     SameFile(String),
     /// The later task's phase waits for the earlier task's phase.
     Phase,
+}
+
+/// The files a task writes, as the planner serializes them: `writes` when the task gives `reads`
+/// or `writes`, else `files` (a task that names only `files` writes them all). Tasks sharing a
+/// written file run one after another; files that are only read order nothing.
+pub fn writes_of(t: &Task) -> &[String] {
+    if t.reads.is_some() || t.writes.is_some() {
+        t.writes.as_deref().unwrap_or(&[])
+    } else {
+        &t.files
+    }
+}
+
+/// True when the task only reads: it gives `reads` and no `writes` (or `writes: []`). A
+/// read-only task may finish without commits.
+pub fn read_only(t: &Task) -> bool {
+    t.reads.is_some() && t.writes.as_ref().is_none_or(|w| w.is_empty())
+}
+
+/// True when a task names no file at all (`files`, `reads`, `writes`): it runs alone.
+fn names_no_file(t: &Task) -> bool {
+    writes_of(t).is_empty() && t.reads.as_ref().is_none_or(|r| r.is_empty())
 }
 
 /// The one `Phase` edge kind that [`Plan::preds`] hands out for a phase gate.
@@ -175,7 +201,7 @@ impl Plan {
             for t in &ph.tasks {
                 ids.push(t.id.clone());
                 phase.push(p);
-                alone.push(t.files.is_empty());
+                alone.push(names_no_file(t));
             }
             phase_start.push(ids.len());
         }
@@ -194,15 +220,7 @@ impl Plan {
         let nodes: Vec<NodeIndex> = (0..n).map(|i| graph.add_node(i)).collect();
         let tasks: Vec<_> = m.tasks().collect();
 
-        for (i, t) in tasks.iter().enumerate() {
-            for dep in t.deps() {
-                if let Some(&j) = index.get(dep) {
-                    if j != i {
-                        graph.update_edge(nodes[j], nodes[i], EdgeKind::DependsOn);
-                    }
-                }
-            }
-        }
+        add_stated_edges(&mut graph, &nodes, &tasks, &index);
         // A rank that grows along every edge the graph will have, so a search for a path from j
         // never needs to look at a task ranked below j. (No rank with a cycle: then the searches
         // are unbounded, and the plan is an error anyway.)
@@ -229,7 +247,7 @@ impl Plan {
         let mut touched_by: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut shared: Vec<(usize, usize, String)> = Vec::new();
         for (i, t) in tasks.iter().enumerate() {
-            for f in &t.files {
+            for f in writes_of(t) {
                 let earlier = touched_by.entry(f.as_str()).or_default();
                 if t.depends_on.is_none() {
                     // Wait for every earlier task on this file that is not already ordered before
@@ -389,7 +407,8 @@ impl Plan {
         self.index.get(id).copied()
     }
 
-    /// True when the task lists no files and so must run with no other worker beside it.
+    /// True when the task names no files (`files`, `reads`, `writes`) and so must run with no
+    /// other worker beside it.
     pub fn runs_alone(&self, i: usize) -> bool {
         self.alone[i]
     }
@@ -560,6 +579,7 @@ impl Plan {
         for (j, kind) in preds {
             match kind {
                 EdgeKind::DependsOn => out.push(format!("{} (dependsOn)", self.ids[j])),
+                EdgeKind::Context => out.push(format!("{} (context)", self.ids[j])),
                 EdgeKind::SameFile(f) => out.push(format!("{} (same file {f})", self.ids[j])),
                 EdgeKind::Phase => {}
             }
@@ -571,16 +591,39 @@ impl Plan {
     }
 }
 
+/// The edges a task states itself: `dependsOn`, then `context` (a task in both is one
+/// `DependsOn` edge). Unknown ids and self-references are skipped (validation reports them).
+fn add_stated_edges(
+    graph: &mut DiGraph<usize, EdgeKind>,
+    nodes: &[NodeIndex],
+    tasks: &[&Task],
+    index: &HashMap<String, usize>,
+) {
+    for (i, t) in tasks.iter().enumerate() {
+        for dep in t.deps() {
+            if let Some(&j) = index.get(dep) {
+                if j != i {
+                    graph.update_edge(nodes[j], nodes[i], EdgeKind::DependsOn);
+                }
+            }
+        }
+        for c in t.context.iter().flatten() {
+            if let Some(&j) = index.get(c) {
+                if j != i && graph.find_edge(nodes[j], nodes[i]).is_none() {
+                    graph.add_edge(nodes[j], nodes[i], EdgeKind::Context);
+                }
+            }
+        }
+    }
+}
+
 /// A topological rank of the tasks valid for every edge `Plan::build` may add: the `dependsOn`
 /// edges already in `graph`, plus, for each task without its own `dependsOn`, an edge from every
 /// earlier task on each of its files (the same-file edges it infers are a subset of those, and
 /// the ones it leaves out are implied by paths, so the order is the same). Per file, a chain of
 /// prefix nodes ("every task so far on this file") keeps that linear. Ties go to manifest order,
 /// so ranks stay close to indices. `None` when there is a cycle.
-fn rank_before_inference(
-    graph: &DiGraph<usize, EdgeKind>,
-    tasks: &[&crate::manifest::Task],
-) -> Option<Vec<usize>> {
+fn rank_before_inference(graph: &DiGraph<usize, EdgeKind>, tasks: &[&Task]) -> Option<Vec<usize>> {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
     let n = tasks.len();
@@ -589,8 +632,9 @@ fn rank_before_inference(
     let mut key: Vec<(usize, u8)> = (0..n).map(|i| (i, 0)).collect();
     let mut last_prefix: HashMap<&str, usize> = HashMap::new();
     for (i, t) in tasks.iter().enumerate() {
-        for (k, f) in t.files.iter().enumerate() {
-            if t.files[..k].contains(f) {
+        let files = writes_of(t);
+        for (k, f) in files.iter().enumerate() {
+            if files[..k].contains(f) {
                 continue; // a file listed twice: the task does not wait for itself
             }
             let before = last_prefix.get(f.as_str()).copied();
@@ -778,6 +822,7 @@ fn cycle_problems(walk: &Walk, ids: &[String]) -> Vec<Problem> {
 fn why(step: &EdgeKind) -> String {
     match step {
         EdgeKind::DependsOn => "dependsOn".to_string(),
+        EdgeKind::Context => "context".to_string(),
         EdgeKind::SameFile(f) => format!("same file {f}, manifest order"),
         EdgeKind::Phase => "later phase waits for earlier phase".to_string(),
     }
