@@ -884,9 +884,11 @@ fn plan(manifest_path: &Path, max_parallel: Option<usize>) -> Result<u8> {
         .map(|(c, _)| c)
         .map_err(|e| eyre!("{e}"))?;
     let max = max_parallel.unwrap_or(config.max_parallel);
-    // An agent with no profile is bad input before anything runs.
+    // An agent with no profile or an unknown role is bad input before anything runs.
     let profiles: Vec<&str> = config.agents.keys().map(String::as_str).collect();
-    let unknown = manifest.check_agents(&profiles);
+    let mut unknown = manifest.check_agents(&profiles);
+    let roles: Vec<&str> = config.roles.keys().map(String::as_str).collect();
+    unknown.extend(manifest.check_roles(&roles));
     if !unknown.is_empty() {
         eprintln!(
             "{}",

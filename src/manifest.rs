@@ -1191,6 +1191,38 @@ mod tests {
     }
 
     #[test]
+    fn roles_reads_writes_and_context_are_checked() {
+        let text = one_task(
+            r#"{"id":"a","role":"critic","reads":["../x"],"writes":["/etc/y"],"context":["a","nope"]},{"id":"b","role":"reviewer"}"#,
+        );
+        let m = Manifest::parse(&text).unwrap();
+        let roles = m.check_roles(&["implementer", "reviewer"]);
+        assert_eq!(roles.len(), 1);
+        assert_eq!(
+            roles[0].to_string(),
+            "task a: role \"critic\" is not a known role. Fix: use one of: implementer, reviewer, or add [roles.critic] with a preamble to switchyard.toml"
+        );
+        let text: Vec<String> = m.validate().iter().map(|p| p.message.clone()).collect();
+        assert!(
+            text.iter().any(|t| t.starts_with("reads entry \"../x\"")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("writes entry \"/etc/y\"")),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"lists itself under context".to_string()),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"context names unknown task \"nope\"".to_string()),
+            "{text:?}"
+        );
+    }
+
+    #[test]
     fn agents_without_a_profile_are_problems() {
         let text = one_task(r#"{"id":"a","agent":"nope"},{"id":"b","agent":"codex"},{"id":"c"}"#);
         let m = Manifest::parse(&text).unwrap();
