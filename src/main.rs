@@ -305,6 +305,10 @@ fn real_main(cmd: Cmd) -> Result<u8> {
             let pace = pace.unwrap_or(if headless { 1.0 } else { 2.0 });
             let manifest = demo::create(&dir, pace)?;
             eprintln!(
+                "imported the demo's GitHub issues (assets/demo-issues.json) with the gh importer; what it inferred and why: {}",
+                dir.join(demo::IMPORT_NOTES).display()
+            );
+            eprintln!(
                 "switchyard demo in {} — re-run or resume with: switchyard run {}",
                 dir.display(),
                 manifest.display()
