@@ -1413,27 +1413,6 @@ fn watch_worktrees(
     Some(watcher)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn build_output_and_git_never_count_as_activity() {
-        let root = Path::new("/w/worktrees");
-        let index: BTreeMap<String, usize> = [("t1".to_string(), 0), ("t2".to_string(), 1)]
-            .into_iter()
-            .collect();
-        let of = |p: &str| task_of_path(root, Path::new(p), &index);
-        assert_eq!(of("/w/worktrees/t1/src/lib.rs"), Some(0));
-        assert_eq!(of("/w/worktrees/t2/README.md"), Some(1));
-        assert_eq!(of("/w/worktrees/t1/target/debug/x.o"), None);
-        assert_eq!(of("/w/worktrees/t1/web/node_modules/a/b.js"), None);
-        assert_eq!(of("/w/worktrees/t1/.git"), None);
-        assert_eq!(of("/w/worktrees/t9/src/lib.rs"), None);
-        assert_eq!(of("/elsewhere/t1/src/lib.rs"), None);
-    }
-}
-
 /// The last `bytes` bytes of a file (all of it when shorter; empty when it cannot be read).
 fn read_tail(path: &Path, bytes: u64) -> Vec<u8> {
     use std::io::{Read, Seek, SeekFrom};
@@ -1474,4 +1453,25 @@ fn add_context(spec: &mut crate::engine::StartSpec, logs: &Path) {
         }
     }
     spec.prompt.push_str(&rendered.section);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_output_and_git_never_count_as_activity() {
+        let root = Path::new("/w/worktrees");
+        let index: BTreeMap<String, usize> = [("t1".to_string(), 0), ("t2".to_string(), 1)]
+            .into_iter()
+            .collect();
+        let of = |p: &str| task_of_path(root, Path::new(p), &index);
+        assert_eq!(of("/w/worktrees/t1/src/lib.rs"), Some(0));
+        assert_eq!(of("/w/worktrees/t2/README.md"), Some(1));
+        assert_eq!(of("/w/worktrees/t1/target/debug/x.o"), None);
+        assert_eq!(of("/w/worktrees/t1/web/node_modules/a/b.js"), None);
+        assert_eq!(of("/w/worktrees/t1/.git"), None);
+        assert_eq!(of("/w/worktrees/t9/src/lib.rs"), None);
+        assert_eq!(of("/elsewhere/t1/src/lib.rs"), None);
+    }
 }
