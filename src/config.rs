@@ -65,6 +65,35 @@ pub struct Config {
     /// `[pr]`: pull requests when `finish = "pr"`.
     #[serde(default)]
     pub pr: PrConfig,
+    /// Worker roles by name (`[roles.<name>]`): the preamble of a task's `role` goes before its
+    /// prompt (see [`role_prompt`]). Shipped: implementer (the default), scout, reviewer,
+    /// verifier, researcher.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleSpec>,
+}
+
+/// The role a task without a `role` field has.
+pub const DEFAULT_ROLE: &str = "implementer";
+
+/// One worker role (`[roles.<name>]`), after the Codex orchestration guide's worker templates
+/// (seeds: "Worker preamble", reviewer/research/implementer/verifier workers).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    /// Text put before the prompt of every task with this role (empty: the prompt goes alone).
+    pub preamble: String,
+}
+
+/// Where a profile's final message (the agent's last answer) is read from when the agent does
+/// not write it to `{final_message}` itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinalChannel {
+    /// JSON on the agent's output: `codex exec --json` events (the last `item.completed` of type
+    /// `agent_message`) or `claude -p --output-format json` (the `result` field).
+    Json,
+    /// The last block of text in the transcript's tail (see `crate::final_message`).
+    Transcript,
 }
 
 /// Key names as written in the config: one or several.
@@ -123,6 +152,10 @@ pub struct AgentProfile {
     /// screen), "osc" (the agent's own escape sequences) or both.
     #[serde(default)]
     pub signals: Option<String>,
+    /// Where the final message comes from when `{final_message}` is not in `command` or the
+    /// agent left that file empty: `json` or `transcript` (the default).
+    #[serde(default)]
+    pub final_message: Option<FinalChannel>,
 }
 
 /// A heal action (one step of a ladder) is an [`ActionKind`] of the one action vocabulary:
@@ -260,6 +293,8 @@ pub struct Policy {
     pub heal: HealPolicy,
     /// Agent profiles by name.
     pub agents: BTreeMap<String, AgentProfile>,
+    /// Worker roles by name.
+    pub roles: BTreeMap<String, RoleSpec>,
     /// Rules, answers and the deny-list, compiled.
     pub compiled: Compiled,
     /// Review, merge queue, conflict warnings and finish.
@@ -276,6 +311,7 @@ impl Policy {
             prompt_template: config.prompt_template.clone(),
             heal: config.heal.clone(),
             agents: config.agents.clone(),
+            roles: config.roles.clone(),
             compiled: config.compile()?,
             lifecycle: config.lifecycle(),
         })
@@ -479,6 +515,11 @@ impl Config {
         if config.max_parallel == 0 {
             return Err(invalid("max_parallel must be at least 1".into()));
         }
+        if !config.roles.contains_key(DEFAULT_ROLE) {
+            return Err(invalid(format!(
+                "[roles.{DEFAULT_ROLE}] is missing: tasks without a role are {DEFAULT_ROLE}s; give it a preamble (\"\" for none)"
+            )));
+        }
         Ok(config)
     }
 
@@ -575,6 +616,9 @@ pub struct Vars {
     /// `{claude_settings}`: a Claude Code settings file whose hooks report the agent's own
     /// events to switchyard (`claude --settings {claude_settings}`); see [`claude_settings`].
     pub claude_settings: String,
+    /// `{final_message}`: the absolute path of `<workdir>/logs/<task id>.final.md`, where an agent
+    /// that can (`codex exec --output-last-message {final_message}`) writes its last message.
+    pub final_message: String,
 }
 
 /// The Claude Code settings (JSON) that hand its lifecycle events to switchyard: each hook runs
@@ -624,6 +668,7 @@ pub fn render_argv(template: &[String], vars: &Vars) -> Vec<String> {
                     "{attempt}" => Some(&vars.attempt),
                     "{switchyard}" => Some(&vars.switchyard),
                     "{claude_settings}" => Some(&vars.claude_settings),
+                    "{final_message}" => Some(&vars.final_message),
                     _ => None,
                 };
                 match value {
@@ -653,8 +698,77 @@ pub fn render_prompt(template: &str, id: &str, issue: Option<u64>, title: &str) 
     .remove(0)
 }
 
+/// The prompt a worker of this role gets: the role's preamble, the task's lens and scope (when a
+/// preamble is given), then `TASK:` and the prompt. An empty preamble gives the prompt alone.
+/// `writes` is `None` for a read-only task (see [`crate::plan::read_only`]).
+pub fn role_prompt(
+    preamble: &str,
+    lens: Option<&str>,
+    writes: Option<&[String]>,
+    prompt: &str,
+) -> String {
+    let preamble = preamble.trim_end();
+    if preamble.is_empty() {
+        return prompt.to_string();
+    }
+    let mut s = String::with_capacity(preamble.len() + prompt.len() + 64);
+    s.push_str(preamble);
+    s.push('\n');
+    if let Some(lens) = lens.filter(|l| !l.trim().is_empty()) {
+        s.push_str("LENS: ");
+        s.push_str(lens.trim());
+        s.push('\n');
+    }
+    match writes {
+        None => s.push_str("SCOPE: read-only (do not edit or commit files)\n"),
+        Some(w) if !w.is_empty() => {
+            s.push_str("SCOPE: may edit ");
+            s.push_str(&w.join(", "));
+            s.push('\n');
+        }
+        Some(_) => {}
+    }
+    s.push_str("TASK: ");
+    s.push_str(prompt);
+    s
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_role_preamble_goes_before_the_prompt_with_lens_and_scope() {
+        let p = role_prompt(
+            "CONTEXT: WORKER\n",
+            Some("security"),
+            None,
+            "Review src/a.rs",
+        );
+        assert_eq!(
+            p,
+            "CONTEXT: WORKER\nLENS: security\nSCOPE: read-only (do not edit or commit files)\nTASK: Review src/a.rs"
+        );
+        let w = vec!["src/a.rs".to_string()];
+        let p = role_prompt("R", None, Some(&w), "Fix it");
+        assert_eq!(p, "R\nSCOPE: may edit src/a.rs\nTASK: Fix it");
+        assert_eq!(role_prompt("  \n", Some("x"), None, "Fix it"), "Fix it");
+    }
+
+    #[test]
+    fn the_shipped_roles_are_the_guide_s_workers() {
+        let c = Config::defaults();
+        for r in ["implementer", "scout", "reviewer", "verifier", "researcher"] {
+            assert!(c.roles[r].preamble.starts_with("CONTEXT: WORKER"), "{r}");
+        }
+        assert!(c.roles["reviewer"].preamble.contains("```json"));
+        let e = Config::from_layers(&[
+            ("defaults".into(), DEFAULTS.into()),
+            ("mine".into(), "[roles.critic]\nprompt = \"x\"\n".into()),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown field `prompt`"), "{e}");
+    }
+
     #[test]
     fn installed_versions_are_compared_by_number() {
         assert_eq!(

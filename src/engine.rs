@@ -182,6 +182,9 @@ pub struct StartSpec {
     /// Before the agent starts, merge this branch into the task's branch in its worktree,
     /// leaving conflict markers uncommitted (the first start of a resolve round).
     pub merge_first: Option<String>,
+    /// The tasks its `context` names, whose final messages the shell appends to `prompt` (see
+    /// [`crate::final_message::render_context`]).
+    pub context: Vec<crate::final_message::ContextSource>,
 }
 
 /// One line of the event journal (`<workdir>/logs/events.jsonl`).
@@ -463,6 +466,10 @@ impl Engine {
         config: Policy,
         now: Ms,
     ) -> Result<Engine, String> {
+        let roles: Vec<&str> = config.roles.keys().map(String::as_str).collect();
+        if let Some(p) = manifest.check_roles(&roles).first() {
+            return Err(p.to_string());
+        }
         for t in manifest.tasks() {
             let agent = t.agent.as_deref().unwrap_or(&config.default_agent);
             if !config.agents.contains_key(agent) {
@@ -1217,6 +1224,28 @@ impl Engine {
             Some(c) => format!("{c}Fix that, then do the task:\n{base_prompt}"),
             None => base_prompt,
         };
+        let role = t.role.as_deref().unwrap_or(crate::config::DEFAULT_ROLE);
+        let preamble = self
+            .policy
+            .roles
+            .get(role)
+            .map_or("", |r| r.preamble.as_str());
+        let writes = (!crate::plan::read_only(&t)).then(|| crate::plan::writes_of(&t));
+        let prompt = crate::config::role_prompt(preamble, t.lens.as_deref(), writes, &prompt);
+        let context = t
+            .context
+            .iter()
+            .flatten()
+            .filter_map(|c| self.plan.index_of(c))
+            .map(|j| {
+                let c = self.task(j);
+                crate::final_message::ContextSource {
+                    id: c.id.clone(),
+                    reviewer: c.role.as_deref() == Some("reviewer"),
+                    lens: c.lens.clone(),
+                }
+            })
+            .collect();
         let spec = StartSpec {
             task: i,
             task_id: t.id.clone(),
@@ -1232,9 +1261,23 @@ impl Engine {
             issue: t.issue,
             branch: t.branch.clone().unwrap_or_else(|| t.branch_name()),
             base: t.base_commit.clone().unwrap_or_else(|| self.start_base()),
-            files: t.files.clone(),
+            files: if t.files.is_empty() {
+                let mut f = crate::plan::writes_of(&t).to_vec();
+                f.extend(
+                    t.reads
+                        .iter()
+                        .flatten()
+                        .filter(|r| !f.contains(r))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
+                f
+            } else {
+                t.files.clone()
+            },
             round,
             merge_first,
+            context,
         };
         self.runs[i].worker = Some(WorkerState {
             attempt,

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod edits;
 pub mod engine;
 pub mod fake_agent;
+pub mod final_message;
 pub mod findings;
 pub mod git;
 pub mod headless;

@@ -185,6 +185,9 @@ enum Cmd {
         /// Multiplier on every pause (0 = no pauses).
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        /// Also write the final message to this file (like codex exec --output-last-message).
+        #[arg(long)]
+        final_message: Option<std::path::PathBuf>,
         /// The task prompt.
         #[arg(default_value = "")]
         prompt: String,
@@ -203,6 +206,7 @@ fn main() -> ExitCode {
     if let Cmd::FakeAgent {
         scenario,
         speed,
+        final_message,
         prompt,
     } = cli.command
     {
@@ -210,6 +214,7 @@ fn main() -> ExitCode {
             scenario,
             prompt,
             speed,
+            final_message,
         });
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
@@ -299,6 +304,10 @@ fn real_main(cmd: Cmd) -> Result<u8> {
             };
             let pace = pace.unwrap_or(if headless { 1.0 } else { 2.0 });
             let manifest = demo::create(&dir, pace)?;
+            eprintln!(
+                "imported the demo's GitHub issues (assets/demo-issues.json) with the gh importer; what it inferred and why: {}",
+                dir.join(demo::IMPORT_NOTES).display()
+            );
             eprintln!(
                 "switchyard demo in {} — re-run or resume with: switchyard run {}",
                 dir.display(),
@@ -879,9 +888,11 @@ fn plan(manifest_path: &Path, max_parallel: Option<usize>) -> Result<u8> {
         .map(|(c, _)| c)
         .map_err(|e| eyre!("{e}"))?;
     let max = max_parallel.unwrap_or(config.max_parallel);
-    // An agent with no profile is bad input before anything runs.
+    // An agent with no profile or an unknown role is bad input before anything runs.
     let profiles: Vec<&str> = config.agents.keys().map(String::as_str).collect();
-    let unknown = manifest.check_agents(&profiles);
+    let mut unknown = manifest.check_agents(&profiles);
+    let roles: Vec<&str> = config.roles.keys().map(String::as_str).collect();
+    unknown.extend(manifest.check_roles(&roles));
     if !unknown.is_empty() {
         eprintln!(
             "{}",

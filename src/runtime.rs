@@ -526,6 +526,14 @@ impl Runtime {
                     });
                 }
                 self.workers.remove(&task);
+                // Workers switchyard stopped had theirs captured when they were stopped.
+                let stopped = self.engine.runs[task]
+                    .worker
+                    .as_ref()
+                    .is_some_and(|w| w.stop.is_some());
+                if !stopped {
+                    self.capture_final_message(task);
+                }
                 let t = self.engine.task(task);
                 let (commits, uncommitted) = branch_state(
                     t.worktree.as_deref().map(Path::new),
@@ -851,6 +859,9 @@ impl Runtime {
             Effect::Kill { task } => {
                 if let Some(w) = self.workers.get_mut(&task) {
                     w.kill();
+                    // Before any dependent starts (a completed task's Kill comes first): its
+                    // final message is what the agent left on screen, not what a signal prints.
+                    self.capture_final_message(task);
                 }
                 self.cancel_verify(task);
             }
@@ -987,6 +998,7 @@ impl Runtime {
             repo: self.paths.repo.clone(),
             worktree: self.paths.worktree(&spec.task_id),
             transcript: self.paths.logs.join(format!("{}.log", spec.task_id)),
+            logs: self.paths.logs.clone(),
             prompt_file: self.paths.logs.join(format!("{}.prompt.md", spec.task_id)),
             claude_settings: self.paths.workdir.join("run").join("claude-settings.json"),
             socket: self.socket.clone(),
@@ -1036,6 +1048,67 @@ impl Runtime {
                     output: tail,
                 });
             });
+    }
+
+    /// Keeps the exited worker's final message at `<workdir>/logs/<id>.final.md` (see
+    /// [`crate::final_message`]): the file the agent wrote through `{final_message}`, else its
+    /// JSON events (`final_message = "json"`), else the transcript heuristic; journaled with its
+    /// first line. Nothing is written when no message is found.
+    fn capture_final_message(&mut self, task: usize) {
+        use crate::config::FinalChannel;
+        use crate::final_message as fm;
+        let t = self.engine.task(task);
+        let id = t.id.clone();
+        let agent = t
+            .agent
+            .clone()
+            .unwrap_or_else(|| self.engine.policy.default_agent.clone());
+        let Some(profile) = self.engine.policy.agents.get(&agent) else {
+            return;
+        };
+        let path = self.paths.logs.join(fm::file_name(&id));
+        let by_file = profile
+            .command
+            .iter()
+            .any(|a| a.contains("{final_message}"));
+        let channel = profile.final_message.unwrap_or(FinalChannel::Transcript);
+        let written = by_file
+            .then(|| std::fs::read_to_string(&path).ok())
+            .flatten()
+            .filter(|t| !t.trim().is_empty());
+        let (text, from) = match written {
+            Some(t) => (Some(t), "the agent's file"),
+            None => {
+                let tail = read_tail(&self.paths.logs.join(format!("{id}.log")), fm::TAIL_BYTES);
+                let json = (channel == FinalChannel::Json)
+                    .then(|| fm::from_json_lines(&String::from_utf8_lossy(&tail)))
+                    .flatten();
+                match json {
+                    Some(t) => (Some(t), "its JSON output"),
+                    None => (fm::from_transcript(&tail), "the transcript"),
+                }
+            }
+        };
+        let Some(text) = text.map(|t| fm::clean(&t)).filter(|t| !t.is_empty()) else {
+            return;
+        };
+        if let Err(e) = std::fs::write(&path, format!("{text}\n")) {
+            self.push_recent(format!("{id}: cannot write {}: {e}", path.display()));
+            return;
+        }
+        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let entry = JournalEntry {
+            at: now_ms(),
+            task: Some(id),
+            kind: "final",
+            message: format!(
+                "final message from {from} in {}: {}",
+                path.display(),
+                crate::text::truncate_to_width(first, 100)
+            ),
+            data: serde_json::json!({ "path": path.display().to_string(), "from": from, "bytes": text.len() }),
+        };
+        self.journal(&entry);
     }
 
     /// Stops a verify command still running for this task (killed, retried, restarted, quit).
@@ -1122,6 +1195,8 @@ struct StartContext {
     repo: PathBuf,
     worktree: PathBuf,
     transcript: PathBuf,
+    /// `<workdir>/logs`: final messages of the task's context are read there.
+    logs: PathBuf,
     /// `<workdir>/logs/<id>.prompt.md`, what `{prompt_file}` names.
     prompt_file: PathBuf,
     /// `<workdir>/run/claude-settings.json`, what `{claude_settings}` names.
@@ -1137,7 +1212,16 @@ struct StartContext {
 }
 
 /// Creates (or reuses) the worktree and spawns the worker. Errors are one readable sentence.
-fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<Spawned, String> {
+fn prepare_worker(
+    mut spec: crate::engine::StartSpec,
+    ctx: StartContext,
+) -> Result<Spawned, String> {
+    add_context(&mut spec, &ctx.logs);
+    let final_message = ctx
+        .logs
+        .join(crate::final_message::file_name(&spec.task_id));
+    // A final message of an earlier attempt is not this attempt's.
+    let _ = std::fs::remove_file(&final_message);
     // Written before every start (the prompt carries the last error on a restart); needed
     // only when the profile names {prompt_file}, so a failure matters only then.
     let wrote_prompt = std::fs::write(&ctx.prompt_file, &spec.prompt);
@@ -1181,6 +1265,7 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "switchyard".into()),
         claude_settings: ctx.claude_settings.display().to_string(),
+        final_message: final_message.display().to_string(),
     };
     if spec.command.iter().any(|a| a.contains("{claude_settings}")) {
         if let Some(dir) = ctx.claude_settings.parent() {
@@ -1438,6 +1523,48 @@ fn watch_worktrees(
     .ok()?;
     watcher.watch(dir, notify::RecursiveMode::Recursive).ok()?;
     Some(watcher)
+}
+
+/// The last `bytes` bytes of a file (all of it when shorter; empty when it cannot be read).
+fn read_tail(path: &Path, bytes: u64) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(bytes)));
+    let mut out = Vec::new();
+    let _ = f.read_to_end(&mut out);
+    out
+}
+
+/// Appends the task's context (the final messages of the tasks its `context` names, reviewers'
+/// findings merged) to its prompt, and keeps merged findings at
+/// `<logs>/<id>.context-findings.md`. A context task without a final message is named as such.
+fn add_context(spec: &mut crate::engine::StartSpec, logs: &Path) {
+    use crate::final_message as fm;
+    if spec.context.is_empty() {
+        return;
+    }
+    let sources: Vec<(fm::ContextSource, Option<String>)> = spec
+        .context
+        .iter()
+        .map(|c| {
+            let text = std::fs::read_to_string(logs.join(fm::file_name(&c.id)))
+                .ok()
+                .map(|t| fm::clean(&t))
+                .filter(|t| !t.is_empty());
+            (c.clone(), text)
+        })
+        .collect();
+    let rendered = fm::render_context(&spec.task_id, &sources);
+    if let Some(findings) = &rendered.findings {
+        let path = logs.join(fm::findings_file_name(&spec.task_id));
+        if let Err(e) = std::fs::write(&path, findings) {
+            tracing::warn!("cannot write {}: {e}", path.display());
+        }
+    }
+    spec.prompt.push_str(&rendered.section);
 }
 
 #[cfg(test)]

@@ -126,10 +126,9 @@ fn a_hostile_title_reaches_the_agent_as_one_inert_argument() {
         String::from_utf8_lossy(&out.stdout)
     );
     let wt = r.path().join(".sy/worktrees/evil");
-    assert_eq!(
-        std::fs::read_to_string(wt.join("prompt.txt")).unwrap(),
-        title
-    );
+    // The prompt is the implementer's preamble, then the task.
+    let prompt = std::fs::read_to_string(wt.join("prompt.txt")).unwrap();
+    assert!(prompt.ends_with(&format!("\nTASK: {title}")), "{prompt}");
     assert!(
         !pwned.exists() && !pwned2.exists(),
         "nothing in the title was executed"

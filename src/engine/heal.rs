@@ -241,7 +241,9 @@ impl Engine {
         }
         let ahead = commits.unwrap_or(0);
         let dirty = uncommitted.unwrap_or(0);
-        if code == 0 && ahead > 0 && dirty == 0 {
+        // A read-only task (reads, no writes: a reviewer, a scout) may finish without commits.
+        let read_only = crate::plan::read_only(self.task(i));
+        if code == 0 && (ahead > 0 || read_only) && dirty == 0 {
             let line = format!("exited 0 with {ahead} commit(s) ahead of base");
             self.set_verdict(
                 i,
@@ -301,7 +303,7 @@ impl Engine {
             }
             None => false,
         };
-        if commits > 0 && uncommitted == 0 {
+        if (commits > 0 || crate::plan::read_only(self.task(i))) && uncommitted == 0 {
             if !live && self.runs[i].restart_at.take().is_some() {
                 // Work a killed run finished but did not record: verify it, do not redo it.
                 self.journal(
