@@ -541,17 +541,23 @@ pub struct Vars {
     /// `{claude_settings}`: a Claude Code settings file whose hooks report the agent's own
     /// events to switchyard (`claude --settings {claude_settings}`); see [`claude_settings`].
     pub claude_settings: String,
+    /// `{gemini_settings}`: a gemini-cli settings file whose hooks report the agent's own events
+    /// to switchyard (given as `GEMINI_CLI_SYSTEM_SETTINGS_PATH`); see [`gemini_settings`].
+    pub gemini_settings: String,
 }
 
 /// The Claude Code settings (JSON) that hand its lifecycle events to switchyard: each hook runs
 /// `'<switchyard>' hook`, which passes the event's JSON to the run's server and never blocks or
-/// fails the agent. Events: SessionStart, UserPromptSubmit, PreToolUse, Notification
-/// (`permission_prompt`, `idle_prompt`), Stop. Format: Claude Code's hooks reference
-/// (`{"hooks": {EVENT: [{"matcher", "hooks": [{"type": "command", "command", "timeout"}]}]}}`),
-/// checked against the documentation for Claude Code 2.x; not against a live CLI here.
+/// fails the agent. Events: SessionStart, UserPromptSubmit, PreToolUse, PermissionRequest
+/// (answered by switchyard's allow/deny policy through the hook's reply; the hook waits at most
+/// 3 s, its timeout here is 10 s), Notification (`permission_prompt`, `idle_prompt`), Stop,
+/// StopFailure. Format: Claude Code's hooks reference (`{"hooks": {EVENT: [{"matcher", "hooks":
+/// [{"type": "command", "command", "timeout"}]}]}}`), checked against the hooks documentation for
+/// Claude Code 2.1.x (PermissionRequest exists since 2.0.45); not against a live CLI here.
 pub fn claude_settings(switchyard: &str) -> String {
     let command = format!("'{}' hook", switchyard.replace('\'', "'\\''"));
     let hook = serde_json::json!([{ "matcher": "*", "hooks": [{ "type": "command", "command": command, "timeout": 5 }] }]);
+    let decide = serde_json::json!([{ "matcher": "*", "hooks": [{ "type": "command", "command": command, "timeout": 10 }] }]);
     let plain =
         serde_json::json!([{ "hooks": [{ "type": "command", "command": command, "timeout": 5 }] }]);
     serde_json::json!({
@@ -559,8 +565,42 @@ pub fn claude_settings(switchyard: &str) -> String {
             "SessionStart": plain,
             "UserPromptSubmit": plain,
             "PreToolUse": hook,
+            "PermissionRequest": decide,
             "Notification": plain,
             "Stop": plain,
+            "StopFailure": plain,
+        }
+    })
+    .to_string()
+}
+
+/// The gemini-cli settings (JSON, given as `GEMINI_CLI_SYSTEM_SETTINGS_PATH`, so neither the
+/// user's files nor the worktree change) whose hooks run `'<switchyard>' hook --agent gemini`:
+/// SessionStart, BeforeAgent, BeforeTool, AfterTool, AfterAgent, Notification. Format: gemini-cli's
+/// hooks reference (docs/hooks/reference.md: `{"hooks": {EVENT: [{"matcher", "hooks": [{"type":
+/// "command", "command", "name", "timeout" (ms)}]}]}}`), checked against the documentation of
+/// gemini-cli 0.2x–0.61; not against a live CLI here. A system settings file the machine already
+/// has is replaced for this agent only.
+pub fn gemini_settings(switchyard: &str) -> String {
+    let command = format!(
+        "'{}' hook --agent gemini",
+        switchyard.replace('\'', "'\\''")
+    );
+    let group = |matcher: Option<&str>| {
+        let mut g = serde_json::json!({ "hooks": [{ "type": "command", "name": "switchyard", "command": command, "timeout": 5000 }] });
+        if let Some(m) = matcher {
+            g["matcher"] = m.into();
+        }
+        serde_json::json!([g])
+    };
+    serde_json::json!({
+        "hooks": {
+            "SessionStart": group(None),
+            "BeforeAgent": group(None),
+            "BeforeTool": group(Some(".*")),
+            "AfterTool": group(Some(".*")),
+            "AfterAgent": group(None),
+            "Notification": group(None),
         }
     })
     .to_string()
@@ -590,6 +630,7 @@ pub fn render_argv(template: &[String], vars: &Vars) -> Vec<String> {
                     "{attempt}" => Some(&vars.attempt),
                     "{switchyard}" => Some(&vars.switchyard),
                     "{claude_settings}" => Some(&vars.claude_settings),
+                    "{gemini_settings}" => Some(&vars.gemini_settings),
                     _ => None,
                 };
                 match value {

@@ -125,11 +125,18 @@ enum Cmd {
     Import(switchyard::import::ImportArgs),
     /// Write a Markdown progress report of a manifest (standard output, or -o FILE).
     Report(switchyard::report::ReportArgs),
-    /// Hands an agent's hook event (JSON on stdin) to the run's server; used by the hooks
-    /// switchyard configures (`{claude_settings}`). Never fails and never waits long: the agent
-    /// must not be held up by its supervisor.
+    /// Hands an agent's own event (JSON on stdin, or as the last argument: codex's notify) to
+    /// the run's server; used by the channels switchyard configures (`{claude_settings}`,
+    /// `{gemini_settings}`, codex's `-c notify=[...]`). Never fails and never waits long: the
+    /// agent must not be held up by its supervisor (a permission decision waits at most 3 s).
     #[command(hide = true)]
-    Hook,
+    Hook {
+        /// Whose event it is: claude (default), codex, gemini or opencode.
+        #[arg(long)]
+        agent: Option<String>,
+        /// The event's JSON (codex passes it as an argument); else read from stdin.
+        event: Option<String>,
+    },
     /// The server process of a run (started by `run`; not for people).
     #[command(hide = true)]
     Serve {
@@ -216,8 +223,10 @@ fn main() -> ExitCode {
     let _ = color_eyre::config::HookBuilder::default()
         .display_env_section(false)
         .install();
-    if let Cmd::Hook = cli.command {
-        hook();
+    if let Cmd::Hook { agent, event } = &cli.command {
+        if let Some(out) = hook(agent.as_deref(), event.as_deref()) {
+            println!("{out}");
+        }
         return ExitCode::SUCCESS;
     }
     if let Cmd::Serve {
@@ -335,7 +344,7 @@ fn real_main(cmd: Cmd) -> Result<u8> {
             repo,
             force,
         } => clean(&manifest, repo.as_deref(), force),
-        Cmd::FakeAgent { .. } | Cmd::Serve { .. } | Cmd::Hook => {
+        Cmd::FakeAgent { .. } | Cmd::Serve { .. } | Cmd::Hook { .. } => {
             unreachable!("handled before the runtime starts")
         }
     }
@@ -816,35 +825,64 @@ fn version_output(program: &Path) -> String {
         .to_string()
 }
 
-/// `switchyard hook`: reads at most 1 MiB of JSON from stdin and sends it to the socket in
-/// `SWITCHYARD_SOCKET` for the task in `SWITCHYARD_TASK_ID`, within about a second; any failure
-/// (no server, bad JSON) is silent.
-fn hook() {
+/// `switchyard hook`: takes the event's JSON (the argument, else at most 1 MiB of stdin) and
+/// sends it to the socket in `SWITCHYARD_SOCKET` for the task in `SWITCHYARD_TASK_ID`. A Claude
+/// Code `PermissionRequest` waits up to [`HOOK_DECISION_WAIT`] for the server's decision and
+/// returns the JSON to print; everything else returns at once. Any failure (no server, bad JSON,
+/// no answer in time) is silent and prints nothing: the agent goes on as if no hook were set.
+fn hook(agent: Option<&str>, arg: Option<&str>) -> Option<String> {
     use std::io::{Read, Write};
-    let (Some(socket), Ok(task)) = (
-        std::env::var_os("SWITCHYARD_SOCKET"),
-        std::env::var("SWITCHYARD_TASK_ID"),
-    ) else {
-        return;
+    let socket = std::env::var_os("SWITCHYARD_SOCKET")?;
+    let task = std::env::var("SWITCHYARD_TASK_ID").ok()?;
+    let event: serde_json::Value = match arg {
+        Some(a) => serde_json::from_str(a).ok()?,
+        None => {
+            let mut input = Vec::new();
+            let _ = std::io::stdin().take(1 << 20).read_to_end(&mut input);
+            serde_json::from_slice(&input).ok()?
+        }
     };
-    let mut input = Vec::new();
-    let _ = std::io::stdin().take(1 << 20).read_to_end(&mut input);
-    let Ok(event) = serde_json::from_slice::<serde_json::Value>(&input) else {
-        return;
-    };
-    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
-        return;
-    };
+    let reply = agent.unwrap_or("claude") == "claude"
+        && event.get("hook_event_name").and_then(|n| n.as_str()) == Some("PermissionRequest");
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
     let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
-    let mut bytes = switchyard::server::protocol::encode_msg(&switchyard::server::protocol::hello(
-        Role::Control,
-    ));
-    bytes.extend(switchyard::server::protocol::encode_msg(
-        &switchyard::server::protocol::ClientMsg::Hook { task, event },
-    ));
-    let _ = stream.write_all(&bytes);
+    let _ = stream.set_read_timeout(Some(HOOK_DECISION_WAIT));
+    use switchyard::server::protocol as p;
+    let mut bytes = p::encode_msg(&p::hello(Role::Control));
+    bytes.extend(p::encode_msg(&p::ClientMsg::Hook {
+        task,
+        event,
+        agent: agent.map(str::to_string),
+        reply,
+    }));
+    stream.write_all(&bytes).ok()?;
     let _ = stream.flush();
+    if !reply {
+        return None;
+    }
+    let deadline = std::time::Instant::now() + HOOK_DECISION_WAIT;
+    while std::time::Instant::now() < deadline {
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).ok()?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 || len > p::MAX_FRAME {
+            return None;
+        }
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body).ok()?;
+        if body[0] != 0 {
+            continue;
+        }
+        if let Ok(p::ServerMsg::HookReply { output }) = serde_json::from_slice(&body[1..]) {
+            return output.map(|o| o.to_string());
+        }
+    }
+    None
 }
+
+/// The longest a hook waits for switchyard's permission decision (the hook's own timeout in the
+/// generated settings is longer, so the agent never sees the hook fail).
+const HOOK_DECISION_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn ctl_help() -> String {
     let mut s = String::from("Actions:\n");

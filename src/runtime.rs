@@ -636,6 +636,8 @@ impl Runtime {
     pub fn type_into(&mut self, task: usize, bytes: &[u8]) {
         if let Some(w) = self.workers.get(&task) {
             let _ = w.write(bytes);
+            // A person's keystroke is a state change: the heal ladders start afresh.
+            self.apply(Event::Typed { task });
         }
     }
 
@@ -1028,6 +1030,14 @@ struct StartContext {
     wake: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
+impl StartContext {
+    /// `<workdir>/run/gemini-settings.json` (beside the Claude settings), what
+    /// `{gemini_settings}` names.
+    fn gemini_settings(&self) -> PathBuf {
+        self.claude_settings.with_file_name("gemini-settings.json")
+    }
+}
+
 /// Creates (or reuses) the worktree and spawns the worker. Errors are one readable sentence.
 fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<Spawned, String> {
     // Written before every start (the prompt carries the last error on a restart); needed
@@ -1069,7 +1079,22 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "switchyard".into()),
         claude_settings: ctx.claude_settings.display().to_string(),
+        gemini_settings: ctx.gemini_settings().display().to_string(),
     };
+    if spec.env.values().any(|v| v.contains("{gemini_settings}"))
+        || spec.command.iter().any(|a| a.contains("{gemini_settings}"))
+    {
+        let path = ctx.gemini_settings();
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(&path, crate::config::gemini_settings(&vars.switchyard)).map_err(|e| {
+            format!(
+                "cannot write {} for {{gemini_settings}}: {e}",
+                path.display()
+            )
+        })?;
+    }
     if spec.command.iter().any(|a| a.contains("{claude_settings}")) {
         if let Some(dir) = ctx.claude_settings.parent() {
             let _ = std::fs::create_dir_all(dir);
