@@ -663,13 +663,14 @@ impl Engine {
             return;
         }
         self.stop_worker(i, StopReason::Restart, fx);
+        let context = restart_context(attempts, t, &self.policy.compiled.rules[self.agent_of(i)]);
         let shift = attempts.saturating_sub(1).min(20);
         let delay = backoff
             .unwrap_or((self.policy.heal.backoff_ms << shift).min(self.policy.heal.backoff_max_ms));
         let run = &mut self.runs[i];
         run.restart_at = Some(now + delay);
         run.resume_next = resume;
-        run.restart_context = Some(restart_context(attempts, t));
+        run.restart_context = Some(context);
         let verb = if resume { "resume" } else { "restart" };
         self.journal(
             fx,
@@ -882,10 +883,24 @@ pub fn merge_report(
 }
 
 /// The context a restarted agent gets: why the last attempt ended and its screen tail, each
-/// line quoted with `| ` (the classifier also ignores rows that echo it, see
+/// line quoted with `| `. Rows of the tail that one of the profile's other screen rules (idle
+/// footer, busy line, dialog) would match are left out: the agent echoes its prompt, and its old
+/// chrome must not pass for its state. Error rows stay; the classifier ignores their echo (see
 /// [`crate::classify::Echo`]).
-pub fn restart_context(attempt: u32, t: &Trouble) -> String {
-    let quoted: Vec<String> = t.tail.lines().map(|l| format!("| {l}")).collect();
+pub fn restart_context(attempt: u32, t: &Trouble, rules: &[crate::classify::Rule]) -> String {
+    let chrome = |l: &str| {
+        rules.iter().any(|r| {
+            r.source == Source::Screen
+                && !matches!(r.verdict, VerdictKind::Error | VerdictKind::RateLimited)
+                && r.re.is_match(l)
+        })
+    };
+    let quoted: Vec<String> = t
+        .tail
+        .lines()
+        .filter(|l| !chrome(l))
+        .map(|l| format!("| {l}"))
+        .collect();
     format!(
         "Previous attempt {attempt} failed ({}). The last lines of its screen were:\n{}\n\n",
         t.why,
@@ -919,6 +934,10 @@ pub fn reset_after_ms(line: &str) -> Option<Ms> {
     };
     Some(ms as Ms)
 }
+
+#[cfg(test)]
+#[path = "heal/supervision_tests.rs"]
+mod supervision_tests;
 
 #[cfg(test)]
 mod tests {
