@@ -478,6 +478,40 @@ mod tests {
     }
 
     #[test]
+    fn fixtures_replay() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/channels");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("jsonl") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let at = format!("{}:{}", path.display(), i + 1);
+                let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{at}: {e}"));
+                let c = Channel::parse(v["channel"].as_str().unwrap_or(""))
+                    .unwrap_or_else(|| panic!("{at}: unknown channel"));
+                let got = c
+                    .report(&v["event"])
+                    .map_or("none".to_string(), |r| r.kind.label());
+                assert_eq!(
+                    got,
+                    v["expect"].as_str().unwrap_or(""),
+                    "{at}: {}",
+                    v["note"]
+                );
+                n += 1;
+            }
+        }
+        assert!(n >= 20, "{n} fixture events");
+    }
+
+    #[test]
     fn sse_payloads_are_split_at_blank_lines() {
         let text = ": hello\ndata: {\"a\":1}\n\nevent: x\ndata: one\ndata: two\n\ndata: tail";
         assert_eq!(sse_payloads(text), vec!["{\"a\":1}", "one\ntwo", "tail"]);
