@@ -327,6 +327,55 @@ pub fn opencode(event: &Value) -> Option<AgentReport> {
     Some(r)
 }
 
+/// What a person should know about a profile's command line (for `switchyard doctor`): the agent
+/// channel it sets up, and flags whose absence changes what the agent does (checked against
+/// codex-cli 0.169, Claude Code 2.1.330, opencode 1.18.33).
+pub fn profile_notes(
+    command: &[String],
+    env: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let program = command
+        .first()
+        .map(|p| p.rsplit('/').next().unwrap_or(p))
+        .unwrap_or("");
+    let has = |flag: &str| {
+        command
+            .iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    };
+    let mentions = |text: &str| command.iter().any(|a| a.contains(text));
+    let mut notes = Vec::new();
+    let channel = match program {
+        "claude" if mentions("{claude_settings}") => "claude hooks (--settings {claude_settings})",
+        "codex" if mentions("notify=") => "codex notify (-c notify=[...])",
+        "gemini" if env.values().any(|v| v.contains("{gemini_settings}")) => {
+            "gemini hooks (GEMINI_CLI_SYSTEM_SETTINGS_PATH = {gemini_settings})"
+        }
+        "codex" if has("exec") && has("--json") => "events (codex exec --json, on its screen)",
+        "opencode" => {
+            "none yet (screen rules only; its server events are parsed but not connected)"
+        }
+        "claude" | "codex" | "gemini" => {
+            "none: the profile does not set it up (see the shipped profile)"
+        }
+        _ => "screen, title and terminal read only",
+    };
+    notes.push(format!("agent channel: {channel}"));
+    match program {
+        "codex" if !has("--yolo") && !has("--dangerously-bypass-approvals-and-sandbox") => notes.push(
+            "without --yolo codex's sandbox cannot write the worktree's git index: its commits fail".into(),
+        ),
+        "claude" if !has("--dangerously-skip-permissions") && !has("--permission-mode") => notes.push(
+            "without a permission flag claude 2.1.330 runs in auto mode and never shows a dialog; add --permission-mode manual to have each permission decided by switchyard's allow/deny policy".into(),
+        ),
+        "opencode" if !has("--auto") => notes.push(
+            "without --auto opencode 1.18.33 does not ask before shell commands".into(),
+        ),
+        _ => {}
+    }
+    notes
+}
+
 /// The `data:` payloads of a server-sent-event stream, in order (events end at a blank line; a
 /// multi-line `data:` is joined with newlines; comments and other fields are skipped).
 pub fn sse_payloads(text: &str) -> Vec<String> {
@@ -509,6 +558,29 @@ mod tests {
             }
         }
         assert!(n >= 20, "{n} fixture events");
+    }
+
+    #[test]
+    fn doctor_notes_name_the_channel_and_the_flags_that_matter() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let none = std::collections::BTreeMap::new();
+        let profile_notes = |c: &[String]| super::profile_notes(c, &none);
+        let n = profile_notes(&argv(&["codex", "{prompt}"]));
+        assert!(n.iter().any(|l| l.contains("--yolo")), "{n:?}");
+        let n = profile_notes(&argv(&[
+            "claude",
+            "--settings",
+            "{claude_settings}",
+            "{prompt}",
+        ]));
+        assert!(n[0].contains("claude hooks"), "{n:?}");
+        assert!(
+            n.iter().any(|l| l.contains("--permission-mode manual")),
+            "{n:?}"
+        );
+        let n = profile_notes(&argv(&["opencode", "--prompt", "{prompt}"]));
+        assert!(n.iter().any(|l| l.contains("--auto")), "{n:?}");
+        assert_eq!(profile_notes(&argv(&["opencode", "--auto"])).len(), 1);
     }
 
     #[test]

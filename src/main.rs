@@ -745,8 +745,14 @@ fn doctor(manifest: Option<&Path>) -> Result<u8> {
             println!("  {name:<12} switchyard itself");
             continue;
         }
+        let notes = || {
+            for n in switchyard::channels::profile_notes(&profile.command, &profile.env) {
+                println!("  {:<12}   {n}", "");
+            }
+        };
         let Some(found) = switchyard::worker::find_program(program, path.as_deref()) else {
             println!("  {name:<12} {program}: not installed (not on PATH)");
+            notes();
             continue;
         };
         let version = version_output(&found);
@@ -764,6 +770,7 @@ fn doctor(manifest: Option<&Path>) -> Result<u8> {
             ),
         };
         println!("  {name:<12} {}: {line}", found.display());
+        notes();
     }
     let git_ok = std::process::Command::new("git")
         .arg("--version")
