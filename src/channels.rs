@@ -8,7 +8,7 @@
 //! | claude | hooks (JSON on stdin) | `--settings {claude_settings}` | Claude Code hooks reference, 2.1.x (PermissionRequest since 2.0.45) |
 //! | codex | `notify` program (JSON as the last argument) | `-c notify=[...]` | codex-cli 0.169 config reference (`agent-turn-complete`) |
 //! | gemini | hooks (JSON on stdin) | `GEMINI_CLI_SYSTEM_SETTINGS_PATH={gemini_settings}` | gemini-cli hooks reference (docs/hooks/reference.md, 0.2x–0.61) |
-//! | opencode | server events (SSE `GET /event`) | `--port` | opencode 1.x server docs (`session.status`, `permission.asked`/`permission.replied`, `session.idle`, `session.error`) |
+//! | opencode | server events (SSE `GET /event`), permission replies through its API | `--port {opencode_port}` (followed by [`crate::channel_io::follow_opencode`]) | opencode 1.x server docs (`session.status`, `permission.asked`/`permission.replied`, `session.idle`, `session.error`) |
 //!
 //! Fixtures: `tests/fixtures/channels/*.jsonl`, one event per line as the CLI sends it, with the
 //! report expected (see `tests/fixtures/channels/README.md`).
@@ -185,6 +185,12 @@ pub fn claude_permission_allow() -> Value {
     })
 }
 
+/// The reply body that allows an opencode permission once (`POST /permission/{id}/reply`,
+/// opencode 1.x). A denied request gets no reply: the dialog stays for a person.
+pub fn opencode_permission_allow() -> Value {
+    serde_json::json!({ "reply": "once" })
+}
+
 /// codex's notify program argument (codex-cli 0.169: one JSON object as the last argv element,
 /// `{"type": "agent-turn-complete", "thread-id", "turn-id", "cwd", "input-messages",
 /// "last-assistant-message"}`). The end of a turn is an idle agent.
@@ -352,10 +358,10 @@ pub fn profile_notes(
             "gemini hooks (GEMINI_CLI_SYSTEM_SETTINGS_PATH = {gemini_settings})"
         }
         "codex" if has("exec") && has("--json") => "events (codex exec --json, on its screen)",
-        "opencode" => {
-            "none yet (screen rules only; its server events are parsed but not connected)"
+        "opencode" if mentions("{opencode_port}") => {
+            "opencode server events (--port {opencode_port}; permissions answered through its API)"
         }
-        "claude" | "codex" | "gemini" => {
+        "claude" | "codex" | "gemini" | "opencode" => {
             "none: the profile does not set it up (see the shipped profile)"
         }
         _ => "screen, title and terminal read only",
@@ -374,24 +380,6 @@ pub fn profile_notes(
         _ => {}
     }
     notes
-}
-
-/// The `data:` payloads of a server-sent-event stream, in order (events end at a blank line; a
-/// multi-line `data:` is joined with newlines; comments and other fields are skipped).
-pub fn sse_payloads(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut data: Vec<&str> = Vec::new();
-    for line in text.lines().chain(std::iter::once("")) {
-        if line.is_empty() {
-            if !data.is_empty() {
-                out.push(data.join("\n"));
-                data.clear();
-            }
-        } else if let Some(d) = line.strip_prefix("data:") {
-            data.push(d.strip_prefix(' ').unwrap_or(d));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -581,11 +569,5 @@ mod tests {
         let n = profile_notes(&argv(&["opencode", "--prompt", "{prompt}"]));
         assert!(n.iter().any(|l| l.contains("--auto")), "{n:?}");
         assert_eq!(profile_notes(&argv(&["opencode", "--auto"])).len(), 1);
-    }
-
-    #[test]
-    fn sse_payloads_are_split_at_blank_lines() {
-        let text = ": hello\ndata: {\"a\":1}\n\nevent: x\ndata: one\ndata: two\n\ndata: tail";
-        assert_eq!(sse_payloads(text), vec!["{\"a\":1}", "one\ntwo", "tail"]);
     }
 }

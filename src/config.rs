@@ -544,6 +544,9 @@ pub struct Vars {
     /// `{gemini_settings}`: a gemini-cli settings file whose hooks report the agent's own events
     /// to switchyard (given as `GEMINI_CLI_SYSTEM_SETTINGS_PATH`); see [`gemini_settings`].
     pub gemini_settings: String,
+    /// `{opencode_port}`: a free port on 127.0.0.1 for opencode's own server, whose event stream
+    /// switchyard follows (see [`crate::channel_io::follow_opencode`]); empty when unused.
+    pub opencode_port: String,
 }
 
 /// The Claude Code settings (JSON) that hand its lifecycle events to switchyard: each hook runs
@@ -631,6 +634,7 @@ pub fn render_argv(template: &[String], vars: &Vars) -> Vec<String> {
                     "{switchyard}" => Some(&vars.switchyard),
                     "{claude_settings}" => Some(&vars.claude_settings),
                     "{gemini_settings}" => Some(&vars.gemini_settings),
+                    "{opencode_port}" => Some(&vars.opencode_port),
                     _ => None,
                 };
                 match value {

@@ -834,11 +834,11 @@ fn version_output(program: &Path) -> String {
 
 /// `switchyard hook`: takes the event's JSON (the argument, else at most 1 MiB of stdin) and
 /// sends it to the socket in `SWITCHYARD_SOCKET` for the task in `SWITCHYARD_TASK_ID`. A Claude
-/// Code `PermissionRequest` waits up to [`HOOK_DECISION_WAIT`] for the server's decision and
-/// returns the JSON to print; everything else returns at once. Any failure (no server, bad JSON,
-/// no answer in time) is silent and prints nothing: the agent goes on as if no hook were set.
+/// Code `PermissionRequest` waits up to [`switchyard::channel_io::DECISION_WAIT`] for the server's
+/// decision and returns the JSON to print; everything else returns at once. Any failure (no
+/// server, bad JSON, no answer in time) is silent and prints nothing.
 fn hook(agent: Option<&str>, arg: Option<&str>) -> Option<String> {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let socket = std::env::var_os("SWITCHYARD_SOCKET")?;
     let task = std::env::var("SWITCHYARD_TASK_ID").ok()?;
     let event: serde_json::Value = match arg {
@@ -851,45 +851,9 @@ fn hook(agent: Option<&str>, arg: Option<&str>) -> Option<String> {
     };
     let reply = agent.unwrap_or("claude") == "claude"
         && event.get("hook_event_name").and_then(|n| n.as_str()) == Some("PermissionRequest");
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
-    let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
-    let _ = stream.set_read_timeout(Some(HOOK_DECISION_WAIT));
-    use switchyard::server::protocol as p;
-    let mut bytes = p::encode_msg(&p::hello(Role::Control));
-    bytes.extend(p::encode_msg(&p::ClientMsg::Hook {
-        task,
-        event,
-        agent: agent.map(str::to_string),
-        reply,
-    }));
-    stream.write_all(&bytes).ok()?;
-    let _ = stream.flush();
-    if !reply {
-        return None;
-    }
-    let deadline = std::time::Instant::now() + HOOK_DECISION_WAIT;
-    while std::time::Instant::now() < deadline {
-        let mut len = [0u8; 4];
-        stream.read_exact(&mut len).ok()?;
-        let len = u32::from_be_bytes(len) as usize;
-        if len == 0 || len > p::MAX_FRAME {
-            return None;
-        }
-        let mut body = vec![0u8; len];
-        stream.read_exact(&mut body).ok()?;
-        if body[0] != 0 {
-            continue;
-        }
-        if let Ok(p::ServerMsg::HookReply { output }) = serde_json::from_slice(&body[1..]) {
-            return output.map(|o| o.to_string());
-        }
-    }
-    None
+    switchyard::channel_io::send_event(Path::new(&socket), &task, agent, event, reply)
+        .map(|o| o.to_string())
 }
-
-/// The longest a hook waits for switchyard's permission decision (the hook's own timeout in the
-/// generated settings is longer, so the agent never sees the hook fail).
-const HOOK_DECISION_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn ctl_help() -> String {
     let mut s = String::from("Actions:\n");

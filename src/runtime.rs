@@ -1080,6 +1080,16 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
             .unwrap_or_else(|_| "switchyard".into()),
         claude_settings: ctx.claude_settings.display().to_string(),
         gemini_settings: ctx.gemini_settings().display().to_string(),
+        opencode_port: String::new(),
+    };
+    let mut vars = vars;
+    let opencode_port = if spec.command.iter().any(|a| a.contains("{opencode_port}")) {
+        let port = crate::channel_io::free_port()
+            .map_err(|e| format!("no free local port for {{opencode_port}}: {e}"))?;
+        vars.opencode_port = port.to_string();
+        Some(port)
+    } else {
+        None
     };
     if spec.env.values().any(|v| v.contains("{gemini_settings}"))
         || spec.command.iter().any(|a| a.contains("{gemini_settings}"))
@@ -1133,6 +1143,7 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
     let token = crate::orphans::new_token(spec.task, spec.attempt);
     env.push((crate::orphans::TOKEN_VAR.into(), token.clone()));
     check_command_line(&spec, &argv, &env, &ctx.prompt_file)?;
+    let socket = ctx.socket.clone();
     let worker = Worker::spawn_sharing_wake(
         SpawnSpec {
             task: spec.task,
@@ -1147,6 +1158,32 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
         ctx.tx,
         ctx.wake,
     )?;
+    if let (Some(port), Some(socket)) = (opencode_port, socket) {
+        // opencode's own word: its server's event stream, handed to the run like a hook's.
+        let task_id = spec.task_id.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("opencode-events-{task_id}"))
+            .spawn(move || {
+                let why = crate::channel_io::follow_opencode(
+                    port,
+                    std::time::Duration::from_secs(60),
+                    |event| {
+                        let ask = matches!(
+                            event["type"].as_str(),
+                            Some("permission.asked" | "permission.updated")
+                        );
+                        crate::channel_io::send_event(
+                            &socket,
+                            &task_id,
+                            Some("opencode"),
+                            event,
+                            ask,
+                        )
+                    },
+                );
+                tracing::debug!("task {task_id}: {why}");
+            });
+    }
     Ok(Spawned {
         worker,
         worktree: info.path.display().to_string(),

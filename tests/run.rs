@@ -654,6 +654,43 @@ command = ["sh", "-c", "echo thinking; printf '{{\"hook_event_name\":\"UserPromp
 }
 
 #[test]
+fn opencodes_event_stream_decides_the_verdict_and_its_permission_is_answered_through_its_api() {
+    // A stand-in for opencode's server on {opencode_port}: it asks permission for a commit over
+    // its event stream, commits once switchyard answers through its API, then reports idle. The
+    // task completes from the stream's word, without any screen rule.
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    }
+    let r = repo();
+    let server = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/channels/fake_opencode_server.py"
+    );
+    let config = format!(
+        r#"
+default_agent = "oc"
+[agents.oc]
+command = ["python3", "{server}", "{{opencode_port}}", "echo x > out.txt && git add out.txt && git -c user.name=a -c user.email=a@a commit -qm done"]
+"#
+    );
+    let manifest = write_project(r.path(), r#"{"id":"t","title":"x","files":["a"]}"#, &config);
+    let start = std::time::Instant::now();
+    let out = run_headless(&manifest);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("answered through opencode events: allow bash: echo x"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("idle [hook:session.idle] opencode events"),
+        "{stdout}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
 fn a_hook_with_no_server_returns_at_once_and_prints_nothing() {
     // switchyard gone (a dead socket): the agent is never held up and no decision is made for it.
     let dir = tempfile::tempdir().unwrap();

@@ -476,13 +476,22 @@ fn on_message(
                     if let (Some(what), true) = (report.permission.clone(), reply) {
                         // Decided by the allow/deny policy and answered through the hook; a
                         // denied one stays a waiting prompt, which escalates.
-                        if channel == crate::channels::Channel::Claude
-                            && rt.engine.permission_decision(i, &what).is_ok()
+                        let allow = match channel {
+                            crate::channels::Channel::Claude => {
+                                Some(crate::channels::claude_permission_allow())
+                            }
+                            crate::channels::Channel::Opencode => {
+                                Some(crate::channels::opencode_permission_allow())
+                            }
+                            _ => None,
+                        };
+                        if let Some(allow) =
+                            allow.filter(|_| rt.engine.permission_decision(i, &what).is_ok())
                         {
                             report.kind = crate::classify::VerdictKind::Running;
                             report.line = format!("allowed {what}");
                             report.answered = Some(format!("allow {what}"));
-                            output = Some(crate::channels::claude_permission_allow());
+                            output = Some(allow);
                         }
                     }
                     rt.apply(crate::engine::Event::Reported { task: i, report });
