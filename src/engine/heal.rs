@@ -767,6 +767,13 @@ impl Engine {
         };
         w.last_activity_at = now;
         w.answered = None;
+        // The prompt the agent reported is the person's now; its next event says what follows.
+        if w.reported
+            .as_ref()
+            .is_some_and(|r| r.kind == VerdictKind::WaitingInput)
+        {
+            w.reported = None;
+        }
         let run = &mut self.runs[i];
         if !run.ladder.is_empty() {
             run.ladder.clear();

@@ -449,6 +449,12 @@ fn permissions_asked_through_a_channel_follow_the_allow_and_deny_lists() {
     e.update(Event::Reported { task: 0, report: r }, 500);
     e.update(Event::Tick, 600);
     assert_eq!(e.status(0), Status::NeedsAttention);
+    // The person answers in the dialog: the reported prompt is theirs, the task runs again.
+    e.update(Event::Typed { task: 0 }, 1_000);
+    show(&mut e, "✶ Running npm test…", "◐ claude", 1_100);
+    e.update(Event::Tick, 1_200);
+    assert_eq!(e.status(0), Status::Running);
+    assert_eq!(verdict(&e).0, VerdictKind::Running);
 }
 
 #[test]
