@@ -581,8 +581,9 @@ pub fn claude_settings(switchyard: &str) -> String {
 /// user's files nor the worktree change) whose hooks run `'<switchyard>' hook --agent gemini`:
 /// SessionStart, BeforeAgent, BeforeTool, AfterTool, AfterAgent, Notification. Format: gemini-cli's
 /// hooks reference (docs/hooks/reference.md: `{"hooks": {EVENT: [{"matcher", "hooks": [{"type":
-/// "command", "command", "name", "timeout" (ms)}]}]}}`), checked against the documentation of
-/// gemini-cli 0.2x–0.61; not against a live CLI here. A system settings file the machine already
+/// "command", "command", "name", "timeout" (ms)}]}]}}`, and `hooksConfig.enabled`, which stable
+/// releases need), checked against the documentation of gemini-cli 0.2x–0.61; not against a live
+/// CLI here. A system settings file the machine already
 /// has is replaced for this agent only.
 pub fn gemini_settings(switchyard: &str) -> String {
     let command = format!(
@@ -597,6 +598,8 @@ pub fn gemini_settings(switchyard: &str) -> String {
         serde_json::json!([g])
     };
     serde_json::json!({
+        // Stable releases run hooks only when this is set (gemini-cli docs/hooks/index.md).
+        "hooksConfig": { "enabled": true },
         "hooks": {
             "SessionStart": group(None),
             "BeforeAgent": group(None),
@@ -666,6 +669,31 @@ pub fn render_prompt(template: &str, id: &str, issue: Option<u64>, title: &str) 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn generated_agent_settings_run_switchyard_hook_for_each_event() {
+        let c: serde_json::Value =
+            serde_json::from_str(&super::claude_settings("/opt/sy'x/switchyard")).unwrap();
+        let pr = &c["hooks"]["PermissionRequest"][0]["hooks"][0];
+        assert_eq!(pr["command"], "'/opt/sy'\\''x/switchyard' hook");
+        assert!(
+            pr["timeout"].as_u64().unwrap() * 1000
+                > crate::channel_io::DECISION_WAIT.as_millis() as u64,
+            "the hook's timeout outlasts switchyard's decision wait"
+        );
+        for e in ["Stop", "StopFailure", "Notification", "UserPromptSubmit"] {
+            assert!(c["hooks"][e].is_array(), "{e}");
+        }
+        let g: serde_json::Value =
+            serde_json::from_str(&super::gemini_settings("/bin/switchyard")).unwrap();
+        assert_eq!(g["hooksConfig"]["enabled"], true);
+        for e in ["BeforeAgent", "BeforeTool", "AfterAgent", "Notification"] {
+            assert_eq!(
+                g["hooks"][e][0]["hooks"][0]["command"], "'/bin/switchyard' hook --agent gemini",
+                "{e}"
+            );
+        }
+    }
+
     #[test]
     fn installed_versions_are_compared_by_number() {
         assert_eq!(
