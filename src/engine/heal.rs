@@ -83,6 +83,12 @@ impl Engine {
             now.saturating_sub(w.reported_at),
             stall_ms,
         );
+        let v = no_progress(
+            v,
+            w.reported.as_ref(),
+            now.saturating_sub(w.last_activity_at),
+            stall_ms,
+        );
         let hold_ms = rules
             .iter()
             .find(|r| r.name == v.evidence.rule)
@@ -886,6 +892,31 @@ pub fn merge_report(
         }
         VerdictKind::Running => v,
         k => from_channel(k),
+    }
+}
+
+/// An agent with a channel of its own that has said nothing, and changed no file, for twice the
+/// stall threshold while its screen keeps moving (a spinner over an API that keeps failing, as
+/// gemini 0.61 shows for a 500) is `stalled`, not running forever. `quiet_ms`: since its last
+/// channel event, file change or heal action.
+pub fn no_progress(
+    v: Verdict,
+    reported: Option<&crate::classify::AgentReport>,
+    quiet_ms: Ms,
+    stall_ms: Ms,
+) -> Verdict {
+    match reported {
+        Some(r) if v.kind == VerdictKind::Running && quiet_ms >= 2 * stall_ms => Verdict::signal(
+            VerdictKind::Stalled,
+            "no-progress",
+            format!(
+                "{} said nothing and no file changed for {}s while the screen kept moving ({})",
+                r.channel,
+                quiet_ms / 1000,
+                v.evidence.line
+            ),
+        ),
+        _ => v,
     }
 }
 

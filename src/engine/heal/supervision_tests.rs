@@ -500,3 +500,30 @@ fn a_failed_exit_says_why_when_the_screen_does() {
     let v = e.task(0).last_verdict.clone().unwrap();
     assert!(v.contains("IS_SANDBOX"), "{v}");
 }
+
+#[test]
+fn a_spinner_over_a_silent_channel_is_a_stall_not_running_forever() {
+    let mut e = engine_for("gemini", "");
+    let mut r = report(VerdictKind::Running, "BeforeModel", "working");
+    r.channel = "gemini hooks".into();
+    e.update(Event::Reported { task: 0, report: r }, 1_000);
+    // The spinner keeps redrawing (output never quiet), the hooks say nothing more.
+    let mut now = 2_000;
+    while now < 121_000 {
+        show(
+            &mut e,
+            &format!("⠏ Thinking (esc to cancel, {}s)", now / 1000),
+            "",
+            now,
+        );
+        e.update(Event::Tick, now + 10);
+        now += 5_000;
+    }
+    assert_eq!(verdict(&e).0, VerdictKind::Running, "within twice stall_ms");
+    show(&mut e, "⠏ Thinking (esc to cancel, 122s)", "", 122_000);
+    let fx = e.update(Event::Tick, 122_010);
+    assert_eq!(verdict(&e), (VerdictKind::Stalled, "no-progress".into()));
+    // Not at its prompt: no nudge is typed; the ladder restarts it.
+    assert!(writes(&fx).is_empty());
+    assert!(fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })));
+}
