@@ -619,17 +619,26 @@ pub struct Vars {
     /// `{final_message}`: the absolute path of `<workdir>/logs/<task id>.final.md`, where an agent
     /// that can (`codex exec --output-last-message {final_message}`) writes its last message.
     pub final_message: String,
+    /// `{gemini_settings}`: a gemini-cli settings file whose hooks report the agent's own events
+    /// to switchyard (given as `GEMINI_CLI_SYSTEM_SETTINGS_PATH`); see [`gemini_settings`].
+    pub gemini_settings: String,
+    /// `{opencode_port}`: a free port on 127.0.0.1 for opencode's own server, whose event stream
+    /// switchyard follows (see [`crate::channel_io::follow_opencode`]); empty when unused.
+    pub opencode_port: String,
 }
 
 /// The Claude Code settings (JSON) that hand its lifecycle events to switchyard: each hook runs
 /// `'<switchyard>' hook`, which passes the event's JSON to the run's server and never blocks or
-/// fails the agent. Events: SessionStart, UserPromptSubmit, PreToolUse, Notification
-/// (`permission_prompt`, `idle_prompt`), Stop. Format: Claude Code's hooks reference
-/// (`{"hooks": {EVENT: [{"matcher", "hooks": [{"type": "command", "command", "timeout"}]}]}}`),
-/// checked against the documentation for Claude Code 2.x; not against a live CLI here.
+/// fails the agent. Events: SessionStart, UserPromptSubmit, PreToolUse, PermissionRequest
+/// (answered by switchyard's allow/deny policy through the hook's reply; the hook waits at most
+/// 3 s, its timeout here is 10 s), Notification (`permission_prompt`, `idle_prompt`), Stop,
+/// StopFailure. Format: Claude Code's hooks reference (`{"hooks": {EVENT: [{"matcher", "hooks":
+/// [{"type": "command", "command", "timeout"}]}]}}`), checked against the hooks documentation for
+/// Claude Code 2.1.x (PermissionRequest exists since 2.0.45); not against a live CLI here.
 pub fn claude_settings(switchyard: &str) -> String {
     let command = format!("'{}' hook", switchyard.replace('\'', "'\\''"));
     let hook = serde_json::json!([{ "matcher": "*", "hooks": [{ "type": "command", "command": command, "timeout": 5 }] }]);
+    let decide = serde_json::json!([{ "matcher": "*", "hooks": [{ "type": "command", "command": command, "timeout": 10 }] }]);
     let plain =
         serde_json::json!([{ "hooks": [{ "type": "command", "command": command, "timeout": 5 }] }]);
     serde_json::json!({
@@ -637,8 +646,45 @@ pub fn claude_settings(switchyard: &str) -> String {
             "SessionStart": plain,
             "UserPromptSubmit": plain,
             "PreToolUse": hook,
+            "PermissionRequest": decide,
             "Notification": plain,
             "Stop": plain,
+            "StopFailure": plain,
+        }
+    })
+    .to_string()
+}
+
+/// The gemini-cli settings (JSON, given as `GEMINI_CLI_SYSTEM_SETTINGS_PATH`, so neither the
+/// user's files nor the worktree change) whose hooks run `'<switchyard>' hook --agent gemini`:
+/// SessionStart, BeforeAgent, BeforeTool, AfterTool, AfterAgent, Notification. Format: gemini-cli's
+/// hooks reference (docs/hooks/reference.md: `{"hooks": {EVENT: [{"matcher", "hooks": [{"type":
+/// "command", "command", "name", "timeout" (ms)}]}]}}`, and `hooksConfig.enabled`, which stable
+/// releases need), checked against the documentation of gemini-cli 0.2x–0.61; not against a live
+/// CLI here. A system settings file the machine already
+/// has is replaced for this agent only.
+pub fn gemini_settings(switchyard: &str) -> String {
+    let command = format!(
+        "'{}' hook --agent gemini",
+        switchyard.replace('\'', "'\\''")
+    );
+    let group = |matcher: Option<&str>| {
+        let mut g = serde_json::json!({ "hooks": [{ "type": "command", "name": "switchyard", "command": command, "timeout": 5000 }] });
+        if let Some(m) = matcher {
+            g["matcher"] = m.into();
+        }
+        serde_json::json!([g])
+    };
+    serde_json::json!({
+        // Stable releases run hooks only when this is set (gemini-cli docs/hooks/index.md).
+        "hooksConfig": { "enabled": true },
+        "hooks": {
+            "SessionStart": group(None),
+            "BeforeAgent": group(None),
+            "BeforeTool": group(Some(".*")),
+            "AfterTool": group(Some(".*")),
+            "AfterAgent": group(None),
+            "Notification": group(None),
         }
     })
     .to_string()
@@ -669,6 +715,8 @@ pub fn render_argv(template: &[String], vars: &Vars) -> Vec<String> {
                     "{switchyard}" => Some(&vars.switchyard),
                     "{claude_settings}" => Some(&vars.claude_settings),
                     "{final_message}" => Some(&vars.final_message),
+                    "{gemini_settings}" => Some(&vars.gemini_settings),
+                    "{opencode_port}" => Some(&vars.opencode_port),
                     _ => None,
                 };
                 match value {
@@ -767,6 +815,31 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("unknown field `prompt`"), "{e}");
+    }
+
+    #[test]
+    fn generated_agent_settings_run_switchyard_hook_for_each_event() {
+        let c: serde_json::Value =
+            serde_json::from_str(&super::claude_settings("/opt/sy'x/switchyard")).unwrap();
+        let pr = &c["hooks"]["PermissionRequest"][0]["hooks"][0];
+        assert_eq!(pr["command"], "'/opt/sy'\\''x/switchyard' hook");
+        assert!(
+            pr["timeout"].as_u64().unwrap() * 1000
+                > crate::channel_io::DECISION_WAIT.as_millis() as u64,
+            "the hook's timeout outlasts switchyard's decision wait"
+        );
+        for e in ["Stop", "StopFailure", "Notification", "UserPromptSubmit"] {
+            assert!(c["hooks"][e].is_array(), "{e}");
+        }
+        let g: serde_json::Value =
+            serde_json::from_str(&super::gemini_settings("/bin/switchyard")).unwrap();
+        assert_eq!(g["hooksConfig"]["enabled"], true);
+        for e in ["BeforeAgent", "BeforeTool", "AfterAgent", "Notification"] {
+            assert_eq!(
+                g["hooks"][e][0]["hooks"][0]["command"], "'/bin/switchyard' hook --agent gemini",
+                "{e}"
+            );
+        }
     }
 
     #[test]

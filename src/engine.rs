@@ -145,6 +145,11 @@ pub enum Event {
         /// The state, or why it could not be read.
         result: Result<PrStatus, String>,
     },
+    /// A person typed into the worker (attached): a state change that restarts its ladders.
+    Typed {
+        /// Task index.
+        task: usize,
+    },
     /// A person's action (a key, `switchyard ctl`, a client on the socket), by task id. Checked
     /// with [`Engine::check`]; a refused one is journaled and changes nothing.
     Action(crate::action::Action),
@@ -360,6 +365,16 @@ pub struct WorkerState {
     pub stop: Option<StopReason>,
     /// The agent's latest word about itself (a hook), until its next one.
     pub reported: Option<crate::classify::AgentReport>,
+    /// When that word came, ms.
+    pub reported_at: Ms,
+    /// The prompt answered last: (its line, a hash of its dialog, when), so a dialog still on
+    /// screen after the answer (an agent restarting itself) is not answered again.
+    answered: Option<(String, u64, Ms)>,
+    /// The error context this attempt was started with (never taken for a new error).
+    echo: Option<crate::classify::Echo>,
+    /// An error waits for the branch state before the ladder acts (a moved branch is verified,
+    /// not restarted).
+    error_check: Option<heal::Trouble>,
 }
 
 /// A task's run state beside its manifest entry.
@@ -743,7 +758,8 @@ impl Engine {
             Event::Screen { task, .. }
             | Event::Activity { task }
             | Event::Started { task, .. }
-            | Event::Reported { task, .. } => (Some(*task), false, false),
+            | Event::Reported { task, .. }
+            | Event::Typed { task } => (Some(*task), false, false),
             Event::StartFailed { task, .. }
             | Event::Exited { task, .. }
             | Event::Inspected { task, .. }
@@ -789,12 +805,8 @@ impl Engine {
                 }
                 self.note_change(task, now);
             }
-            Event::Reported { task, report } => {
-                if let Some(w) = self.runs[task].worker.as_mut() {
-                    w.last_activity_at = now;
-                    w.reported = Some(report);
-                }
-            }
+            Event::Reported { task, report } => self.on_reported(task, report, now, &mut fx),
+            Event::Typed { task } => self.on_typed(task, now, &mut fx),
             Event::Started {
                 task,
                 worktree,
@@ -1045,7 +1057,12 @@ impl Engine {
                     "verdict": v.kind.label(), "rule": v.evidence.rule, "line": v.evidence.line
                 }),
             );
-            if v.kind != VerdictKind::Running {
+            // A running task's summary shows what it does now, not the dialog it passed.
+            let was_other = self.runs[i]
+                .verdict
+                .as_ref()
+                .is_some_and(|old| old.kind != VerdictKind::Running);
+            if v.kind != VerdictKind::Running || was_other {
                 let t = self.task_mut(i);
                 t.last_verdict = Some(text);
                 t.last_progress = Some(rfc3339(now));
@@ -1220,7 +1237,7 @@ impl Engine {
             Round::Resolve(_) if fresh => Some(self.policy.lifecycle.merge.into.clone()),
             _ => None,
         };
-        let prompt = match context {
+        let prompt = match &context {
             Some(c) => format!("{c}Fix that, then do the task:\n{base_prompt}"),
             None => base_prompt,
         };
@@ -1232,7 +1249,7 @@ impl Engine {
             .map_or("", |r| r.preamble.as_str());
         let writes = (!crate::plan::read_only(&t)).then(|| crate::plan::writes_of(&t));
         let prompt = crate::config::role_prompt(preamble, t.lens.as_deref(), writes, &prompt);
-        let context = t
+        let context_sources = t
             .context
             .iter()
             .flatten()
@@ -1277,7 +1294,7 @@ impl Engine {
             },
             round,
             merge_first,
-            context,
+            context: context_sources,
         };
         self.runs[i].worker = Some(WorkerState {
             attempt,
@@ -1293,6 +1310,10 @@ impl Engine {
             held: None,
             stop: None,
             reported: None,
+            reported_at: now,
+            answered: None,
+            echo: context.as_deref().map(crate::classify::Echo::new),
+            error_check: None,
         });
         {
             let tm = self.task_mut(i);

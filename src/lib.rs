@@ -6,6 +6,8 @@
 //! [`headless`] and [`ui`] (two renderings of the same state).
 
 pub mod action;
+pub mod channel_io;
+pub mod channels;
 pub mod classify;
 pub mod client;
 pub mod config;

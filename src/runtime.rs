@@ -661,6 +661,8 @@ impl Runtime {
     pub fn type_into(&mut self, task: usize, bytes: &[u8]) {
         if let Some(w) = self.workers.get(&task) {
             let _ = w.write(bytes);
+            // A person's keystroke is a state change: the heal ladders start afresh.
+            self.apply(Event::Typed { task });
         }
     }
 
@@ -1211,6 +1213,14 @@ struct StartContext {
     wake: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
+impl StartContext {
+    /// `<workdir>/run/gemini-settings.json` (beside the Claude settings), what
+    /// `{gemini_settings}` names.
+    fn gemini_settings(&self) -> PathBuf {
+        self.claude_settings.with_file_name("gemini-settings.json")
+    }
+}
+
 /// Creates (or reuses) the worktree and spawns the worker. Errors are one readable sentence.
 fn prepare_worker(
     mut spec: crate::engine::StartSpec,
@@ -1266,7 +1276,32 @@ fn prepare_worker(
             .unwrap_or_else(|_| "switchyard".into()),
         claude_settings: ctx.claude_settings.display().to_string(),
         final_message: final_message.display().to_string(),
+        gemini_settings: ctx.gemini_settings().display().to_string(),
+        opencode_port: String::new(),
     };
+    let mut vars = vars;
+    let opencode_port = if spec.command.iter().any(|a| a.contains("{opencode_port}")) {
+        let port = crate::channel_io::free_port()
+            .map_err(|e| format!("no free local port for {{opencode_port}}: {e}"))?;
+        vars.opencode_port = port.to_string();
+        Some(port)
+    } else {
+        None
+    };
+    if spec.env.values().any(|v| v.contains("{gemini_settings}"))
+        || spec.command.iter().any(|a| a.contains("{gemini_settings}"))
+    {
+        let path = ctx.gemini_settings();
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(&path, crate::config::gemini_settings(&vars.switchyard)).map_err(|e| {
+            format!(
+                "cannot write {} for {{gemini_settings}}: {e}",
+                path.display()
+            )
+        })?;
+    }
     if spec.command.iter().any(|a| a.contains("{claude_settings}")) {
         if let Some(dir) = ctx.claude_settings.parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -1305,6 +1340,7 @@ fn prepare_worker(
     let token = crate::orphans::new_token(spec.task, spec.attempt);
     env.push((crate::orphans::TOKEN_VAR.into(), token.clone()));
     check_command_line(&spec, &argv, &env, &ctx.prompt_file)?;
+    let socket = ctx.socket.clone();
     let worker = Worker::spawn_sharing_wake(
         SpawnSpec {
             task: spec.task,
@@ -1319,6 +1355,32 @@ fn prepare_worker(
         ctx.tx,
         ctx.wake,
     )?;
+    if let (Some(port), Some(socket)) = (opencode_port, socket) {
+        // opencode's own word: its server's event stream, handed to the run like a hook's.
+        let task_id = spec.task_id.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("opencode-events-{task_id}"))
+            .spawn(move || {
+                let why = crate::channel_io::follow_opencode(
+                    port,
+                    std::time::Duration::from_secs(60),
+                    |event| {
+                        let ask = matches!(
+                            event["type"].as_str(),
+                            Some("permission.asked" | "permission.updated")
+                        );
+                        crate::channel_io::send_event(
+                            &socket,
+                            &task_id,
+                            Some("opencode"),
+                            event,
+                            ask,
+                        )
+                    },
+                );
+                tracing::debug!("task {task_id}: {why}");
+            });
+    }
     Ok(Spawned {
         worker,
         worktree: info.path.display().to_string(),
