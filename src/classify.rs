@@ -259,72 +259,68 @@ pub struct TerminalRead {
     pub shell: bool,
 }
 
-/// What an agent said about itself through its own channel (a hook), the most authoritative word.
+/// What an agent said about itself through its own channel (a hook, a notify program, a server
+/// event), the most authoritative word. Read by [`crate::channels`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentReport {
-    /// What it means: `running`, `waiting_input`, `idle` or `error`.
+    /// What it means: `running`, `waiting_input`, `idle`, `error` or `rate_limited`.
     pub kind: VerdictKind,
-    /// The event's name as the agent sent it (e.g. `Stop`, `Notification`).
+    /// The event's name as the agent sent it (e.g. `Stop`, `Notification`, `session.status`).
     pub event: String,
     /// A line for people (the notification's message, or a description).
     pub line: String,
+    /// The channel it came through, e.g. `claude hooks` (see [`crate::channels::Channel::label`]).
+    pub channel: String,
+    /// For a permission request: what is asked (`Bash: git commit -m x`), judged by the
+    /// allow/deny policy.
+    pub permission: Option<String>,
+    /// Set when switchyard answered the request through the channel itself (the answer given).
+    pub answered: Option<String>,
 }
 
-/// Reads a Claude Code hook event (the JSON its hooks get on stdin: `hook_event_name`, and for
-/// `Notification` a `message` and, in 2.x, a `notification_type` of `permission_prompt` or
-/// `idle_prompt`), checked against Claude Code's hooks reference. `None` for events that say
-/// nothing about the agent's state.
+/// Reads a Claude Code hook event; see [`crate::channels::claude`].
 pub fn report_from_claude_hook(event: &serde_json::Value) -> Option<AgentReport> {
-    let name = event.get("hook_event_name")?.as_str()?.to_string();
-    let message = event
-        .get("message")
-        .and_then(|m| m.as_str())
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    let kind_of = |t: &str, m: &str| {
-        let m = m.to_ascii_lowercase();
-        if t == "permission_prompt" || m.contains("permission") {
-            VerdictKind::WaitingInput
-        } else if t == "idle_prompt" || m.contains("waiting for your input") {
-            VerdictKind::Idle
-        } else {
-            VerdictKind::WaitingInput
-        }
-    };
-    let (kind, line) = match name.as_str() {
-        "SessionStart" | "UserPromptSubmit" | "PreToolUse" | "PostToolUse" => {
-            let tool = event.get("tool_name").and_then(|t| t.as_str());
-            (
-                VerdictKind::Running,
-                match tool {
-                    Some(t) => format!("using {t}"),
-                    None => "working".to_string(),
-                },
-            )
-        }
-        "Notification" => {
-            let t = event
-                .get("notification_type")
-                .and_then(|t| t.as_str())
-                .unwrap_or("");
-            (kind_of(t, &message), message.clone())
-        }
-        "Stop" => (VerdictKind::Idle, "the turn ended (Stop)".to_string()),
-        "StopFailure" => (
-            VerdictKind::Error,
-            if message.is_empty() {
-                "the turn failed (StopFailure)".to_string()
-            } else {
-                message.clone()
-            },
+    crate::channels::claude(event)
+}
+
+/// True when a line says the provider refused for a rate limit or quota (HTTP 429, "rate limit
+/// reached", "usage limit", "quota exceeded", RESOURCE_EXHAUSTED).
+pub fn is_rate_limit(line: &str) -> bool {
+    static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(r"(?i)(\b429\b|too many requests|rate.?limit(ed)?\b.*(reached|exceeded|hit)|(rate|usage) limit|quota exceeded|resource_exhausted)")
+            .expect("a valid pattern")
+    })
+    .is_match(line)
+}
+
+/// Why an agent that exited failed, when its last screen says something switchyard recognises
+/// (a fix for people, in one line). Checked against claude 2.1.330 (as root), codex-cli 0.169
+/// and git 2.x messages.
+pub fn exit_hint(tail: &str) -> Option<&'static str> {
+    const HINTS: &[(&str, &str)] = &[
+        (
+            r"cannot be used with root/sudo privileges",
+            "claude refuses --dangerously-skip-permissions as root: run switchyard as a normal user, or (inside a real sandbox only) add IS_SANDBOX = \"1\" to the profile's env",
         ),
-        _ => return None,
-    };
-    Some(AgentReport {
-        kind,
-        event: name,
-        line,
+        (
+            r"(?i)not logged in|please run /login|run `?codex login",
+            "the agent is not logged in: run it once by hand in a terminal and log in",
+        ),
+        (
+            r"(?i)index\.lock.*(permission denied|read-only)|(permission denied|read-only file system).*\.git/",
+            "the agent could not write the worktree's git index (codex without --yolo runs in a sandbox that cannot write .git)",
+        ),
+        (
+            r"(?i)command not found|no such file or directory \(os error 2\)",
+            "a command the agent needs is not installed or not on PATH",
+        ),
+    ];
+    HINTS.iter().find_map(|(p, hint)| {
+        Regex::new(p)
+            .expect("a valid pattern")
+            .is_match(tail)
+            .then_some(*hint)
     })
 }
 
@@ -450,6 +446,52 @@ pub fn classify(
     rules: &[Rule],
     stall_ms: u64,
 ) -> Verdict {
+    classify_with(screen, timing, rules, stall_ms, None)
+}
+
+/// Text switchyard itself gave the agent (a restart's error context), which the agent may echo
+/// on its screen: error and rate-limit rules never match a row that is part of it, so the
+/// context cannot re-trigger the rule that caused the restart.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Echo {
+    /// The context, letters and digits only, lowercased.
+    text: String,
+}
+
+impl Echo {
+    /// Rows shorter than this (letters and digits) are never taken for an echo.
+    pub const MIN_CHARS: usize = 12;
+
+    /// The echo of the given context text.
+    pub fn new(context: &str) -> Echo {
+        Echo {
+            text: normalize(context),
+        }
+    }
+
+    /// True when the row (with the agent's own decoration stripped) is part of the context.
+    pub fn covers(&self, row: &str) -> bool {
+        let r = normalize(row);
+        r.len() >= Echo::MIN_CHARS && self.text.contains(&r)
+    }
+}
+
+fn normalize(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// [`classify`], with rows that echo switchyard's own context ignored by error and rate-limit
+/// rules.
+pub fn classify_with(
+    screen: &ScreenSnapshot,
+    timing: &Timing,
+    rules: &[Rule],
+    stall_ms: u64,
+    echo: Option<&Echo>,
+) -> Verdict {
     let quiet = timing.quiet_ms();
     // A rule whose pattern is on screen but whose quiet time has not passed yet knows better
     // than the terminal-read signal: wait for it.
@@ -482,9 +524,10 @@ pub fn classify(
             }
             continue;
         }
+        let echoes = matches!(rule.verdict, VerdictKind::Error | VerdictKind::RateLimited);
         for i in screen.region_rows(rule.region) {
             let row = &screen.rows[i];
-            if rule.re.is_match(row) {
+            if rule.re.is_match(row) && !(echoes && echo.is_some_and(|e| e.covers(row))) {
                 return Verdict {
                     kind: rule.verdict,
                     evidence: Evidence {
@@ -700,37 +743,53 @@ mod tests {
     }
 
     #[test]
-    fn claude_hook_events_become_reports() {
-        let r = |v: serde_json::Value| report_from_claude_hook(&v).map(|r| (r.kind, r.line));
-        assert_eq!(
-            r(
-                serde_json::json!({"hook_event_name": "Notification", "notification_type": "permission_prompt", "message": "Claude needs your permission to use Bash"})
-            ),
-            Some((
-                VerdictKind::WaitingInput,
-                "Claude needs your permission to use Bash".into()
-            ))
+    fn an_echo_of_switchyards_own_context_is_not_an_error() {
+        let ctx = "Previous attempt 1 failed (error [error-line] Error: Cannot connect to API). The last lines of its screen were:\n| Error: Cannot connect to API";
+        let echo = Echo::new(ctx);
+        // The agent shows the prompt it was given, the quoted context in it.
+        let s = ScreenSnapshot::from_text(
+            "Previous attempt 1 failed\n  Error: Cannot connect to API\n$",
         );
+        let t = at(20_000, 10_000);
         assert_eq!(
-            r(
-                serde_json::json!({"hook_event_name": "Notification", "message": "Claude is waiting for your input"})
-            ),
-            Some((VerdictKind::Idle, "Claude is waiting for your input".into()))
+            classify_with(&s, &t, &rules(), 60_000, Some(&echo)).kind,
+            VerdictKind::Running
         );
+        assert_eq!(classify(&s, &t, &rules(), 60_000).kind, VerdictKind::Error);
+        // A new, different error is still one.
+        let s = ScreenSnapshot::from_text("step\nError: disk quota exceeded on /w\n$");
         assert_eq!(
-            r(serde_json::json!({"hook_event_name": "Stop", "stop_hook_active": false}))
-                .map(|x| x.0),
-            Some(VerdictKind::Idle)
+            classify_with(&s, &t, &rules(), 60_000, Some(&echo)).kind,
+            VerdictKind::Error
         );
-        assert_eq!(
-            r(serde_json::json!({"hook_event_name": "PreToolUse", "tool_name": "Bash"})),
-            Some((VerdictKind::Running, "using Bash".into()))
-        );
-        assert_eq!(
-            r(serde_json::json!({"hook_event_name": "PreCompact"})),
-            None
-        );
-        assert_eq!(r(serde_json::json!({"no": "name"})), None);
+        // Short rows are never taken for an echo.
+        assert!(!echo.covers("Error:"));
+    }
+
+    #[test]
+    fn exit_hints_say_why() {
+        let h = exit_hint("--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons").unwrap();
+        assert!(h.contains("IS_SANDBOX"), "{h}");
+        assert!(exit_hint(
+            "fatal: Unable to create '/w/.git/worktrees/a/index.lock': Permission denied"
+        )
+        .unwrap()
+        .contains("--yolo"));
+        assert_eq!(exit_hint("all good"), None);
+    }
+
+    #[test]
+    fn rate_limit_lines_are_recognised() {
+        for l in [
+            "API Error: Request rejected (429) · Rate limit reached · try again in 20s",
+            "■ exceeded retry limit, last status: 429 Too Many Requests",
+            "Rate limit reached",
+            "You've hit your usage limit. Try again in 2 hours.",
+            "RESOURCE_EXHAUSTED: quota exceeded",
+        ] {
+            assert!(is_rate_limit(l), "{l}");
+        }
+        assert!(!is_rate_limit("API Error: 500 Internal Server Error"));
     }
 
     #[test]

@@ -74,6 +74,35 @@ pub struct Config {
     /// `[pr]`: pull requests when `finish = "pr"`.
     #[serde(default)]
     pub pr: PrConfig,
+    /// Worker roles by name (`[roles.<name>]`): the preamble of a task's `role` goes before its
+    /// prompt (see [`role_prompt`]). Shipped: implementer (the default), scout, reviewer,
+    /// verifier, researcher.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleSpec>,
+}
+
+/// The role a task without a `role` field has.
+pub const DEFAULT_ROLE: &str = "implementer";
+
+/// One worker role (`[roles.<name>]`), after the Codex orchestration guide's worker templates
+/// (seeds: "Worker preamble", reviewer/research/implementer/verifier workers).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    /// Text put before the prompt of every task with this role (empty: the prompt goes alone).
+    pub preamble: String,
+}
+
+/// Where a profile's final message (the agent's last answer) is read from when the agent does
+/// not write it to `{final_message}` itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinalChannel {
+    /// JSON on the agent's output: `codex exec --json` events (the last `item.completed` of type
+    /// `agent_message`) or `claude -p --output-format json` (the `result` field).
+    Json,
+    /// The last block of text in the transcript's tail (see `crate::final_message`).
+    Transcript,
 }
 
 /// Key names as written in the config: one or several.
@@ -132,6 +161,10 @@ pub struct AgentProfile {
     /// screen), "osc" (the agent's own escape sequences) or both.
     #[serde(default)]
     pub signals: Option<String>,
+    /// Where the final message comes from when `{final_message}` is not in `command` or the
+    /// agent left that file empty: `json` or `transcript` (the default).
+    #[serde(default)]
+    pub final_message: Option<FinalChannel>,
 }
 
 /// A heal action (one step of a ladder) is an [`ActionKind`] of the one action vocabulary:
@@ -269,6 +302,8 @@ pub struct Policy {
     pub heal: HealPolicy,
     /// Agent profiles by name.
     pub agents: BTreeMap<String, AgentProfile>,
+    /// Worker roles by name.
+    pub roles: BTreeMap<String, RoleSpec>,
     /// Rules, answers and the deny-list, compiled.
     pub compiled: Compiled,
     /// Review, merge queue, conflict warnings and finish.
@@ -285,6 +320,7 @@ impl Policy {
             prompt_template: config.prompt_template.clone(),
             heal: config.heal.clone(),
             agents: config.agents.clone(),
+            roles: config.roles.clone(),
             compiled: config.compile()?,
             lifecycle: config.lifecycle(),
         })
@@ -494,6 +530,11 @@ impl Config {
                 n + 1
             )));
         }
+        if !config.roles.contains_key(DEFAULT_ROLE) {
+            return Err(invalid(format!(
+                "[roles.{DEFAULT_ROLE}] is missing: tasks without a role are {DEFAULT_ROLE}s; give it a preamble (\"\" for none)"
+            )));
+        }
         Ok(config)
     }
 
@@ -590,17 +631,29 @@ pub struct Vars {
     /// `{claude_settings}`: a Claude Code settings file whose hooks report the agent's own
     /// events to switchyard (`claude --settings {claude_settings}`); see [`claude_settings`].
     pub claude_settings: String,
+    /// `{final_message}`: the absolute path of `<workdir>/logs/<task id>.final.md`, where an agent
+    /// that can (`codex exec --output-last-message {final_message}`) writes its last message.
+    pub final_message: String,
+    /// `{gemini_settings}`: a gemini-cli settings file whose hooks report the agent's own events
+    /// to switchyard (given as `GEMINI_CLI_SYSTEM_SETTINGS_PATH`); see [`gemini_settings`].
+    pub gemini_settings: String,
+    /// `{opencode_port}`: a free port on 127.0.0.1 for opencode's own server, whose event stream
+    /// switchyard follows (see [`crate::channel_io::follow_opencode`]); empty when unused.
+    pub opencode_port: String,
 }
 
 /// The Claude Code settings (JSON) that hand its lifecycle events to switchyard: each hook runs
 /// `'<switchyard>' hook`, which passes the event's JSON to the run's server and never blocks or
-/// fails the agent. Events: SessionStart, UserPromptSubmit, PreToolUse, Notification
-/// (`permission_prompt`, `idle_prompt`), Stop. Format: Claude Code's hooks reference
-/// (`{"hooks": {EVENT: [{"matcher", "hooks": [{"type": "command", "command", "timeout"}]}]}}`),
-/// checked against the documentation for Claude Code 2.x; not against a live CLI here.
+/// fails the agent. Events: SessionStart, UserPromptSubmit, PreToolUse, PermissionRequest
+/// (answered by switchyard's allow/deny policy through the hook's reply; the hook waits at most
+/// 3 s, its timeout here is 10 s), Notification (`permission_prompt`, `idle_prompt`), Stop,
+/// StopFailure. Format: Claude Code's hooks reference (`{"hooks": {EVENT: [{"matcher", "hooks":
+/// [{"type": "command", "command", "timeout"}]}]}}`), checked against the hooks documentation for
+/// Claude Code 2.1.x (PermissionRequest exists since 2.0.45); not against a live CLI here.
 pub fn claude_settings(switchyard: &str) -> String {
     let command = format!("'{}' hook", switchyard.replace('\'', "'\\''"));
     let hook = serde_json::json!([{ "matcher": "*", "hooks": [{ "type": "command", "command": command, "timeout": 5 }] }]);
+    let decide = serde_json::json!([{ "matcher": "*", "hooks": [{ "type": "command", "command": command, "timeout": 10 }] }]);
     let plain =
         serde_json::json!([{ "hooks": [{ "type": "command", "command": command, "timeout": 5 }] }]);
     serde_json::json!({
@@ -608,8 +661,45 @@ pub fn claude_settings(switchyard: &str) -> String {
             "SessionStart": plain,
             "UserPromptSubmit": plain,
             "PreToolUse": hook,
+            "PermissionRequest": decide,
             "Notification": plain,
             "Stop": plain,
+            "StopFailure": plain,
+        }
+    })
+    .to_string()
+}
+
+/// The gemini-cli settings (JSON, given as `GEMINI_CLI_SYSTEM_SETTINGS_PATH`, so neither the
+/// user's files nor the worktree change) whose hooks run `'<switchyard>' hook --agent gemini`:
+/// SessionStart, BeforeAgent, BeforeTool, AfterTool, AfterAgent, Notification. Format: gemini-cli's
+/// hooks reference (docs/hooks/reference.md: `{"hooks": {EVENT: [{"matcher", "hooks": [{"type":
+/// "command", "command", "name", "timeout" (ms)}]}]}}`, and `hooksConfig.enabled`, which stable
+/// releases need), checked against the documentation of gemini-cli 0.2x–0.61; not against a live
+/// CLI here. A system settings file the machine already
+/// has is replaced for this agent only.
+pub fn gemini_settings(switchyard: &str) -> String {
+    let command = format!(
+        "'{}' hook --agent gemini",
+        switchyard.replace('\'', "'\\''")
+    );
+    let group = |matcher: Option<&str>| {
+        let mut g = serde_json::json!({ "hooks": [{ "type": "command", "name": "switchyard", "command": command, "timeout": 5000 }] });
+        if let Some(m) = matcher {
+            g["matcher"] = m.into();
+        }
+        serde_json::json!([g])
+    };
+    serde_json::json!({
+        // Stable releases run hooks only when this is set (gemini-cli docs/hooks/index.md).
+        "hooksConfig": { "enabled": true },
+        "hooks": {
+            "SessionStart": group(None),
+            "BeforeAgent": group(None),
+            "BeforeTool": group(Some(".*")),
+            "AfterTool": group(Some(".*")),
+            "AfterAgent": group(None),
+            "Notification": group(None),
         }
     })
     .to_string()
@@ -639,6 +729,9 @@ pub fn render_argv(template: &[String], vars: &Vars) -> Vec<String> {
                     "{attempt}" => Some(&vars.attempt),
                     "{switchyard}" => Some(&vars.switchyard),
                     "{claude_settings}" => Some(&vars.claude_settings),
+                    "{final_message}" => Some(&vars.final_message),
+                    "{gemini_settings}" => Some(&vars.gemini_settings),
+                    "{opencode_port}" => Some(&vars.opencode_port),
                     _ => None,
                 };
                 match value {
@@ -668,8 +761,102 @@ pub fn render_prompt(template: &str, id: &str, issue: Option<u64>, title: &str) 
     .remove(0)
 }
 
+/// The prompt a worker of this role gets: the role's preamble, the task's lens and scope (when a
+/// preamble is given), then `TASK:` and the prompt. An empty preamble gives the prompt alone.
+/// `writes` is `None` for a read-only task (see [`crate::plan::read_only`]).
+pub fn role_prompt(
+    preamble: &str,
+    lens: Option<&str>,
+    writes: Option<&[String]>,
+    prompt: &str,
+) -> String {
+    let preamble = preamble.trim_end();
+    if preamble.is_empty() {
+        return prompt.to_string();
+    }
+    let mut s = String::with_capacity(preamble.len() + prompt.len() + 64);
+    s.push_str(preamble);
+    s.push('\n');
+    if let Some(lens) = lens.filter(|l| !l.trim().is_empty()) {
+        s.push_str("LENS: ");
+        s.push_str(lens.trim());
+        s.push('\n');
+    }
+    match writes {
+        None => s.push_str("SCOPE: read-only (do not edit or commit files)\n"),
+        Some(w) if !w.is_empty() => {
+            s.push_str("SCOPE: may edit ");
+            s.push_str(&w.join(", "));
+            s.push('\n');
+        }
+        Some(_) => {}
+    }
+    s.push_str("TASK: ");
+    s.push_str(prompt);
+    s
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_role_preamble_goes_before_the_prompt_with_lens_and_scope() {
+        let p = role_prompt(
+            "CONTEXT: WORKER\n",
+            Some("security"),
+            None,
+            "Review src/a.rs",
+        );
+        assert_eq!(
+            p,
+            "CONTEXT: WORKER\nLENS: security\nSCOPE: read-only (do not edit or commit files)\nTASK: Review src/a.rs"
+        );
+        let w = vec!["src/a.rs".to_string()];
+        let p = role_prompt("R", None, Some(&w), "Fix it");
+        assert_eq!(p, "R\nSCOPE: may edit src/a.rs\nTASK: Fix it");
+        assert_eq!(role_prompt("  \n", Some("x"), None, "Fix it"), "Fix it");
+    }
+
+    #[test]
+    fn the_shipped_roles_are_the_guide_s_workers() {
+        let c = Config::defaults();
+        for r in ["implementer", "scout", "reviewer", "verifier", "researcher"] {
+            assert!(c.roles[r].preamble.starts_with("CONTEXT: WORKER"), "{r}");
+        }
+        assert!(c.roles["reviewer"].preamble.contains("```json"));
+        let e = Config::from_layers(&[
+            ("defaults".into(), DEFAULTS.into()),
+            ("mine".into(), "[roles.critic]\nprompt = \"x\"\n".into()),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown field `prompt`"), "{e}");
+    }
+
+    #[test]
+    fn generated_agent_settings_run_switchyard_hook_for_each_event() {
+        let c: serde_json::Value =
+            serde_json::from_str(&super::claude_settings("/opt/sy'x/switchyard")).unwrap();
+        let pr = &c["hooks"]["PermissionRequest"][0]["hooks"][0];
+        assert_eq!(pr["command"], "'/opt/sy'\\''x/switchyard' hook");
+        assert!(
+            pr["timeout"].as_u64().unwrap() * 1000
+                > crate::channel_io::DECISION_WAIT.as_millis() as u64,
+            "the hook's timeout outlasts switchyard's decision wait"
+        );
+        for e in ["Stop", "StopFailure", "Notification", "UserPromptSubmit"] {
+            assert!(c["hooks"][e].is_array(), "{e}");
+        }
+        let g: serde_json::Value =
+            serde_json::from_str(&super::gemini_settings("/bin/switchyard")).unwrap();
+        assert_eq!(g["hooksConfig"]["enabled"], true);
+        for e in ["BeforeAgent", "BeforeTool", "AfterAgent", "Notification"] {
+            assert_eq!(
+                g["hooks"][e][0]["hooks"][0]["command"], "'/bin/switchyard' hook --agent gemini",
+                "{e}"
+            );
+        }
+    }
+
     #[test]
     fn installed_versions_are_compared_by_number() {
         assert_eq!(

@@ -5,11 +5,13 @@
 
 use crate::git;
 use crate::manifest::{Manifest, Phase, Task};
-use color_eyre::eyre::{bail, Result, WrapErr};
+use color_eyre::eyre::{bail, eyre, Result, WrapErr};
 use std::path::{Path, PathBuf};
 
 /// The manifest file name the demo writes.
 pub const MANIFEST_NAME: &str = "manifest.json";
+/// What the import of the demo's issues inferred and why, written beside the manifest.
+pub const IMPORT_NOTES: &str = "import-notes.txt";
 
 const PROJECT: &[(&str, &str)] = &[
     (
@@ -35,7 +37,7 @@ const PROJECT: &[(&str, &str)] = &[
     ),
     (
         ".gitignore",
-        "/target\n/manifest.json\n/switchyard.toml\n/.switchyard/\n",
+        "/target\n/manifest.json\n/switchyard.toml\n/.switchyard/\n/import-notes.txt\n",
     ),
 ];
 
@@ -156,6 +158,63 @@ fn base_manifest() -> Manifest {
     }
 }
 
+/// The GitHub issues the demo starts from (`gh issue list --json number,title,body,labels`
+/// output), shipped as `assets/demo-issues.json`.
+pub const ISSUES: &str = include_str!("../assets/demo-issues.json");
+
+/// The demo's manifest as `switchyard demo` builds it: the shipped issues ([`ISSUES`]) imported
+/// with the gh importer (files from the bodies that exist in the demo project, dependencies from
+/// "depends on #N" and the like, phases from the priority labels), then each task given the id,
+/// agent (fake-agent scenario) and any other switchyard fields of the hand-built [`manifest`]'s
+/// task for the same issue. Returns the manifest and the importer's notes (what it inferred and
+/// why). Errors: the shipped issues do not import (a bug in this build).
+pub fn imported_manifest() -> Result<(Manifest, Vec<String>)> {
+    use crate::import::gh;
+    let file = "assets/demo-issues.json";
+    let issues = gh::parse_issues(ISSUES, file).map_err(|e| eyre!("{e}"))?;
+    let opts = gh::GhOptions {
+        project: "switchyard-demo".into(),
+        repo: Some("local/wordcount".into()),
+        created: Some(crate::engine::rfc3339(crate::worker::now_ms())),
+        ..Default::default()
+    };
+    let exists = |p: &str| PROJECT.iter().any(|(f, _)| *f == p);
+    let imported = gh::import(&issues, &opts, file, &exists).map_err(|e| eyre!("{e}"))?;
+    let mut m = imported.manifest;
+    let hand = manifest();
+    let by_issue: std::collections::HashMap<u64, &Task> = hand
+        .tasks()
+        .filter_map(|t| t.issue.map(|n| (n, t)))
+        .collect();
+    let renames: std::collections::HashMap<String, String> = m
+        .tasks()
+        .filter_map(|t| Some((t.id.clone(), by_issue.get(&t.issue?)?.id.clone())))
+        .collect();
+    for t in m.phases.iter_mut().flat_map(|p| p.tasks.iter_mut()) {
+        if let Some(h) = t.issue.and_then(|n| by_issue.get(&n)) {
+            t.agent = h.agent.clone();
+            t.role = h.role.clone();
+            t.lens = h.lens.clone();
+            t.verify = h.verify.clone();
+            t.extra.extend(h.extra.clone());
+        }
+        if let Some(id) = renames.get(&t.id) {
+            t.id = id.clone();
+        }
+        for d in t.depends_on.iter_mut().flatten() {
+            if let Some(id) = renames.get(d) {
+                *d = id.clone();
+            }
+        }
+    }
+    m.workdir = hand.workdir.clone();
+    m.model = hand.model.clone();
+    if let Some(p) = m.validate().first() {
+        bail!("the demo's imported manifest is invalid: {p}");
+    }
+    Ok((m, imported.notes))
+}
+
 /// The demo's `switchyard.toml`: fake-agent profiles and short timings so the demo runs in
 /// well under a minute.
 pub fn config_toml(speed: f64) -> String {
@@ -224,8 +283,9 @@ fn lifecycle_tasks(m: &mut Manifest) {
     }
 }
 
-/// Creates the demo in `dir` (which must be empty or absent): the git repository, the manifest and
-/// the config. Returns the manifest path.
+/// Creates the demo in `dir` (which must be empty or absent): the git repository, the manifest
+/// (imported from the shipped issues, see [`imported_manifest`]; the notes are written to
+/// `import-notes.txt` beside it) and the config. Returns the manifest path.
 pub fn create(dir: &Path, speed: f64) -> Result<PathBuf> {
     if dir.exists()
         && std::fs::read_dir(dir)
@@ -249,7 +309,10 @@ pub fn create(dir: &Path, speed: f64) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).wrap_err_with(|| format!("creating {}", dir.display()))?;
     git::init_repo_with(dir, PROJECT, "wordcount: initial project")?;
     let manifest_path = dir.join(MANIFEST_NAME);
-    manifest().save(&manifest_path)?;
+    let (imported, notes) = imported_manifest()?;
+    imported.save(&manifest_path)?;
+    std::fs::write(dir.join(IMPORT_NOTES), notes.join("\n") + "\n")
+        .wrap_err_with(|| format!("writing {IMPORT_NOTES}"))?;
     std::fs::write(dir.join("switchyard.toml"), config_toml(speed))
         .wrap_err("writing switchyard.toml")?;
     Ok(manifest_path)
@@ -284,6 +347,33 @@ mod tests {
         .unwrap();
         assert_eq!(c.default_agent, "fake");
         assert_eq!(c.agents["fake-asks"].command[3], "asks");
+    }
+
+    #[test]
+    fn the_demo_is_imported_from_the_shipped_issues() {
+        let (m, notes) = imported_manifest().unwrap();
+        assert_eq!(m.tasks().count(), 8);
+        let ids: Vec<&str> = m.tasks().map(|t| t.id.as_str()).collect();
+        // Phases by priority: critical (#3), high (#1, #2, #4), medium (#5, #6), low (#7, #8).
+        assert_eq!(ids, ["d3", "d1", "d2", "d4", "d5", "d6", "d7", "d8"]);
+        assert_eq!(m.phases.len(), 4);
+        let t = |id: &str| m.task(id).unwrap();
+        assert_eq!(t("d4").deps(), ["d1"]);
+        assert_eq!(t("d4").agent.as_deref(), Some("fake-tui"));
+        assert_eq!(t("d3").agent.as_deref(), Some("fake-flaky"));
+        assert_eq!(t("d1").files, ["src/parse.rs"]);
+        assert!(t("d1")
+            .prompt
+            .as_deref()
+            .unwrap()
+            .contains("splits on whitespace only"));
+        assert!(!notes.is_empty());
+        let plan = Plan::build(&m).unwrap();
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+        let tmp = tempfile::tempdir().unwrap();
+        let path = create(&tmp.path().join("d"), 0.0).unwrap();
+        assert_eq!(Manifest::load(&path).unwrap().tasks().count(), 8);
+        assert!(tmp.path().join("d").join(IMPORT_NOTES).exists());
     }
 
     #[test]

@@ -145,6 +145,11 @@ pub enum Event {
         /// The state, or why it could not be read.
         result: Result<PrStatus, String>,
     },
+    /// A person typed into the worker (attached): a state change that restarts its ladders.
+    Typed {
+        /// Task index.
+        task: usize,
+    },
     /// A person's action (a key, `switchyard ctl`, a client on the socket), by task id. Checked
     /// with [`Engine::check`]; a refused one is journaled and changes nothing.
     Action(crate::action::Action),
@@ -182,6 +187,9 @@ pub struct StartSpec {
     /// Before the agent starts, merge this branch into the task's branch in its worktree,
     /// leaving conflict markers uncommitted (the first start of a resolve round).
     pub merge_first: Option<String>,
+    /// The tasks its `context` names, whose final messages the shell appends to `prompt` (see
+    /// [`crate::final_message::render_context`]).
+    pub context: Vec<crate::final_message::ContextSource>,
 }
 
 /// One line of the event journal (`<workdir>/logs/events.jsonl`).
@@ -357,6 +365,16 @@ pub struct WorkerState {
     pub stop: Option<StopReason>,
     /// The agent's latest word about itself (a hook), until its next one.
     pub reported: Option<crate::classify::AgentReport>,
+    /// When that word came, ms.
+    pub reported_at: Ms,
+    /// The prompt answered last: (its line, a hash of its dialog, when), so a dialog still on
+    /// screen after the answer (an agent restarting itself) is not answered again.
+    answered: Option<(String, u64, Ms)>,
+    /// The error context this attempt was started with (never taken for a new error).
+    echo: Option<crate::classify::Echo>,
+    /// An error waits for the branch state before the ladder acts (a moved branch is verified,
+    /// not restarted).
+    error_check: Option<heal::Trouble>,
 }
 
 /// A task's run state beside its manifest entry.
@@ -463,6 +481,10 @@ impl Engine {
         config: Policy,
         now: Ms,
     ) -> Result<Engine, String> {
+        let roles: Vec<&str> = config.roles.keys().map(String::as_str).collect();
+        if let Some(p) = manifest.check_roles(&roles).first() {
+            return Err(p.to_string());
+        }
         for t in manifest.tasks() {
             let agent = t.agent.as_deref().unwrap_or(&config.default_agent);
             if !config.agents.contains_key(agent) {
@@ -736,7 +758,8 @@ impl Engine {
             Event::Screen { task, .. }
             | Event::Activity { task }
             | Event::Started { task, .. }
-            | Event::Reported { task, .. } => (Some(*task), false, false),
+            | Event::Reported { task, .. }
+            | Event::Typed { task } => (Some(*task), false, false),
             Event::StartFailed { task, .. }
             | Event::Exited { task, .. }
             | Event::Inspected { task, .. }
@@ -782,12 +805,8 @@ impl Engine {
                 }
                 self.note_change(task, now);
             }
-            Event::Reported { task, report } => {
-                if let Some(w) = self.runs[task].worker.as_mut() {
-                    w.last_activity_at = now;
-                    w.reported = Some(report);
-                }
-            }
+            Event::Reported { task, report } => self.on_reported(task, report, now, &mut fx),
+            Event::Typed { task } => self.on_typed(task, now, &mut fx),
             Event::Started {
                 task,
                 worktree,
@@ -1038,7 +1057,12 @@ impl Engine {
                     "verdict": v.kind.label(), "rule": v.evidence.rule, "line": v.evidence.line
                 }),
             );
-            if v.kind != VerdictKind::Running {
+            // A running task's summary shows what it does now, not the dialog it passed.
+            let was_other = self.runs[i]
+                .verdict
+                .as_ref()
+                .is_some_and(|old| old.kind != VerdictKind::Running);
+            if v.kind != VerdictKind::Running || was_other {
                 let t = self.task_mut(i);
                 t.last_verdict = Some(text);
                 t.last_progress = Some(rfc3339(now));
@@ -1213,10 +1237,32 @@ impl Engine {
             Round::Resolve(_) if fresh => Some(self.policy.lifecycle.merge.into.clone()),
             _ => None,
         };
-        let prompt = match context {
+        let prompt = match &context {
             Some(c) => format!("{c}Fix that, then do the task:\n{base_prompt}"),
             None => base_prompt,
         };
+        let role = t.role.as_deref().unwrap_or(crate::config::DEFAULT_ROLE);
+        let preamble = self
+            .policy
+            .roles
+            .get(role)
+            .map_or("", |r| r.preamble.as_str());
+        let writes = (!crate::plan::read_only(&t)).then(|| crate::plan::writes_of(&t));
+        let prompt = crate::config::role_prompt(preamble, t.lens.as_deref(), writes, &prompt);
+        let context_sources = t
+            .context
+            .iter()
+            .flatten()
+            .filter_map(|c| self.plan.index_of(c))
+            .map(|j| {
+                let c = self.task(j);
+                crate::final_message::ContextSource {
+                    id: c.id.clone(),
+                    reviewer: c.role.as_deref() == Some("reviewer"),
+                    lens: c.lens.clone(),
+                }
+            })
+            .collect();
         let spec = StartSpec {
             task: i,
             task_id: t.id.clone(),
@@ -1232,9 +1278,23 @@ impl Engine {
             issue: t.issue,
             branch: t.branch.clone().unwrap_or_else(|| t.branch_name()),
             base: t.base_commit.clone().unwrap_or_else(|| self.start_base()),
-            files: t.files.clone(),
+            files: if t.files.is_empty() {
+                let mut f = crate::plan::writes_of(&t).to_vec();
+                f.extend(
+                    t.reads
+                        .iter()
+                        .flatten()
+                        .filter(|r| !f.contains(r))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
+                f
+            } else {
+                t.files.clone()
+            },
             round,
             merge_first,
+            context: context_sources,
         };
         self.runs[i].worker = Some(WorkerState {
             attempt,
@@ -1250,6 +1310,10 @@ impl Engine {
             held: None,
             stop: None,
             reported: None,
+            reported_at: now,
+            answered: None,
+            echo: context.as_deref().map(crate::classify::Echo::new),
+            error_check: None,
         });
         {
             let tm = self.task_mut(i);

@@ -52,9 +52,14 @@ pub enum Scenario {
     /// finding on the first file in review round 1 (`SWITCHYARD_REVIEW_ROUND`), none after —
     /// and ends its final message with the same JSON, then exits 0.
     Review,
+    /// A read-only reviewer of a fan-out: reads the task's files, edits and commits nothing,
+    /// and ends with a final message holding a findings JSON block (one finding every lens
+    /// reports, one of its own lens from the prompt's `LENS:` line); also written to
+    /// `--final-message FILE` when given. Exit 0.
+    ReviewFindings,
 }
 
-const SCENARIOS: [(&str, Scenario); 8] = [
+const SCENARIOS: [(&str, Scenario); 9] = [
     ("normal", Scenario::Normal),
     ("asks", Scenario::Asks),
     ("flaky", Scenario::Flaky),
@@ -63,6 +68,7 @@ const SCENARIOS: [(&str, Scenario); 8] = [
     ("busy", Scenario::Busy),
     ("flood", Scenario::Flood),
     ("review", Scenario::Review),
+    ("review-findings", Scenario::ReviewFindings),
 ];
 
 impl Scenario {
@@ -106,6 +112,8 @@ pub struct FakeAgentArgs {
     pub prompt: String,
     /// Multiplier on every sleep (1.0 = normal pace, 0 = no sleeping).
     pub speed: f64,
+    /// Where to write the final message as well (like `codex exec --output-last-message`).
+    pub final_message: Option<std::path::PathBuf>,
 }
 
 impl Default for FakeAgentArgs {
@@ -114,6 +122,7 @@ impl Default for FakeAgentArgs {
             scenario: Scenario::Normal,
             prompt: String::new(),
             speed: 1.0,
+            final_message: None,
         }
     }
 }
@@ -327,7 +336,7 @@ pub fn run_with(
         out,
         speed: args.speed,
     };
-    let summary = first_line(&args.prompt);
+    let summary = task_line(&args.prompt);
     t.line(&format!(
         "{BOLD_CYAN}● fake-agent{RESET} {DIM}task {} · attempt {} · {}{RESET}",
         env.task_id, env.attempt, args.scenario
@@ -360,6 +369,9 @@ pub fn run_with(
     }
     for f in files.iter().take(3) {
         t.step(&format!("reading {f}"), 250);
+    }
+    if args.scenario == Scenario::ReviewFindings {
+        return review_findings(&mut t, args, &files);
     }
     t.step("planning changes", 350);
 
@@ -398,7 +410,8 @@ pub fn run_with(
         | Scenario::Flaky
         | Scenario::Busy
         | Scenario::Flood
-        | Scenario::Review => {}
+        | Scenario::Review
+        | Scenario::ReviewFindings => {}
     }
     // A resolve round: switchyard left a merge with conflict markers; keep both sides.
     match resolve_markers(cwd) {
@@ -625,8 +638,54 @@ fn edit_text(path: &str, task_id: &str, attempt: u32, summary: &str) -> String {
 }
 
 /// `"<task_id>: <first prompt line, at most 60 chars>"`.
+/// The reviewer's end: a rule, then its final message with the findings block (see
+/// [`Scenario::ReviewFindings`]).
+fn review_findings(t: &mut Term<'_>, args: &FakeAgentArgs, files: &[String]) -> i32 {
+    let lens = args
+        .prompt
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("LENS:"))
+        .map(str::trim)
+        .unwrap_or("general")
+        .to_string();
+    t.step(&format!("reviewing through the {lens} lens"), 300);
+    let file = &files[0];
+    let severity = if lens == "risks" { "critical" } else { "major" };
+    let own = if lens == "style" { "minor" } else { "major" };
+    let message = format!(
+        "Review of {file} through the {lens} lens: 2 findings.\n\n\
+         ```json\n[\n  {{\"severity\": \"{severity}\", \"file\": \"{file}\", \"line\": 1, \"message\": \"Empty input is not handled.\"}},\n  \
+         {{\"severity\": \"{own}\", \"file\": \"{file}\", \"line\": 2, \"message\": \"{lens}: name the unit of the count.\"}}\n]\n```"
+    );
+    if let Some(path) = &args.final_message {
+        if let Err(e) = fs::write(path, format!("{message}\n")) {
+            t.line(&format!(
+                "{RED}error: cannot write {}: {e}{RESET}",
+                path.display()
+            ));
+            return 2;
+        }
+    }
+    t.line("────────────────────────────────────────");
+    for l in message.lines() {
+        t.line(l);
+    }
+    0
+}
+
+/// The line that says what to do: the rest of a `TASK:` line (after a role's preamble), else
+/// the first non-blank line.
+fn task_line(prompt: &str) -> &str {
+    prompt
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("TASK:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| first_line(prompt))
+}
+
 fn commit_message(task_id: &str, prompt: &str) -> String {
-    match truncate_chars(first_line(prompt), 60) {
+    match truncate_chars(task_line(prompt), 60) {
         s if s.is_empty() => format!("{task_id}: fake-agent edits"),
         s => format!("{task_id}: {s}"),
     }
@@ -754,6 +813,7 @@ mod tests {
             scenario,
             prompt: prompt.to_string(),
             speed: 0.0,
+            ..Default::default()
         };
         let mut out = Vec::new();
         let code = run_with(&args, env, cwd, &mut stdin.as_bytes(), &mut out);
@@ -884,6 +944,31 @@ mod tests {
         let (code, _) = play(Scenario::Tui, "x", &env("", "1"), &dir.0, "");
         assert_eq!(code, 0);
         assert!(dir.0.join("notes/t3.md").exists());
+    }
+
+    #[test]
+    fn the_reviewer_ends_with_findings_and_commits_nothing() {
+        let dir = TempDir::new(true);
+        let before = commits(&dir.0);
+        let prompt = "CONTEXT: WORKER\nLENS: risks\nTASK: Review the parser";
+        let (code, out) = play(
+            Scenario::ReviewFindings,
+            prompt,
+            &env("src/a.rs", "1"),
+            &dir.0,
+            "",
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("›\x1b[0m Review the parser"), "{out}");
+        assert_eq!(commits(&dir.0), before);
+        let last = out
+            .rsplit("────────────────────────────────────────")
+            .next()
+            .unwrap();
+        let f = crate::findings::parse(last).unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].severity, crate::findings::Severity::Critical);
+        assert_eq!(f[1].message, "risks: name the unit of the count.");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! [`headless`] and [`ui`] (two renderings of the same state).
 
 pub mod action;
+pub mod channel_io;
+pub mod channels;
 pub mod classify;
 pub mod client;
 pub mod config;
@@ -13,6 +15,7 @@ pub mod demo;
 pub mod edits;
 pub mod engine;
 pub mod fake_agent;
+pub mod final_message;
 pub mod findings;
 pub mod git;
 pub mod headless;

@@ -125,11 +125,18 @@ enum Cmd {
     Import(switchyard::import::ImportArgs),
     /// Write a Markdown progress report of a manifest (standard output, or -o FILE).
     Report(switchyard::report::ReportArgs),
-    /// Hands an agent's hook event (JSON on stdin) to the run's server; used by the hooks
-    /// switchyard configures (`{claude_settings}`). Never fails and never waits long: the agent
-    /// must not be held up by its supervisor.
+    /// Hands an agent's own event (JSON on stdin, or as the last argument: codex's notify) to
+    /// the run's server; used by the channels switchyard configures (`{claude_settings}`,
+    /// `{gemini_settings}`, codex's `-c notify=[...]`). Never fails and never waits long: the
+    /// agent must not be held up by its supervisor (a permission decision waits at most 3 s).
     #[command(hide = true)]
-    Hook,
+    Hook {
+        /// Whose event it is: claude (default), codex, gemini or opencode.
+        #[arg(long)]
+        agent: Option<String>,
+        /// The event's JSON (codex passes it as an argument); else read from stdin.
+        event: Option<String>,
+    },
     /// The server process of a run (started by `run`; not for people).
     #[command(hide = true)]
     Serve {
@@ -188,6 +195,9 @@ enum Cmd {
         /// Multiplier on every pause (0 = no pauses).
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        /// Also write the final message to this file (like codex exec --output-last-message).
+        #[arg(long)]
+        final_message: Option<std::path::PathBuf>,
         /// The task prompt.
         #[arg(default_value = "")]
         prompt: String,
@@ -206,6 +216,7 @@ fn main() -> ExitCode {
     if let Cmd::FakeAgent {
         scenario,
         speed,
+        final_message,
         prompt,
     } = cli.command
     {
@@ -213,14 +224,17 @@ fn main() -> ExitCode {
             scenario,
             prompt,
             speed,
+            final_message,
         });
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
     let _ = color_eyre::config::HookBuilder::default()
         .display_env_section(false)
         .install();
-    if let Cmd::Hook = cli.command {
-        hook();
+    if let Cmd::Hook { agent, event } = &cli.command {
+        if let Some(out) = hook(agent.as_deref(), event.as_deref()) {
+            println!("{out}");
+        }
         return ExitCode::SUCCESS;
     }
     if let Cmd::Serve {
@@ -303,6 +317,10 @@ fn real_main(cmd: Cmd) -> Result<u8> {
             let pace = pace.unwrap_or(if headless { 1.0 } else { 2.0 });
             let manifest = demo::create(&dir, pace)?;
             eprintln!(
+                "imported the demo's GitHub issues (assets/demo-issues.json) with the gh importer; what it inferred and why: {}",
+                dir.join(demo::IMPORT_NOTES).display()
+            );
+            eprintln!(
                 "switchyard demo in {} — re-run or resume with: switchyard run {}",
                 dir.display(),
                 manifest.display()
@@ -338,7 +356,7 @@ fn real_main(cmd: Cmd) -> Result<u8> {
             repo,
             force,
         } => clean(&manifest, repo.as_deref(), force),
-        Cmd::FakeAgent { .. } | Cmd::Serve { .. } | Cmd::Hook => {
+        Cmd::FakeAgent { .. } | Cmd::Serve { .. } | Cmd::Hook { .. } => {
             unreachable!("handled before the runtime starts")
         }
     }
@@ -739,8 +757,14 @@ fn doctor(manifest: Option<&Path>) -> Result<u8> {
             println!("  {name:<12} switchyard itself");
             continue;
         }
+        let notes = || {
+            for n in switchyard::channels::profile_notes(&profile.command, &profile.env) {
+                println!("  {:<12}   {n}", "");
+            }
+        };
         let Some(found) = switchyard::worker::find_program(program, path.as_deref()) else {
             println!("  {name:<12} {program}: not installed (not on PATH)");
+            notes();
             continue;
         };
         let version = version_output(&found);
@@ -758,6 +782,7 @@ fn doctor(manifest: Option<&Path>) -> Result<u8> {
             ),
         };
         println!("  {name:<12} {}: {line}", found.display());
+        notes();
     }
     let git_ok = std::process::Command::new("git")
         .arg("--version")
@@ -819,34 +844,27 @@ fn version_output(program: &Path) -> String {
         .to_string()
 }
 
-/// `switchyard hook`: reads at most 1 MiB of JSON from stdin and sends it to the socket in
-/// `SWITCHYARD_SOCKET` for the task in `SWITCHYARD_TASK_ID`, within about a second; any failure
-/// (no server, bad JSON) is silent.
-fn hook() {
-    use std::io::{Read, Write};
-    let (Some(socket), Ok(task)) = (
-        std::env::var_os("SWITCHYARD_SOCKET"),
-        std::env::var("SWITCHYARD_TASK_ID"),
-    ) else {
-        return;
+/// `switchyard hook`: takes the event's JSON (the argument, else at most 1 MiB of stdin) and
+/// sends it to the socket in `SWITCHYARD_SOCKET` for the task in `SWITCHYARD_TASK_ID`. A Claude
+/// Code `PermissionRequest` waits up to [`switchyard::channel_io::DECISION_WAIT`] for the server's
+/// decision and returns the JSON to print; everything else returns at once. Any failure (no
+/// server, bad JSON, no answer in time) is silent and prints nothing.
+fn hook(agent: Option<&str>, arg: Option<&str>) -> Option<String> {
+    use std::io::Read;
+    let socket = std::env::var_os("SWITCHYARD_SOCKET")?;
+    let task = std::env::var("SWITCHYARD_TASK_ID").ok()?;
+    let event: serde_json::Value = match arg {
+        Some(a) => serde_json::from_str(a).ok()?,
+        None => {
+            let mut input = Vec::new();
+            let _ = std::io::stdin().take(1 << 20).read_to_end(&mut input);
+            serde_json::from_slice(&input).ok()?
+        }
     };
-    let mut input = Vec::new();
-    let _ = std::io::stdin().take(1 << 20).read_to_end(&mut input);
-    let Ok(event) = serde_json::from_slice::<serde_json::Value>(&input) else {
-        return;
-    };
-    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
-        return;
-    };
-    let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
-    let mut bytes = switchyard::server::protocol::encode_msg(&switchyard::server::protocol::hello(
-        Role::Control,
-    ));
-    bytes.extend(switchyard::server::protocol::encode_msg(
-        &switchyard::server::protocol::ClientMsg::Hook { task, event },
-    ));
-    let _ = stream.write_all(&bytes);
-    let _ = stream.flush();
+    let reply = agent.unwrap_or("claude") == "claude"
+        && event.get("hook_event_name").and_then(|n| n.as_str()) == Some("PermissionRequest");
+    switchyard::channel_io::send_event(Path::new(&socket), &task, agent, event, reply)
+        .map(|o| o.to_string())
 }
 
 fn ctl_help() -> String {
@@ -882,9 +900,11 @@ fn plan(manifest_path: &Path, max_parallel: Option<usize>) -> Result<u8> {
         .map(|(c, _)| c)
         .map_err(|e| eyre!("{e}"))?;
     let max = max_parallel.unwrap_or(config.max_parallel);
-    // An agent with no profile is bad input before anything runs.
+    // An agent with no profile or an unknown role is bad input before anything runs.
     let profiles: Vec<&str> = config.agents.keys().map(String::as_str).collect();
-    let unknown = manifest.check_agents(&profiles);
+    let mut unknown = manifest.check_agents(&profiles);
+    let roles: Vec<&str> = config.roles.keys().map(String::as_str).collect();
+    unknown.extend(manifest.check_roles(&roles));
     if !unknown.is_empty() {
         eprintln!(
             "{}",

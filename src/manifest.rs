@@ -205,6 +205,10 @@ pub struct Task {
     /// as context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Vec<String>>,
+    /// What a reviewer looks at (`correctness`, `security`, `style` …): given to the worker as
+    /// `LENS:` after its role's preamble, and naming its findings when a fan-out is merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lens: Option<String>,
     /// Fields switchyard does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -237,6 +241,7 @@ impl Task {
             reads: None,
             writes: None,
             context: None,
+            lens: None,
             extra: Map::new(),
         }
     }
@@ -493,12 +498,39 @@ impl Manifest {
                     fix: "give every task a unique id".into(),
                 });
             }
-            for file in &task.files {
-                if let Err(why) = check_relative_path(file) {
+            let listed = [
+                ("files", Some(&task.files)),
+                ("reads", task.reads.as_ref()),
+                ("writes", task.writes.as_ref()),
+            ];
+            for (field, list) in listed {
+                for file in list.into_iter().flatten() {
+                    if let Err(why) = check_relative_path(file) {
+                        let what = if field == "files" {
+                            "file".to_string()
+                        } else {
+                            format!("{field} entry")
+                        };
+                        problems.push(Problem {
+                            location: at.clone(),
+                            message: format!("{what} {file:?} {why}"),
+                            fix: "list files relative to the repository root, without '..'".into(),
+                        });
+                    }
+                }
+            }
+            for c in task.context.iter().flatten() {
+                if c == &task.id {
                     problems.push(Problem {
                         location: at.clone(),
-                        message: format!("file {file:?} {why}"),
-                        fix: "list files relative to the repository root, without '..'".into(),
+                        message: "lists itself under context".into(),
+                        fix: format!("remove {c:?} from its context"),
+                    });
+                } else if !ids.contains(c.as_str()) {
+                    problems.push(Problem {
+                        location: at.clone(),
+                        message: format!("context names unknown task {c:?}"),
+                        fix: "name an existing task id (its final message is given to this task), or remove the entry".into(),
                     });
                 }
             }
@@ -539,6 +571,29 @@ impl Manifest {
                         "add [agents.{}] to switchyard.toml, or use one of: {}",
                         escape_control(agent),
                         escape_control(&profiles.join(", "))
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// Tasks naming a `role` that is not among `roles` (the keys of `[roles]` in the config),
+    /// one [`Problem`] per task naming the task, the role and the roles there are. Tasks without
+    /// a role are implementers.
+    pub fn check_roles(&self, roles: &[&str]) -> Vec<Problem> {
+        self.tasks()
+            .filter_map(|t| {
+                let role = t.role.as_deref()?;
+                if roles.contains(&role) {
+                    return None;
+                }
+                Some(Problem {
+                    location: Location::Task(t.id.clone()),
+                    message: format!("role {role:?} is not a known role"),
+                    fix: format!(
+                        "use one of: {}, or add [roles.{}] with a preamble to switchyard.toml",
+                        escape_control(&roles.join(", ")),
+                        escape_control(role)
                     ),
                 })
             })
@@ -764,6 +819,20 @@ fn task_texts(task: &Task) -> Vec<(String, &str)> {
     }
     for (n, f) in task.files.iter().enumerate() {
         out.push((format!("files[{n}]"), f));
+    }
+    for (field, v) in [("role", &task.role), ("lens", &task.lens)] {
+        if let Some(v) = v {
+            out.push((field.into(), v));
+        }
+    }
+    for (field, list) in [
+        ("reads", &task.reads),
+        ("writes", &task.writes),
+        ("context", &task.context),
+    ] {
+        for (n, f) in list.iter().flatten().enumerate() {
+            out.push((format!("{field}[{n}]"), f));
+        }
     }
     for (n, d) in task.deps().iter().enumerate() {
         out.push((format!("dependsOn[{n}]"), d));
@@ -1141,6 +1210,38 @@ mod tests {
         bom.extend(one_task(r#"{"id":"t1"}"#).bytes());
         std::fs::write(&path, &bom).unwrap();
         assert!(Manifest::load(&path).is_ok(), "a UTF-8 BOM is accepted");
+    }
+
+    #[test]
+    fn roles_reads_writes_and_context_are_checked() {
+        let text = one_task(
+            r#"{"id":"a","role":"critic","reads":["../x"],"writes":["/etc/y"],"context":["a","nope"]},{"id":"b","role":"reviewer"}"#,
+        );
+        let m = Manifest::parse(&text).unwrap();
+        let roles = m.check_roles(&["implementer", "reviewer"]);
+        assert_eq!(roles.len(), 1);
+        assert_eq!(
+            roles[0].to_string(),
+            "task a: role \"critic\" is not a known role. Fix: use one of: implementer, reviewer, or add [roles.critic] with a preamble to switchyard.toml"
+        );
+        let text: Vec<String> = m.validate().iter().map(|p| p.message.clone()).collect();
+        assert!(
+            text.iter().any(|t| t.starts_with("reads entry \"../x\"")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("writes entry \"/etc/y\"")),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"lists itself under context".to_string()),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"context names unknown task \"nope\"".to_string()),
+            "{text:?}"
+        );
     }
 
     #[test]

@@ -60,6 +60,11 @@ pub struct TaskFacts {
     pub files_changed: Vec<String>,
     /// Review findings, one line each.
     pub findings: Vec<String>,
+    /// Where the task's final message is kept (`<workdir>/logs/<id>.final.md`), when it left one.
+    pub final_message: Option<String>,
+    /// Where the merged review findings given to the task are kept
+    /// (`<workdir>/logs/<id>.context-findings.md`), when its context named reviewers.
+    pub findings_file: Option<String>,
 }
 
 /// Everything the report is made from.
@@ -383,6 +388,30 @@ pub fn render(input: &ReportInput) -> String {
         }
         s.push('\n');
     }
+    let files: Vec<(&Task, &str, &str)> = tasks
+        .iter()
+        .filter_map(|t| input.facts.get(&t.id).map(|f| (*t, f)))
+        .flat_map(|(t, f)| {
+            let merged = f
+                .findings_file
+                .as_deref()
+                .map(|p| (t, "merged review findings given to it", p));
+            let last = f.final_message.as_deref().map(|p| (t, "final message", p));
+            merged.into_iter().chain(last)
+        })
+        .collect();
+    if !files.is_empty() {
+        let _ = writeln!(s, "## Final messages and findings\n");
+        for (t, what, path) in files {
+            let _ = writeln!(
+                s,
+                "- **{}** {what}: `{}`",
+                escape_md(&t.id),
+                strip_controls(path).replace('`', "'")
+            );
+        }
+        s.push('\n');
+    }
     if !input.journal.is_empty() {
         let _ = writeln!(s, "## Latest events\n");
         let from = input.journal.len().saturating_sub(10);
@@ -462,10 +491,13 @@ pub fn cli(args: ReportArgs) -> Result<u8> {
             Err(_) => {}
         }
     }
-    let facts = paths
+    let mut facts = paths
         .as_ref()
         .map(|p| branch_facts(&p.repo, &manifest))
         .unwrap_or_default();
+    if let Some(p) = &paths {
+        log_facts(&p.logs, &manifest, &mut facts);
+    }
     let now = chrono::Utc::now().fixed_offset();
     let text = render(&ReportInput {
         manifest: &manifest,
@@ -493,13 +525,40 @@ pub fn render_for_run(manifest: &Manifest, paths: &crate::runtime::Paths) -> Str
     let journal = std::fs::read_to_string(paths.logs.join("events.jsonl"))
         .map(|t| parse_journal(&t).0)
         .unwrap_or_default();
-    let facts = branch_facts(&paths.repo, manifest);
+    let mut facts = branch_facts(&paths.repo, manifest);
+    log_facts(&paths.logs, manifest, &mut facts);
     render(&ReportInput {
         manifest,
         journal: &journal,
         facts: &facts,
         now: Some(chrono::Utc::now().fixed_offset()),
     })
+}
+
+/// What the run's logs hold for each task: its final message and the merged review findings it
+/// was given (their paths, and the findings one per line; see [`crate::final_message`]).
+fn log_facts(logs: &Path, m: &Manifest, facts: &mut HashMap<String, TaskFacts>) {
+    use crate::final_message as fm;
+    for t in m.tasks() {
+        let last = logs.join(fm::file_name(&t.id));
+        let merged = logs.join(fm::findings_file_name(&t.id));
+        let merged_text = std::fs::read_to_string(&merged).ok();
+        if !last.exists() && merged_text.is_none() {
+            continue;
+        }
+        let f = facts.entry(t.id.clone()).or_default();
+        if last.exists() {
+            f.final_message = Some(last.display().to_string());
+        }
+        if let Some(text) = merged_text {
+            f.findings.extend(
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("- **"))
+                    .map(|l| l.replacen("** ", ": ", 1)),
+            );
+            f.findings_file = Some(merged.display().to_string());
+        }
+    }
 }
 
 /// Files changed on each task's branch since its base commit, best effort (a task without a
@@ -532,7 +591,7 @@ fn branch_facts(repo: &Path, m: &Manifest) -> HashMap<String, TaskFacts> {
                 t.id.clone(),
                 TaskFacts {
                     files_changed: files,
-                    findings: Vec::new(),
+                    ..TaskFacts::default()
                 },
             );
         }

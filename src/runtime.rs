@@ -526,6 +526,14 @@ impl Runtime {
                     });
                 }
                 self.workers.remove(&task);
+                // Workers switchyard stopped had theirs captured when they were stopped.
+                let stopped = self.engine.runs[task]
+                    .worker
+                    .as_ref()
+                    .is_some_and(|w| w.stop.is_some());
+                if !stopped {
+                    self.capture_final_message(task);
+                }
                 let t = self.engine.task(task);
                 let (commits, uncommitted) = branch_state(
                     t.worktree.as_deref().map(Path::new),
@@ -653,6 +661,8 @@ impl Runtime {
     pub fn type_into(&mut self, task: usize, bytes: &[u8]) {
         if let Some(w) = self.workers.get(&task) {
             let _ = w.write(bytes);
+            // A person's keystroke is a state change: the heal ladders start afresh.
+            self.apply(Event::Typed { task });
         }
     }
 
@@ -851,6 +861,9 @@ impl Runtime {
             Effect::Kill { task } => {
                 if let Some(w) = self.workers.get_mut(&task) {
                     w.kill();
+                    // Before any dependent starts (a completed task's Kill comes first): its
+                    // final message is what the agent left on screen, not what a signal prints.
+                    self.capture_final_message(task);
                 }
                 self.cancel_verify(task);
             }
@@ -987,6 +1000,7 @@ impl Runtime {
             repo: self.paths.repo.clone(),
             worktree: self.paths.worktree(&spec.task_id),
             transcript: self.paths.logs.join(format!("{}.log", spec.task_id)),
+            logs: self.paths.logs.clone(),
             prompt_file: self.paths.logs.join(format!("{}.prompt.md", spec.task_id)),
             claude_settings: self.paths.workdir.join("run").join("claude-settings.json"),
             socket: self.socket.clone(),
@@ -1049,6 +1063,67 @@ impl Runtime {
                     output: tail,
                 });
             });
+    }
+
+    /// Keeps the exited worker's final message at `<workdir>/logs/<id>.final.md` (see
+    /// [`crate::final_message`]): the file the agent wrote through `{final_message}`, else its
+    /// JSON events (`final_message = "json"`), else the transcript heuristic; journaled with its
+    /// first line. Nothing is written when no message is found.
+    fn capture_final_message(&mut self, task: usize) {
+        use crate::config::FinalChannel;
+        use crate::final_message as fm;
+        let t = self.engine.task(task);
+        let id = t.id.clone();
+        let agent = t
+            .agent
+            .clone()
+            .unwrap_or_else(|| self.engine.policy.default_agent.clone());
+        let Some(profile) = self.engine.policy.agents.get(&agent) else {
+            return;
+        };
+        let path = self.paths.logs.join(fm::file_name(&id));
+        let by_file = profile
+            .command
+            .iter()
+            .any(|a| a.contains("{final_message}"));
+        let channel = profile.final_message.unwrap_or(FinalChannel::Transcript);
+        let written = by_file
+            .then(|| std::fs::read_to_string(&path).ok())
+            .flatten()
+            .filter(|t| !t.trim().is_empty());
+        let (text, from) = match written {
+            Some(t) => (Some(t), "the agent's file"),
+            None => {
+                let tail = read_tail(&self.paths.logs.join(format!("{id}.log")), fm::TAIL_BYTES);
+                let json = (channel == FinalChannel::Json)
+                    .then(|| fm::from_json_lines(&String::from_utf8_lossy(&tail)))
+                    .flatten();
+                match json {
+                    Some(t) => (Some(t), "its JSON output"),
+                    None => (fm::from_transcript(&tail), "the transcript"),
+                }
+            }
+        };
+        let Some(text) = text.map(|t| fm::clean(&t)).filter(|t| !t.is_empty()) else {
+            return;
+        };
+        if let Err(e) = std::fs::write(&path, format!("{text}\n")) {
+            self.push_recent(format!("{id}: cannot write {}: {e}", path.display()));
+            return;
+        }
+        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let entry = JournalEntry {
+            at: now_ms(),
+            task: Some(id),
+            kind: "final",
+            message: format!(
+                "final message from {from} in {}: {}",
+                path.display(),
+                crate::text::truncate_to_width(first, 100)
+            ),
+            data: serde_json::json!({ "path": path.display().to_string(), "from": from, "bytes": text.len() }),
+        };
+        self.journal(&entry);
     }
 
     /// Stops a verify command still running for this task (killed, retried, restarted, quit).
@@ -1135,6 +1210,8 @@ struct StartContext {
     repo: PathBuf,
     worktree: PathBuf,
     transcript: PathBuf,
+    /// `<workdir>/logs`: final messages of the task's context are read there.
+    logs: PathBuf,
     /// `<workdir>/logs/<id>.prompt.md`, what `{prompt_file}` names.
     prompt_file: PathBuf,
     /// `<workdir>/run/claude-settings.json`, what `{claude_settings}` names.
@@ -1154,8 +1231,25 @@ struct StartContext {
     setup_log: PathBuf,
 }
 
+impl StartContext {
+    /// `<workdir>/run/gemini-settings.json` (beside the Claude settings), what
+    /// `{gemini_settings}` names.
+    fn gemini_settings(&self) -> PathBuf {
+        self.claude_settings.with_file_name("gemini-settings.json")
+    }
+}
+
 /// Creates (or reuses) the worktree and spawns the worker. Errors are one readable sentence.
-fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<Spawned, String> {
+fn prepare_worker(
+    mut spec: crate::engine::StartSpec,
+    ctx: StartContext,
+) -> Result<Spawned, String> {
+    add_context(&mut spec, &ctx.logs);
+    let final_message = ctx
+        .logs
+        .join(crate::final_message::file_name(&spec.task_id));
+    // A final message of an earlier attempt is not this attempt's.
+    let _ = std::fs::remove_file(&final_message);
     // Written before every start (the prompt carries the last error on a restart); needed
     // only when the profile names {prompt_file}, so a failure matters only then.
     let wrote_prompt = std::fs::write(&ctx.prompt_file, &spec.prompt);
@@ -1211,7 +1305,33 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "switchyard".into()),
         claude_settings: ctx.claude_settings.display().to_string(),
+        final_message: final_message.display().to_string(),
+        gemini_settings: ctx.gemini_settings().display().to_string(),
+        opencode_port: String::new(),
     };
+    let mut vars = vars;
+    let opencode_port = if spec.command.iter().any(|a| a.contains("{opencode_port}")) {
+        let port = crate::channel_io::free_port()
+            .map_err(|e| format!("no free local port for {{opencode_port}}: {e}"))?;
+        vars.opencode_port = port.to_string();
+        Some(port)
+    } else {
+        None
+    };
+    if spec.env.values().any(|v| v.contains("{gemini_settings}"))
+        || spec.command.iter().any(|a| a.contains("{gemini_settings}"))
+    {
+        let path = ctx.gemini_settings();
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(&path, crate::config::gemini_settings(&vars.switchyard)).map_err(|e| {
+            format!(
+                "cannot write {} for {{gemini_settings}}: {e}",
+                path.display()
+            )
+        })?;
+    }
     if spec.command.iter().any(|a| a.contains("{claude_settings}")) {
         if let Some(dir) = ctx.claude_settings.parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -1250,6 +1370,7 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
     let token = crate::orphans::new_token(spec.task, spec.attempt);
     env.push((crate::orphans::TOKEN_VAR.into(), token.clone()));
     check_command_line(&spec, &argv, &env, &ctx.prompt_file)?;
+    let socket = ctx.socket.clone();
     let worker = Worker::spawn_sharing_wake(
         SpawnSpec {
             task: spec.task,
@@ -1264,6 +1385,32 @@ fn prepare_worker(spec: crate::engine::StartSpec, ctx: StartContext) -> Result<S
         ctx.tx,
         ctx.wake,
     )?;
+    if let (Some(port), Some(socket)) = (opencode_port, socket) {
+        // opencode's own word: its server's event stream, handed to the run like a hook's.
+        let task_id = spec.task_id.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("opencode-events-{task_id}"))
+            .spawn(move || {
+                let why = crate::channel_io::follow_opencode(
+                    port,
+                    std::time::Duration::from_secs(60),
+                    |event| {
+                        let ask = matches!(
+                            event["type"].as_str(),
+                            Some("permission.asked" | "permission.updated")
+                        );
+                        crate::channel_io::send_event(
+                            &socket,
+                            &task_id,
+                            Some("opencode"),
+                            event,
+                            ask,
+                        )
+                    },
+                );
+                tracing::debug!("task {task_id}: {why}");
+            });
+    }
     Ok(Spawned {
         worker,
         worktree: info.path.display().to_string(),
@@ -1468,6 +1615,48 @@ fn watch_worktrees(
     .ok()?;
     watcher.watch(dir, notify::RecursiveMode::Recursive).ok()?;
     Some(watcher)
+}
+
+/// The last `bytes` bytes of a file (all of it when shorter; empty when it cannot be read).
+fn read_tail(path: &Path, bytes: u64) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(bytes)));
+    let mut out = Vec::new();
+    let _ = f.read_to_end(&mut out);
+    out
+}
+
+/// Appends the task's context (the final messages of the tasks its `context` names, reviewers'
+/// findings merged) to its prompt, and keeps merged findings at
+/// `<logs>/<id>.context-findings.md`. A context task without a final message is named as such.
+fn add_context(spec: &mut crate::engine::StartSpec, logs: &Path) {
+    use crate::final_message as fm;
+    if spec.context.is_empty() {
+        return;
+    }
+    let sources: Vec<(fm::ContextSource, Option<String>)> = spec
+        .context
+        .iter()
+        .map(|c| {
+            let text = std::fs::read_to_string(logs.join(fm::file_name(&c.id)))
+                .ok()
+                .map(|t| fm::clean(&t))
+                .filter(|t| !t.is_empty());
+            (c.clone(), text)
+        })
+        .collect();
+    let rendered = fm::render_context(&spec.task_id, &sources);
+    if let Some(findings) = &rendered.findings {
+        let path = logs.join(fm::findings_file_name(&spec.task_id));
+        if let Err(e) = std::fs::write(&path, findings) {
+            tracing::warn!("cannot write {}: {e}", path.display());
+        }
+    }
+    spec.prompt.push_str(&rendered.section);
 }
 
 #[cfg(test)]

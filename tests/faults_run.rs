@@ -458,9 +458,11 @@ fn a_prompt_too_long_for_an_argument_fails_once_saying_how_to_pass_it() {
     // The same size through {prompt_file} reaches the agent whole.
     assert_eq!(ts[1]["status"], "complete", "{stdout}");
     let file = r.path().join(".sy/logs/file.prompt.md");
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), prompt);
+    // The implementer's preamble, then the task.
+    let task = format!("\nTASK: {prompt}");
+    assert!(std::fs::read_to_string(&file).unwrap().ends_with(&task));
     let committed = std::fs::read_to_string(r.path().join(".sy/worktrees/file/p2.txt")).unwrap();
-    assert_eq!(committed, prompt);
+    assert!(committed.ends_with(&task));
 }
 
 #[test]

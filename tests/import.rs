@@ -676,6 +676,8 @@ fn report_of_a_run_in_progress() {
         report::TaskFacts {
             files_changed: vec!["src/auth/mod.rs".into(), "src/lib.rs".into()],
             findings: vec!["minor: missing doc comment".into()],
+            final_message: Some("/w/logs/user-auth-1.final.md".into()),
+            findings_file: None,
         },
     );
     let now = chrono::DateTime::parse_from_rfc3339(NOW).unwrap();
@@ -702,6 +704,10 @@ fn report_of_a_run_in_progress() {
     );
     assert!(text.contains("| user-auth-1 |  | Set up the auth module skeleton | pr open | 1 | 0 | 12m 30s | src/auth/mod.rs, src/lib.rs | \\#41 |"), "{text}");
     assert!(text.contains("1h 00m so far"), "{text}");
+    assert!(
+        text.contains("- **user-auth-1** final message: `/w/logs/user-auth-1.final.md`"),
+        "{text}"
+    );
     snapshot("report", &text);
 }
 

@@ -126,10 +126,9 @@ fn a_hostile_title_reaches_the_agent_as_one_inert_argument() {
         String::from_utf8_lossy(&out.stdout)
     );
     let wt = r.path().join(".sy/worktrees/evil");
-    assert_eq!(
-        std::fs::read_to_string(wt.join("prompt.txt")).unwrap(),
-        title
-    );
+    // The prompt is the implementer's preamble, then the task.
+    let prompt = std::fs::read_to_string(wt.join("prompt.txt")).unwrap();
+    assert!(prompt.ends_with(&format!("\nTASK: {title}")), "{prompt}");
     assert!(
         !pwned.exists() && !pwned2.exists(),
         "nothing in the title was executed"
@@ -602,37 +601,118 @@ fn doctor_says_which_agent_clis_match_the_versions_their_rules_were_checked_agai
 
 #[test]
 fn the_agents_own_hook_events_decide_the_verdict_over_the_screen() {
-    // An agent that reports through `switchyard hook` as Claude Code's hooks do (JSON on stdin),
-    // while its screen says nothing a rule knows: a permission notification makes the task wait
-    // for a person; a Stop after committing completes it without waiting for the process to exit.
+    // An agent that reports through `switchyard hook` as Claude Code's hooks and codex's notify
+    // program do, while its screen says nothing a rule knows. A permission request on the
+    // deny-list gets no answer and makes the task wait for a person; an allowed one is answered
+    // through the hook's reply; the end of a turn after committing completes the task without
+    // waiting for the process to exit.
     let r = repo();
-    let config = r#"
+    let decision = r.path().join("decision.json");
+    let config = format!(
+        r#"
 default_agent = "hooked"
 [agents.hooked]
-command = ["sh", "-c", "echo thinking; printf '{\"hook_event_name\":\"UserPromptSubmit\"}' | \"$0\" hook; sleep 1; if [ \"$SWITCHYARD_TASK_ID\" = asks ]; then printf '{\"hook_event_name\":\"Notification\",\"notification_type\":\"permission_prompt\",\"message\":\"Claude needs your permission to use Bash\"}' | \"$0\" hook; else echo x > out.txt; git add out.txt; git -c user.name=a -c user.email=a@a commit -qm done; printf '{\"hook_event_name\":\"Stop\"}' | \"$0\" hook; fi; sleep 30", "{switchyard}"]
-"#;
+command = ["sh", "-c", "echo thinking; printf '{{\"hook_event_name\":\"UserPromptSubmit\"}}' | \"$0\" hook; sleep 1; if [ \"$SWITCHYARD_TASK_ID\" = asks ]; then printf '{{\"hook_event_name\":\"PermissionRequest\",\"tool_name\":\"Bash\",\"tool_input\":{{\"command\":\"rm -rf build\"}}}}' | \"$0\" hook; else printf '{{\"hook_event_name\":\"PermissionRequest\",\"tool_name\":\"Bash\",\"tool_input\":{{\"command\":\"git commit -m done\"}}}}' | \"$0\" hook > {d}; echo x > out.txt; git add out.txt; git -c user.name=a -c user.email=a@a commit -qm done; \"$0\" hook --agent codex '{{\"type\":\"agent-turn-complete\",\"last-assistant-message\":\"Committed.\"}}'; fi; sleep 30", "{{switchyard}}"]
+"#,
+        d = decision.display()
+    );
     let manifest = write_project(
         r.path(),
         r#"{"id":"asks","title":"x","files":["a"]},{"id":"done","title":"y","files":["b"]}"#,
-        config,
+        &config,
     );
     let start = std::time::Instant::now();
     let out = run_headless(&manifest);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(
-        stdout
-            .contains("waiting_input [hook:Notification] Claude needs your permission to use Bash"),
+        stdout.contains(
+            "waiting_input [hook:PermissionRequest] claude hooks: permission asked for Bash: rm -rf build"
+        ),
         "{stdout}"
     );
-    assert!(stdout.contains("idle [hook:Stop]"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "idle [hook:agent-turn-complete] codex notify: the turn is complete: Committed."
+        ),
+        "{stdout}"
+    );
+    let reply: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&decision).unwrap()).unwrap();
+    assert_eq!(
+        reply["hookSpecificOutput"]["decision"]["behavior"], "allow",
+        "{reply}"
+    );
     let t = tasks(&manifest_status(&manifest));
     assert_eq!(t[0]["status"], "needs_attention");
     assert_eq!(t[1]["status"], "complete");
     assert!(
         start.elapsed() < Duration::from_secs(25),
-        "done from the Stop hook, not from the process exiting after 30 s"
+        "done from the notify event, not from the process exiting after 30 s"
     );
+}
+
+#[test]
+fn opencodes_event_stream_decides_the_verdict_and_its_permission_is_answered_through_its_api() {
+    // A stand-in for opencode's server on {opencode_port}: it asks permission for a commit over
+    // its event stream, commits once switchyard answers through its API, then reports idle. The
+    // task completes from the stream's word, without any screen rule.
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    }
+    let r = repo();
+    let server = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/channels/fake_opencode_server.py"
+    );
+    let config = format!(
+        r#"
+default_agent = "oc"
+[agents.oc]
+command = ["python3", "{server}", "{{opencode_port}}", "echo x > out.txt && git add out.txt && git -c user.name=a -c user.email=a@a commit -qm done"]
+"#
+    );
+    let manifest = write_project(r.path(), r#"{"id":"t","title":"x","files":["a"]}"#, &config);
+    let start = std::time::Instant::now();
+    let out = run_headless(&manifest);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("answered through opencode events: allow bash: echo x"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("idle [hook:session.idle] opencode events"),
+        "{stdout}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_hook_with_no_server_returns_at_once_and_prints_nothing() {
+    // switchyard gone (a dead socket): the agent is never held up and no decision is made for it.
+    let dir = tempfile::tempdir().unwrap();
+    let start = std::time::Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["hook"])
+        .env("SWITCHYARD_SOCKET", dir.path().join("gone.sock"))
+        .env("SWITCHYARD_TASK_ID", "a")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(br#"{"hook_event_name":"PermissionRequest","tool_name":"Bash","tool_input":{"command":"ls"}}"#)
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(start.elapsed() < Duration::from_secs(2));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! injects is journaled with its reason and counts against `max_auto_keys`.
 
 use super::{error_line, Effect, Engine, Ms, StopReason};
-use crate::classify::{classify, Timing, Verdict, VerdictKind};
+use crate::classify::{classify_with, Evidence, Source, Timing, Verdict, VerdictKind};
 use crate::config::{HealAction, Step};
 use crate::manifest::Status;
 use serde_json::{json, Value};
@@ -40,9 +40,14 @@ impl Situation {
     }
 }
 
+/// An answered prompt still on screen (same line, same dialog) is not answered again for this
+/// long, ms: an agent that restarts itself (gemini after trusting a folder) leaves the old dialog
+/// on screen until it redraws.
+pub const ANSWER_AGAIN_AFTER_MS: Ms = 15_000;
+
 /// What went wrong, for the step that handles it.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Trouble {
+pub struct Trouble {
     /// The evidence line (a prompt, an error line, a rate-limit message).
     pub line: String,
     /// The rows around it (the dialog a prompt sits in).
@@ -70,20 +75,20 @@ impl Engine {
             last_activity_at: w.last_activity_at,
         };
         let rules = &self.policy.compiled.rules[self.agent_of(i)];
-        let v = classify(&w.screen, &timing, rules, self.policy.heal.stall_ms);
-        // The agent's own word outranks every guess, except "working": while it works, screen
-        // rules still catch a dialog it has not announced.
-        let v = match &w.reported {
-            Some(r) if r.kind != VerdictKind::Running => Verdict {
-                kind: r.kind,
-                evidence: crate::classify::Evidence {
-                    rule: format!("hook:{}", r.event),
-                    line: r.line.clone(),
-                    row: None,
-                },
-            },
-            _ => v,
-        };
+        let stall_ms = self.policy.heal.stall_ms;
+        let v = classify_with(&w.screen, &timing, rules, stall_ms, w.echo.as_ref());
+        let v = merge_report(
+            v,
+            w.reported.as_ref(),
+            now.saturating_sub(w.reported_at),
+            stall_ms,
+        );
+        let v = no_progress(
+            v,
+            w.reported.as_ref(),
+            now.saturating_sub(w.last_activity_at),
+            stall_ms,
+        );
         let hold_ms = rules
             .iter()
             .find(|r| r.name == v.evidence.rule)
@@ -120,6 +125,28 @@ impl Engine {
         if let Some(w) = self.runs[i].worker.as_mut() {
             w.held = Some((v.kind, v.evidence.rule.clone(), since));
         }
+        // A failure that must hold before it counts (an agent retrying with a live timer) is
+        // shown as running until then, with the line it holds.
+        let held_for = now.saturating_sub(since);
+        let v = if held_for < hold_ms
+            && matches!(kind, VerdictKind::Error | VerdictKind::RateLimited)
+        {
+            Verdict {
+                kind: VerdictKind::Running,
+                evidence: Evidence {
+                    line: format!(
+                        "{} (held {}s; {} after {}s)",
+                        v.evidence.line,
+                        held_for / 1000,
+                        kind.label(),
+                        hold_ms / 1000
+                    ),
+                    ..v.evidence
+                },
+            }
+        } else {
+            v
+        };
         self.set_verdict(i, v, now, fx);
         // Ladders reset after a stable stretch of work.
         let run = &mut self.runs[i];
@@ -131,10 +158,23 @@ impl Engine {
         } else {
             run.running_since = None;
         }
+        let status = self.status(i);
         if now.saturating_sub(since) < hold_ms {
             return;
         }
-        let status = self.status(i);
+        if kind == VerdictKind::Error && self.runs[i].worker.is_some() {
+            // An attempt whose branch moved is verified, not restarted: ask for the branch first.
+            if acted || inspecting || status == Status::NeedsAttention {
+                return;
+            }
+            if let Some(w) = self.runs[i].worker.as_mut() {
+                w.inspecting = true;
+                w.acted_on = Some(screen_hash);
+                w.error_check = Some(trouble);
+            }
+            fx.push(Effect::Inspect { task: i });
+            return;
+        }
         match kind {
             VerdictKind::Running => {
                 if matches!(status, Status::Stuck | Status::NeedsAttention) {
@@ -241,7 +281,9 @@ impl Engine {
         }
         let ahead = commits.unwrap_or(0);
         let dirty = uncommitted.unwrap_or(0);
-        if code == 0 && ahead > 0 && dirty == 0 {
+        // A read-only task (reads, no writes: a reviewer, a scout) may finish without commits.
+        let read_only = crate::plan::read_only(self.task(i));
+        if code == 0 && (ahead > 0 || read_only) && dirty == 0 {
             let line = format!("exited 0 with {ahead} commit(s) ahead of base");
             self.set_verdict(
                 i,
@@ -256,6 +298,10 @@ impl Engine {
             (0, _, d) if d > 0 => format!("exited 0 with {d} uncommitted file(s)"),
             (0, _, _) => "exited 0 but its branch has no commits ahead of base".to_string(),
             (c, _, _) => format!("exited with status {c}"),
+        };
+        let why = match crate::classify::exit_hint(&tail) {
+            Some(hint) => format!("{why}: {hint}"),
+            None => why,
         };
         let last = error_line(&tail);
         let line = if last.is_empty() {
@@ -291,9 +337,11 @@ impl Engine {
         if !self.status(i).is_working() {
             return;
         }
+        let mut error_check = None;
         let live = match self.runs[i].worker.as_mut() {
             Some(w) => {
                 w.inspecting = false;
+                error_check = w.error_check.take();
                 if w.stop.is_some() {
                     return;
                 }
@@ -301,7 +349,23 @@ impl Engine {
             }
             None => false,
         };
-        if commits > 0 && uncommitted == 0 {
+        if let Some(t) = error_check {
+            if commits > 0 && uncommitted == 0 {
+                self.journal(
+                    fx,
+                    now,
+                    Some(i),
+                    "heal",
+                    format!("the branch has {commits} commit(s) and nothing uncommitted: verifying instead of restarting ({})", t.why),
+                    Value::Null,
+                );
+                self.verify_or_complete(i, now, fx);
+            } else {
+                self.climb(i, Situation::Error, t, now, fx);
+            }
+            return;
+        }
+        if (commits > 0 || crate::plan::read_only(self.task(i))) && uncommitted == 0 {
             if !live && self.runs[i].restart_at.take().is_some() {
                 // Work a killed run finished but did not record: verify it, do not redo it.
                 self.journal(
@@ -489,6 +553,21 @@ impl Engine {
                 let Some((name, keys)) = found else {
                     return false;
                 };
+                let dialog = dialog_hash(&t.line, &t.context);
+                if let Some(w) = self.runs[i].worker.as_mut() {
+                    match &w.answered {
+                        Some((line, h, at))
+                            if *line == t.line
+                                && *h == dialog
+                                && now.saturating_sub(*at) < ANSWER_AGAIN_AFTER_MS =>
+                        {
+                            // Answered already: the old dialog is still on screen. Wait for it
+                            // to go (or for the cool-down), do not type into what replaced it.
+                            return true;
+                        }
+                        _ => w.answered = Some((t.line.clone(), dialog, now)),
+                    }
+                }
                 self.runs[i].auto_keys += 1;
                 self.send(
                     i,
@@ -500,6 +579,17 @@ impl Engine {
                 );
             }
             HealAction::Nudge => {
+                if let Err(why) = self.at_its_prompt(i, sit) {
+                    self.journal(
+                        fx,
+                        now,
+                        Some(i),
+                        "heal",
+                        format!("no nudge: {why} ({})", t.why),
+                        Value::Null,
+                    );
+                    return false;
+                }
                 let text = step.text.clone().unwrap_or_else(|| self.nudge_text(i));
                 self.runs[i].auto_keys += 1;
                 let n = self.runs[i].ladder.get(&sit).map_or(0, |l| l.1) + 1;
@@ -579,16 +669,14 @@ impl Engine {
             return;
         }
         self.stop_worker(i, StopReason::Restart, fx);
+        let context = restart_context(attempts, t, &self.policy.compiled.rules[self.agent_of(i)]);
         let shift = attempts.saturating_sub(1).min(20);
         let delay = backoff
             .unwrap_or((self.policy.heal.backoff_ms << shift).min(self.policy.heal.backoff_max_ms));
         let run = &mut self.runs[i];
         run.restart_at = Some(now + delay);
         run.resume_next = resume;
-        run.restart_context = Some(format!(
-            "Previous attempt {attempts} failed ({}). The last lines of its screen were:\n{}\n\n",
-            t.why, t.tail
-        ));
+        run.restart_context = Some(context);
         let verb = if resume { "resume" } else { "restart" };
         self.journal(
             fx,
@@ -647,6 +735,225 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The agent said something about itself through its own channel.
+    pub(super) fn on_reported(
+        &mut self,
+        i: usize,
+        report: crate::classify::AgentReport,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(w) = self.runs[i].worker.as_mut() else {
+            return;
+        };
+        w.last_activity_at = now;
+        w.reported_at = now;
+        let answered = report.answered.clone();
+        let channel = report.channel.clone();
+        w.reported = Some(report);
+        if let Some(a) = answered {
+            self.runs[i].auto_keys += 1;
+            self.journal(
+                fx,
+                now,
+                Some(i),
+                "heal",
+                format!("answered through {channel}: {a}"),
+                Value::Null,
+            );
+        }
+    }
+
+    /// A person typed into the worker: whatever prompt was there is theirs; the ladders start
+    /// afresh for the next one.
+    pub(super) fn on_typed(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
+        let Some(w) = self.runs[i].worker.as_mut() else {
+            return;
+        };
+        w.last_activity_at = now;
+        w.answered = None;
+        // The prompt the agent reported is the person's now; its next event says what follows.
+        if w.reported
+            .as_ref()
+            .is_some_and(|r| r.kind == VerdictKind::WaitingInput)
+        {
+            w.reported = None;
+        }
+        let run = &mut self.runs[i];
+        if !run.ladder.is_empty() {
+            run.ladder.clear();
+            self.journal(
+                fx,
+                now,
+                Some(i),
+                "heal",
+                "a person typed: the heal ladders start afresh".into(),
+                Value::Null,
+            );
+        }
+        if self.status(i) == Status::NeedsAttention {
+            self.set_status(i, Status::Running, now, fx);
+        }
+    }
+
+    /// Whether a permission the agent asks for through its channel may be granted: `Ok` when no
+    /// deny pattern matches it and the `waiting_input` ladder begins with `answer` (the same
+    /// policy as for a prompt on screen), else `Err` with the reason (the task needs a person).
+    pub fn permission_decision(&self, i: usize, what: &str) -> Result<(), String> {
+        if let Some(m) = self.policy.compiled.deny.iter().find_map(|d| d.find(what)) {
+            return Err(format!(
+                "permission matches the deny-list (says {:?}): {what}",
+                m.as_str()
+            ));
+        }
+        let answers = self
+            .policy
+            .heal
+            .ladder
+            .steps(Situation::WaitingInput.name())
+            .first()
+            .is_some_and(|s| s.action == HealAction::Answer);
+        if !answers {
+            return Err(format!("the waiting_input ladder does not answer: {what}"));
+        }
+        if self.runs[i].auto_keys >= self.policy.heal.max_auto_keys {
+            return Err(format!(
+                "{} automatic answers already sent (heal.max_auto_keys): {what}",
+                self.runs[i].auto_keys
+            ));
+        }
+        Ok(())
+    }
+
+    /// A nudge goes only to an agent at its own prompt: the situation is `idle`, its channel
+    /// said it is idle, one of its profile's idle rules matches now (quiet time aside), or the
+    /// profile has no idle rule to tell by (a plain command). `Err` says why not.
+    fn at_its_prompt(&self, i: usize, sit: Situation) -> Result<(), String> {
+        if sit == Situation::Idle {
+            return Ok(());
+        }
+        let Some(w) = self.runs[i].worker.as_ref() else {
+            return Err("no worker".into());
+        };
+        if w.reported
+            .as_ref()
+            .is_some_and(|r| r.kind == VerdictKind::Idle)
+        {
+            return Ok(());
+        }
+        let rules = &self.policy.compiled.rules[self.agent_of(i)];
+        let idle: Vec<_> = rules
+            .iter()
+            .filter(|r| r.verdict == VerdictKind::Idle)
+            .collect();
+        if idle.is_empty() {
+            return Ok(());
+        }
+        let s = &w.screen;
+        let matches = idle.iter().any(|r| match r.source {
+            Source::Title => r.re.is_match(&s.title),
+            Source::AgentState => s.agent_state.as_deref().is_some_and(|a| r.re.is_match(a)),
+            Source::Screen => s.rows.iter().any(|row| r.re.is_match(row)),
+        });
+        if matches {
+            Ok(())
+        } else {
+            Err("the screen shows no prompt of the agent (an unclassified dialog gets no keystroke)".into())
+        }
+    }
+}
+
+/// The verdict from every channel, in the order of authority: the agent's own word (hooks,
+/// notify, server events) when it says anything but "working"; "working" from the agent outranks
+/// an idle guess from the title or screen while it is recent (less than `stall_ms` old: claude
+/// in auto mode shows its idle title while its own permission check runs); otherwise the
+/// classifier's verdict (agent state, title, terminal read, screen rules, timing).
+pub fn merge_report(
+    v: Verdict,
+    reported: Option<&crate::classify::AgentReport>,
+    age_ms: Ms,
+    stall_ms: Ms,
+) -> Verdict {
+    let Some(r) = reported else {
+        return v;
+    };
+    let from_channel = |kind| Verdict {
+        kind,
+        evidence: Evidence {
+            rule: format!("hook:{}", r.event),
+            line: format!("{}: {}", r.channel, r.line),
+            row: None,
+        },
+    };
+    match r.kind {
+        VerdictKind::Running if v.kind == VerdictKind::Idle && age_ms < stall_ms => {
+            from_channel(VerdictKind::Running)
+        }
+        VerdictKind::Running => v,
+        k => from_channel(k),
+    }
+}
+
+/// An agent with a channel of its own that has said nothing, and changed no file, for twice the
+/// stall threshold while its screen keeps moving (a spinner over an API that keeps failing, as
+/// gemini 0.61 shows for a 500) is `stalled`, not running forever. `quiet_ms`: since its last
+/// channel event, file change or heal action.
+pub fn no_progress(
+    v: Verdict,
+    reported: Option<&crate::classify::AgentReport>,
+    quiet_ms: Ms,
+    stall_ms: Ms,
+) -> Verdict {
+    match reported {
+        Some(r) if v.kind == VerdictKind::Running && quiet_ms >= 2 * stall_ms => Verdict::signal(
+            VerdictKind::Stalled,
+            "no-progress",
+            format!(
+                "{} said nothing and no file changed for {}s while the screen kept moving ({})",
+                r.channel,
+                quiet_ms / 1000,
+                v.evidence.line
+            ),
+        ),
+        _ => v,
+    }
+}
+
+/// The context a restarted agent gets: why the last attempt ended and its screen tail, each
+/// line quoted with `| `. Rows of the tail that one of the profile's other screen rules (idle
+/// footer, busy line, dialog) would match are left out: the agent echoes its prompt, and its old
+/// chrome must not pass for its state. Error rows stay; the classifier ignores their echo (see
+/// [`crate::classify::Echo`]).
+pub fn restart_context(attempt: u32, t: &Trouble, rules: &[crate::classify::Rule]) -> String {
+    let chrome = |l: &str| {
+        rules.iter().any(|r| {
+            r.source == Source::Screen
+                && !matches!(r.verdict, VerdictKind::Error | VerdictKind::RateLimited)
+                && r.re.is_match(l)
+        })
+    };
+    let quoted: Vec<String> = t
+        .tail
+        .lines()
+        .filter(|l| !chrome(l))
+        .map(|l| format!("| {l}"))
+        .collect();
+    format!(
+        "Previous attempt {attempt} failed ({}). The last lines of its screen were:\n{}\n\n",
+        t.why,
+        quoted.join("\n")
+    )
+}
+
+fn dialog_hash(line: &str, context: &[String]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    line.hash(&mut h);
+    context.hash(&mut h);
+    h.finish()
+}
+
 /// The wait a rate-limit message names ("try again in 20s", "retry after 5 minutes",
 /// "resets in 2h"), in ms.
 pub fn reset_after_ms(line: &str) -> Option<Ms> {
@@ -665,6 +972,10 @@ pub fn reset_after_ms(line: &str) -> Option<Ms> {
     };
     Some(ms as Ms)
 }
+
+#[cfg(test)]
+#[path = "heal/supervision_tests.rs"]
+mod supervision_tests;
 
 #[cfg(test)]
 mod tests {

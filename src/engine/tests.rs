@@ -256,7 +256,10 @@ fn a_failure_restarts_with_the_error_as_context_then_gives_up() {
     assert_eq!(spec.attempt, 2);
     assert!(spec
         .prompt
-        .starts_with("Previous attempt 1 failed (exited with status 1)"));
+        .starts_with("CONTEXT: WORKER\nROLE: implementer"));
+    assert!(spec
+        .prompt
+        .contains("\nTASK: Previous attempt 1 failed (exited with status 1)"));
     assert!(spec.prompt.contains("error: test suite failed"));
     let verdict = e.task(0).last_verdict.clone().unwrap();
     assert!(
@@ -467,6 +470,86 @@ fn an_unknown_agent_is_a_clear_error() {
     assert!(
         err.starts_with("task a: agent \"nope\" has no profile"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_role_s_preamble_lens_scope_and_context_go_into_the_start() {
+    let mut e = engine(
+        r#"{"phases":[{"tasks":[
+        {"id":"w","title":"Write it","files":["src/a.rs"],"agent":"fake"},
+        {"id":"r1","title":"Review","role":"reviewer","lens":"risks","reads":["src/a.rs"],"agent":"fake","dependsOn":["w"]},
+        {"id":"f","title":"Fix","role":"implementer","writes":["src/a.rs"],"context":["r1"],"agent":"fake","prompt":"Fix what the review found."}
+        ]}]}"#,
+    );
+    let spec = spec_of(&e.update(Event::Tick, 0)).unwrap();
+    assert_eq!(spec.task_id, "w");
+    assert!(
+        spec.prompt
+            .starts_with("CONTEXT: WORKER\nROLE: implementer"),
+        "{}",
+        spec.prompt
+    );
+    assert!(
+        spec.prompt
+            .contains("\nSCOPE: may edit src/a.rs\nTASK: Fix issue #: Write it."),
+        "{}",
+        spec.prompt
+    );
+    assert!(spec.context.is_empty());
+    // The reviewer: read-only, its lens, and it finishes without commits.
+    let r1 = e.plan.index_of("r1").unwrap();
+    let f = e.plan.index_of("f").unwrap();
+    assert_eq!(e.plan.describe_waits(f), vec!["r1 (context)"]); // after w through r1
+    let spec = spec_of(&e.update(Event::Action(Action::on(ActionKind::MarkDone, "w")), 1)).unwrap();
+    assert_eq!(spec.task_id, "r1");
+    assert!(
+        spec.prompt.starts_with("CONTEXT: WORKER\nROLE: reviewer"),
+        "{}",
+        spec.prompt
+    );
+    assert!(
+        spec.prompt
+            .contains("\nLENS: risks\nSCOPE: read-only (do not edit or commit files)\nTASK: "),
+        "{}",
+        spec.prompt
+    );
+    started(&mut e, r1, 3);
+    let fx = e.update(
+        Event::Exited {
+            task: r1,
+            code: 0,
+            commits_ahead: Some(0),
+            uncommitted: Some(0),
+        },
+        4,
+    );
+    assert_eq!(e.task(r1).status, Status::Complete);
+    let spec = spec_of(&fx).unwrap();
+    assert_eq!(spec.task_id, "f");
+    assert!(
+        spec.prompt.ends_with("TASK: Fix what the review found."),
+        "{}",
+        spec.prompt
+    );
+    assert_eq!(
+        spec.context,
+        vec![crate::final_message::ContextSource {
+            id: "r1".into(),
+            reviewer: true,
+            lens: Some("risks".into())
+        }]
+    );
+}
+
+#[test]
+fn an_unknown_role_is_a_clear_error() {
+    let m = Manifest::parse(r#"{"phases":[{"tasks":[{"id":"a","role":"critic"}]}]}"#).unwrap();
+    let plan = Plan::build(&m).unwrap();
+    let err = Engine::new(m, plan, Config::defaults(), 0).unwrap_err();
+    assert_eq!(
+        err,
+        "task a: role \"critic\" is not a known role. Fix: use one of: implementer, researcher, reviewer, scout, verifier, or add [roles.critic] with a preamble to switchyard.toml"
     );
 }
 

@@ -255,7 +255,7 @@ fn channel_of(rule: &str, rules: &[crate::classify::Rule]) -> &'static str {
         Some(Source::AgentState) => "agent state (OSC 7501)",
         Some(Source::Title) => "window title (OSC 0/2)",
         Some(Source::Screen) => "screen rules",
-        None if rule.starts_with("hook:") => "the agent's own hooks",
+        None if rule.starts_with("hook:") => "the agent's own channel",
         None => match rule {
             "terminal-read" => "terminal read (/proc)",
             "exit-status" => "exit status",
@@ -288,11 +288,20 @@ impl Engine {
             (Some(v), Some(w)) => {
                 let s = &w.screen;
                 channels.push(ChannelWord {
-                    channel: "the agent's own hooks".into(),
+                    channel: "the agent's own channel".into(),
                     word: w
                         .reported
                         .as_ref()
-                        .map(|r| format!("{} ({}): {}", r.event, r.kind.label(), r.line))
+                        .map(|r| {
+                            format!(
+                                "{} {} ({}, {:.1}s ago): {}",
+                                r.channel,
+                                r.event,
+                                r.kind.label(),
+                                now.saturating_sub(w.reported_at) as f64 / 1000.0,
+                                r.line
+                            )
+                        })
                         .unwrap_or_else(dash),
                 });
                 channels.push(ChannelWord {
@@ -348,7 +357,7 @@ impl Engine {
                     Some(v.kind.label()),
                     Some(format!("[{}] {}", v.evidence.rule, v.evidence.line)),
                     format!(
-                        "from {channel} ({}): channels are read in the order above and the first with a word wins; screen rules fire only after their quiet time",
+                        "from {channel} ({}): channels are read in the order above and the first with a word wins (the agent's own \"working\" outranks an idle title or screen while it is recent); screen rules fire only after their quiet time",
                         v.evidence.rule
                     ),
                 )

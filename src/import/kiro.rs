@@ -30,7 +30,6 @@
 use super::{multi_line, one_line, paths, phase, settle, ImportError, Imported};
 use crate::manifest::{Manifest, Status, Task};
 use regex::Regex;
-use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 

@@ -126,12 +126,10 @@ pub fn merge(
                         e.depends_on = deps.clone();
                         e.writes = t.writes.clone();
                         e.reads = t.reads.clone();
-                        for k in ["labels"] {
-                            match t.extra.get(k) {
-                                Some(v) => e.extra.insert(k.into(), v.clone()),
-                                None => e.extra.remove(k),
-                            };
-                        }
+                        match t.extra.get("labels") {
+                            Some(v) => e.extra.insert("labels".into(), v.clone()),
+                            None => e.extra.remove("labels"),
+                        };
                         if deps.is_some() {
                             stated.insert(id.clone());
                         }

@@ -37,19 +37,11 @@ pub(crate) fn build(m: &Manifest) -> Result<Old, Vec<Problem>> {
     let nodes: Vec<NodeIndex> = (0..ids.len()).map(|i| graph.add_node(i)).collect();
     let tasks: Vec<_> = m.tasks().collect();
 
-    for (i, t) in tasks.iter().enumerate() {
-        for dep in t.deps() {
-            if let Some(&j) = index.get(dep) {
-                if j != i {
-                    graph.update_edge(nodes[j], nodes[i], EdgeKind::DependsOn);
-                }
-            }
-        }
-    }
+    super::add_stated_edges(&mut graph, &nodes, &tasks, &index);
     let mut touched_by: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut shared: Vec<(usize, usize, String)> = Vec::new();
     for (i, t) in tasks.iter().enumerate() {
-        for f in &t.files {
+        for f in super::writes_of(t) {
             let earlier = touched_by.entry(f.as_str()).or_default();
             if t.depends_on.is_none() {
                 // Wait for every earlier task on this file that is not already ordered before
@@ -184,6 +176,7 @@ fn cycle_problems_full(graph: &DiGraph<usize, EdgeKind>, ids: &[String]) -> Vec<
         for (k, step) in steps.iter().enumerate() {
             let why = match step {
                 EdgeKind::DependsOn => "dependsOn".to_string(),
+                EdgeKind::Context => "context".to_string(),
                 EdgeKind::SameFile(f) => format!("same file {f}, manifest order"),
                 EdgeKind::Phase => "later phase waits for earlier phase".to_string(),
             };
@@ -214,6 +207,7 @@ pub(crate) fn describe_waits(plan: &super::Plan, i: usize) -> Vec<String> {
     for (j, kind) in preds {
         match kind {
             EdgeKind::DependsOn => out.push(format!("{} (dependsOn)", plan.ids[j])),
+            EdgeKind::Context => out.push(format!("{} (context)", plan.ids[j])),
             EdgeKind::SameFile(f) => out.push(format!("{} (same file {f})", plan.ids[j])),
             EdgeKind::Phase => phase_gate = true,
         }

@@ -451,17 +451,56 @@ fn on_message(
             c.send_msg(&answer);
             stop
         }
-        (Some(_), ClientMsg::Hook { task, event }) => {
-            match (
-                rt.engine.index_of(&task),
-                crate::classify::report_from_claude_hook(&event),
-            ) {
-                (Some(i), Some(report)) => {
-                    tracing::debug!("task {task}: hook {} ({:?})", report.event, report.kind);
+        (
+            Some(_),
+            ClientMsg::Hook {
+                task,
+                event,
+                agent,
+                reply,
+            },
+        ) => {
+            let channel = agent
+                .as_deref()
+                .and_then(crate::channels::Channel::parse)
+                .unwrap_or(crate::channels::Channel::Claude);
+            let mut output = None;
+            match (rt.engine.index_of(&task), channel.report(&event)) {
+                (Some(i), Some(mut report)) => {
+                    tracing::debug!(
+                        "task {task}: {} {} ({:?})",
+                        report.channel,
+                        report.event,
+                        report.kind
+                    );
+                    if let (Some(what), true) = (report.permission.clone(), reply) {
+                        // Decided by the allow/deny policy and answered through the hook; a
+                        // denied one stays a waiting prompt, which escalates.
+                        let allow = match channel {
+                            crate::channels::Channel::Claude => {
+                                Some(crate::channels::claude_permission_allow())
+                            }
+                            crate::channels::Channel::Opencode => {
+                                Some(crate::channels::opencode_permission_allow())
+                            }
+                            _ => None,
+                        };
+                        if let Some(allow) =
+                            allow.filter(|_| rt.engine.permission_decision(i, &what).is_ok())
+                        {
+                            report.kind = crate::classify::VerdictKind::Running;
+                            report.line = format!("allowed {what}");
+                            report.answered = Some(format!("allow {what}"));
+                            output = Some(allow);
+                        }
+                    }
                     rt.apply(crate::engine::Event::Reported { task: i, report });
                 }
                 (None, _) => tracing::warn!("a hook for an unknown task {task:?}"),
                 (_, None) => {}
+            }
+            if reply {
+                c.send_msg(&ServerMsg::HookReply { output });
             }
             c.gone = Some("hook delivered".into());
             false

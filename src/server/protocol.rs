@@ -78,6 +78,13 @@ pub enum ClientMsg {
         task: String,
         /// The event as the agent gave it.
         event: serde_json::Value,
+        /// Whose channel it is: `claude` (the default), `codex`, `gemini` or `opencode` (see
+        /// [`crate::channels::Channel`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+        /// The hook waits for a decision: the server answers [`ServerMsg::HookReply`].
+        #[serde(default)]
+        reply: bool,
     },
     /// Ask why a task's verdict is what it is; the server answers [`ServerMsg::Explain`], or
     /// [`ServerMsg::Ack`] with `ok: false` for an unknown task.
@@ -135,6 +142,13 @@ pub enum ServerMsg {
     Explain {
         /// Every channel's word, the verdict and why it won.
         explanation: crate::engine::Explanation,
+    },
+    /// The answer to a [`ClientMsg::Hook`] that waits for one: the JSON the hook prints for the
+    /// agent (e.g. Claude Code's PermissionRequest decision), or nothing (the agent decides as if
+    /// no hook had answered).
+    HookReply {
+        /// What to print on the hook's standard output.
+        output: Option<serde_json::Value>,
     },
     /// The server is closing this connection (stopping, or the client fell behind).
     Bye {

@@ -170,6 +170,7 @@ fn draw_log(
             ("transcript", format!("{}.log", t.id)),
             ("error log", format!("{}.errors.log", t.id)),
             ("verify log", format!("{}.verify.log", t.id)),
+            ("final msg", crate::final_message::file_name(&t.id)),
             ("journal", "events.jsonl".to_string()),
         ] {
             let path = dir.join(file);

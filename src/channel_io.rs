@@ -1,0 +1,352 @@
+//! The host side of the agents' own channels (see [`crate::channels`] for what the events mean):
+//! handing an event to the run's server over its socket (what `switchyard hook` does), and
+//! following opencode's server event stream (`GET /event`, server-sent events) with permission
+//! replies through its API. Plain HTTP/1.1 over a local TCP socket (127.0.0.1 only): the
+//! stream is one request, so no HTTP client dependency is needed.
+//!
+//! Checked against opencode 1.x's server: `GET /event` streams `data: {"type", "properties"}`
+//! events; a permission is answered with `POST /permission/{id}/reply` `{"reply": "once"}`
+//! (1.x), falling back to `POST /session/{sessionID}/permissions/{id}` `{"response": "once"}`
+//! (0.x). Not yet checked against a live opencode here.
+
+use crate::server::protocol as p;
+use serde_json::Value;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The longest a hook waits for switchyard's decision on a permission (the hook's own timeout in
+/// the generated settings is longer, so the agent never sees the hook fail).
+pub const DECISION_WAIT: Duration = Duration::from_secs(3);
+
+/// Sends one agent event to the run's server at `socket` for task `task`, as the channel `agent`
+/// (`claude`, `codex`, `gemini`, `opencode`). With `reply`, waits up to [`DECISION_WAIT`] for the
+/// server's [`p::ServerMsg::HookReply`] and returns its output. Every failure (no server, a
+/// closed socket, no answer in time) is `None`: the agent goes on as if no hook were set.
+pub fn send_event(
+    socket: &Path,
+    task: &str,
+    agent: Option<&str>,
+    event: Value,
+    reply: bool,
+) -> Option<Value> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = stream.set_read_timeout(Some(DECISION_WAIT));
+    let mut bytes = p::encode_msg(&p::hello(p::Role::Control));
+    bytes.extend(p::encode_msg(&p::ClientMsg::Hook {
+        task: task.to_string(),
+        event,
+        agent: agent.map(str::to_string),
+        reply,
+    }));
+    stream.write_all(&bytes).ok()?;
+    let _ = stream.flush();
+    if !reply {
+        return None;
+    }
+    let deadline = Instant::now() + DECISION_WAIT;
+    while Instant::now() < deadline {
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).ok()?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 || len > p::MAX_FRAME {
+            return None;
+        }
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body).ok()?;
+        if body[0] != 0 {
+            continue;
+        }
+        if let Ok(p::ServerMsg::HookReply { output }) = serde_json::from_slice(&body[1..]) {
+            return output;
+        }
+    }
+    None
+}
+
+/// A free TCP port on 127.0.0.1 for an agent's own server (`{opencode_port}`): bound, read and
+/// released (another process could take it in between; the agent then fails to start and is
+/// restarted with another).
+pub fn free_port() -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Follows opencode's event stream on 127.0.0.1:`port` until it ends: connects (retrying every
+/// 200 ms until `connect_within` passes, while opencode starts), then hands each event that
+/// says something about the agent (see [`crate::channels::opencode`]) to `on_event`. For a
+/// permission request, `on_event` returns the reply body to send (`{"reply": "once"}`), or
+/// `None` to leave the dialog to a person. Returns why it stopped.
+pub fn follow_opencode(
+    port: u16,
+    connect_within: Duration,
+    mut on_event: impl FnMut(Value) -> Option<Value>,
+) -> String {
+    let deadline = Instant::now() + connect_within;
+    let stream = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() >= deadline => {
+                return format!("opencode's server on port {port} did not answer: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let result = read_events(stream, port, |payload| {
+        let Ok(event) = serde_json::from_str::<Value>(payload) else {
+            return;
+        };
+        if crate::channels::opencode(&event).is_none() {
+            return;
+        }
+        let permission = matches!(
+            event["type"].as_str(),
+            Some("permission.asked" | "permission.updated")
+        );
+        let id = event["properties"]["id"].as_str().map(str::to_string);
+        let session = event["properties"]["sessionID"]
+            .as_str()
+            .map(str::to_string);
+        let answer = on_event(event);
+        if let (true, Some(body), Some(id)) = (permission, answer, id) {
+            let status = post(port, &format!("/permission/{id}/reply"), &body);
+            if status.is_none_or(|s| s == 404) {
+                if let Some(sid) = session {
+                    let old = serde_json::json!({ "response": body["reply"] });
+                    let _ = post(port, &format!("/session/{sid}/permissions/{id}"), &old);
+                }
+            }
+        }
+    });
+    match result {
+        Ok(()) => "opencode's event stream ended".into(),
+        Err(e) => format!("opencode's event stream failed: {e}"),
+    }
+}
+
+/// Reads an HTTP response of server-sent events (plain or chunked) and calls `on_payload` with
+/// each event's `data:` (lines joined with newlines).
+fn read_events(
+    mut stream: TcpStream,
+    port: u16,
+    mut on_payload: impl FnMut(&str),
+) -> io::Result<()> {
+    write!(
+        stream,
+        "GET /event HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\nConnection: keep-alive\r\n\r\n"
+    )?;
+    stream.flush()?;
+    let mut r = BufReader::new(stream);
+    let chunked = read_head(&mut r)?;
+    let mut body: Box<dyn BufRead> = if chunked {
+        Box::new(BufReader::new(Dechunk {
+            inner: r,
+            left: 0,
+            done: false,
+        }))
+    } else {
+        Box::new(r)
+    };
+    let mut line = String::new();
+    let mut data: Vec<String> = Vec::new();
+    loop {
+        line.clear();
+        if body.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if l.is_empty() {
+            if !data.is_empty() {
+                on_payload(&data.join("\n"));
+                data.clear();
+            }
+        } else if let Some(d) = l.strip_prefix("data:") {
+            data.push(d.strip_prefix(' ').unwrap_or(d).to_string());
+        }
+    }
+}
+
+/// Reads the status line and headers; an error unless the status is 2xx. True when the body is
+/// chunked.
+fn read_head(r: &mut impl BufRead) -> io::Result<bool> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status = line.split_whitespace().nth(1).unwrap_or("");
+    if !status.starts_with('2') {
+        return Err(io::Error::other(format!("answered {:?}", line.trim_end())));
+    }
+    let mut chunked = false;
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+            return Ok(chunked);
+        }
+        let l = line.to_ascii_lowercase();
+        if l.starts_with("transfer-encoding:") && l.contains("chunked") {
+            chunked = true;
+        }
+    }
+}
+
+/// A chunked transfer-encoded body as plain bytes.
+struct Dechunk<R: BufRead> {
+    inner: R,
+    left: usize,
+    done: bool,
+}
+
+impl<R: BufRead> Read for Dechunk<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let mut size = String::new();
+            // The CRLF that ends the previous chunk, then the size line.
+            while size.trim().is_empty() {
+                size.clear();
+                if self.inner.read_line(&mut size)? == 0 {
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+            let hex = size.trim().split(';').next().unwrap_or("");
+            self.left = usize::from_str_radix(hex, 16)
+                .map_err(|_| io::Error::other(format!("bad chunk size {hex:?}")))?;
+            if self.left == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.left);
+        let n = self.inner.read(&mut buf[..n])?;
+        if n == 0 {
+            self.done = true;
+        }
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// POSTs a JSON body to 127.0.0.1:`port`; the status code, or `None` when it could not be sent.
+fn post(port: u16, path: &str, body: &Value) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    let body = body.to_string();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// A stand-in for opencode's server: streams the events (chunked), then answers POSTs and
+    /// reports each request line and body.
+    fn fake_opencode(events: Vec<&'static str>) -> (u16, mpsc::Receiver<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut c) = conn else { return };
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut first = String::new();
+                r.read_line(&mut first).unwrap();
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                }
+                if first.starts_with("GET /event") {
+                    c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+                    for e in &events {
+                        let chunk = format!("data: {e}\n\n");
+                        // Split each event over two chunks, as a server may.
+                        let (a, b) = chunk.split_at(chunk.len() / 2);
+                        for part in [a, b] {
+                            write!(c, "{:x}\r\n{part}\r\n", part.len()).unwrap();
+                        }
+                    }
+                    c.write_all(b"0\r\n\r\n").unwrap();
+                } else {
+                    let mut body = vec![0u8; len];
+                    r.read_exact(&mut body).unwrap();
+                    tx.send(format!(
+                        "{} {}",
+                        first.trim_end(),
+                        String::from_utf8_lossy(&body)
+                    ))
+                    .unwrap();
+                    c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ntrue")
+                        .unwrap();
+                }
+            }
+        });
+        (port, rx)
+    }
+
+    #[test]
+    fn opencode_events_are_followed_and_permissions_answered_through_its_api() {
+        let (port, posts) = fake_opencode(vec![
+            r#"{"type":"server.connected","properties":{}}"#,
+            r#"{"type":"session.status","properties":{"sessionID":"s","status":{"type":"busy"}}}"#,
+            r#"{"type":"message.part.updated","properties":{"part":{}}}"#,
+            r#"{"type":"permission.asked","properties":{"id":"per_1","sessionID":"s","permission":"bash","patterns":["git commit -am x"]}}"#,
+            r#"{"type":"permission.asked","properties":{"id":"per_2","sessionID":"s","permission":"bash","patterns":["rm -rf build"]}}"#,
+            r#"{"type":"session.idle","properties":{"sessionID":"s"}}"#,
+        ]);
+        let mut seen = Vec::new();
+        let why = follow_opencode(port, Duration::from_secs(5), |e| {
+            seen.push(e["type"].as_str().unwrap_or("").to_string());
+            let pattern = e["properties"]["patterns"][0].as_str().unwrap_or("");
+            (!pattern.contains("rm ")).then(|| serde_json::json!({ "reply": "once" }))
+        });
+        assert_eq!(why, "opencode's event stream ended");
+        assert_eq!(
+            seen,
+            vec![
+                "session.status",
+                "permission.asked",
+                "permission.asked",
+                "session.idle"
+            ]
+        );
+        let post = posts.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            post,
+            r#"POST /permission/per_1/reply HTTP/1.1 {"reply":"once"}"#
+        );
+        assert!(
+            posts.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the denied one is left to a person"
+        );
+    }
+
+    #[test]
+    fn a_server_that_never_comes_gives_up_in_time() {
+        let port = free_port().unwrap();
+        let t = Instant::now();
+        let why = follow_opencode(port, Duration::from_millis(500), |_| None);
+        assert!(why.contains("did not answer"), "{why}");
+        assert!(t.elapsed() < Duration::from_secs(3));
+    }
+}

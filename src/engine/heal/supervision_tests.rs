@@ -1,0 +1,529 @@
+//! Supervision policies against the shipped profiles (assets/switchyard.toml), with plain values
+//! and a fake clock (ms from 0): what the agents' next releases are expected to show, not the
+//! bytes of one recording.
+
+use crate::classify::{AgentReport, ScreenSnapshot, VerdictKind};
+use crate::config::Config;
+use crate::engine::{Effect, Engine, Event, Ms};
+use crate::manifest::{Manifest, Status};
+use crate::plan::Plan;
+
+fn engine_for(agent: &str, extra: &str) -> Engine {
+    let json = format!(
+        r#"{{"phases":[{{"tasks":[{{"id":"a","agent":"{agent}","files":["x"]}},{{"id":"b","agent":"{agent}","files":["y"]}}]}}]}}"#
+    );
+    let m = Manifest::parse(&json).unwrap();
+    let plan = Plan::build(&m).unwrap();
+    let config = Config::from_layers(&[
+        ("defaults".into(), crate::config::DEFAULTS.into()),
+        (
+            "test.toml".into(),
+            format!("max_parallel = 1\n[heal]\nstall_ms = 60000\nbackoff_ms = 1000\n{extra}"),
+        ),
+    ])
+    .unwrap();
+    let mut e = Engine::new(m, plan, config, 0).unwrap();
+    e.update(Event::Tick, 0);
+    e.update(
+        Event::Started {
+            task: 0,
+            worktree: "/w/a".into(),
+            branch: "b".into(),
+            base_commit: "abc".into(),
+            argv: vec![agent.into()],
+        },
+        10,
+    );
+    e
+}
+
+fn show(e: &mut Engine, text: &str, title: &str, now: Ms) {
+    let mut s = ScreenSnapshot::from_text(text);
+    s.title = title.into();
+    e.update(
+        Event::Screen {
+            task: 0,
+            screen: s,
+            last_output_at: now,
+        },
+        now,
+    );
+}
+
+fn writes(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|f| match f {
+            Effect::Write { bytes, submit, .. } => {
+                let mut t = String::from_utf8_lossy(bytes).into_owned();
+                if *submit {
+                    t.push('\r');
+                }
+                Some(t)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn verdict(e: &Engine) -> (VerdictKind, String) {
+    let v = e.runs[0].verdict.clone().unwrap();
+    (v.kind, v.evidence.rule)
+}
+
+const GEMINI_SHELL: &str = "✦ I will commit the change.\n\
+╭──────────────────────────────────────────────╮\n\
+│ ?  Shell git commit -am 'fix' [current working directory /w/a]\n\
+│\n\
+│ git commit -am 'fix'\n\
+│\n\
+│ Allow execution of [Shell]?\n\
+│\n\
+│ ● 1. Allow once\n\
+│   2. Allow for this session\n\
+│   3. No, suggest changes (esc)\n\
+╰──────────────────────────────────────────────╯";
+
+#[test]
+fn gemini_shell_approval_is_answered_even_with_the_action_required_title() {
+    let mut e = engine_for("gemini", "");
+    show(&mut e, GEMINI_SHELL, "◇  Action Required (w)", 1_000);
+    let fx = e.update(Event::Tick, 1_600);
+    assert_eq!(writes(&fx), vec!["\r"], "allow once: {:?}", verdict(&e));
+    assert_eq!(verdict(&e).1, "gemini-approval");
+    // The same dialog with a destructive command escalates instead.
+    let mut e = engine_for("gemini", "");
+    show(
+        &mut e,
+        &GEMINI_SHELL.replace("git commit -am 'fix'", "rm -rf build"),
+        "◇  Action Required (w)",
+        1_000,
+    );
+    let fx = e.update(Event::Tick, 1_600);
+    assert!(writes(&fx).is_empty());
+    assert_eq!(e.status(0), Status::NeedsAttention);
+}
+
+#[test]
+fn a_transient_action_required_title_alone_does_not_escalate() {
+    let mut e = engine_for("gemini", "");
+    show(&mut e, "✦ Working on it", "◇  Action Required (w)", 1_000);
+    e.update(Event::Tick, 1_500);
+    assert_eq!(verdict(&e).0, VerdictKind::WaitingInput);
+    assert_eq!(e.status(0), Status::Running, "held 3 s before it counts");
+    show(
+        &mut e,
+        "✦ Working on it\n⠏ Thinking (esc to cancel, 2s)",
+        "✦  Working… (w)",
+        2_000,
+    );
+    e.update(Event::Tick, 2_100);
+    assert_eq!(e.status(0), Status::Running);
+}
+
+const GEMINI_TRUST: &str = "Do you trust the files in this folder?\n\
+● 1. Trust folder (a)\n  2. Trust parent folder (w)\n  3. Don't trust";
+
+#[test]
+fn the_trust_dialog_is_answered_once_while_it_stays_on_screen() {
+    let mut e = engine_for("gemini", "");
+    show(&mut e, GEMINI_TRUST, "", 1_000);
+    assert_eq!(writes(&e.update(Event::Tick, 1_500)), vec!["\r"]);
+    // gemini restarts itself: output, a redraw (the cursor moves), the old dialog still shown.
+    let mut s = ScreenSnapshot::from_text(GEMINI_TRUST);
+    s.cursor_col = 0;
+    e.update(
+        Event::Screen {
+            task: 0,
+            screen: s,
+            last_output_at: 3_000,
+        },
+        3_000,
+    );
+    assert!(writes(&e.update(Event::Tick, 3_500)).is_empty());
+    show(&mut e, GEMINI_TRUST, "", 6_000);
+    assert!(writes(&e.update(Event::Tick, 6_500)).is_empty());
+    // Still there well after the cool-down, on a changed screen: it did not take; answer again.
+    show(&mut e, GEMINI_TRUST, "gemini", 20_000);
+    assert_eq!(writes(&e.update(Event::Tick, 20_500)), vec!["\r"]);
+}
+
+fn classify_shipped(agent: &str, text: &str) -> (VerdictKind, String) {
+    let e = engine_for(agent, "");
+    let rules = &e.policy.compiled.rules[agent];
+    let s = ScreenSnapshot::from_text(text);
+    let t = crate::classify::Timing {
+        now: 100_000,
+        started_at: 0,
+        last_output_at: 90_000,
+        last_change_at: 90_000,
+        last_activity_at: 90_000,
+    };
+    let v = crate::classify::classify(&s, &t, rules, 300_000);
+    (v.kind, v.evidence.rule)
+}
+
+#[test]
+fn rate_limits_are_rate_limited_not_errors() {
+    assert_eq!(
+        classify_shipped(
+            "codex",
+            "• Working\n\n■ exceeded retry limit, last status: 429 Too Many Requests, request id: abc\n\n› Ask Codex to do anything"
+        ),
+        (VerdictKind::RateLimited, "codex-rate-limit".into())
+    );
+    assert_eq!(
+        classify_shipped(
+            "claude",
+            "> fix it\n● API Error: Request rejected (429) · Rate limit reached for requests · try again in 20s\n\n> "
+        ),
+        (VerdictKind::RateLimited, "claude-rate-limit".into())
+    );
+    assert_eq!(
+        classify_shipped(
+            "opencode",
+            "┃  Rate limit reached, retrying\n\n  ctrl+p commands"
+        ),
+        (VerdictKind::RateLimited, "opencode-rate-limit".into())
+    );
+    // A plain API error is still an error.
+    assert_eq!(
+        classify_shipped("claude", "● API Error: 500 Internal Server Error\n\n> ").0,
+        VerdictKind::Error
+    );
+}
+
+#[test]
+fn a_429_with_a_retry_time_pauses_the_agents_tasks_then_resumes() {
+    let mut e = engine_for("claude", "");
+    show(
+        &mut e,
+        "● API Error: Request rejected (429) · Rate limit reached · try again in 20s\n\n> ",
+        "",
+        1_000,
+    );
+    // Held 2 s (claude may animate its title while it waits), then acted on.
+    assert!(!e
+        .update(Event::Tick, 1_100)
+        .iter()
+        .any(|f| matches!(f, Effect::Kill { .. })));
+    let fx = e.update(Event::Tick, 3_100);
+    assert!(fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })));
+    assert_eq!(e.paused_agents["claude"], 23_100);
+    e.update(
+        Event::Exited {
+            task: 0,
+            code: 143,
+            commits_ahead: Some(0),
+            uncommitted: Some(0),
+        },
+        3_200,
+    );
+    let starts = |fx: &[Effect]| fx.iter().filter(|f| matches!(f, Effect::Start(_))).count();
+    assert_eq!(
+        starts(&e.update(Event::Tick, 23_000)),
+        0,
+        "paused until 23.1 s"
+    );
+    assert_eq!(starts(&e.update(Event::Tick, 23_100)), 1, "resumed");
+    assert_eq!(e.task(0).attempts, Some(2));
+}
+
+#[test]
+fn an_api_that_keeps_retrying_becomes_an_error_with_that_line() {
+    let mut e = engine_for("claude", "");
+    let retry = |n: u32| {
+        format!("✶ Working…\n  ⎿ API Error (500) · retrying in {n}s · attempt {n}/10\n\n> ")
+    };
+    let mut now = 1_000;
+    for n in 1..=9 {
+        show(&mut e, &retry(n), "◐ claude", now);
+        e.update(Event::Tick, now + 100);
+        now += 10_000;
+    }
+    // Held for 90 s of constantly changing output: running (held) until then.
+    assert_eq!(verdict(&e).0, VerdictKind::Running);
+    assert!(e.runs[0]
+        .verdict
+        .as_ref()
+        .unwrap()
+        .evidence
+        .line
+        .contains("held"));
+    show(&mut e, &retry(10), "◐ claude", now);
+    let fx = e.update(Event::Tick, now + 200);
+    assert_eq!(verdict(&e), (VerdictKind::Error, "claude-retrying".into()));
+    // The branch is checked before a restart.
+    assert!(fx.iter().any(|f| matches!(f, Effect::Inspect { task: 0 })));
+}
+
+#[test]
+fn a_stall_in_an_unclassified_dialog_gets_no_keystroke() {
+    let mut e = engine_for("opencode", "");
+    // A dialog no rule knows, no idle footer: a stall restarts instead of typing into it.
+    show(
+        &mut e,
+        "┃  Some new dialog\n┃  [a] Accept   [d] Decline",
+        "",
+        1_000,
+    );
+    let fx = e.update(Event::Tick, 61_500);
+    assert!(writes(&fx).is_empty(), "{:?}", writes(&fx));
+    assert!(fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })));
+    // At its own prompt, a stall is nudged.
+    let mut e = engine_for("codex", "");
+    show(&mut e, "› Ask Codex to do anything", "", 1_000);
+    e.runs[0].worker.as_mut().unwrap().screen.title = String::new();
+    // The idle rule would fire first; a stall at the idle screen is what a hung turn shows.
+    let rules = &e.policy.compiled.rules["codex"];
+    assert!(rules.iter().any(|r| r.name == "codex-idle-footer"));
+    assert!(e.at_its_prompt(0, super::Situation::Stalled).is_ok());
+}
+
+#[test]
+fn an_error_after_the_branch_moved_is_verified_not_restarted() {
+    let mut e = engine_for("opencode", "");
+    show(
+        &mut e,
+        "┃  Cannot connect to API: fetch failed\n\n  ctrl+p commands",
+        "",
+        1_000,
+    );
+    let fx = e.update(Event::Tick, 3_000);
+    assert!(fx.iter().any(|f| matches!(f, Effect::Inspect { task: 0 })));
+    assert!(!fx.iter().any(|f| matches!(f, Effect::Kill { .. })));
+    e.update(
+        Event::Inspected {
+            task: 0,
+            commits_ahead: 1,
+            uncommitted: 0,
+        },
+        3_100,
+    );
+    assert_eq!(
+        e.status(0),
+        Status::Complete,
+        "committed work is kept, not redone"
+    );
+    // Without commits the error restarts with the context quoted.
+    let mut e = engine_for("opencode", "");
+    show(
+        &mut e,
+        "┃  Cannot connect to API: fetch failed\n\n  ctrl+p commands",
+        "",
+        1_000,
+    );
+    e.update(Event::Tick, 3_000);
+    let fx = e.update(
+        Event::Inspected {
+            task: 0,
+            commits_ahead: 0,
+            uncommitted: 0,
+        },
+        3_100,
+    );
+    assert!(
+        fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })),
+        "{fx:#?}"
+    );
+    e.update(
+        Event::Exited {
+            task: 0,
+            code: 143,
+            commits_ahead: Some(0),
+            uncommitted: Some(0),
+        },
+        3_200,
+    );
+    let fx = e.update(Event::Tick, 4_200);
+    let spec = fx
+        .iter()
+        .find_map(|f| match f {
+            Effect::Start(s) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("restarted");
+    assert!(
+        spec.prompt
+            .contains("| ┃  Cannot connect to API: fetch failed"),
+        "{}",
+        spec.prompt
+    );
+    // The restarted agent shows its prompt with the context: not an error again.
+    e.update(
+        Event::Started {
+            task: 0,
+            worktree: "/w/a".into(),
+            branch: "b".into(),
+            base_commit: "abc".into(),
+            argv: vec!["opencode".into()],
+        },
+        4_300,
+    );
+    let echoed: Vec<String> = spec.prompt.lines().map(|l| format!("┃  {l}")).collect();
+    show(&mut e, &echoed.join("\n"), "", 5_000);
+    let fx = e.update(Event::Tick, 8_000);
+    assert_ne!(verdict(&e).0, VerdictKind::Error, "{:?}", e.runs[0].verdict);
+    assert!(!fx
+        .iter()
+        .any(|f| matches!(f, Effect::Inspect { .. } | Effect::Kill { .. })));
+}
+
+#[test]
+fn a_person_typing_restarts_the_ladders() {
+    let mut e = engine_for("fake", "[agents.fake]\ncommand = [\"fake\"]\n");
+    show(&mut e, "Overwrite notes.txt? (y/n)", "", 1_000);
+    e.update(Event::Tick, 1_500);
+    assert_eq!(e.status(0), Status::NeedsAttention);
+    e.update(Event::Typed { task: 0 }, 2_000);
+    assert_eq!(e.status(0), Status::Running);
+    assert!(e.runs[0].ladder.is_empty());
+    // A later allow-listed prompt is answered, not "ladder used up".
+    show(&mut e, "Continue? (y/n)", "", 3_000);
+    assert_eq!(writes(&e.update(Event::Tick, 3_500)), vec!["y\r"]);
+}
+
+fn report(kind: VerdictKind, event: &str, line: &str) -> AgentReport {
+    AgentReport {
+        kind,
+        event: event.into(),
+        line: line.into(),
+        channel: "claude hooks".into(),
+        permission: None,
+        answered: None,
+    }
+}
+
+#[test]
+fn claude_running_by_its_hooks_is_not_idle_by_its_title() {
+    let mut e = engine_for("claude", "");
+    e.update(
+        Event::Reported {
+            task: 0,
+            report: report(VerdictKind::Running, "PreToolUse", "using Bash: npm test"),
+        },
+        500,
+    );
+    show(&mut e, "> ", "✳ Claude Code", 1_000);
+    let fx = e.update(Event::Tick, 5_000);
+    assert_eq!(
+        verdict(&e),
+        (VerdictKind::Running, "hook:PreToolUse".into())
+    );
+    assert!(writes(&fx).is_empty() && !fx.iter().any(|f| matches!(f, Effect::Inspect { .. })));
+    // The turn ends (Stop): idle, and the branch is checked.
+    e.update(
+        Event::Reported {
+            task: 0,
+            report: report(VerdictKind::Idle, "Stop", "the turn ended (Stop)"),
+        },
+        6_000,
+    );
+    let fx = e.update(Event::Tick, 6_100);
+    assert_eq!(verdict(&e).0, VerdictKind::Idle);
+    assert!(e.runs[0]
+        .verdict
+        .as_ref()
+        .unwrap()
+        .evidence
+        .line
+        .starts_with("claude hooks:"));
+    assert!(fx.iter().any(|f| matches!(f, Effect::Inspect { task: 0 })));
+}
+
+#[test]
+fn permissions_asked_through_a_channel_follow_the_allow_and_deny_lists() {
+    let e = engine_for("claude", "");
+    assert!(e
+        .permission_decision(0, "Bash: git commit -m 'fix'")
+        .is_ok());
+    let why = e.permission_decision(0, "Bash: rm -rf build").unwrap_err();
+    assert!(why.contains("deny-list"), "{why}");
+    // A denied request stays a waiting prompt, which escalates.
+    let mut e = engine_for("claude", "");
+    let mut r = report(
+        VerdictKind::WaitingInput,
+        "PermissionRequest",
+        "permission asked for Bash: rm -rf build",
+    );
+    r.permission = Some("Bash: rm -rf build".into());
+    e.update(Event::Reported { task: 0, report: r }, 500);
+    e.update(Event::Tick, 600);
+    assert_eq!(e.status(0), Status::NeedsAttention);
+    // The person answers in the dialog: the reported prompt is theirs, the task runs again.
+    e.update(Event::Typed { task: 0 }, 1_000);
+    show(&mut e, "✶ Running npm test…", "◐ claude", 1_100);
+    e.update(Event::Tick, 1_200);
+    assert_eq!(e.status(0), Status::Running);
+    assert_eq!(verdict(&e).0, VerdictKind::Running);
+}
+
+#[test]
+fn a_running_task_shows_what_it_does_now_not_the_dialog_it_passed() {
+    let mut e = engine_for("gemini", "");
+    show(&mut e, GEMINI_TRUST, "", 1_000);
+    e.update(Event::Tick, 1_500);
+    assert!(e
+        .task(0)
+        .last_verdict
+        .as_deref()
+        .unwrap()
+        .starts_with("waiting_input"));
+    show(
+        &mut e,
+        "✦ Working\n⠏ Thinking (esc to cancel, 2s)",
+        "",
+        2_000,
+    );
+    e.update(Event::Tick, 2_100);
+    let v = e.task(0).last_verdict.as_deref().unwrap();
+    assert!(v.starts_with("running"), "{v}");
+}
+
+#[test]
+fn a_failed_exit_says_why_when_the_screen_does() {
+    let mut e = engine_for("claude", "");
+    show(
+        &mut e,
+        "--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons",
+        "",
+        100,
+    );
+    e.update(
+        Event::Exited {
+            task: 0,
+            code: 1,
+            commits_ahead: Some(0),
+            uncommitted: Some(0),
+        },
+        200,
+    );
+    let v = e.task(0).last_verdict.clone().unwrap();
+    assert!(v.contains("IS_SANDBOX"), "{v}");
+}
+
+#[test]
+fn a_spinner_over_a_silent_channel_is_a_stall_not_running_forever() {
+    let mut e = engine_for("gemini", "");
+    let mut r = report(VerdictKind::Running, "BeforeModel", "working");
+    r.channel = "gemini hooks".into();
+    e.update(Event::Reported { task: 0, report: r }, 1_000);
+    // The spinner keeps redrawing (output never quiet), the hooks say nothing more.
+    let mut now = 2_000;
+    while now < 121_000 {
+        show(
+            &mut e,
+            &format!("⠏ Thinking (esc to cancel, {}s)", now / 1000),
+            "",
+            now,
+        );
+        e.update(Event::Tick, now + 10);
+        now += 5_000;
+    }
+    assert_eq!(verdict(&e).0, VerdictKind::Running, "within twice stall_ms");
+    show(&mut e, "⠏ Thinking (esc to cancel, 122s)", "", 122_000);
+    let fx = e.update(Event::Tick, 122_010);
+    assert_eq!(verdict(&e), (VerdictKind::Stalled, "no-progress".into()));
+    // Not at its prompt: no nudge is typed; the ladder restarts it.
+    assert!(writes(&fx).is_empty());
+    assert!(fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })));
+}
