@@ -1,5 +1,6 @@
-//! The integration branch: in-memory merges with git2 (no network, never a checkout of anyone's
-//! working copy except the one case documented at [`merge_into`]).
+//! The integration branch: in-memory merges with git2 (no network; the user's working copy is
+//! touched only in the one case documented at [`merge_into`], a task's worktree only by
+//! [`merge_in_worktree`]).
 //!
 //! Interface (used by the runtime for the merge queue and early conflict warnings):
 //! - [`ensure_branch`]`(repo, name, start) -> oid hex`: creates the integration branch
@@ -7,7 +8,7 @@
 //! - [`predict`]`(repo, ours, theirs) -> Vec<Conflict>`: merges two revisions in memory (merge
 //!   base, recursive virtual base when there are several) and returns the conflicting files; no
 //!   ref, index or file changes. Cheap enough to run on every commit of every running task
-//!   (measured: see `tests/git_integrate.rs`, `predict_is_cheap`).
+//!   (measured: `measure_predict` in `tests/git_integrate.rs`, figures in the README).
 //! - [`Predictor`]: the same with the repository opened once and answers cached per pair of
 //!   commits (a debounced prediction on every commit of every running task mostly asks again
 //!   about pairs whose tips did not move).
@@ -15,7 +16,8 @@
 //!   files as they are, uncommitted changes included, to predict on every file change before the
 //!   agent commits: `predict(repo, &snapshot, "switchyard/integration")`.
 //! - [`merge_into`]`(repo, target, source, mode, message) -> MergeResult`: merges `source` into the
-//!   branch `target`, moving only `refs/heads/<target>` (compare-and-swap).
+//!   branch `target`, moving only `refs/heads/<target>` (compare-and-swap); a checked-out target's
+//!   clean checkout follows, a dirty one refuses the merge.
 //! - [`merge_in_worktree`]`(worktree, source, message) -> WorktreeMerge`: the start of a resolve
 //!   round: merges `source` (the integration branch) into the branch checked out in a task's own
 //!   worktree, committing when clean, else leaving conflict markers and `MERGE_HEAD` for the agent
