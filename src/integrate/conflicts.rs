@@ -23,12 +23,19 @@ pub fn predict(repo: &Path, ours: &str, theirs: &str) -> Result<Vec<Conflict>, G
 pub const PREDICTOR_CACHE: usize = 512;
 
 /// [`predict`] with the repository opened once and answers cached by the pair of commits (and
-/// labels) asked about. Not `Sync` (a git2 repository): one per job thread.
+/// labels) asked about. `Send` but not `Sync` (it holds a git2 repository): keep one on a job
+/// lane's thread, or share it as `Arc<Mutex<Predictor>>`.
 pub struct Predictor {
     repo: Repository,
     cache: std::collections::HashMap<(Oid, Oid, String, String), Vec<Conflict>>,
     order: std::collections::VecDeque<(Oid, Oid, String, String)>,
 }
+
+// Checked when compiling: a Predictor can move to a job lane's thread.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Predictor>();
+};
 
 impl Predictor {
     /// Opens the repository. Errors: it cannot be opened.
