@@ -258,8 +258,9 @@ pub struct Ran {
     pub timed_out: bool,
 }
 
-/// Runs `cmd` (stdin closed, its own process group) with stdout and stderr read through one
-/// pipe, waiting at most `timeout` before killing the group (SIGKILL). A background process the
+/// Runs `cmd` (stdin closed, its own process group, killed if switchyard dies: Linux's parent-death
+/// signal) with stdout and stderr read through one pipe, waiting at most `timeout` before killing
+/// the group (SIGKILL). A background process the
 /// command left holding the pipe is not waited for beyond a short grace after the command exits.
 ///
 /// Errors: the command cannot be started (e.g. the program is not found: `ErrorKind::NotFound`).
@@ -284,6 +285,17 @@ fn run_inner(mut cmd: Command, timeout: Duration, split: bool) -> std::io::Resul
         cmd.stdout(writer.try_clone()?).stderr(writer);
         None
     };
+    // SAFETY: prctl(2) is async-signal-safe; between fork and exec it only asks the kernel to
+    // SIGKILL the child when the thread that started it dies (a killed server), so a set-up
+    // command or a push does not outlive switchyard (its own children may: they are not ours
+    // to find).
+    #[cfg(target_os = "linux")]
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            Ok(())
+        });
+    }
     let mut child = cmd.spawn()?;
     // The pipes' write ends now live only in the child (the Command held our copies).
     drop(cmd);

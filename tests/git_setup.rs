@@ -78,3 +78,55 @@ fn a_failing_setup_is_an_error_on_its_task_with_the_output() {
     let log = std::fs::read_to_string(r.path().join(".sy/logs/t1.setup.log")).unwrap();
     assert!(log.contains("npm ERR! missing package-lock.json"), "{log}");
 }
+
+#[test]
+fn a_killed_server_takes_its_setup_command_with_it() {
+    let r = repo();
+    let config = format!(
+        "setup = [\"sh\", \"-c\", \"echo $$ > {{repo}}/setup.pid; exec sleep 60\"]\n{AGENT}"
+    );
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"t1","title":"x","files":["seen.txt"]}"#,
+        &config,
+    );
+    let mut server = Command::new(bin())
+        .args(["run", "--headless", "--foreground"])
+        .arg(&manifest)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pidfile = r.path().join("setup.pid");
+    let t = std::time::Instant::now();
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            t.elapsed().as_secs() < 20,
+            "the setup command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+            .unwrap_or(false)
+    };
+    assert!(alive(pid), "the setup command runs");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let t = std::time::Instant::now();
+    while alive(pid) {
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "setup command {pid} outlived the killed server"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
