@@ -1263,6 +1263,7 @@ impl Engine {
                 }
             })
             .collect();
+        let echo_text = prompt.clone();
         let spec = StartSpec {
             task: i,
             task_id: t.id.clone(),
@@ -1312,7 +1313,9 @@ impl Engine {
             reported: None,
             reported_at: now,
             answered: None,
-            echo: context.as_deref().map(crate::classify::Echo::new),
+            // Everything switchyard typed (preamble, restart context, findings) may come back on
+            // the agent's screen: none of it may trigger an error or rate-limit rule.
+            echo: context.as_ref().map(|_| crate::classify::Echo::new(&echo_text)),
             error_check: None,
         });
         {
