@@ -270,6 +270,17 @@ pub fn blocks(findings: &[Finding], threshold: Severity) -> bool {
     findings.iter().any(|f| f.severity >= threshold)
 }
 
+/// The severity counts of a list of findings: `1 critical, 0 major, 2 minor`.
+pub fn count_line(findings: &[Finding]) -> String {
+    let n = |s| findings.iter().filter(|f| f.severity == s).count();
+    format!(
+        "{} critical, {} major, {} minor",
+        n(Severity::Critical),
+        n(Severity::Major),
+        n(Severity::Minor)
+    )
+}
+
 /// A Markdown list of findings, one per line (`- **major** src/a.rs:12: message (r1, r2)`), for
 /// prompts, logs and reports. Messages are kept on one line.
 pub fn to_markdown(findings: &[Finding]) -> String {

@@ -145,6 +145,9 @@ pub struct Runtime {
     inspect_lane: crate::jobs::Lane,
     /// Merges, conflict predictions, pushes and pull requests (crate::stages), one at a time.
     life_lane: crate::jobs::Lane,
+    /// The lifecycle lane's conflict predictor (opened on first use, answers cached per commit
+    /// pair); only the lane's jobs lock it.
+    predictor: std::sync::Arc<std::sync::Mutex<Option<crate::integrate::Predictor>>>,
     /// Each task's last worker screen as text (a reviewer's final message).
     final_screens: BTreeMap<usize, String>,
     verify_cancel: BTreeMap<usize, std::sync::Arc<std::sync::atomic::AtomicBool>>,
@@ -227,6 +230,7 @@ impl Runtime {
                 .wrap_err("starting the inspect lane")?,
             life_lane: crate::jobs::Lane::new("lifecycle")
                 .wrap_err("starting the lifecycle lane")?,
+            predictor: Default::default(),
             final_screens: BTreeMap::new(),
             verify_cancel: BTreeMap::new(),
             worker_records: BTreeMap::new(),
@@ -928,8 +932,29 @@ impl Runtime {
                 against,
             } => {
                 let repo = self.paths.repo.clone();
+                // Each running task's worktree stands for its branch (uncommitted edits count).
+                let side = |i: usize, branch: String| crate::stages::Side {
+                    branch,
+                    worktree: Some(self.paths.worktree(&self.engine.plan.ids[i])),
+                };
+                let ours = side(task, branch);
+                let against: Vec<(Option<usize>, crate::stages::Side)> = against
+                    .into_iter()
+                    .map(|(who, b)| match who {
+                        Some(j) => (who, side(j, b)),
+                        None => (
+                            None,
+                            crate::stages::Side {
+                                branch: b,
+                                worktree: None,
+                            },
+                        ),
+                    })
+                    .collect();
+                let predictor = self.predictor.clone();
                 self.life_job(Some((task, "predict")), move || {
-                    let (results, error) = crate::stages::predict(&repo, &branch, &against);
+                    let mut p = predictor.lock().unwrap_or_else(|e| e.into_inner());
+                    let (results, error) = crate::stages::predict(&mut p, &repo, &ours, &against);
                     Event::Predicted {
                         task,
                         results,

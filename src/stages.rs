@@ -2,16 +2,15 @@
 //! does one piece of git or GitHub work for a job lane and returns the engine's plain answer.
 //! Nothing here decides anything; errors come back as one sentence with the fix.
 //!
-//! Merges and predictions are computed in memory by [`crate::integrate`] (git2: no checkout of
-//! anyone's working copy). Pushes run `git push`, pull requests the GitHub CLI (`gh`, checked
-//! against gh 2.x: `pr create --head --base --title --body` prints the URL; `pr view N --json
-//! state,reviewDecision` prints `{"state":"OPEN|MERGED|CLOSED","reviewDecision":"…"}`), always
-//! as argv, never through a shell.
+//! The work itself is done by the edge modules: merges, predictions (a long-lived
+//! [`crate::integrate::Predictor`] over [`crate::integrate::snapshot_worktree`] commits, so
+//! uncommitted edits count) and the resolve round's merge in a task's worktree by
+//! [`crate::integrate`] (git2: no checkout of the user's working copy, no hooks, user config or
+//! signing); pushes and pull requests by [`crate::pr`] (argv, never a shell).
 
 use crate::engine::{ConflictInfo, MergeOutcome, PrRequest, PrStatus};
 use crate::findings::{self, Finding};
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 
 /// Where review round `round`'s findings of task `id` go: `<logs>/<id>.review-<round>.json`.
 pub fn findings_path(logs: &Path, id: &str, round: u32) -> std::path::PathBuf {
@@ -94,16 +93,55 @@ pub fn merge(
 /// Predicted conflicts per other side (`None`: the integration branch).
 pub type Predictions = Vec<(Option<usize>, Vec<ConflictInfo>)>;
 
-/// Predicts conflicts of `branch` against each other side (in memory).
+/// One side of a prediction: a branch, and the worktree whose files as they are now (uncommitted
+/// edits included) stand for it when it exists.
+#[derive(Debug, Clone)]
+pub struct Side {
+    /// The branch (also the name the conflict text shows).
+    pub branch: String,
+    /// The task's worktree; `None` for the integration branch.
+    pub worktree: Option<PathBuf>,
+}
+
+/// The revision a side stands for: a snapshot of its worktree, else its branch (a snapshot
+/// that fails is reported in `errors` and the branch's commits stand in).
+fn side_rev(side: &Side, errors: &mut Vec<String>) -> String {
+    match side.worktree.as_deref().filter(|w| w.exists()) {
+        Some(w) => match crate::integrate::snapshot_worktree(w) {
+            Ok(commit) => commit,
+            Err(e) => {
+                errors.push(format!("{e} (predicting on {}'s commits)", side.branch));
+                side.branch.clone()
+            }
+        },
+        None => side.branch.clone(),
+    }
+}
+
+/// Predicts conflicts of `ours` against each other side, in memory, with the lane's long-lived
+/// `predictor` (opened on first use; answers cached per pair of commits). Returns the
+/// predictions that could be made and the errors of the rest (one sentence).
 pub fn predict(
+    predictor: &mut Option<crate::integrate::Predictor>,
     repo: &Path,
-    branch: &str,
-    against: &[(Option<usize>, String)],
+    ours: &Side,
+    against: &[(Option<usize>, Side)],
 ) -> (Predictions, Option<String>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
+    if predictor.is_none() {
+        match crate::integrate::Predictor::open(repo) {
+            Ok(p) => *predictor = Some(p),
+            Err(e) => return (out, Some(e.to_string())),
+        }
+    }
+    let Some(p) = predictor.as_mut() else {
+        return (out, None);
+    };
+    let mine = side_rev(ours, &mut errors);
     for (who, other) in against {
-        match crate::integrate::predict(repo, branch, other) {
+        let theirs = side_rev(other, &mut errors);
+        match p.predict_labeled(&mine, &theirs, &ours.branch, &other.branch) {
             Ok(list) => out.push((*who, list.into_iter().map(conflict).collect())),
             Err(e) => errors.push(e.to_string()),
         }
@@ -112,162 +150,63 @@ pub fn predict(
     (out, error)
 }
 
-/// Runs a command (argv) in `dir`; Ok(stdout) on success, Err(combined output) otherwise, or
-/// Err with the fix when the program is missing.
-fn run(argv: &[String], dir: &Path, missing_fix: &str) -> Result<String, String> {
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| "empty command".to_string())?;
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                format!("`{program}` not found on PATH: {missing_fix}")
-            } else {
-                format!("cannot run `{program}`: {e}")
-            }
-        })?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(text.trim().to_string())
-    }
-}
-
-const GH_FIX: &str = "install the GitHub CLI (https://cli.github.com) and run `gh auth login`, or set pr.gh in switchyard.toml";
-
-fn gh_error(what: &str, out: String) -> String {
-    let lower = out.to_ascii_lowercase();
-    if lower.contains("auth login") || lower.contains("not logged") || lower.contains("authenticat")
-    {
-        format!(
-            "{what}: gh is not authenticated ({}); run `gh auth login`",
-            last_line(&out)
-        )
-    } else {
-        format!("{what}: {}", last_line(&out))
-    }
-}
-
-fn last_line(s: &str) -> &str {
-    s.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-}
-
-/// Pushes the task's branch and opens its pull request (or, with `existing`, only pushes).
-/// Returns the pull request's number.
+/// Pushes the task's branch ([`crate::pr::push`]) and opens its pull request
+/// ([`crate::pr::create`], body by [`crate::pr::body`] with the files changed since the merge base
+/// of `req.diff_from` and the branch) — or, with `req.existing`, only pushes. Returns the pull
+/// request's number; errors are [`crate::pr::PrError`]'s sentences (with the fix).
 pub fn open_pr(repo: &Path, req: &PrRequest) -> Result<u64, String> {
-    let push: Vec<String> = ["git", "push", "--set-upstream", &req.remote, &req.branch]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    run(&push, repo, "install git").map_err(|out| {
-        format!(
-            "git push {} {} was rejected: {}; check the remote's URL and your permission to push, and that the branch is not behind the remote",
-            req.remote,
-            req.branch,
-            last_line(&out)
-        )
-    })?;
+    crate::pr::push(repo, &req.remote, &req.branch).map_err(|e| e.to_string())?;
     if let Some(n) = req.existing {
         return Ok(n);
     }
-    let mut argv = req.gh.clone();
-    argv.extend(["pr", "create", "--head", &req.branch].map(String::from));
-    if let Some(base) = &req.base {
-        argv.extend(["--base".to_string(), base.clone()]);
+    let mut summary = req.summary.clone();
+    if let Some(files) = changed_since_fork(repo, &req.diff_from, &req.branch) {
+        summary.files = files;
     }
-    argv.extend(["--title", &req.title, "--body", &req.body].map(String::from));
-    let out = run(&argv, repo, GH_FIX).map_err(|o| gh_error("gh pr create failed", o))?;
-    // gh prints the pull request's URL: .../pull/<n>
-    out.lines()
-        .rev()
-        .find_map(|l| l.trim().rsplit('/').next()?.parse::<u64>().ok())
-        .ok_or_else(|| {
-            format!(
-                "gh pr create printed no pull request URL: {}",
-                last_line(&out)
-            )
-        })
+    let spec = crate::pr::PrSpec {
+        title: req.title.clone(),
+        body: crate::pr::body(&summary),
+        base: req.base.clone(),
+        head: req.branch.clone(),
+    };
+    crate::pr::create(&req.gh, repo, &spec).map_err(|e| e.to_string())
 }
 
-/// Reads a pull request's state with `gh pr view N --json state,reviewDecision`.
+/// Files changed on `branch` since it forked from `from`; `None` when git cannot tell.
+fn changed_since_fork(repo: &Path, from: &str, branch: &str) -> Option<Vec<String>> {
+    let r = git2::Repository::open(repo).ok()?;
+    let a = r.revparse_single(from).ok()?.peel_to_commit().ok()?.id();
+    let b = r.revparse_single(branch).ok()?.peel_to_commit().ok()?.id();
+    let base = r.merge_base(a, b).ok()?;
+    crate::git::changed_paths(repo, &base.to_string(), branch).ok()
+}
+
+/// Reads a pull request's state ([`crate::pr::view`]); when changes are requested, also what the
+/// reviewers wrote ([`crate::pr::requested_changes`], for the fix round's prompt; a failure to
+/// read it leaves the text empty and the prompt points at the pull request).
 pub fn poll_pr(repo: &Path, gh: &[String], number: u64) -> Result<PrStatus, String> {
-    let mut argv = gh.to_vec();
-    argv.extend(
-        [
-            "pr",
-            "view",
-            &number.to_string(),
-            "--json",
-            "state,reviewDecision",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
-    let out = run(&argv, repo, GH_FIX).map_err(|o| gh_error("gh pr view failed", o))?;
-    let v: serde_json::Value = serde_json::from_str(out.trim())
-        .map_err(|e| format!("gh pr view printed no JSON ({e}): {}", last_line(&out)))?;
-    let state = v["state"].as_str().unwrap_or("").to_ascii_uppercase();
-    let decision = v["reviewDecision"]
-        .as_str()
-        .unwrap_or("")
-        .to_ascii_uppercase();
-    Ok(match state.as_str() {
-        "MERGED" => PrStatus::Merged,
-        "CLOSED" => PrStatus::Closed,
-        _ if decision == "CHANGES_REQUESTED" => PrStatus::ChangesRequested(String::new()),
-        _ => PrStatus::Open,
-    })
+    use crate::pr::PrState;
+    Ok(
+        match crate::pr::view(gh, repo, number).map_err(|e| e.to_string())? {
+            PrState::Open => PrStatus::Open,
+            PrState::Merged => PrStatus::Merged,
+            PrState::Closed => PrStatus::Closed,
+            PrState::ChangesRequested => PrStatus::ChangesRequested(
+                crate::pr::requested_changes(gh, repo, number).unwrap_or_default(),
+            ),
+        },
+    )
 }
 
-/// Merges `branch` into the task's branch in its worktree, leaving conflict markers for the
-/// agent (the first start of a resolve round). A merge already under way is left as it is.
+/// The start of a resolve round: merges `branch` (the integration branch) into the task's
+/// branch in its worktree with [`crate::integrate::merge_in_worktree`] (committed when clean,
+/// else conflict markers and `MERGE_HEAD` left for the agent; a merge already under way is left
+/// as it is). Errors name the worktree and the fix.
 pub fn merge_into_worktree(worktree: &Path, branch: &str) -> Result<(), String> {
-    let git_dir = run(
-        &["git".into(), "rev-parse".into(), "--git-dir".into()],
-        worktree,
-        "install git",
-    )?;
-    let merge_head = worktree.join(git_dir.trim()).join("MERGE_HEAD");
-    if merge_head.exists() {
-        return Ok(());
-    }
-    let argv: Vec<String> = [
-        "git",
-        "-c",
-        "user.name=switchyard",
-        "-c",
-        "user.email=switchyard@localhost",
-        "merge",
-        "--no-ff",
-        "--no-edit",
-        branch,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    match run(&argv, worktree, "install git") {
-        Ok(_) => Ok(()),
-        // Conflicts: markers left in the files, MERGE_HEAD set: the agent's job now.
-        Err(_) if merge_head.exists() => Ok(()),
-        Err(out) => Err(format!(
-            "merging {branch} into the worktree {} failed: {}",
-            worktree.display(),
-            last_line(&out)
-        )),
-    }
+    let message = format!("Merge {branch} (switchyard resolve round)");
+    crate::integrate::merge_in_worktree(worktree, branch, &message)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -296,7 +235,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = poll_pr(dir.path(), &["/nonexistent/gh".into()], 3).unwrap_err();
         assert!(
-            err.contains("not found on PATH") && err.contains("gh auth login"),
+            err.contains("was not found") && err.contains("cli.github.com"),
             "{err}"
         );
     }

@@ -197,6 +197,69 @@ fn two_tasks_on_the_same_lines_are_warned_early_and_the_second_is_resolved() {
     );
 }
 
+/// An agent that edits shared.md at once but commits only when it is done (4 s later), as the
+/// fake agent's normal scenario does: the warning must come from its uncommitted edits.
+fn late_commit_agent() -> String {
+    SHARED_AGENT.replace(
+        r#"echo \"$SWITCHYARD_TASK_ID was here\" >> shared.md; git add -A; git commit -qm \"$SWITCHYARD_TASK_ID\"; sleep 4"#,
+        r#"echo \"$SWITCHYARD_TASK_ID was here\" >> shared.md; sleep 4; git add -A; git commit -qm \"$SWITCHYARD_TASK_ID\""#,
+    )
+}
+
+#[test]
+fn uncommitted_edits_on_the_same_lines_are_warned_before_either_agent_commits() {
+    let r = repo();
+    std::fs::write(r.path().join("shared.md"), "# shared\n").unwrap();
+    git(r.path(), &["add", "shared.md"]);
+    git(
+        r.path(),
+        &[
+            "-c",
+            "user.name=a",
+            "-c",
+            "user.email=a@a",
+            "commit",
+            "-qm",
+            "shared",
+        ],
+    );
+    let agent = late_commit_agent();
+    assert_ne!(agent, SHARED_AGENT, "the agent commits late");
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"a","title":"A","files":["shared.md"],"dependsOn":[]},{"id":"b","title":"B","files":["shared.md"],"dependsOn":[]}"#,
+        &agent,
+    );
+    let (code, out) = run_headless(&manifest, None);
+    assert_eq!(code, 0, "{out}");
+    let j = journal(r.path());
+    let warned = j
+        .iter()
+        .position(|e| {
+            e["kind"] == "conflict"
+                && e["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("predicted conflict with")
+        })
+        .unwrap_or_else(|| panic!("a predicted conflict: {:?}", messages(&j, "conflict")));
+    let first_done = j
+        .iter()
+        .position(|e| {
+            e["kind"] == "status" && e["message"].as_str().unwrap().starts_with("running →")
+        })
+        .expect("a task leaves running");
+    assert!(
+        warned < first_done,
+        "warned while both still ran: {:?}",
+        messages(&j, "status")
+    );
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    for t in tasks(&m) {
+        assert_eq!(t["status"], "complete", "{t}");
+    }
+}
+
 #[test]
 fn a_pull_request_is_pushed_opened_and_followed_to_merged_with_a_fake_gh() {
     let r = repo();
@@ -242,13 +305,17 @@ fn a_pull_request_is_pushed_opened_and_followed_to_merged_with_a_fake_gh() {
         "the branch is on the remote: {pushed}"
     );
     let argv = std::fs::read_to_string(&argv_log).unwrap();
-    assert!(argv.contains("pr\ncreate\n--head\n"), "{argv}");
     assert!(
-        argv.contains("--base\nmain\n--title\nAdd notes (#9)\n--body\nCloses #9"),
+        argv.contains("pr\ncreate\n--base\nmain\n--head\n"),
         "{argv}"
     );
     assert!(
-        argv.contains("pr\nview\n42\n--json\nstate,reviewDecision"),
+        argv.contains("--title\nAdd notes (#9)\n--body\nCloses #9"),
+        "{argv}"
+    );
+    assert!(argv.contains("- `notes.md`"), "the files changed: {argv}");
+    assert!(
+        argv.contains("pr\nview\n42\n--json\nstate,mergedAt,reviewDecision"),
         "{argv}"
     );
 }
@@ -277,7 +344,7 @@ fn a_missing_gh_is_an_error_on_that_task_with_the_fix() {
     for t in tasks(&m) {
         assert_eq!(t["status"], "error", "{t}");
         assert!(
-            t["lastVerdict"].as_str().unwrap().contains("gh auth login"),
+            t["lastVerdict"].as_str().unwrap().contains("install gh"),
             "{t}"
         );
     }

@@ -140,8 +140,12 @@ pub struct PrRequest {
     pub base: Option<String>,
     /// Title: the task's title (with its issue number).
     pub title: String,
-    /// Body: "Closes #N" and a summary.
-    pub body: String,
+    /// What the body summarizes ([`crate::pr::body`]); `files` holds the task's declared files,
+    /// which the shell replaces with the files changed since `diff_from` when it can read them.
+    pub summary: crate::pr::PrSummary,
+    /// The revision the branch's changed files are counted from (the run's base branch; the
+    /// merge base of it and the branch is used).
+    pub diff_from: String,
     /// The pull request already opened for this branch: push only.
     pub existing: Option<u64>,
     /// The GitHub CLI's argv prefix.
@@ -348,12 +352,9 @@ impl Engine {
         };
         let block_on = self.policy.lifecycle.review.block_on;
         let blocking = findings::blocks(&list, block_on);
-        let count = |s| list.iter().filter(|f| f.severity == s).count();
         let summary = format!(
-            "review {round}: {} critical, {} major, {} minor{}",
-            count(findings::Severity::Critical),
-            count(findings::Severity::Major),
-            count(findings::Severity::Minor),
+            "review {round}: {}{}",
+            findings::count_line(&list),
             if blocking {
                 format!(" (blocks at {block_on})")
             } else {
@@ -602,46 +603,35 @@ impl Engine {
             Some(n) => format!("{} (#{n})", t.title),
             None => t.title.clone(),
         };
-        let mut body = String::new();
-        if let Some(n) = t.issue {
-            body.push_str(&format!("Closes #{n}\n\n"));
-        }
-        body.push_str(&format!("Task `{}`: {}\n\n", t.id, t.title));
-        if !t.files.is_empty() {
-            body.push_str(&format!("Files: {}\n\n", t.files.join(", ")));
-        }
         let verify = t.verify.clone().or_else(|| {
             self.policy
                 .agents
                 .get(self.agent_of(i))
                 .and_then(|p| p.verify.clone())
         });
-        body.push_str(&format!(
-            "- verify: {}\n- review: {}\n- attempts: {}\n",
-            match verify {
-                Some(v) => format!("passed (`{}`)", v.join(" ")),
-                None => "none configured".into(),
-            },
-            if run.life.reviews == 0 {
-                "not reviewed".to_string()
-            } else {
-                format!(
-                    "{} round(s), {} fix round(s), last findings: {}",
-                    run.life.reviews,
-                    run.life.fixes,
-                    run.life.findings.len()
-                )
-            },
-            t.attempts.unwrap_or(0)
-        ));
+        let mut review = (run.life.reviews > 0).then(|| {
+            format!(
+                "{} round(s), {} fix round(s); last: {}",
+                run.life.reviews,
+                run.life.fixes,
+                findings::count_line(&run.life.findings)
+            )
+        });
         if let Some(c) = &run.life.merged_as {
-            body.push_str(&format!(
-                "- merged into `{}` as {}\n",
-                lc.merge.into,
-                short(c)
-            ));
+            let merged = format!("merged into `{}` as {}", lc.merge.into, short(c));
+            review = Some(match review {
+                Some(r) => format!("{r}; {merged}"),
+                None => format!("not reviewed; {merged}"),
+            });
         }
-        body.push_str("\nOpened by switchyard.\n");
+        let summary = crate::pr::PrSummary {
+            task_id: t.id.clone(),
+            issue: t.issue,
+            files: t.files.clone(),
+            verify: verify.map(|v| format!("passed (`{}`)", v.join(" "))),
+            review,
+            attempts: t.attempts.unwrap_or(0),
+        };
         PrRequest {
             branch: t.branch.clone().unwrap_or_else(|| t.branch_name()),
             remote: lc.pr.remote.clone(),
@@ -651,7 +641,8 @@ impl Engine {
                 .clone()
                 .or_else(|| lc.merge.enabled.then(|| lc.merge.into.clone())),
             title,
-            body,
+            summary,
+            diff_from: self.policy.base.clone(),
             existing: run.life.pr,
             gh: lc.pr.gh.clone(),
         }

@@ -503,7 +503,7 @@ fn a_pull_request_is_opened_polled_at_a_bounded_rate_and_merged() {
         ),
         ("b-a", "main", "origin")
     );
-    assert!(req.body.starts_with("Closes #7"));
+    assert!(crate::pr::body(&req.summary).starts_with("Closes #7"));
     assert_eq!(req.title, "Fix it (#7)");
     assert!(!e.is_settled(), "the push is under way");
     e.update(

@@ -50,13 +50,31 @@ impl Predictor {
     /// As [`predict`]; the revisions are resolved on every call (cheap), the merge only when this
     /// pair of commits was not asked about before.
     pub fn predict(&mut self, ours: &str, theirs: &str) -> Result<Vec<Conflict>, GitError> {
+        self.predict_labeled(ours, theirs, ours, theirs)
+    }
+
+    /// As [`Predictor::predict`], with the names the conflict text shows for each side given
+    /// apart from the revisions (e.g. a [`super::snapshot_worktree`] commit labelled with its
+    /// task's branch).
+    pub fn predict_labeled(
+        &mut self,
+        ours: &str,
+        theirs: &str,
+        ours_label: &str,
+        theirs_label: &str,
+    ) -> Result<Vec<Conflict>, GitError> {
         let o = commit_of(&self.repo, ours)?;
         let t = commit_of(&self.repo, theirs)?;
-        let key = (o.id(), t.id(), ours.to_string(), theirs.to_string());
+        let key = (
+            o.id(),
+            t.id(),
+            ours_label.to_string(),
+            theirs_label.to_string(),
+        );
         if let Some(hit) = self.cache.get(&key) {
             return Ok(hit.clone());
         }
-        let found = conflicts_between(&self.repo, &o, &t, ours, theirs)?;
+        let found = conflicts_between(&self.repo, &o, &t, ours_label, theirs_label)?;
         if self.order.len() >= PREDICTOR_CACHE {
             if let Some(old) = self.order.pop_front() {
                 self.cache.remove(&old);
