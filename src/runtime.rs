@@ -1629,6 +1629,11 @@ fn watch_worktrees(
         ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
+        // Reads are not changes (conflict predictions read the worktrees' files: counting
+        // them would keep a stalled agent "active" and predictions due forever).
+        if matches!(ev.kind, notify::EventKind::Access(_)) {
+            return;
+        }
         for p in ev.paths {
             if let Some(task) = task_of_path(&root, &p, &index) {
                 if let Some(f) = flags.get(task) {
