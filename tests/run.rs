@@ -84,6 +84,31 @@ fn the_headless_demo_completes_every_task_with_heals_in_the_journal() {
         .contains("error: test suite failed"));
     // Transcripts exist per task.
     assert!(dir.join(".switchyard/logs/d1.log").exists());
+    // The lifecycle: d1 and d4 both edit src/parse.rs while under way; the conflict is predicted
+    // before either merges, and the later to merge is resolved in a resolve round.
+    let at = |pred: &dyn Fn(&Value) -> bool| j.iter().position(pred);
+    let msg = |e: &Value| e["message"].as_str().unwrap_or("").to_string();
+    let warned = at(&|e| {
+        e["kind"] == "conflict"
+            && msg(e).starts_with("predicted conflict with")
+            && msg(e).contains("src/parse.rs lines")
+    })
+    .unwrap_or_else(|| panic!("a predicted conflict: {stdout}"));
+    let first_merge = at(&|e| {
+        (e["task"] == "d1" || e["task"] == "d4")
+            && e["kind"] == "merge"
+            && msg(e).starts_with("merged into")
+    })
+    .expect("d1 or d4 merged");
+    assert!(warned < first_merge, "warned before either merged");
+    assert!(
+        at(&|e| e["kind"] == "start" && msg(e).starts_with("resolve 1")).is_some(),
+        "a resolve round: {stdout}"
+    );
+    assert!(
+        at(&|e| e["kind"] == "review" && msg(e).starts_with("review 1: 1 critical")).is_some(),
+        "a review round with a blocking finding: {stdout}"
+    );
 }
 
 /// `switchyard run --headless MANIFEST`, to completion.

@@ -818,8 +818,12 @@ impl Engine {
             if self.policy.lifecycle.merge.enabled {
                 against.push((None, self.policy.lifecycle.merge.into.clone()));
             }
-            for &j in &self.sched.active {
-                if j != i && self.status(j).is_working() {
+            // Every branch still on its way to the integration branch: working, under review
+            // or queued to merge.
+            for j in 0..self.runs.len() {
+                let st = self.status(j);
+                let in_flight = st.is_working() || matches!(st, Status::Review | Status::Merging);
+                if j != i && in_flight {
                     if let Some(b) = &self.task(j).branch {
                         against.push((Some(j), b.clone()));
                     }
