@@ -958,6 +958,11 @@ impl Engine {
         self.runs[i].life.warnings.keys().cloned().collect()
     }
 
+    /// The latest review's findings of task `i` (empty before a review, or when it found none).
+    pub fn findings_of(&self, i: usize) -> &[Finding] {
+        &self.runs[i].life.findings
+    }
+
     /// True while lifecycle work for task `i` is under way without a worker (a merge queued or
     /// running, a push, a pull request polled while the run waits for merges).
     pub(super) fn lifecycle_busy(&self, i: usize) -> bool {

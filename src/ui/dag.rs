@@ -248,7 +248,7 @@ pub fn draw(
         .flat_map(|col| col.iter().take(last_slot + 1).skip(first_slot).copied())
         .collect();
     in_view.sort_unstable();
-    for i in in_view {
+    for &i in &in_view {
         let (x, y) = layout.node_xy(i);
         let status = engine.status(i);
         let (glyph, mut style) = status_style(status);
@@ -275,7 +275,48 @@ pub fn draw(
             hits.push((Rect::new(px, py, w, 1), i));
         }
     }
+    draw_conflicts(buf, engine, layout, &in_view, (vy0, vy1), &to_screen);
     hits
+}
+
+/// Predicted conflicts (see [`Engine::conflicts_of`]): a `↯` after the status glyph of each task
+/// in view that has one, and two conflicting tasks in one column joined by a dashed line (`┆`)
+/// right of their labels (a cell edges use only on node rows: an edge leaves a node there).
+fn draw_conflicts(
+    buf: &mut Buffer,
+    engine: &Engine,
+    layout: &DagLayout,
+    in_view: &[usize],
+    (vy0, vy1): (u16, u16),
+    to_screen: &dyn Fn(u16, u16) -> Option<(u16, u16)>,
+) {
+    let style = Style::default()
+        .fg(Color::Magenta)
+        .add_modifier(Modifier::BOLD);
+    for &i in in_view {
+        let others = engine.conflicts_of(i);
+        if others.is_empty() {
+            continue;
+        }
+        let (x, y) = layout.node_xy(i);
+        if let Some((px, py)) = to_screen(x + 1, y) {
+            buf[(px, py)].set_char('↯').set_fg(Color::Magenta);
+        }
+        for j in others.iter().filter_map(|k| engine.plan.index_of(k)) {
+            if j <= i || layout.pos[j].0 != layout.pos[i].0 {
+                continue;
+            }
+            let (_, yj) = layout.node_xy(j);
+            let (lo, hi) = if y < yj { (y, yj) } else { (yj, y) };
+            for row in (lo + 1).max(vy0)..hi.min(vy1) {
+                if let Some((px, py)) = to_screen(x + layout.node_w, row) {
+                    if buf[(px, py)].symbol() == " " {
+                        buf[(px, py)].set_char('┆').set_style(style);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -305,6 +346,53 @@ mod tests {
         assert_eq!(box_char(LEFT | RIGHT), '─');
         assert_eq!(box_char(UP | DOWN | RIGHT), '├');
         assert_eq!(box_char(LEFT | DOWN), '┐');
+    }
+
+    #[test]
+    fn a_predicted_conflict_marks_both_tasks_and_joins_them() {
+        let json = r#"{"phases":[{"tasks":[{"id":"a","files":["x"]},{"id":"b","files":["y"]},{"id":"c","files":["z"]}]}]}"#;
+        let m = Manifest::parse(json).unwrap();
+        let plan = Plan::build(&m).unwrap();
+        let config = crate::config::Config::from_layers(&[
+            ("defaults".into(), crate::config::DEFAULTS.into()),
+            (
+                "t".into(),
+                "default_agent = \"fake\"\n[agents.fake]\ncommand = [\"true\"]\n".into(),
+            ),
+        ])
+        .unwrap();
+        let mut e = Engine::new(m, plan, config, 0).unwrap();
+        let conflict = crate::engine::ConflictInfo {
+            path: "x".into(),
+            ours: vec![(1, 2)],
+            theirs: vec![(1, 3)],
+            hunks: String::new(),
+        };
+        e.update(
+            crate::engine::Event::Predicted {
+                task: 0,
+                results: vec![(Some(2), vec![conflict])],
+                error: None,
+            },
+            5,
+        );
+        let layout = DagLayout::new(&e.plan);
+        assert_eq!(layout.pos.iter().map(|p| p.0).max(), Some(0), "one column");
+        let area = Rect::new(0, 0, 30, 6);
+        let mut buf = Buffer::empty(area);
+        draw(&mut buf, area, &e, &layout, 1);
+        let at = |i: usize, dx: u16, dy: u16| {
+            let (x, y) = layout.node_xy(i);
+            buf[(x + dx, y + dy)].symbol().to_string()
+        };
+        assert_eq!((at(0, 1, 0), at(2, 1, 0)), ("↯".into(), "↯".into()));
+        assert_eq!(at(1, 1, 0), " ", "b has no conflict");
+        let w = layout.node_w;
+        assert_eq!(
+            (at(0, w, 1), at(1, w, 1)),
+            ("┆".into(), "┆".into()),
+            "a ┆ c"
+        );
     }
 
     /// A plan like the scale bench's, small enough for the old drawing: 2 phases, shared files,

@@ -153,6 +153,46 @@ pub fn draw(
     }
 }
 
+/// Most findings listed in a task's log view (the rest are counted; all are in `<id>.review.md`).
+const LOG_FINDINGS: usize = 3;
+
+/// The log view's lines for the latest review's findings: the severity counts, then the worst
+/// [`LOG_FINDINGS`] (reviewer text, escaped).
+fn findings_lines(list: &[crate::findings::Finding]) -> Vec<Line<'static>> {
+    if list.is_empty() {
+        return Vec::new();
+    }
+    let cyan = Style::default().fg(Color::Cyan);
+    let mut out = vec![Line::from(vec![
+        Span::styled(" findings   ", cyan),
+        Span::raw(crate::findings::count_line(list)),
+    ])];
+    let mut worst: Vec<&crate::findings::Finding> = list.iter().collect();
+    worst.sort_by(|a, b| b.severity.cmp(&a.severity));
+    for f in worst.iter().take(LOG_FINDINGS) {
+        let place = match (&f.file, f.line) {
+            (Some(file), Some(line)) => format!("{file}:{line}: "),
+            (Some(file), None) => format!("{file}: "),
+            _ => String::new(),
+        };
+        let text = format!(
+            "{place}{}",
+            f.message.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        out.push(Line::from(vec![
+            Span::styled(format!("   {:<9}", f.severity.as_str()), cyan),
+            Span::raw(crate::text::escape_control(&text).into_owned()),
+        ]));
+    }
+    if list.len() > LOG_FINDINGS {
+        out.push(Line::from(format!(
+            "   … {} more",
+            list.len() - LOG_FINDINGS
+        )));
+    }
+    out
+}
+
 /// The task's log: where its files are, its last verdict, and its journal entries (newest last).
 fn draw_log(
     buf: &mut Buffer,
@@ -171,6 +211,7 @@ fn draw_log(
             ("error log", format!("{}.errors.log", t.id)),
             ("verify log", format!("{}.verify.log", t.id)),
             ("final msg", crate::final_message::file_name(&t.id)),
+            ("review", format!("{}.review.md", t.id)),
             ("journal", "events.jsonl".to_string()),
         ] {
             let path = dir.join(file);
@@ -191,6 +232,7 @@ fn draw_log(
         Span::styled(" verdict    ", Style::default().fg(Color::Cyan)),
         Span::raw(verdict_text(engine, task)),
     ]));
+    lines.extend(findings_lines(engine.findings_of(task)));
     lines.push(Line::from(""));
     let mine: Vec<&String> = recent
         .iter()
