@@ -209,6 +209,18 @@ pub struct Task {
     /// `LENS:` after its role's preamble, and naming its findings when a fan-out is merged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lens: Option<String>,
+    /// Review rounds done (`reviewRound`), so a resumed run reviews next in round N+1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_round: Option<u32>,
+    /// Fix rounds done after reviews (`fixRounds`), counted against `review.max_rounds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix_rounds: Option<u32>,
+    /// Fix rounds done for requested changes on the pull request (`prFixRounds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_fix_rounds: Option<u32>,
+    /// Resolve rounds done (`resolveRounds`), counted against `merge.max_resolve_rounds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_rounds: Option<u32>,
     /// Fields switchyard does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -242,6 +254,10 @@ impl Task {
             writes: None,
             context: None,
             lens: None,
+            review_round: None,
+            fix_rounds: None,
+            pr_fix_rounds: None,
+            resolve_rounds: None,
             extra: Map::new(),
         }
     }

@@ -342,6 +342,7 @@ impl Engine {
             return;
         }
         self.runs[i].life.reviews = round;
+        self.save_rounds(i, fx);
         let list = match result {
             Ok(list) => list,
             Err(e) => {
@@ -392,6 +393,7 @@ impl Engine {
             return;
         }
         self.runs[i].life.fixes = done + 1;
+        self.save_rounds(i, fx);
         let t = self.task(i);
         let prompt = format!(
             "Fix round {} for task {} (\"{}\"). A reviewer found these problems on your branch; fix every one at or above {block_on}, run the tests, and commit:\n\n{md}",
@@ -548,6 +550,7 @@ impl Engine {
             return;
         }
         self.runs[i].life.resolves = done + 1;
+        self.save_rounds(i, fx);
         let t = self.task(i);
         let mut prompt = format!(
             "Resolve round {} for task {} (\"{}\"). Merging your branch into {} conflicts. switchyard merged {} into your branch in this worktree and left the conflict markers. Resolve every conflict keeping both sides' intent, run the tests, then `git add` the files and `git commit` to finish the merge. Conflicting files:\n",
@@ -763,6 +766,7 @@ impl Engine {
                     return;
                 }
                 self.runs[i].life.pr_fixes = done + 1;
+                self.save_rounds(i, fx);
                 let t = self.task(i);
                 let prompt = format!(
                     "Fix round for task {} (\"{}\"): the pull request #{n} has requested changes. Make them, run the tests, and commit:\n\n{}",
@@ -973,12 +977,41 @@ impl Engine {
             || (st == Status::PrOpen && self.policy.lifecycle.pr.wait_for_merge)
     }
 
-    /// At start-up: picks up tasks a killed run left in a lifecycle stage.
+    /// Writes task `i`'s round counters to its manifest fields (`reviewRound`, `fixRounds`,
+    /// `prFixRounds`, `resolveRounds`; absent while 0), so a resumed run goes on counting.
+    fn save_rounds(&mut self, i: usize, fx: &mut Vec<Effect>) {
+        let l = &self.runs[i].life;
+        let some = |n: u32| (n > 0).then_some(n);
+        let (r, f, p, s) = (
+            some(l.reviews),
+            some(l.fixes),
+            some(l.pr_fixes),
+            some(l.resolves),
+        );
+        let t = self.task_mut(i);
+        t.review_round = r;
+        t.fix_rounds = f;
+        t.pr_fix_rounds = p;
+        t.resolve_rounds = s;
+        fx.push(Effect::Persist);
+    }
+
+    /// At start-up: takes the round counters from the manifest and picks up tasks a killed run
+    /// left in a lifecycle stage (a review resumes in the round after the last one done).
     pub(super) fn resume_lifecycle(&mut self, now: Ms) {
         for i in 0..self.runs.len() {
+            let t = self.task(i);
+            let counts = (
+                t.review_round.unwrap_or(0),
+                t.fix_rounds.unwrap_or(0),
+                t.pr_fix_rounds.unwrap_or(0),
+                t.resolve_rounds.unwrap_or(0),
+            );
+            let l = &mut self.runs[i].life;
+            (l.reviews, l.fixes, l.pr_fixes, l.resolves) = counts;
             match self.status(i) {
                 Status::Review => {
-                    self.runs[i].life.round = Round::Review(1);
+                    self.runs[i].life.round = Round::Review(counts.0 + 1);
                     self.runs[i].life.fresh = true;
                     self.runs[i].restart_at = Some(now);
                 }

@@ -611,3 +611,40 @@ fn a_run_resumed_in_review_or_merging_picks_up_where_it_was() {
     assert_eq!(spec(&fx).map(|s| s.round), Some(Round::Review(1)));
     assert!(e.queue.waiting.contains(&1) || e.queue.merging == Some(1));
 }
+
+#[test]
+fn round_counters_are_kept_in_the_manifest_and_a_resumed_run_goes_on_counting() {
+    let review =
+        "[review]\nenabled = true\nagent = \"rev\"\nblock_on = \"major\"\nmax_rounds = 2\n";
+    let mut e = engine(ONE, review);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 1);
+    exited(&mut e, 0, 10);
+    started(&mut e, 0, 11);
+    exited(&mut e, 0, 20);
+    reviewed(&mut e, 0, 1, vec![finding(Severity::Critical)], 22);
+    let t = e.task(0);
+    assert_eq!((t.review_round, t.fix_rounds), (Some(1), Some(1)));
+    let json = e.manifest.to_json();
+    assert!(
+        json.contains("\"reviewRound\": 1") && json.contains("\"fixRounds\": 1"),
+        "{json}"
+    );
+    // A run killed during review 2 after fix round 2 resumes in review 3, and blocking findings
+    // then exceed review.max_rounds instead of starting fix round 1 again.
+    let killed = r#"{"phases":[{"tasks":[{"id":"a","title":"A","agent":"fake","files":["a.md"],"status":"review","branch":"b-a","reviewRound":2,"fixRounds":2}]}]}"#;
+    let mut e = engine(killed, review);
+    let fx = e.update(Event::Tick, 0);
+    let s = spec(&fx).expect("the review resumes");
+    assert_eq!(s.round, Round::Review(3));
+    started(&mut e, 0, 1);
+    exited(&mut e, 0, 10);
+    reviewed(&mut e, 0, 3, vec![finding(Severity::Major)], 12);
+    assert_eq!(e.status(0), Status::NeedsAttention);
+    assert!(e
+        .task(0)
+        .last_verdict
+        .as_deref()
+        .unwrap()
+        .contains("after 2 fix round(s)"));
+}
