@@ -223,6 +223,14 @@ pub enum Effect {
         /// write as a newline in their input box, not as "send".
         submit: bool,
     },
+    /// Hold the worker (`on`: its processes stopped, SIGSTOP) or let it go on (SIGCONT):
+    /// `warn.pause_on_conflict` holds the later of two conflicting tasks until the earlier merged.
+    Hold {
+        /// Task index.
+        task: usize,
+        /// True to hold, false to let it go on.
+        on: bool,
+    },
     /// Kill the worker's process; an Exited event follows.
     Kill {
         /// Task index.
@@ -1081,6 +1089,7 @@ impl Engine {
         t.status = st;
         t.last_progress = Some(rfc3339(now));
         self.status_changed(i, old, st);
+        self.release_held_by(i, st, now, fx);
         self.sched.changed = true;
         self.journal(
             fx,

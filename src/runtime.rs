@@ -862,6 +862,11 @@ impl Runtime {
                     }
                 }
             }
+            Effect::Hold { task, on } => {
+                if let Some(w) = self.workers.get(&task) {
+                    w.hold(on);
+                }
+            }
             Effect::Kill { task } => {
                 if let Some(w) = self.workers.get_mut(&task) {
                     w.kill();

@@ -592,6 +592,15 @@ impl Worker {
         self.size
     }
 
+    /// Holds the worker (`true`: SIGSTOP to its process group and session, the agent keeps its
+    /// state and its PTY) or lets it go on (`false`: SIGCONT). Nothing when it has exited.
+    pub fn hold(&self, on: bool) {
+        let Some(pid) = self.pid else { return };
+        if !self.exited.load(Ordering::Acquire) {
+            signal_group(pid, if on { libc::SIGSTOP } else { libc::SIGCONT });
+        }
+    }
+
     /// Stops the worker: SIGHUP to its process group and its whole session (the agent and what
     /// it started), then SIGKILL to them if it is still there 2 s later.
     pub fn kill(&mut self) {
@@ -603,6 +612,8 @@ impl Worker {
             return;
         }
         signal_group(pid, libc::SIGHUP);
+        // A held (stopped) worker gets its SIGHUP once it runs again.
+        signal_group(pid, libc::SIGCONT);
         let exited = self.exited.clone();
         let _ = std::thread::Builder::new()
             .name(format!("pty-kill-{}", self.task))

@@ -64,7 +64,8 @@ impl Engine {
         let Some(w) = self.runs[i].worker.as_ref() else {
             return;
         };
-        if !w.live || w.stop.is_some() {
+        // A held worker is stopped on purpose (warn.pause_on_conflict): not stalled.
+        if !w.live || w.stop.is_some() || self.runs[i].life.held_by.is_some() {
             return;
         }
         let timing = Timing {

@@ -189,6 +189,8 @@ pub struct LifeRun {
     pub polling: bool,
     /// The commit the task's branch landed as in the integration branch.
     pub merged_as: Option<String>,
+    /// Held (its worker stopped) until this task merged or stopped (`warn.pause_on_conflict`).
+    pub held_by: Option<usize>,
 }
 
 /// The merge queue and the open pull requests (engine-wide lifecycle state).
@@ -925,20 +927,71 @@ impl Engine {
                 json!({ "with": key, "predicted": true, "files": list.iter().map(|c| json!({
                     "path": c.path, "ours": c.ours, "theirs": c.theirs })).collect::<Vec<_>>() }),
             );
-            if self.policy.lifecycle.warn.pause_on_conflict {
-                // The later of the two stops for a person; against the integration branch, this one.
-                let later = match other {
-                    Some(j) if self.runs[j].run_started_at > self.runs[i].run_started_at => j,
-                    _ => i,
-                };
-                if self.status(later).is_working() {
-                    self.escalate(
-                        later,
-                        format!("{line} (warn.pause_on_conflict): decide which task goes first, then retry it"),
-                        now,
-                        fx,
-                    );
-                }
+            if let (true, Some(j)) = (self.policy.lifecycle.warn.pause_on_conflict, other) {
+                // The later of the two waits, its worker stopped, until the earlier merged.
+                // Against the integration branch nothing is held: that work is merged already,
+                // and the merge queue's resolve round takes it in.
+                let key = |k: usize| (self.runs[k].run_started_at, k);
+                let (later, earlier) = if key(j) > key(i) { (j, i) } else { (i, j) };
+                self.hold(later, earlier, &line, now, fx);
+            }
+        }
+    }
+
+    /// Holds task `later` (its worker stopped) until `earlier` merged (`warn.pause_on_conflict`).
+    fn hold(&mut self, later: usize, earlier: usize, why: &str, now: Ms, fx: &mut Vec<Effect>) {
+        let l = &self.runs[later];
+        if l.life.held_by.is_some() || l.worker.is_none() || !self.status(later).is_working() {
+            return;
+        }
+        self.runs[later].life.held_by = Some(earlier);
+        let first = self.plan.ids[earlier].clone();
+        let line = format!("held until {first} merged ({why}; warn.pause_on_conflict)");
+        self.journal(
+            fx,
+            now,
+            Some(later),
+            "conflict",
+            line.clone(),
+            json!({ "heldBy": first }),
+        );
+        self.task_mut(later).last_verdict = Some(line);
+        fx.push(Effect::Hold {
+            task: later,
+            on: true,
+        });
+    }
+
+    /// Task `i` is now `st`: when it is no longer on its way to the integration branch (merged,
+    /// finished, failed, stopped by hand), the tasks held for it go on.
+    pub(super) fn release_held_by(&mut self, i: usize, st: Status, now: Ms, fx: &mut Vec<Effect>) {
+        if !st.is_working() {
+            // A held task stopped or finished by hand is held no more (a new worker runs free).
+            self.runs[i].life.held_by = None;
+        }
+        if st.is_working() || matches!(st, Status::Review | Status::Merging) {
+            return;
+        }
+        let held: Vec<usize> = (0..self.runs.len())
+            .filter(|&k| self.runs[k].life.held_by == Some(i))
+            .collect();
+        for k in held {
+            self.runs[k].life.held_by = None;
+            let first = self.plan.ids[i].clone();
+            self.journal(
+                fx,
+                now,
+                Some(k),
+                "conflict",
+                format!("goes on: {first} is {st}"),
+                Value::Null,
+            );
+            fx.push(Effect::Hold { task: k, on: false });
+            // Its silence while held is not a stall.
+            if let Some(w) = self.runs[k].worker.as_mut() {
+                w.last_output_at = now;
+                w.last_change_at = now;
+                w.last_activity_at = now;
             }
         }
     }

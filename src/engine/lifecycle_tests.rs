@@ -449,12 +449,19 @@ fn a_predicted_conflict_marks_both_tasks_and_can_pause_the_later_one() {
         j.as_deref(),
         Some("predicted conflict with b: shared.md lines 3-5 / 3-4")
     );
-    assert_eq!(
-        e.status(1),
-        Status::NeedsAttention,
-        "the later task is paused for a person"
+    assert!(
+        fx.contains(&Effect::Hold { task: 1, on: true }),
+        "the later task is held: {fx:?}"
     );
+    assert_eq!(e.status(1), Status::Running, "held, not needs_attention");
+    assert!(e
+        .task(1)
+        .last_verdict
+        .as_deref()
+        .unwrap()
+        .starts_with("held until a merged"));
     assert_eq!(e.status(0), Status::Running);
+
     // The same conflict again is not journaled twice; a clean prediction clears both marks.
     let fx = e.update(
         Event::Predicted {
@@ -476,6 +483,18 @@ fn a_predicted_conflict_marks_both_tasks_and_can_pause_the_later_one() {
         8000,
     );
     assert!(e.conflicts_of(0).is_empty() && e.conflicts_of(1).is_empty());
+    // Held, it is not taken for stalled however long it is silent (stall_ms = 10 s).
+    let fx = e.update(Event::Tick, 30_000);
+    assert!(
+        !fx.iter()
+            .any(|f| matches!(f, Effect::Write { task: 1, .. })),
+        "{fx:?}"
+    );
+    assert_eq!(e.status(1), Status::Running);
+    // The earlier task finishes: the later one goes on.
+    let fx = exited(&mut e, 0, 30_100);
+    assert_eq!(e.status(0), Status::Complete);
+    assert!(fx.contains(&Effect::Hold { task: 1, on: false }), "{fx:?}");
 }
 
 const PR: &str = "finish = \"pr\"\n[pr]\nremote = \"origin\"\nbase = \"main\"\npoll_ms = 2000\nwait_for_merge = true\n";
