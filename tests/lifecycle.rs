@@ -261,6 +261,63 @@ fn uncommitted_edits_on_the_same_lines_are_warned_before_either_agent_commits() 
 }
 
 #[test]
+fn pause_on_conflict_holds_the_later_task_until_the_earlier_merged() {
+    let r = repo();
+    std::fs::write(r.path().join("shared.md"), "# shared\n").unwrap();
+    git(r.path(), &["add", "shared.md"]);
+    git(
+        r.path(),
+        &[
+            "-c",
+            "user.name=a",
+            "-c",
+            "user.email=a@a",
+            "commit",
+            "-qm",
+            "shared",
+        ],
+    );
+    let agent = late_commit_agent().replace(
+        "quiet_ms = 100\n",
+        "quiet_ms = 100\npause_on_conflict = true\n",
+    );
+    assert!(agent.contains("pause_on_conflict = true"));
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"a","title":"A","files":["shared.md"],"dependsOn":[]},{"id":"b","title":"B","files":["shared.md"],"dependsOn":[]}"#,
+        &agent,
+    );
+    let (code, out) = run_headless(&manifest, None);
+    assert_eq!(code, 0, "{out}");
+    let j = journal(r.path());
+    let conflicts = messages(&j, "conflict");
+    let at = |f: &dyn Fn(&Value) -> bool| j.iter().position(f);
+    let held = at(&|e| {
+        e["kind"] == "conflict" && e["message"].as_str().unwrap().starts_with("held until")
+    })
+    .unwrap_or_else(|| panic!("a task is held: {conflicts:?}"));
+    let held_task = j[held]["task"].as_str().unwrap().to_string();
+    let goes_on = at(&|e| {
+        e["task"] == held_task.as_str() && e["message"].as_str().unwrap().starts_with("goes on")
+    })
+    .unwrap_or_else(|| panic!("the held task goes on: {conflicts:?}"));
+    let other_merged = at(&|e| {
+        e["task"] != held_task.as_str()
+            && e["kind"] == "merge"
+            && e["message"].as_str().unwrap().starts_with("merged into")
+    })
+    .expect("the earlier task merged");
+    assert!(
+        held < other_merged && other_merged < goes_on,
+        "{conflicts:?}"
+    );
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    for t in tasks(&m) {
+        assert_eq!(t["status"], "complete", "{t}");
+    }
+}
+
+#[test]
 fn a_pull_request_is_pushed_opened_and_followed_to_merged_with_a_fake_gh() {
     let r = repo();
     let remote = tempfile::tempdir().unwrap();
