@@ -5,11 +5,12 @@
 //! can take it, and kept in the file where it cannot; everything is reported in one line each:
 //!
 //! - a task set to `skipped` by hand is skipped (the caller turns it into a `skip` action);
-//! - title, prompt, verify, agent and unknown fields of a task that has not started, and unknown
-//!   top-level and phase fields, are taken;
+//! - title, prompt, verify, agent, role, lens and unknown fields of a task that has not started,
+//!   and unknown top-level and phase fields, are taken;
 //! - a task added by hand is kept in the file and runs next run (this run's plan is fixed);
-//! - any other change (another status, files, dependsOn, a started task's fields, a removed task)
-//!   is not applied, said so, and the run's value is written back.
+//! - any other change (another status, the fields the plan is built from — files, dependsOn,
+//!   reads, writes, context —, a started task's fields, a removed task) is not applied, said so,
+//!   and the run's value is written back.
 
 use crate::manifest::{Manifest, Status, Task};
 
@@ -125,13 +126,29 @@ fn merge_task(o: &mut Task, b: &Task, d: &Task, skip: &mut Vec<String>, notes: &
     field("agent", d.agent != b.agent, &mut || {
         o.agent = d.agent.clone()
     });
+    field("role", d.role != b.role, &mut || o.role = d.role.clone());
+    field("lens", d.lens != b.lens, &mut || o.lens = d.lens.clone());
     if d.extra != b.extra {
         // Unknown fields belong to other tools: always taken.
         o.extra = d.extra.clone();
         taken.push("unknown fields".into());
     }
-    if d.files != b.files || d.depends_on != b.depends_on {
-        refused.push("files/dependsOn (the plan is fixed for this run)".into());
+    let plan_fields: Vec<&str> = [
+        ("files", d.files != b.files),
+        ("dependsOn", d.depends_on != b.depends_on),
+        ("reads", d.reads != b.reads),
+        ("writes", d.writes != b.writes),
+        ("context", d.context != b.context),
+    ]
+    .iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(name, _)| *name)
+    .collect();
+    if !plan_fields.is_empty() {
+        notes.push(format!(
+            "task {id}: {} edited by hand: not applied (this run's plan is fixed); stop the run and start it again to plan with them",
+            plan_fields.join(", ")
+        ));
     }
     if !taken.is_empty() {
         notes.push(format!(
@@ -199,6 +216,46 @@ mod tests {
             "{notes}"
         );
         assert!(notes.contains("t3 was set to skipped by hand"), "{notes}");
+    }
+
+    #[test]
+    fn role_and_lens_are_taken_by_pending_tasks_and_plan_fields_are_refused() {
+        let base = m(BASE);
+        let disk = m(r#"{"project":"p","phases":[{"name":"a","tasks":[
+            {"id":"t1","title":"One","files":["x"],"status":"running","attempts":1,"role":"reviewer","lens":"security"},
+            {"id":"t2","title":"Two","files":["y"],"status":"pending","role":"reviewer","lens":"security"},
+            {"id":"t3","title":"Three","files":["z"],"status":"pending","reads":["y"],"writes":["z"],"context":["t2"]}]}]}"#);
+        let r = merge_hand_edits(&base, &base, &disk);
+        let t = |id: &str| r.manifest.task(id).unwrap().clone();
+        assert_eq!(
+            (t("t2").role.as_deref(), t("t2").lens.as_deref()),
+            (Some("reviewer"), Some("security")),
+            "a pending task takes them"
+        );
+        assert_eq!(
+            (t("t1").role, t("t1").lens),
+            (None, None),
+            "a running task keeps its own"
+        );
+        assert_eq!(
+            (t("t3").reads, t("t3").writes, t("t3").context),
+            (None, None, None)
+        );
+        let notes = r.notes.join("\n");
+        assert!(
+            notes.contains("t2: role, lens edited by hand: taken"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("t1: role, lens edited by hand: not applied"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains(
+                "t3: reads, writes, context edited by hand: not applied (this run's plan is fixed)"
+            ),
+            "{notes}"
+        );
     }
 
     #[test]
