@@ -168,7 +168,7 @@ fn findings_lines(list: &[crate::findings::Finding]) -> Vec<Line<'static>> {
         Span::raw(crate::findings::count_line(list)),
     ])];
     let mut worst: Vec<&crate::findings::Finding> = list.iter().collect();
-    worst.sort_by(|a, b| b.severity.cmp(&a.severity));
+    worst.sort_by_key(|f| std::cmp::Reverse(f.severity));
     for f in worst.iter().take(LOG_FINDINGS) {
         let place = match (&f.file, f.line) {
             (Some(file), Some(line)) => format!("{file}:{line}: "),
