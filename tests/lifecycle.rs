@@ -1,6 +1,8 @@
 //! End-to-end lifecycle runs of the real binary on real git repositories, headless: a review
 //! round and a fix round (fake reviewer), an early conflict warning and a resolve round through
-//! the merge queue, a pull request pushed to a bare remote and followed with a fake `gh`.
+//! the merge queue (also from uncommitted edits, and with the later task held), a pull request
+//! pushed to a bare remote and followed with a fake `gh` (also through a fix round on requested
+//! changes).
 
 mod common;
 
@@ -405,4 +407,62 @@ fn a_missing_gh_is_an_error_on_that_task_with_the_fix() {
             "{t}"
         );
     }
+}
+
+#[test]
+fn requested_changes_on_the_pull_request_are_the_fix_rounds_prompt() {
+    let r = repo();
+    let remote = tempfile::tempdir().unwrap();
+    git(remote.path(), &["init", "-q", "--bare"]);
+    git(
+        r.path(),
+        &["remote", "add", "origin", remote.path().to_str().unwrap()],
+    );
+    let bin_dir = tempfile::tempdir().unwrap();
+    let views = bin_dir.path().join("views");
+    let gh = bin_dir.path().join("gh");
+    // The first state poll says changes are requested, later ones that it merged.
+    std::fs::write(
+        &gh,
+        format!(
+            r#"#!/bin/sh
+case "$2" in
+  create) echo https://github.com/o/r/pull/7 ;;
+  view)
+    if [ "$5" = reviews ]; then
+      echo '{{"reviews":[{{"author":{{"login":"kim"}},"state":"CHANGES_REQUESTED","body":"rename foo to bar"}}]}}'
+    elif [ -e '{v}' ]; then
+      echo '{{"state":"MERGED","mergedAt":"2026-01-01T00:00:00Z","reviewDecision":"APPROVED"}}'
+    else
+      touch '{v}'
+      echo '{{"state":"OPEN","mergedAt":null,"reviewDecision":"CHANGES_REQUESTED"}}'
+    fi ;;
+esac
+"#,
+            v = views.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&gh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(
+        "default_agent = \"fake\"\nfinish = \"pr\"\n[pr]\nbase = \"main\"\npoll_ms = 1000\nwait_for_merge = true\n{}",
+        fake_profile("fake", "normal")
+    );
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"a","issue":9,"title":"Add notes","files":["notes.md"]}"#,
+        &config,
+    );
+    let (code, out) = run_headless(&manifest, Some(bin_dir.path()));
+    assert_eq!(code, 0, "{out}");
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let t = &tasks(&m)[0];
+    assert_eq!(t["status"], "merged", "{t}");
+    assert_eq!(t["prFixRounds"], 1, "{t}");
+    let prompt = std::fs::read_to_string(r.path().join(".sy/logs/a.prompt.md")).unwrap();
+    assert!(
+        prompt.contains("@kim: rename foo to bar") && prompt.contains("#7"),
+        "{prompt}"
+    );
 }
