@@ -1315,7 +1315,9 @@ impl Engine {
             answered: None,
             // Everything switchyard typed (preamble, restart context, findings) may come back on
             // the agent's screen: none of it may trigger an error or rate-limit rule.
-            echo: context.as_ref().map(|_| crate::classify::Echo::new(&echo_text)),
+            echo: context
+                .as_ref()
+                .map(|_| crate::classify::Echo::new(&echo_text)),
             error_check: None,
         });
         {
