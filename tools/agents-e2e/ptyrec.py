@@ -40,6 +40,12 @@ def set_winsize(fd, rows, cols):
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
+def write_meta(base, rows, cols, argv, code):
+    """OUTBASE.meta.json; `exit` is null until the program has ended."""
+    with open(base + ".meta.json", "w") as f:
+        json.dump({"size": {"cols": cols, "rows": rows}, "argv": argv, "exit": code}, f)
+
+
 def main():
     if len(sys.argv) < 4 or sys.argv[2] != "--":
         sys.exit("usage: ptyrec.py OUTBASE -- COMMAND ARGS...")
@@ -59,6 +65,7 @@ def main():
     set_winsize(master, rows, cols)
     with open(base + ".pid", "w") as f:
         f.write("%d\n" % pid)
+    write_meta(base, rows, cols, argv, None)
 
     def forward(signum, _frame):
         try:
@@ -97,6 +104,8 @@ def main():
                 out.write(data)
                 timing.write(json.dumps({"t_ms": t, "dir": "out", "len": len(data), "off": off}) + "\n")
                 off += len(data)
+                out.flush()  # a SIGKILL of this recorder must not lose what was seen
+                timing.flush()
                 os.write(1, data)
             if 0 in ready:
                 data = os.read(0, 65536)
@@ -114,8 +123,7 @@ def main():
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code
-    with open(base + ".meta.json", "w") as f:
-        json.dump({"size": {"cols": cols, "rows": rows}, "argv": argv, "exit": code}, f)
+    write_meta(base, rows, cols, argv, code)
     sys.exit(code)
 
 

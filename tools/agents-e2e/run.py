@@ -81,7 +81,7 @@ def write(path, text):
         f.write(text)
 
 
-def setup_home(home, port, prefix):
+def setup_home(home, port, prefix, trust_dir=None):
     """Each CLI's own config, pointing it at the server. Nothing switchyard's profiles answer
     (trust dialogs, claude's bypass warning) is pre-answered here."""
     base = "http://127.0.0.1:%d" % port
@@ -101,6 +101,8 @@ def setup_home(home, port, prefix):
     write(os.path.join(home, ".gemini/settings.json"), json.dumps({
         "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
         "security": {"auth": {"selectedType": "gemini-api-key"}}}))
+    if trust_dir:  # --pretrust: gemini's trust dialog answered ahead, for the worktrees' folder
+        write(os.path.join(home, ".gemini/trustedFolders.json"), json.dumps({trust_dir: "TRUST_FOLDER"}))
     write(os.path.join(home, ".config/opencode/opencode.json"), json.dumps({
         "$schema": "https://opencode.ai/config.json", "autoupdate": False, "model": "harness/mock-model",
         "provider": {"harness": {"npm": "@ai-sdk/openai-compatible", "name": "Harness",
@@ -151,7 +153,7 @@ def run_scenario(args, scenario, clis, shipped, tmp):
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "init")
     workdir = os.path.join(sdir, "work")
-    envs = setup_home(home, port, args.prefix)
+    envs = setup_home(home, port, args.prefix, os.path.join(workdir, "worktrees") if args.pretrust else None)
     record_dir = None
     if args.record:
         record_dir = os.path.join(sdir, "rec")
@@ -272,6 +274,8 @@ def main():
     p.add_argument("--record", help="copy each worker's recording (bytes, timing, meta) and the model server log here")
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
     p.add_argument("--no-install", action="store_true")
+    p.add_argument("--pretrust", action="store_true",
+                   help="mark the worktrees' folder trusted in gemini's settings (works around its trust-dialog race)")
     p.add_argument("--retry-after", type=int, default=20)
     p.add_argument("--rate-window", type=float, default=30)
     p.add_argument("--json", help="write the rows as JSON here")
