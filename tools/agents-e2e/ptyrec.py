@@ -40,10 +40,15 @@ def set_winsize(fd, rows, cols):
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
+STARTED_MS = int(time.time() * 1000)
+
+
 def write_meta(base, rows, cols, argv, code):
-    """OUTBASE.meta.json; `exit` is null until the program has ended."""
+    """OUTBASE.meta.json; `exit` is null until the program has ended; `started_at_ms` (epoch ms
+    of t_ms = 0) lines the recording up with the journal's `tsMs` and the model server's `t`."""
     with open(base + ".meta.json", "w") as f:
-        json.dump({"size": {"cols": cols, "rows": rows}, "argv": argv, "exit": code}, f)
+        json.dump({"size": {"cols": cols, "rows": rows}, "argv": argv, "exit": code,
+                   "started_at_ms": STARTED_MS}, f)
 
 
 def main():

@@ -265,6 +265,27 @@ def check(scenario, clis, sdir, repo, workdir, slog, code, wall):
     return rows
 
 
+def export(sdir, scenario, clis, dest):
+    """Copies the recordings of one scenario into DEST as replay fixtures: per worker attempt
+    `<cli>-<scenario>-a<N>.{bytes,timing.jsonl,meta.json}`, and per task its journal lines
+    (`<cli>-<scenario>.journal.jsonl`: verdicts with the channel that gave them, hook events
+    included) and the model server's events for its API (`<cli>-<scenario>.model.jsonl`)."""
+    os.makedirs(dest, exist_ok=True)
+    rec = os.path.join(sdir, "rec")
+    for f in sorted(os.listdir(rec)) if os.path.isdir(rec) else []:
+        if not f.endswith(".pid"):
+            shutil.copy(os.path.join(rec, f), dest)
+    journal = os.path.join(sdir, "work/logs/events.jsonl")
+    lines = open(journal).read().splitlines() if os.path.exists(journal) else []
+    model = os.path.join(sdir, "model-server.jsonl")
+    events = open(model).read().splitlines() if os.path.exists(model) else []
+    for cli in clis:
+        with open(os.path.join(dest, "%s-%s.journal.jsonl" % (cli, scenario)), "w") as f:
+            f.writelines(l + "\n" for l in lines if json.loads(l).get("task") == cli)
+        with open(os.path.join(dest, "%s-%s.model.jsonl" % (cli, scenario)), "w") as f:
+            f.writelines(l + "\n" for l in events if json.loads(l).get("family") == FAMILY[cli])
+
+
 def main():
     p = argparse.ArgumentParser(description="real agent CLIs end to end under switchyard")
     p.add_argument("--cli", default="codex,claude,gemini,opencode")
@@ -295,15 +316,7 @@ def main():
         for scenario in args.scenario.split(","):
             rows += run_scenario(args, scenario, clis, shipped, tmp)
             if args.record:
-                sdir = os.path.join(tmp, scenario)
-                os.makedirs(args.record, exist_ok=True)
-                for f in os.listdir(os.path.join(sdir, "rec")):
-                    if not f.endswith(".pid"):
-                        shutil.copy(os.path.join(sdir, "rec", f), args.record)
-                shutil.copy(os.path.join(sdir, "model-server.jsonl"), os.path.join(args.record, "model-server-%s.jsonl" % scenario))
-                jl = os.path.join(sdir, "work/logs/events.jsonl")
-                if os.path.exists(jl):
-                    shutil.copy(jl, os.path.join(args.record, "journal-%s.jsonl" % scenario))
+                export(os.path.join(tmp, scenario), scenario, clis, args.record)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
