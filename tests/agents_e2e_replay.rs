@@ -80,7 +80,7 @@ fn real_agent_sessions_from_the_harness_give_the_labelled_verdicts_in_order() {
             .rules
             .get(&l.profile)
             .unwrap_or_else(|| panic!("{}: no profile {}", l.path, l.profile));
-        let steps = replay(&rec, rules, config.heal.stall_ms, 5_000);
+        let steps = replay(&rec, rules, config.heal.stall_ms, 10_000);
         let got = kinds(&steps);
         let ok = matches(&got, &l.sequence);
         println!(
