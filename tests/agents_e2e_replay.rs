@@ -31,6 +31,9 @@ struct Label {
     /// (exit screens, "resume this session") is not part of the question.
     #[serde(default)]
     until_ms: Option<u64>,
+    /// The folded timeline must be exactly `sequence` (no other verdict in between).
+    #[serde(default)]
+    exact: bool,
     /// Set when today's rules get this session wrong: what they say instead.
     #[serde(default)]
     wrong: Option<String>,
@@ -82,7 +85,11 @@ fn real_agent_sessions_from_the_harness_give_the_labelled_verdicts_in_order() {
             .unwrap_or_else(|| panic!("{}: no profile {}", l.path, l.profile));
         let steps = replay(&rec, rules, config.heal.stall_ms, 10_000);
         let got = kinds(&steps);
-        let ok = matches(&got, &l.sequence);
+        let ok = if l.exact {
+            got == l.sequence
+        } else {
+            matches(&got, &l.sequence)
+        };
         println!(
             "{:<36} {:<5} got {:?}  want {:?}",
             l.path,

@@ -251,7 +251,8 @@ def check(scenario, clis, sdir, repo, workdir, slog, code, wall):
             if not any(e.get("kind") in ("restart", "heal") or "restart" in str(e.get("message")) for e in mine):
                 why.append("(no restart journaled)")
         if scenario == "rate429":
-            paused = any("rate" in str(e.get("message")).lower() or "rate_limited" in json.dumps(e.get("data")) for e in mine)
+            paused = any(e.get("kind") == "verdict" and (e.get("data") or {}).get("verdict") == "rate_limited"
+                         for e in mine)
             if not paused:
                 ok, why = False, why + ["never rate_limited"]
             if status != "complete":
