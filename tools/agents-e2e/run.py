@@ -42,6 +42,14 @@ PINNED = {
     "opencode": ("opencode-ai", "1.18.33"),
 }
 FAMILY = {"codex": "responses", "claude": "anthropic", "gemini": "gemini", "opencode": "chat"}
+# --ask: the CLIs asking before a shell command, so switchyard's allow/deny policy decides (the
+# shipped profiles run with --yolo / bypass and never ask). opencode asks through its config.
+ASK_COMMANDS = {
+    "codex": ["codex", "--no-daemon", "--ask-for-approval", "untrusted", "{prompt}"],
+    "claude": ["claude", "--settings", "{claude_settings}", "--permission-mode", "manual", "{prompt}"],
+    "gemini": ["gemini", "--prompt-interactive", "{prompt}"],
+    "opencode": ["opencode", "--prompt", "{prompt}"],
+}
 TIMEOUT = {"normal": 240, "error500": 420, "rate429": 420, "deny": 240}
 
 
@@ -81,7 +89,7 @@ def write(path, text):
         f.write(text)
 
 
-def setup_home(home, port, prefix, trust_dir=None):
+def setup_home(home, port, prefix, trust_dir=None, ask=False):
     """Each CLI's own config, pointing it at the server. Nothing switchyard's profiles answer
     (trust dialogs, claude's bypass warning) is pre-answered here."""
     base = "http://127.0.0.1:%d" % port
@@ -107,7 +115,8 @@ def setup_home(home, port, prefix, trust_dir=None):
         "$schema": "https://opencode.ai/config.json", "autoupdate": False, "model": "harness/mock-model",
         "provider": {"harness": {"npm": "@ai-sdk/openai-compatible", "name": "Harness",
                                  "options": {"baseURL": base + "/v1", "apiKey": "dummy"},
-                                 "models": {"mock-model": {"name": "Mock Model"}}}}}))
+                                 "models": {"mock-model": {"name": "Mock Model"}}}},
+        **({"permission": {"bash": "ask"}} if ask else {})}))
     return {
         "codex": {"OPENAI_API_KEY": "sk-harness"},
         "claude": {"ANTHROPIC_BASE_URL": base, "ANTHROPIC_API_KEY": key, "IS_SANDBOX": "1"},
@@ -120,7 +129,7 @@ def toml_str(s):
     return json.dumps(s)
 
 
-def overlay(clis, envs, shipped, record_dir, scenario):
+def overlay(clis, envs, shipped, record_dir, scenario, ask=False):
     """switchyard.toml beside the manifest: env per agent (tables merge with the shipped profile);
     with recording, the shipped command wrapped in ptyrec.py."""
     lines = ["max_parallel = %d" % len(clis), ""]
@@ -129,9 +138,11 @@ def overlay(clis, envs, shipped, record_dir, scenario):
         env = dict(shipped[cli].get("env", {}))
         env.update(envs[cli])
         lines.append("env = { %s }" % ", ".join("%s = %s" % (k, toml_str(v)) for k, v in env.items()))
+        cmd = ASK_COMMANDS[cli] if ask else shipped[cli]["command"]
         if record_dir:
-            out = os.path.join(record_dir, "%s-%s-a{attempt}" % (cli, scenario))
-            cmd = ["python3", os.path.join(ROOT, "tools/agents-e2e/ptyrec.py"), out, "--"] + shipped[cli]["command"]
+            out = os.path.join(record_dir, "%s-%s%s-a{attempt}" % (cli, scenario, "-ask" if ask else ""))
+            cmd = ["python3", os.path.join(ROOT, "tools/agents-e2e/ptyrec.py"), out, "--"] + cmd
+        if record_dir or ask:
             lines.append("command = [%s]" % ", ".join(toml_str(c) for c in cmd))
         lines.append("")
     return "\n".join(lines)
@@ -153,7 +164,7 @@ def run_scenario(args, scenario, clis, shipped, tmp):
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "init")
     workdir = os.path.join(sdir, "work")
-    envs = setup_home(home, port, args.prefix, os.path.join(workdir, "worktrees") if args.pretrust else None)
+    envs = setup_home(home, port, args.prefix, os.path.join(workdir, "worktrees") if args.pretrust else None, args.ask)
     record_dir = None
     if args.record:
         record_dir = os.path.join(sdir, "rec")
@@ -165,7 +176,7 @@ def run_scenario(args, scenario, clis, shipped, tmp):
         for cli in clis]}]}
     mpath = os.path.join(repo, "run.json")
     write(mpath, json.dumps(manifest, indent=2))
-    write(os.path.join(repo, "switchyard.toml"), overlay(clis, envs, shipped, record_dir, scenario))
+    write(os.path.join(repo, "switchyard.toml"), overlay(clis, envs, shipped, record_dir, scenario, args.ask))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "manifest")
     slog = os.path.join(sdir, "model-server.jsonl")
@@ -203,10 +214,10 @@ def run_scenario(args, scenario, clis, shipped, tmp):
                     os.kill(int(open(os.path.join(record_dir, f)).read()), signal.SIGKILL)
                 except (ValueError, ProcessLookupError, PermissionError):
                     pass
-    return check(scenario, clis, sdir, repo, workdir, slog, code, wall)
+    return check(scenario, clis, sdir, repo, workdir, slog, code, wall, args.ask)
 
 
-def check(scenario, clis, sdir, repo, workdir, slog, code, wall):
+def check(scenario, clis, sdir, repo, workdir, slog, code, wall, ask=False):
     journal = []
     jpath = os.path.join(workdir, "logs/events.jsonl")
     if os.path.exists(jpath):
@@ -235,7 +246,12 @@ def check(scenario, clis, sdir, repo, workdir, slog, code, wall):
             log = ""
         committed = "HARNESS.md" in log
         ok, why = True, []
-        if scenario in ("normal", "deny"):
+        if scenario == "deny" and ask:
+            if status != "needs_attention":
+                ok, why = False, why + ["status %s, expected needs_attention (deny-listed command)" % status]
+            if committed:
+                ok, why = False, why + ["the deny-listed command ran"]
+        elif scenario in ("normal", "deny"):
             if status != "complete":
                 ok, why = False, why + ["status %s" % status]
             if not committed:
@@ -301,6 +317,9 @@ def main():
     p.add_argument("--retry-after", type=int, default=20)
     p.add_argument("--rate-window", type=float, default=30)
     p.add_argument("--json", help="write the rows as JSON here")
+    p.add_argument("--ask", action="store_true",
+                   help="run the CLIs in their asking modes (ASK_COMMANDS): normal = approvals answered by the "
+                        "policy, deny = the deny-listed command escalated")
     args = p.parse_args()
     clis = [c for c in args.cli.split(",") if c]
     for c in clis:
