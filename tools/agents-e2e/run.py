@@ -45,7 +45,7 @@ FAMILY = {"codex": "responses", "claude": "anthropic", "gemini": "gemini", "open
 # --ask: the CLIs asking before a shell command, so switchyard's allow/deny policy decides (the
 # shipped profiles run with --yolo / bypass and never ask). opencode asks through its config.
 ASK_COMMANDS = {
-    "codex": ["codex", "--no-daemon", "--ask-for-approval", "untrusted", "{prompt}"],
+    "codex": ["codex", "--no-daemon", "--ask-for-approval", "on-request", "{prompt}"],  # + --escalate
     "claude": ["claude", "--settings", "{claude_settings}", "--permission-mode", "manual", "{prompt}"],
     "gemini": ["gemini", "--prompt-interactive", "{prompt}"],
     "opencode": ["opencode", "--prompt", "{prompt}"],
@@ -182,7 +182,8 @@ def run_scenario(args, scenario, clis, shipped, tmp):
     slog = os.path.join(sdir, "model-server.jsonl")
     server = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools/model-server/server.py"),
                                "--port", str(port), "--mode", scenario, "--log", slog,
-                               "--retry-after", str(args.retry_after), "--rate-window", str(args.rate_window)],
+                               "--retry-after", str(args.retry_after), "--rate-window", str(args.rate_window)]
+                              + (["--escalate"] if args.ask else []),
                               stdout=subprocess.DEVNULL)
     time.sleep(0.5)
     env = dict(os.environ, HOME=home, PATH=os.path.join(args.prefix, "bin") + os.pathsep + os.environ["PATH"],
@@ -235,8 +236,10 @@ def check(scenario, clis, sdir, repo, workdir, slog, code, wall, ask=False):
         t = tasks.get(cli, {})
         status = t.get("status")
         mine = [e for e in journal if e.get("task") == cli]
-        done_at = next((e["tsMs"] for e in mine if e.get("kind") == "status" and "complete" in json.dumps(e.get("data"))
-                        or (e.get("kind") == "status" and "complete" in str(e.get("message")))), None)
+        # when the task settled: its last move to complete, error or needs_attention
+        settled = [e["tsMs"] for e in mine if e.get("kind") == "status"
+                   and (e.get("data") or {}).get("to") in ("complete", "error", "needs_attention")]
+        done_at = settled[-1] if settled else None
         finals = [e["t"] * 1000 for e in events if e.get("family") == FAMILY[cli] and e.get("event") == "final"]
         verdicts = [str(e.get("message")) for e in mine if e.get("kind") in ("verdict", "heal", "status")]
         branch = t.get("branch") or "task/%s" % cli
@@ -257,7 +260,7 @@ def check(scenario, clis, sdir, repo, workdir, slog, code, wall, ask=False):
             if not committed:
                 ok, why = False, why + ["no scripted commit on %s" % branch]
         lag = None
-        if done_at and finals:
+        if done_at and finals and status == "complete":
             lag = (done_at - finals[-1]) / 1000
             if scenario == "normal" and lag > 2.0:
                 ok, why = False, why + ["done %.1f s after the final message" % lag]
@@ -341,7 +344,7 @@ def main():
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     say("")
-    say("%-9s %-9s %-5s %-14s %-8s %-14s %-16s %s" % ("cli", "scenario", "ok", "status", "attempts", "to done (s)", "final->done (s)", "notes"))
+    say("%-9s %-9s %-5s %-14s %-8s %-14s %-16s %s" % ("cli", "scenario", "ok", "status", "attempts", "settled (s)", "final->done (s)", "notes"))
     for r in rows:
         say("%-9s %-9s %-5s %-14s %-8s %-14s %-16s %s" % (
             r["cli"], r["scenario"], "yes" if r["ok"] else "NO", r["status"], r["attempts"],

@@ -26,6 +26,8 @@ Modes (--mode):
            (default 30) after the first main request of that family; then the normal script.
   deny     like normal, but the command starts with `rm -rf build-cache &&` (matches the default
            deny-list) so an approval dialog, where the CLI shows one, must be escalated.
+With --escalate (any mode) codex's shell call requests escalated permissions, so codex run with
+`-a on-request` shows its approval dialog.
 
 Every event is one JSON line on --log: {"t": epoch seconds, "family", "event", ...} with events
 `request` (path, main, tool_result), `tool_call`, `final` (written once the final message's last
@@ -229,15 +231,18 @@ class Handler(BaseHTTPRequestHandler):
         names = names_in(body.get("tools") or [], set())
         names_in([i for i in body.get("input") or [] if isinstance(i, dict) and i.get("type") == "additional_tools"], names)
         cmd = command("responses")
+        extra = {}
+        if ARGS.escalate:  # codex asks its approval only for calls that request it
+            extra = {"sandbox_permissions": "require_escalated", "justification": "git commit writes the repository's index"}
         if "exec" in names and "exec_command" not in {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}:
-            js = "const r = await tools.exec_command(%s);\ntext(r.output);\n" % json.dumps({"cmd": cmd})
+            js = "const r = await tools.exec_command(%s);\ntext(r.output);\n" % json.dumps(dict({"cmd": cmd}, **extra))
             return {"type": "custom_tool_call", "call_id": "call_1", "name": "exec", "input": js}
         if "shell_command" in names:
-            name, args = "shell_command", {"command": cmd}
+            name, args = "shell_command", dict({"command": cmd}, **extra)
         elif "exec_command" in names:
-            name, args = "exec_command", {"cmd": cmd}
+            name, args = "exec_command", dict({"cmd": cmd}, **extra)
         else:
-            name, args = "shell", {"command": ["bash", "-lc", cmd]}
+            name, args = "shell", dict({"command": ["bash", "-lc", cmd]}, **extra)
         return {"type": "function_call", "call_id": "call_1", "name": name, "arguments": json.dumps(args)}
 
     # --- Anthropic Messages (claude) ------------------------------------------------------------
@@ -398,6 +403,8 @@ def main():
     p.add_argument("--log", required=True, help="JSONL event log")
     p.add_argument("--delay", type=float, default=0.5, help="seconds before a main answer's content")
     p.add_argument("--retry-after", type=int, default=20, help="seconds named by 429 answers")
+    p.add_argument("--escalate", action="store_true",
+                   help="codex: the shell call requests escalated permissions (so `-a on-request` asks)")
     p.add_argument("--rate-window", type=float, default=30.0, help="seconds of 429 per family (rate429)")
     ARGS = p.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
