@@ -4,7 +4,8 @@
 npm at pinned versions. Python 3.11 stdlib only.
 
     python3 tools/agents-e2e/run.py [--cli codex,claude,gemini,opencode]
-        [--scenario normal,error500,rate429] [--record tests/fixtures/e2e] [--keep]
+        [--scenario normal,error500,rate429,deny] [--ask] [--pretrust]
+        [--record DIR] [--keep] [--json FILE]
 
 For each scenario: starts the model server, writes a temp git repo, a fresh HOME with only the
 settings that point each CLI at the server (base URL, API key, provider; claude's onboarding and
@@ -17,6 +18,9 @@ task per CLI and a `switchyard.toml` overlay whose `[agents.X]` tables add only 
            within 2 s of the model's final message (server log `final` -> journal status).
   error500 every task ends `error` (after restarts), never a hang, with evidence.
   rate429  the task is `rate_limited` (paused) at least once, then resumes and ends `complete`.
+  deny     with --ask: the deny-listed command's approval is escalated (`needs_attention`), no commit.
+With --ask the CLIs run in their asking modes (ASK_COMMANDS) instead of the shipped commands, so
+`normal` checks that switchyard's allow-list answers their approval dialogs.
 
 Prints a figures table (CLI, scenario, outcome, time to complete, final message -> done) and
 exits 1 if a check failed. Work files stay in the printed temp dir with --keep.
