@@ -114,3 +114,69 @@ fn real_agent_sessions_from_the_harness_give_the_labelled_verdicts_in_order() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(checked >= 4, "at least one session per CLI is checked");
 }
+
+/// Reads a JSONL side file of a fixture (`t` in epoch seconds on every line).
+fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect()
+}
+
+/// Claude Code 2.1.330's raw hook events, recorded by the harness (tools/agents-e2e/hooklog.py),
+/// through the same reader `switchyard hook` uses: a turn that edits and commits reads as
+/// running (session start, prompt, the Bash tool before and after) and then idle (Stop), and
+/// the Stop event comes within 2 s of the model's final message (what makes "done within 2 s"
+/// hold for claude). With the deny-listed command the session never reaches Stop.
+#[test]
+fn claude_hook_events_recorded_by_the_harness_read_as_the_turn_went() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e2e");
+    let reports = |name: &str| -> Vec<(f64, String, String)> {
+        jsonl(&root.join(format!("{name}.hooks.jsonl")))
+            .iter()
+            .filter_map(|e| {
+                let r = switchyard::classify::report_from_claude_hook(&e["hook"])?;
+                Some((e["t"].as_f64().unwrap(), r.event, label(r.kind)))
+            })
+            .collect()
+    };
+    for name in ["claude-normal", "claude-normal-ask"] {
+        let got = reports(name);
+        let events: Vec<&str> = got.iter().map(|r| r.1.as_str()).collect();
+        assert_eq!(
+            events,
+            [
+                "SessionStart",
+                "UserPromptSubmit",
+                "PreToolUse",
+                "PostToolUse",
+                "Stop"
+            ],
+            "{name}"
+        );
+        let kinds: Vec<&str> = got.iter().map(|r| r.2.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["running", "running", "running", "running", "idle"],
+            "{name}"
+        );
+        let model = jsonl(&root.join(format!("{name}.model.jsonl")));
+        let final_at = model
+            .iter()
+            .filter(|e| e["event"] == "final")
+            .map(|e| e["t"].as_f64().unwrap())
+            .last()
+            .expect("the model sent its final message");
+        let stop_at = got.last().unwrap().0;
+        assert!(
+            (0.0..2.0).contains(&(stop_at - final_at)),
+            "{name}: Stop {:.2} s after the final message",
+            stop_at - final_at
+        );
+    }
+    let deny = reports("claude-deny-ask");
+    assert!(!deny.is_empty() && deny.iter().all(|r| r.2 == "running"));
+    assert!(deny.iter().all(|r| r.1 != "Stop"));
+}

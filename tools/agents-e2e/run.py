@@ -93,7 +93,7 @@ def write(path, text):
         f.write(text)
 
 
-def setup_home(home, port, prefix, trust_dir=None, ask=False):
+def setup_home(home, port, prefix, trust_dir=None, ask=False, hook_log=None):
     """Each CLI's own config, pointing it at the server. Nothing switchyard's profiles answer
     (trust dialogs, claude's bypass warning) is pre-answered here."""
     base = "http://127.0.0.1:%d" % port
@@ -110,6 +110,12 @@ def setup_home(home, port, prefix, trust_dir=None, ask=False):
     write(os.path.join(home, ".claude.json"), json.dumps({
         "hasCompletedOnboarding": True,
         "customApiKeyResponses": {"approved": [key[-20:]], "rejected": []}}))
+    if hook_log:  # recording: claude's raw hook events, beside switchyard's own hooks
+        cmd = "%s %s %s" % (sys.executable, os.path.join(ROOT, "tools/agents-e2e/hooklog.py"), hook_log)
+        entry = [{"hooks": [{"type": "command", "command": cmd, "timeout": 5}]}]
+        events = ["SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Notification", "Stop"]
+        write(os.path.join(home, ".claude/settings.json"), json.dumps({"hooks": {
+            e: [dict(entry[0], matcher="*")] if "ToolUse" in e else entry for e in events}}))
     write(os.path.join(home, ".gemini/settings.json"), json.dumps({
         "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
         "security": {"auth": {"selectedType": "gemini-api-key"}}}))
@@ -168,7 +174,8 @@ def run_scenario(args, scenario, clis, shipped, tmp):
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "init")
     workdir = os.path.join(sdir, "work")
-    envs = setup_home(home, port, args.prefix, os.path.join(workdir, "worktrees") if args.pretrust else None, args.ask)
+    envs = setup_home(home, port, args.prefix, os.path.join(workdir, "worktrees") if args.pretrust else None, args.ask,
+                      os.path.join(sdir, "claude-hooks.jsonl") if args.record else None)
     record_dir = None
     if args.record:
         record_dir = os.path.join(sdir, "rec")
@@ -293,7 +300,8 @@ def export(sdir, scenario, clis, dest):
     """Copies the recordings of one scenario into DEST as replay fixtures: per worker attempt
     `<cli>-<scenario>-a<N>.{bytes,timing.jsonl,meta.json}`, and per task its journal lines
     (`<cli>-<scenario>.journal.jsonl`: verdicts with the channel that gave them, hook events
-    included) and the model server's events for its API (`<cli>-<scenario>.model.jsonl`)."""
+    included), the model server's events for its API (`<cli>-<scenario>.model.jsonl`) and claude's
+    raw hook events (`claude-<scenario>.hooks.jsonl`, see hooklog.py)."""
     os.makedirs(dest, exist_ok=True)
     rec = os.path.join(sdir, "rec")
     for f in sorted(os.listdir(rec)) if os.path.isdir(rec) else []:
@@ -301,6 +309,9 @@ def export(sdir, scenario, clis, dest):
             shutil.copy(os.path.join(rec, f), dest)
     journal = os.path.join(sdir, "work/logs/events.jsonl")
     lines = open(journal).read().splitlines() if os.path.exists(journal) else []
+    hooks = os.path.join(sdir, "claude-hooks.jsonl")
+    if "claude" in clis and os.path.exists(hooks):
+        shutil.copy(hooks, os.path.join(dest, "claude-%s.hooks.jsonl" % scenario))
     model = os.path.join(sdir, "model-server.jsonl")
     events = open(model).read().splitlines() if os.path.exists(model) else []
     for cli in clis:
