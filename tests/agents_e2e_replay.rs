@@ -165,9 +165,9 @@ fn claude_hook_events_recorded_by_the_harness_read_as_the_turn_went() {
         let model = jsonl(&root.join(format!("{name}.model.jsonl")));
         let final_at = model
             .iter()
-            .filter(|e| e["event"] == "final")
+            .rev()
+            .find(|e| e["event"] == "final")
             .map(|e| e["t"].as_f64().unwrap())
-            .last()
             .expect("the model sent its final message");
         let stop_at = got.last().unwrap().0;
         assert!(
