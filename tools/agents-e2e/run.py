@@ -54,7 +54,7 @@ ASK_COMMANDS = {
     "gemini": ["gemini", "--prompt-interactive", "{prompt}"],
     "opencode": ["opencode", "--prompt", "{prompt}"],
 }
-TIMEOUT = {"normal": 240, "error500": 420, "rate429": 420, "deny": 240}
+TIMEOUT = {"normal": 240, "error500": 420, "rate429": 600, "deny": 240}
 
 
 def say(*a):
@@ -333,7 +333,8 @@ def main():
     p.add_argument("--pretrust", action="store_true",
                    help="mark the worktrees' folder trusted in gemini's settings (works around its trust-dialog race)")
     p.add_argument("--retry-after", type=int, default=20)
-    p.add_argument("--rate-window", type=float, default=30)
+    p.add_argument("--rate-window", type=float, default=300,
+                   help="seconds of 429 per CLI (long enough that each CLI gives up its own retries)")
     p.add_argument("--json", help="write the rows as JSON here")
     p.add_argument("--ask", action="store_true",
                    help="run the CLIs in their asking modes (ASK_COMMANDS): normal = approvals answered by the "
