@@ -107,6 +107,16 @@ pub struct Term {
     pub reply_allowance: Option<u32>,
     /// Queries left unanswered because the allowance was used up (a query flood).
     pub replies_dropped: u64,
+    /// Bumped after every chunk parsed and every resize ([`feed`], [`Worker::resize`]): a screen
+    /// whose generation did not move has not changed, so the view copies its pane instead of
+    /// rebuilding it ([`crate::ui::pane::Tiles`]).
+    pub generation: u64,
+}
+
+/// Parses `bytes` into the emulator and bumps its generation ([`Term::generation`]).
+pub fn feed(p: &mut Emulator, bytes: &[u8]) {
+    p.process(bytes);
+    p.callbacks_mut().generation += 1;
 }
 
 /// Most terminal-query replies a worker gets per [`REPLY_WINDOW`]: a TUI asks a handful at
@@ -240,8 +250,6 @@ pub struct Worker {
     /// started with [`Worker::spawn_sharing_wake`] share one flag: one wake-up per frame for all
     /// of them, not one per worker.
     pub wake: Arc<AtomicBool>,
-    /// Output chunks parsed so far: a pane whose generation did not move has not changed.
-    pub generation: Arc<AtomicU64>,
     /// Unix ms of the last byte read.
     pub last_output_ms: Arc<AtomicU64>,
     /// Total bytes read.
@@ -414,7 +422,6 @@ impl Worker {
             Term::default(),
         )));
         let dirty = Arc::new(AtomicBool::new(false));
-        let generation = Arc::new(AtomicU64::new(0));
         let last_output_ms = Arc::new(AtomicU64::new(now_ms()));
         let bytes_read = Arc::new(AtomicU64::new(0));
 
@@ -423,7 +430,6 @@ impl Worker {
             let parser = parser.clone();
             let dirty = dirty.clone();
             let wake = wake.clone();
-            let generation = generation.clone();
             let last = last_output_ms.clone();
             let count = bytes_read.clone();
             let writer = writer.clone();
@@ -455,6 +461,7 @@ impl Worker {
                                 p.callbacks_mut().reply_allowance = Some(REPLIES_PER_WINDOW);
                             }
                             cap.feed(chunk, |part| p.process(part));
+                            p.callbacks_mut().generation += 1;
                             std::mem::take(&mut p.callbacks_mut().replies)
                         };
                         if !replies.is_empty() {
@@ -466,7 +473,6 @@ impl Worker {
                         last.store(now_ms(), Ordering::Relaxed);
                         count.fetch_add(n as u64, Ordering::Relaxed);
                         dirty.store(true, Ordering::Release);
-                        generation.fetch_add(1, Ordering::Release);
                         // Shared by every worker: read first, so a flag already set costs no
                         // write to a cache line the other readers use.
                         if !wake.load(Ordering::Acquire) && !wake.swap(true, Ordering::AcqRel) {
@@ -512,7 +518,6 @@ impl Worker {
             parser,
             dirty,
             wake,
-            generation,
             last_output_ms,
             bytes_read,
             writer,
@@ -575,13 +580,12 @@ impl Worker {
             pixel_width: 0,
             pixel_height: 0,
         });
-        self.parser
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .screen_mut()
-            .set_size(rows, cols);
+        {
+            let mut p = self.parser.lock().unwrap_or_else(|e| e.into_inner());
+            p.screen_mut().set_size(rows, cols);
+            p.callbacks_mut().generation += 1;
+        }
         self.dirty.store(true, Ordering::Release);
-        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// The PTY size, rows × cols.

@@ -124,6 +124,10 @@ pub struct App {
     pub logs_dir: Option<std::path::PathBuf>,
     /// The run lives in this process (`--foreground`): quitting stops it, there is no detach.
     pub foreground: bool,
+    /// How tiles show screens larger than themselves: crop or scaled overview.
+    pub fit: super::pane::Fit,
+    /// Each tile's cells from the last frame, rebuilt only when its screen changed.
+    pub tiles: super::pane::Tiles,
 }
 
 impl App {
@@ -143,6 +147,8 @@ impl App {
             keys: KeyMap::default(),
             logs_dir: None,
             foreground: false,
+            fit: super::pane::Fit::default(),
+            tiles: super::pane::Tiles::default(),
         }
     }
 
@@ -356,6 +362,13 @@ impl App {
                 }
             }
             KeyCommand::Zoom => self.zoom = !self.zoom,
+            KeyCommand::Overview => {
+                self.fit = self.fit.toggled();
+                self.message = Some(match self.fit {
+                    super::pane::Fit::Crop => "tiles: crop (the rows that changed last)".into(),
+                    super::pane::Fit::Overview => "tiles: scaled overview of whole screens".into(),
+                });
+            }
             KeyCommand::CycleViews => {
                 self.views = match self.views {
                     TopViews::Both => TopViews::Table,

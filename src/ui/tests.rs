@@ -146,3 +146,61 @@ fn every_view_fits_a_tiny_terminal_without_panicking() {
 fn log_view() {
     snap("log", |a| a.mode = Mode::Log { task: 1, offset: 0 });
 }
+
+/// Bytes a backend wrote, shared with the test.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A frame drawn through the crossterm backend the server uses, returning the bytes it emitted.
+fn frame_bytes(
+    t: &mut Terminal<ratatui::backend::CrosstermBackend<Shared>>,
+    out: &Shared,
+    e: &Engine,
+    screens: &Screens,
+    app: &mut App,
+) -> Vec<u8> {
+    t.draw(|f| view::draw(f, e, screens, app, &[], 65_000))
+        .unwrap();
+    super::room::damage(std::mem::take(&mut *out.0.lock().unwrap()))
+}
+
+#[test]
+fn an_unchanged_frame_ships_nothing_and_rebuilds_no_pane() {
+    let (e, screens) = fixture();
+    let area = ratatui::layout::Rect::new(0, 0, 160, 48);
+    let out = Shared::default();
+    let mut t = Terminal::with_options(
+        ratatui::backend::CrosstermBackend::new(out.clone()),
+        ratatui::TerminalOptions {
+            viewport: ratatui::Viewport::Fixed(area),
+        },
+    )
+    .unwrap();
+    let mut app = App::new();
+    assert!(!frame_bytes(&mut t, &out, &e, &screens, &mut app).is_empty());
+    assert_eq!(app.tiles.rebuilds, 3, "the first frame builds every pane");
+    let second = frame_bytes(&mut t, &out, &e, &screens, &mut app);
+    assert!(second.is_empty(), "{:?}", String::from_utf8_lossy(&second));
+    assert_eq!(app.tiles.rebuilds, 3, "unchanged panes are copied");
+    // One pane changes: only it is rebuilt, and only its changed cells are shipped.
+    crate::worker::feed(&mut screens[&1].lock().unwrap(), b"\x1b[2K\rnew words");
+    let bytes = frame_bytes(&mut t, &out, &e, &screens, &mut app);
+    assert_eq!(app.tiles.rebuilds, 4);
+    let shipped = String::from_utf8_lossy(&bytes);
+    assert!(shipped.contains("new"), "{shipped:?}");
+    assert!(
+        bytes.len() < 200,
+        "a small damage ships small: {} bytes",
+        bytes.len()
+    );
+}

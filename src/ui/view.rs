@@ -78,6 +78,7 @@ pub fn draw(
 ) {
     let area = frame.area();
     app.hits.clear();
+    app.tiles.begin_frame();
     if let Mode::Attached(task) = app.mode {
         let detach = app.keys.detach.label();
         draw_attached(frame, engine, screens, task, area, &detach);
@@ -561,29 +562,8 @@ fn draw_tile(
                 );
             }
         }
-        _ => render_screen_tail(buf, inner, p.screen()),
+        _ => app.tiles.draw(buf, inner, task, &p, app.fit, now),
     }
-}
-
-/// Renders the part of a vt100 screen around its cursor that fits `area` (bottom rows when the
-/// area is shorter than the screen, left columns when narrower), with colours and attributes.
-pub fn render_screen_tail(buf: &mut Buffer, area: Rect, screen: &vt100::Screen) {
-    let (rows, cols) = screen.size();
-    let (crow, _) = screen.cursor_position();
-    let h = area.height.min(rows);
-    // Show the last non-blank row or the cursor row at the bottom, whichever is lower. Only rows
-    // below the cursor can change that, and one pass over the rows reads them (a blank row
-    // yields an empty string; `Screen::cell` would walk the rows again for every cell).
-    let last_text = screen
-        .rows(0, cols)
-        .enumerate()
-        .skip(usize::from(crow) + 1)
-        .filter(|(_, text)| !text.is_empty())
-        .last()
-        .map_or(0, |(r, _)| r as u16);
-    let bottom = crow.max(last_text);
-    let first = (bottom + 1).saturating_sub(h).min(rows - h);
-    render_rows(buf, area, screen, first);
 }
 
 /// Renders screen rows from `first` down into `area`, with colours and attributes, cropping
@@ -591,51 +571,14 @@ pub fn render_screen_tail(buf: &mut Buffer, area: Rect, screen: &vt100::Screen) 
 pub fn render_rows(buf: &mut Buffer, area: Rect, screen: &vt100::Screen, first: u16) {
     let (rows, cols) = screen.size();
     for y in 0..area.height.min(rows.saturating_sub(first)) {
-        let row = first + y;
         for x in 0..area.width.min(cols) {
-            let Some(cell) = screen.cell(row, x) else {
-                continue;
-            };
-            if cell.is_wide_continuation() {
-                continue;
+            match screen.cell(first + y, x) {
+                Some(cell) if !cell.is_wide_continuation() => {
+                    buf[(area.x + x, area.y + y)] = super::pane::to_cell(cell);
+                }
+                _ => {}
             }
-            let sym = if cell.has_contents() {
-                cell.contents()
-            } else {
-                " "
-            };
-            let mut m = Modifier::empty();
-            if cell.bold() {
-                m |= Modifier::BOLD;
-            }
-            if cell.dim() {
-                m |= Modifier::DIM;
-            }
-            if cell.italic() {
-                m |= Modifier::ITALIC;
-            }
-            if cell.underline() {
-                m |= Modifier::UNDERLINED;
-            }
-            if cell.inverse() {
-                m |= Modifier::REVERSED;
-            }
-            let style = Style::default()
-                .fg(color(cell.fgcolor()))
-                .bg(color(cell.bgcolor()))
-                .add_modifier(m);
-            buf[(area.x + x, area.y + y)]
-                .set_symbol(sym)
-                .set_style(style);
         }
-    }
-}
-
-fn color(c: vt100::Color) -> Color {
-    match c {
-        vt100::Color::Default => Color::Reset,
-        vt100::Color::Idx(i) => Color::Indexed(i),
-        vt100::Color::Rgb(r, g, b) => Color::Rgb(r, g, b),
     }
 }
 
