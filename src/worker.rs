@@ -662,6 +662,44 @@ pub fn tree_cpu_ticks(pid: u32) -> u64 {
     total
 }
 
+/// Last screens kept of workers that exited, at most this many (the oldest is dropped first).
+pub const KEPT_SCREENS: usize = 256;
+
+/// The last screens of workers that exited, by task index, so a finished task's screen stays
+/// reachable (zoom, log view) after its PTY closed. Each is kept as the bytes that redraw its
+/// visible screen (vt100 `contents_formatted`, a few KiB; no scrollback), at most
+/// [`KEPT_SCREENS`] of them.
+#[derive(Debug, Default)]
+pub struct LastScreens {
+    screens: std::collections::BTreeMap<usize, (u16, u16, Vec<u8>)>,
+    order: std::collections::VecDeque<usize>,
+}
+
+impl LastScreens {
+    /// Keeps task `task`'s screen as `p` shows it now (replacing an older one of the task).
+    pub fn keep(&mut self, task: usize, p: &Emulator) {
+        let (rows, cols) = p.screen().size();
+        let bytes = p.screen().contents_formatted();
+        if self.screens.insert(task, (rows, cols, bytes)).is_some() {
+            self.order.retain(|&t| t != task);
+        }
+        self.order.push_back(task);
+        while self.order.len() > KEPT_SCREENS {
+            if let Some(old) = self.order.pop_front() {
+                self.screens.remove(&old);
+            }
+        }
+    }
+
+    /// Task `task`'s last screen as a fresh emulator (no scrollback), if one is kept.
+    pub fn emulator(&self, task: usize) -> Option<Emulator> {
+        let (rows, cols, bytes) = self.screens.get(&task)?;
+        let mut p = vt100::Parser::new_with_callbacks(*rows, *cols, 0, Term::default());
+        feed(&mut p, bytes);
+        Some(p)
+    }
+}
+
 /// Plain-text snapshot of an emulator's visible screen.
 pub fn snapshot_of(p: &Emulator) -> ScreenSnapshot {
     let screen = p.screen();
@@ -744,6 +782,25 @@ mod tests {
         );
         p.process(b"\x1b]7501;state=clear\x1b\\");
         assert_eq!(p.callbacks().agent_state, None);
+    }
+
+    #[test]
+    fn last_screens_are_kept_bounded_and_redraw_the_screen() {
+        let mut kept = LastScreens::default();
+        let p = parse(b"\x1b[31mfailed\x1b[0m: exit 1\r\nbye");
+        kept.keep(3, &p);
+        let back = kept.emulator(3).unwrap();
+        assert_eq!(back.screen().contents(), p.screen().contents());
+        assert_eq!(
+            back.screen().cell(0, 0).unwrap().fgcolor(),
+            vt100::Color::Idx(1)
+        );
+        for t in 0..KEPT_SCREENS + 10 {
+            kept.keep(1000 + t, &p);
+        }
+        assert!(kept.emulator(3).is_none(), "the oldest went first");
+        assert!(kept.emulator(1000 + KEPT_SCREENS + 9).is_some());
+        assert_eq!(kept.screens.len(), KEPT_SCREENS);
     }
 
     #[test]

@@ -170,7 +170,7 @@ impl Room {
         let app = &mut self.app;
         let _ = self
             .term
-            .draw(|f| view::draw(f, &rt.engine, &screens, app, &recent, now));
+            .draw(|f| view::draw(f, &rt.engine, &screens, &rt.last_screens, app, &recent, now));
         self.dirty = false;
         self.last_frame = std::time::Instant::now();
         damage(std::mem::take(

@@ -62,7 +62,7 @@ fn fixture() -> (Engine, Screens) {
 fn render(e: &Engine, screens: &Screens, app: &mut App, w: u16, h: u16) -> String {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     let recent = vec!["12:00:00  d2       heal    answer (yes-no)".to_string()];
-    t.draw(|f| view::draw(f, e, screens, app, &recent, 65_000))
+    t.draw(|f| view::draw(f, e, screens, &Default::default(), app, &recent, 65_000))
         .unwrap();
     let buf = t.backend().buffer().clone();
     let mut out = String::new();
@@ -169,7 +169,7 @@ fn frame_bytes(
     screens: &Screens,
     app: &mut App,
 ) -> Vec<u8> {
-    t.draw(|f| view::draw(f, e, screens, app, &[], 65_000))
+    t.draw(|f| view::draw(f, e, screens, &Default::default(), app, &[], 65_000))
         .unwrap();
     super::room::damage(std::mem::take(&mut *out.0.lock().unwrap()))
 }
@@ -203,4 +203,27 @@ fn an_unchanged_frame_ships_nothing_and_rebuilds_no_pane() {
         "a small damage ships small: {} bytes",
         bytes.len()
     );
+}
+
+#[test]
+fn a_finished_tasks_last_screen_stays_in_its_log_and_zoom() {
+    let (e, mut screens) = fixture();
+    let mut last = crate::worker::LastScreens::default();
+    last.keep(2, &screens[&2].lock().unwrap());
+    screens.remove(&2);
+    for mode in [Mode::Log { task: 2, offset: 0 }, Mode::Normal] {
+        let mut app = App::new();
+        app.selected = 2;
+        app.zoom = true;
+        app.mode = mode.clone();
+        let mut t = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        t.draw(|f| view::draw(f, &e, &screens, &last, &mut app, &[], 65_000))
+            .unwrap();
+        let text: String = format!("{:?}", t.backend().buffer());
+        assert!(text.contains("last screen"), "{mode:?}: {text}");
+        assert!(
+            text.contains("error: test suite failed"),
+            "{mode:?}: {text}"
+        );
+    }
 }

@@ -4,7 +4,7 @@ use super::app::{App, HitKind, InputPurpose, Mode, TopViews};
 use super::dag::{self, DagLayout};
 use crate::engine::Engine;
 use crate::manifest::Status;
-use crate::worker::Emulator;
+use crate::worker::{Emulator, LastScreens};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -72,6 +72,7 @@ pub fn draw(
     frame: &mut Frame,
     engine: &Engine,
     screens: &Screens,
+    last: &LastScreens,
     app: &mut App,
     recent: &[String],
     now: u64,
@@ -96,8 +97,25 @@ pub fn draw(
         Mode::Scroll(st) if screens.contains_key(&st.task) => Some(st.task),
         _ => None,
     };
+    let finished = |t: usize| {
+        (!screens.contains_key(&t))
+            .then(|| last.emulator(t))
+            .flatten()
+    };
     if let Mode::Log { task, offset } = app.mode {
+        // A finished task's log shows its worker's last screen below the entries.
+        let body = match finished(task) {
+            Some(p) if body.height >= 16 => {
+                let [top, bottom] =
+                    Layout::vertical([Constraint::Percentage(45), Constraint::Min(0)]).areas(body);
+                draw_last_screen(frame.buffer_mut(), bottom, engine, task, &p);
+                top
+            }
+            _ => body,
+        };
         draw_log(frame.buffer_mut(), body, engine, app, recent, task, offset);
+    } else if let Some(p) = app.zoom.then(|| finished(app.selected)).flatten() {
+        draw_last_screen(frame.buffer_mut(), body, engine, app.selected, &p);
     } else if let Some(task) =
         scrolled.or((app.zoom && screens.contains_key(&app.selected)).then_some(app.selected))
     {
@@ -564,6 +582,28 @@ fn draw_tile(
         }
         _ => app.tiles.draw(buf, inner, task, &p, app.fit, now),
     }
+}
+
+/// A finished task's last screen (its worker exited), cropped to the rows at its end.
+fn draw_last_screen(buf: &mut Buffer, area: Rect, engine: &Engine, task: usize, p: &Emulator) {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Rounded)
+        .border_style(Style::default().fg(Color::DarkGray))
+        .title(format!(
+            " {} · last screen (the worker exited) · {} ",
+            engine.task(task).id,
+            verdict_text(engine, task)
+        ));
+    let inner = block.inner(area);
+    block.render_ref_to(area, buf);
+    let screen = p.screen();
+    render_rows(
+        buf,
+        inner,
+        screen,
+        super::pane::tail_first(screen, inner.height),
+    );
 }
 
 /// Renders screen rows from `first` down into `area`, with colours and attributes, cropping
