@@ -114,8 +114,18 @@ fn frame_times() {
         let mut app = App::new();
         let start = Instant::now();
         for _ in 0..frames {
-            term.draw(|f| view::draw(f, &engine, screens, &mut app, &recent, 1_000))
-                .unwrap();
+            term.draw(|f| {
+                view::draw(
+                    f,
+                    &engine,
+                    screens,
+                    &Default::default(),
+                    &mut app,
+                    &recent,
+                    1_000,
+                )
+            })
+            .unwrap();
         }
         start.elapsed().as_secs_f64() * 1000.0 / frames as f64
     };

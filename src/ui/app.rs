@@ -128,6 +128,10 @@ pub struct App {
     pub fit: super::pane::Fit,
     /// Each tile's cells from the last frame, rebuilt only when its screen changed.
     pub tiles: super::pane::Tiles,
+    /// The task table's cells from the last frame (with its scroll offset).
+    pub table_cache: super::pane::Region<usize>,
+    /// The DAG's cells from the last frame (with its click areas).
+    pub dag_cache: super::pane::Region<Vec<(Rect, usize)>>,
 }
 
 impl App {
@@ -149,6 +153,8 @@ impl App {
             foreground: false,
             fit: super::pane::Fit::default(),
             tiles: super::pane::Tiles::default(),
+            table_cache: Default::default(),
+            dag_cache: Default::default(),
         }
     }
 

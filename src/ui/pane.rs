@@ -19,6 +19,53 @@ use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use std::collections::BTreeMap;
 
+/// A rectangle of the frame (the task table, the DAG) as drawn last time, with a fingerprint of
+/// what it was drawn from and what drawing it produced (`T`: the table's scroll offset, the DAG's
+/// click areas): when the fingerprint and the area are the same, the cells are copied, not drawn.
+#[derive(Debug, Default)]
+pub struct Region<T> {
+    key: u64,
+    area: Rect,
+    cells: Vec<Cell>,
+    extra: Option<T>,
+    /// Times this region was drawn rather than copied.
+    pub rebuilds: u64,
+}
+
+impl<T: Clone> Region<T> {
+    /// Copies the cells into `buf` and returns what drawing produced, when `key` and `area` are
+    /// those of the last [`Region::store`]; `None` means draw it (then store it).
+    pub fn restore(&self, buf: &mut Buffer, area: Rect, key: u64) -> Option<T> {
+        let extra = self.extra.as_ref()?;
+        if self.key != key || self.area != area {
+            return None;
+        }
+        let mut k = 0;
+        for y in area.top()..area.bottom() {
+            for x in area.left()..area.right() {
+                buf[(x, y)] = self.cells[k].clone();
+                k += 1;
+            }
+        }
+        Some(extra.clone())
+    }
+
+    /// Keeps the cells of `area` just drawn into `buf`, with their fingerprint.
+    pub fn store(&mut self, buf: &Buffer, area: Rect, key: u64, extra: T) {
+        let area = area.intersection(buf.area);
+        self.cells.clear();
+        for y in area.top()..area.bottom() {
+            for x in area.left()..area.right() {
+                self.cells.push(buf[(x, y)].clone());
+            }
+        }
+        self.key = key;
+        self.area = area;
+        self.extra = Some(extra);
+        self.rebuilds += 1;
+    }
+}
+
 /// How a tile shows a screen larger than itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Fit {

@@ -168,8 +168,9 @@ fn frame_bytes(
     e: &Engine,
     screens: &Screens,
     app: &mut App,
+    now: u64,
 ) -> Vec<u8> {
-    t.draw(|f| view::draw(f, e, screens, &Default::default(), app, &[], 65_000))
+    t.draw(|f| view::draw(f, e, screens, &Default::default(), app, &[], now))
         .unwrap();
     super::room::damage(std::mem::take(&mut *out.0.lock().unwrap()))
 }
@@ -187,14 +188,16 @@ fn an_unchanged_frame_ships_nothing_and_rebuilds_no_pane() {
     )
     .unwrap();
     let mut app = App::new();
-    assert!(!frame_bytes(&mut t, &out, &e, &screens, &mut app).is_empty());
+    assert!(!frame_bytes(&mut t, &out, &e, &screens, &mut app, 65_000).is_empty());
     assert_eq!(app.tiles.rebuilds, 3, "the first frame builds every pane");
-    let second = frame_bytes(&mut t, &out, &e, &screens, &mut app);
+    let second = frame_bytes(&mut t, &out, &e, &screens, &mut app, 65_000);
     assert!(second.is_empty(), "{:?}", String::from_utf8_lossy(&second));
     assert_eq!(app.tiles.rebuilds, 3, "unchanged panes are copied");
+    assert_eq!(app.table_cache.rebuilds, 1, "an unchanged table is copied");
+    assert_eq!(app.dag_cache.rebuilds, 1, "an unchanged DAG is copied");
     // One pane changes: only it is rebuilt, and only its changed cells are shipped.
     crate::worker::feed(&mut screens[&1].lock().unwrap(), b"\x1b[2K\rnew words");
-    let bytes = frame_bytes(&mut t, &out, &e, &screens, &mut app);
+    let bytes = frame_bytes(&mut t, &out, &e, &screens, &mut app, 65_000);
     assert_eq!(app.tiles.rebuilds, 4);
     let shipped = String::from_utf8_lossy(&bytes);
     assert!(shipped.contains("new"), "{shipped:?}");

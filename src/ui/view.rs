@@ -240,9 +240,26 @@ fn draw_dag(buf: &mut Buffer, area: Rect, engine: &Engine, app: &mut App) {
             engine.plan.len(),
             engine.plan.critical_path.len()
         ));
-    let inner = block.inner(area);
-    block.render_ref_to(area, buf);
-    let hits = dag::draw(buf, inner, engine, layout, app.selected);
+    // The DAG shows statuses and the selection only: unchanged, its cells are copied.
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (area, app.selected).hash(&mut h);
+        for i in 0..engine.plan.len() {
+            engine.status(i).hash(&mut h);
+        }
+        h.finish()
+    };
+    let hits = match app.dag_cache.restore(buf, area, key) {
+        Some(hits) => hits,
+        None => {
+            let inner = block.inner(area);
+            block.render_ref_to(area, buf);
+            let hits = dag::draw(buf, inner, engine, layout, app.selected);
+            app.dag_cache.store(buf, area, key, hits.clone());
+            hits
+        }
+    };
     app.hits
         .extend(hits.into_iter().map(|(r, i)| (r, i, HitKind::Node)));
 }
@@ -368,19 +385,69 @@ fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now
         app.table_state.offset(),
         pos,
     );
-    let rows: Vec<Row> = visible[window.clone()]
+    // What the rows show: when it, the area, the filter and the selection are as in the last
+    // frame, the table's cells are copied from it instead of laid out again.
+    let shown: Vec<(usize, String, String)> = visible[window.clone()]
         .iter()
         .map(|&i| {
-            let t = engine.task(i);
+            let elapsed = elapsed(engine, i, now).map(secs).unwrap_or_default();
+            (i, verdict_text(engine, i), elapsed)
+        })
+        .collect();
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (area, app.filter, pos, &window, app.table_state.offset()).hash(&mut h);
+        for (i, verdict, elapsed) in &shown {
+            let t = engine.task(*i);
+            (i, &t.id, &t.title, t.status, t.attempts, verdict, elapsed).hash(&mut h);
+        }
+        h.finish()
+    };
+    let restored = app.table_cache.restore(frame.buffer_mut(), area, key);
+    if let Some(offset) = restored {
+        app.table_state.select(pos);
+        *app.table_state.offset_mut() = offset;
+    } else {
+        render_table(frame, area, engine, app, &shown, pos, &window);
+        let offset = app.table_state.offset();
+        app.table_cache.store(frame.buffer_mut(), area, key, offset);
+    }
+    // Row hit areas for the mouse: rows start below the border and header.
+    let offset = app.table_state.offset();
+    for (k, &i) in visible.iter().enumerate().skip(offset) {
+        let y = area.y + 2 + (k - offset) as u16;
+        if y >= area.bottom().saturating_sub(1) {
+            break;
+        }
+        app.hits
+            .push((Rect::new(area.x, y, area.width, 1), i, HitKind::Row));
+    }
+}
+
+/// Lays out and draws the task table's rows `shown` (task, verdict, elapsed) of `window`.
+fn render_table(
+    frame: &mut Frame,
+    area: Rect,
+    engine: &Engine,
+    app: &mut App,
+    shown: &[(usize, String, String)],
+    pos: Option<usize>,
+    window: &std::ops::Range<usize>,
+) {
+    let rows: Vec<Row> = shown
+        .iter()
+        .map(|(i, verdict, elapsed)| {
+            let t = engine.task(*i);
             let (g, st) = status_style(t.status);
             let attention = t.status == Status::NeedsAttention;
             let row = Row::new(vec![
                 Cell::from(t.id.clone()),
                 Cell::from(t.title.clone()),
                 Cell::from(Span::styled(format!("{g} {}", t.status), st)),
-                Cell::from(verdict_text(engine, i)),
+                Cell::from(verdict.clone()),
                 Cell::from(t.attempts.unwrap_or(0).to_string()),
-                Cell::from(elapsed(engine, i, now).map(secs).unwrap_or_default()),
+                Cell::from(elapsed.clone()),
             ]);
             if attention {
                 row.style(Style::default().bg(Color::Rgb(80, 0, 0)))
@@ -428,16 +495,6 @@ fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now
     frame.render_stateful_widget(table, area, &mut state);
     app.table_state.select(pos);
     *app.table_state.offset_mut() = window.start + state.offset();
-    // Row hit areas for the mouse: rows start below the border and header.
-    let offset = app.table_state.offset();
-    for (k, &i) in visible.iter().enumerate().skip(offset) {
-        let y = area.y + 2 + (k - offset) as u16;
-        if y >= area.bottom().saturating_sub(1) {
-            break;
-        }
-        app.hits
-            .push((Rect::new(area.x, y, area.width, 1), i, HitKind::Row));
-    }
 }
 
 fn draw_recent(buf: &mut Buffer, area: Rect, recent: &[String]) {
