@@ -379,14 +379,17 @@ fn flood_switchyard(n: usize, mb: u64) -> f64 {
 }
 
 /// Seconds to drain `n` × `mb` MiB through tmux (detached windows; until every window's
-/// program signalled).
+/// program ended and left its marker file: `tmux wait-for` could miss a signal and hang).
 fn flood_tmux(n: usize, mb: u64) -> f64 {
     let b = workload_bin().display().to_string();
+    let marks = tempfile::tempdir().expect("a temp dir");
+    let done = |i: usize| marks.path().join(format!("done{i}"));
     tmux(&["kill-server"]);
     let start = Instant::now();
     for i in 0..n {
         let cmd = format!(
-            "SY_FLOOD_MB={mb} {b} fake-agent --scenario flood; tmux -L {TMUX_SOCKET} wait-for -S done{i}"
+            "SY_FLOOD_MB={mb} {b} fake-agent --scenario flood; touch {}",
+            done(i).display()
         );
         if i == 0 {
             tmux(&[
@@ -404,8 +407,10 @@ fn flood_tmux(n: usize, mb: u64) -> f64 {
             tmux(&["new-window", "-d", "-t", "flood", &cmd]);
         }
     }
-    for i in 0..n {
-        tmux(&["wait-for", &format!("done{i}")]);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !(0..n).all(|i| done(i).exists()) {
+        assert!(Instant::now() < deadline, "tmux drained the flood");
+        std::thread::sleep(Duration::from_millis(5));
     }
     let t = start.elapsed().as_secs_f64();
     tmux(&["kill-server"]);

@@ -214,12 +214,19 @@ impl Tile {
         } else {
             vec![false; hashes.len()]
         };
-        self.hashes = hashes;
         self.sampled_at = now;
         self.sampled_generation = generation;
-        let fallback = tail_first(screen, h);
         let old = (self.screen == (rows, cols) && self.size.0 == h).then_some(self.first);
-        crop_first(&changed, h, old, fallback)
+        let first = match old {
+            Some(old) => crop_first(&changed, h, Some(old), old),
+            None => {
+                let text: Vec<bool> = hashes.iter().map(|&(_, t)| t).collect();
+                let fallback = tail_of(&text, screen.cursor_position().0, h);
+                crop_first(&changed, h, None, fallback)
+            }
+        };
+        self.hashes = hashes;
+        first
     }
 
     fn build(&mut self, screen: &vt100::Screen) {
@@ -282,18 +289,23 @@ pub fn crop_first(changed: &[bool], h: u16, old: Option<u16>, fallback: u16) -> 
 /// The first row of an `h`-row crop that ends at the cursor row or the last row with text,
 /// whichever is lower (a log's newest line, a prompt's cursor).
 pub fn tail_first(screen: &vt100::Screen, h: u16) -> u16 {
-    let (rows, cols) = screen.size();
-    let (crow, _) = screen.cursor_position();
+    let (_, cols) = screen.size();
+    let text: Vec<bool> = screen
+        .rows(0, cols)
+        .map(|r| !r.trim_end().is_empty())
+        .collect();
+    tail_of(&text, screen.cursor_position().0, h)
+}
+
+/// [`tail_first`] from which rows have text and the cursor's row.
+fn tail_of(text: &[bool], cursor_row: u16, h: u16) -> u16 {
+    let rows = text.len() as u16;
     let h = h.min(rows);
-    let has_text = |r: u16| {
-        (0..cols).any(|c| {
-            screen
-                .cell(r, c)
-                .is_some_and(|cell| cell.has_contents() && cell.contents() != " ")
-        })
-    };
-    let last_text = (crow + 1..rows).rev().find(|&r| has_text(r)).unwrap_or(0);
-    let bottom = crow.max(last_text);
+    let last_text = (cursor_row + 1..rows)
+        .rev()
+        .find(|&r| text[usize::from(r)])
+        .unwrap_or(0);
+    let bottom = cursor_row.max(last_text);
     (bottom + 1).saturating_sub(h).min(rows - h)
 }
 
