@@ -87,7 +87,7 @@ impl Fit {
 }
 
 /// Shortest time between two scans of a screen's rows for what changed, ms.
-pub const SAMPLE_MS: u64 = 200;
+pub const SAMPLE_MS: u64 = 500;
 
 /// One tile's cached cells and what they were built from.
 #[derive(Debug)]
