@@ -306,8 +306,8 @@ fn headless_run(n: usize, argv: Vec<String>, mut sample: impl FnMut(u32, &Path, 
     let _ = run.wait();
 }
 
-/// Server resident memory with 16 workers that printed `lines` lines each and then wait.
-fn rss_with_lines(lines: usize) -> u64 {
+/// Server resident memory with `n` workers that printed `lines` lines each and then wait.
+fn rss_with_lines(n: usize, lines: usize) -> u64 {
     let script = format!(
         "i=0; while [ $i -lt {lines} ]; do i=$((i+1)); printf '\\033[32m%6d\\033[0m a log line that fills the scrollback with some text %s\\r\\n' $i $i; done; exec sleep 600"
     );
@@ -333,25 +333,22 @@ fn rss_with_lines(lines: usize) -> u64 {
     out
 }
 
-/// (before, most, last) server resident memory while one worker writes what `argv` writes.
-fn rss_under_flood(argv: Vec<String>) -> (u64, u64, u64) {
-    let (mut before, mut most, mut last) = (0, 0, 0);
+/// (most, last) server resident memory while one worker writes what `argv` writes.
+fn rss_under_flood(argv: Vec<String>) -> (u64, u64) {
+    let (mut most, mut last) = (0, 0);
     let start = Instant::now();
     headless_run(1, argv, |pid, _, _| {
         let now = rss(pid);
         if now == 0 {
             // Not started yet, or gone: the run settled when its worker exited.
-            return before != 0 || start.elapsed() > Duration::from_secs(120);
-        }
-        if before == 0 {
-            before = now;
+            return last != 0 || start.elapsed() > Duration::from_secs(120);
         }
         most = most.max(now);
         last = now;
         // The worker exited (the run settled and the process ends) or the time is up.
         !Path::new(&format!("/proc/{pid}")).exists() || start.elapsed() > Duration::from_secs(120)
     });
-    (before, most, last)
+    (most, last)
 }
 
 fn main() {
@@ -374,8 +371,8 @@ fn main() {
     );
 
     println!("\nserver resident memory");
-    let idle = rss_with_lines(0);
-    let full = rss_with_lines(6000);
+    let idle = rss_with_lines(16, 0);
+    let full = rss_with_lines(16, 6000);
     println!(
         "  16 workers, nothing printed: {:.1} MiB; 6 000 lines each (5 000 of scrollback full): {:.1} MiB",
         mib(idle),
@@ -399,10 +396,11 @@ fn main() {
         "-c".into(),
         format!("head -c {} /dev/urandom", mb << 20),
     ]);
-    for (name, (before, most, last)) in [("coloured log", flood), ("random bytes", random)] {
+    let before = rss_with_lines(1, 0);
+    println!("  one worker that printed nothing: {:.1} MiB", mib(before));
+    for (name, (most, last)) in [("coloured log", flood), ("random bytes", random)] {
         println!(
-            "  one worker, {mb} MiB of {name:<13}: {:.1} MiB before, {:+.1} MiB at most, {:+.1} MiB at the end",
-            mib(before),
+            "  one worker, {mb} MiB of {name:<13}: {:+.1} MiB at most, {:+.1} MiB at the end",
             mib(most) - mib(before),
             mib(last) - mib(before)
         );
