@@ -127,17 +127,6 @@ fn project(tasks: &[(String, &str)], agents: &[(&str, Vec<String>)]) -> tempfile
     dir
 }
 
-fn server_pid(workdir: &Path) -> Option<u32> {
-    for e in std::fs::read_dir(workdir.join("run")).ok()?.flatten() {
-        if e.path().extension().is_some_and(|x| x == "lock") {
-            let text = std::fs::read_to_string(e.path()).ok()?;
-            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-            return v["pid"].as_u64().map(|p| p as u32);
-        }
-    }
-    None
-}
-
 fn live_workers(dir: &Path, rt: &Path) -> usize {
     let out = Command::new(bin())
         .args(["status", "manifest.json", "--json"])
@@ -314,10 +303,10 @@ fn rss_with_lines(n: usize, lines: usize) -> u64 {
     let mut out = 0;
     let mut settled_at: Option<Instant> = None;
     headless_run(
-        16,
+        n,
         vec!["sh".into(), "-c".into(), script],
         |pid, dir, rt| {
-            if settled_at.is_none() && live_workers(dir, rt) == 16 {
+            if settled_at.is_none() && live_workers(dir, rt) == n {
                 settled_at = Some(Instant::now());
             }
             // Enough time for every worker to print its lines (sh prints ~5 000 lines a second).
