@@ -8,6 +8,11 @@
 //!    full of coloured log, 160 columns); and the change in this process's resident memory while
 //!    one emulator parses 200 MB of coloured log, then 200 MB of random bytes.
 //!
+//! 3. **Against alacritty_terminal 0.25** (with `--features compare-alacritty`, which adds it as
+//!    a dependency; nothing else uses it): the same parse speeds,
+//!    resident memory per terminal with 5 000 lines of scrollback, and fidelity: the share of
+//!    the recorded sessions whose final visible text is row for row the same as vt100's.
+//!
 //! Environment: `SY_BENCH_FLOOD_MB` (default 200) for part 2.
 
 use std::path::Path;
@@ -110,7 +115,143 @@ fn fixtures() -> Vec<(String, u16, u16, Vec<u8>)> {
     out
 }
 
+/// alacritty_terminal's side of the comparison.
+#[cfg(feature = "compare-alacritty")]
+mod alacritty {
+    use alacritty_terminal::event::VoidListener;
+    use alacritty_terminal::grid::Dimensions;
+    use alacritty_terminal::index::{Column, Line, Point};
+    use alacritty_terminal::term::{Config, Term};
+    use alacritty_terminal::vte::ansi::Processor;
+    use std::time::Instant;
+
+    struct Size(usize, usize);
+
+    impl Dimensions for Size {
+        fn total_lines(&self) -> usize {
+            self.0
+        }
+        fn screen_lines(&self) -> usize {
+            self.0
+        }
+        fn columns(&self) -> usize {
+            self.1
+        }
+    }
+
+    /// A terminal of rows × cols with `scrollback` lines of history, and its parser.
+    pub struct Alac {
+        term: Term<VoidListener>,
+        parser: Processor,
+    }
+
+    impl Alac {
+        pub fn new(rows: u16, cols: u16, scrollback: usize) -> Alac {
+            let config = Config {
+                scrolling_history: scrollback,
+                ..Config::default()
+            };
+            Alac {
+                term: Term::new(config, &Size(rows.into(), cols.into()), VoidListener),
+                parser: Processor::new(),
+            }
+        }
+
+        pub fn feed(&mut self, bytes: &[u8]) {
+            for chunk in bytes.chunks(4096) {
+                self.parser.advance(&mut self.term, chunk);
+            }
+        }
+
+        /// The visible rows' text, trailing blanks trimmed.
+        pub fn rows(&self) -> Vec<String> {
+            let grid = self.term.grid();
+            (0..grid.screen_lines())
+                .map(|l| {
+                    let text: String = (0..grid.columns())
+                        .map(|c| grid[Point::new(Line(l as i32), Column(c))].c)
+                        .filter(|&ch| ch != '\0')
+                        .collect();
+                    text.trim_end().to_string()
+                })
+                .collect()
+        }
+    }
+
+    /// MB/s parsing `bytes` (repeated until at least `min` bytes went through).
+    pub fn speed(bytes: &[u8], rows: u16, cols: u16, scrollback: usize, min: usize) -> f64 {
+        let mut t = Alac::new(rows, cols, scrollback);
+        let start = Instant::now();
+        let mut done = 0;
+        while done < min.max(1) {
+            t.feed(bytes);
+            done += bytes.len().max(1);
+        }
+        done as f64 / 1e6 / start.elapsed().as_secs_f64()
+    }
+}
+
+/// vt100's visible rows' text, trailing blanks trimmed (as the classifier reads them).
+#[cfg(feature = "compare-alacritty")]
+fn vt100_rows(p: &Emulator) -> Vec<String> {
+    let (_, cols) = p.screen().size();
+    p.screen()
+        .rows(0, cols)
+        .map(|r| r.trim_end().to_string())
+        .collect()
+}
+
+/// Resident MiB per terminal holding 5 000 lines of scrollback (16 of them, full of coloured
+/// log), measured in a fresh process (this bench re-run as `rss KIND`) so memory freed by
+/// other measurements cannot be reused unseen.
+fn per_terminal_mib(kind: &str) -> f64 {
+    let out = std::process::Command::new(std::env::current_exe().expect("this bench"))
+        .args(["rss", kind])
+        .output()
+        .expect("the memory measurement runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(f64::NAN)
+}
+
+/// The child side of [`per_terminal_mib`]: prints MiB per terminal.
+fn measure_rss(kind: &str) {
+    let full = log_lines(1);
+    assert!(full.len() / 90 > 5000 + ROWS as usize);
+    let before = rss();
+    let mut vt: Vec<Emulator> = Vec::new();
+    #[cfg(feature = "compare-alacritty")]
+    let mut al: Vec<alacritty::Alac> = Vec::new();
+    for _ in 0..16 {
+        if kind == "vt100" {
+            let mut p = emulator(ROWS, COLS, 5000);
+            feed(&mut p, &mut StreamCap::default(), &full);
+            vt.push(p);
+        } else {
+            #[cfg(feature = "compare-alacritty")]
+            {
+                let mut t = alacritty::Alac::new(ROWS, COLS, 5000);
+                t.feed(&full);
+                al.push(t);
+            }
+        }
+    }
+    println!(
+        "{:.2}",
+        rss().saturating_sub(before) as f64 / 16.0 / (1 << 20) as f64
+    );
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("rss") {
+        measure_rss(&args[2]);
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
     println!("terminal emulator: vt100 0.16 + switchyard callbacks + stream cap, 4 KiB chunks");
     let lines = log_lines(16);
     let noise = random(16 << 20);
@@ -143,18 +284,10 @@ fn main() {
     }
 
     println!("\nmemory");
-    let before = rss();
-    let mut ems: Vec<Emulator> = (0..16).map(|_| emulator(ROWS, COLS, 5000)).collect();
-    let full = log_lines(1);
-    for p in &mut ems {
-        let mut cap = StreamCap::default();
-        // 5 000 lines of scrollback and a full screen: ~6 000 lines of 90 bytes.
-        feed(p, &mut cap, &full);
-        assert!(full.len() / 90 > 5000 + ROWS as usize);
-    }
-    let per = rss().saturating_sub(before) as f64 / 16.0 / (1 << 20) as f64;
-    println!("  resident per emulator, 5000 lines of scrollback x {COLS} cols  {per:6.2} MiB");
-    drop(ems);
+    println!(
+        "  resident per emulator, 5000 lines of scrollback x {COLS} cols  {:6.2} MiB",
+        per_terminal_mib("vt100")
+    );
 
     let mb: usize = std::env::var("SY_BENCH_FLOOD_MB")
         .ok()
@@ -183,4 +316,49 @@ fn main() {
             (mb.div_ceil(8) * unit.len()) as f64 / 1e6 / secs
         );
     }
+
+    #[cfg(feature = "compare-alacritty")]
+    compare_alacritty(&lines, &noise, &fx);
+}
+
+/// Part 3: alacritty_terminal on the same corpora.
+#[cfg(feature = "compare-alacritty")]
+fn compare_alacritty(lines: &[u8], noise: &[u8], fx: &[(String, u16, u16, Vec<u8>)]) {
+    let fx_bytes: usize = fx.iter().map(|f| f.3.len()).sum();
+    println!("\nalacritty_terminal 0.25, same corpora, MB/s     no scrollback   5000 lines");
+    for (name, bytes) in [("coloured log (flood)", lines), ("random bytes", noise)] {
+        let a = alacritty::speed(bytes, ROWS, COLS, 0, 64 << 20);
+        let b = alacritty::speed(bytes, ROWS, COLS, 5000, 64 << 20);
+        println!("  {name:<40} {a:>8.1}      {b:>8.1}");
+    }
+    let (mut t0, mut t5) = (0.0, 0.0);
+    let mut same = 0;
+    for (_, rows, cols, bytes) in fx {
+        let per = (8 << 20) / fx.len().max(1);
+        t0 += bytes.len() as f64 / alacritty::speed(bytes, *rows, *cols, 0, per);
+        t5 += bytes.len() as f64 / alacritty::speed(bytes, *rows, *cols, 5000, per);
+        let mut v = emulator(*rows, *cols, 0);
+        v.process(bytes);
+        let mut a = alacritty::Alac::new(*rows, *cols, 0);
+        a.feed(bytes);
+        if vt100_rows(&v) == a.rows() {
+            same += 1;
+        }
+    }
+    if fx_bytes > 0 {
+        println!(
+            "  {:<40} {:>8.1}      {:>8.1}",
+            format!("{} recorded sessions", fx.len()),
+            fx_bytes as f64 / t0,
+            fx_bytes as f64 / t5
+        );
+        println!(
+            "  recorded sessions whose final screen text equals vt100's: {same} of {}",
+            fx.len()
+        );
+    }
+    println!(
+        "  resident per terminal, 5000 lines of scrollback x {COLS} cols  {:6.2} MiB",
+        per_terminal_mib("alacritty")
+    );
 }

@@ -302,23 +302,19 @@ fn rss_with_lines(n: usize, lines: usize) -> u64 {
     );
     let mut out = 0;
     let mut settled_at: Option<Instant> = None;
-    headless_run(
-        n,
-        vec!["sh".into(), "-c".into(), script],
-        |pid, dir, rt| {
-            if settled_at.is_none() && live_workers(dir, rt) == n {
-                settled_at = Some(Instant::now());
+    headless_run(n, vec!["sh".into(), "-c".into(), script], |pid, dir, rt| {
+        if settled_at.is_none() && live_workers(dir, rt) == n {
+            settled_at = Some(Instant::now());
+        }
+        // Enough time for every worker to print its lines (sh prints ~5 000 lines a second).
+        match settled_at {
+            Some(t) if t.elapsed() > Duration::from_secs(8 + lines as u64 / 1000) => {
+                out = rss(pid);
+                true
             }
-            // Enough time for every worker to print its lines (sh prints ~5 000 lines a second).
-            match settled_at {
-                Some(t) if t.elapsed() > Duration::from_secs(8 + lines as u64 / 1000) => {
-                    out = rss(pid);
-                    true
-                }
-                _ => false,
-            }
-        },
-    );
+            _ => false,
+        }
+    });
     out
 }
 
