@@ -10,8 +10,9 @@
 //! [`Tiles`] caches each tile's cells keyed by the emulator's generation
 //! ([`crate::worker::Term::generation`]), the tile's size and the fit: a pane whose emulator did
 //! not move since the last frame is copied from the cache, not rebuilt from the emulator. Which
-//! rows changed is sampled at most every [`SAMPLE_MS`] from a hash per screen row, so a spinner
-//! redrawing twelve times a second costs one row scan per sample, not one per frame.
+//! rows changed is sampled at most every [`SAMPLE_MS`] from each screen row's text, so a spinner
+//! redrawing twelve times a second costs one row scan per sample, not one per frame; a row that
+//! changes in every sample (a spinner, a timer) weighs less than the text an agent writes.
 
 use crate::worker::Emulator;
 use ratatui::buffer::{Buffer, Cell};
@@ -100,8 +101,12 @@ struct Tile {
     cells: Vec<Option<Cell>>,
     /// First screen row the crop shows.
     first: u16,
-    /// Hash of each screen row's text at the last sample, and whether it had any text.
-    hashes: Vec<(u64, bool)>,
+    /// Each screen row's text at the last sample.
+    texts: Vec<String>,
+    /// Per screen row: how much it changed lately (characters changed per sample, decaying by
+    /// [`HEAT_DECAY`] a sample), and whether it changed in each of the last 8 samples (bit 0 the
+    /// newest).
+    heat: Vec<(f64, u8)>,
     /// Unix ms of the last sample; the generation it saw.
     sampled_at: u64,
     sampled_generation: u64,
@@ -154,7 +159,8 @@ impl Tiles {
             fit,
             cells: Vec::new(),
             first: 0,
-            hashes: Vec::new(),
+            texts: Vec::new(),
+            heat: Vec::new(),
             sampled_at: 0,
             sampled_generation: u64::MAX,
             drawn: frame,
@@ -168,7 +174,7 @@ impl Tiles {
         // stopped (so the last change is seen).
         let sample_due = tile.sampled_generation != generation
             && (now.saturating_sub(tile.sampled_at) >= SAMPLE_MS || tile.screen != screen_size);
-        if fit == Fit::Crop && screen_size.0 > size.0 && (sample_due || tile.hashes.is_empty()) {
+        if fit == Fit::Crop && screen_size.0 > size.0 && (sample_due || tile.texts.is_empty()) {
             let first = tile.sample(screen, size.0, now, generation);
             if first != tile.first {
                 tile.first = first;
@@ -194,38 +200,55 @@ impl Tiles {
 }
 
 impl Tile {
-    /// Hashes the screen's rows and picks the crop's first row from what changed since the last
-    /// sample (see [`crop_first`]).
+    /// Reads the screen's rows and picks the crop's first row from how much each changed lately
+    /// (see [`crop_first`]). A row that changed in [`FLICKER`] of the last 4 samples (a spinner,
+    /// a timer, a status line) counts one character a sample however much it changes, so the
+    /// text an agent writes outweighs its spinner.
     fn sample(&mut self, screen: &vt100::Screen, h: u16, now: u64, generation: u64) -> u16 {
         let (rows, cols) = screen.size();
-        let hashes: Vec<(u64, bool)> = screen
+        let texts: Vec<String> = screen
             .rows(0, cols)
-            .map(|text| {
-                let text = text.trim_end();
-                (fnv(text.as_bytes()), !text.is_empty())
-            })
+            .map(|t| t.trim_end().to_string())
             .collect();
-        let changed: Vec<bool> = if self.hashes.len() == hashes.len() {
-            hashes
-                .iter()
-                .zip(&self.hashes)
-                .map(|(new, old)| new.1 && new.0 != old.0)
-                .collect()
-        } else {
-            vec![false; hashes.len()]
-        };
+        let comparable = self.texts.len() == texts.len();
+        if !comparable {
+            self.heat = vec![(0.0, 0); texts.len()];
+        }
+        let mut any = false;
+        for (r, text) in texts.iter().enumerate() {
+            let diff = if comparable {
+                changed_chars(&self.texts[r], text)
+            } else {
+                0
+            };
+            let (heat, history) = &mut self.heat[r];
+            *history = (*history << 1) | u8::from(diff > 0);
+            let flicker = (*history & 0b1111).count_ones() >= FLICKER;
+            let gain = if flicker { diff.min(1) } else { diff };
+            *heat = *heat * HEAT_DECAY + gain as f64;
+            any |= diff > 0 && !text.is_empty();
+        }
         self.sampled_at = now;
         self.sampled_generation = generation;
         let old = (self.screen == (rows, cols) && self.size.0 == h).then_some(self.first);
+        let weights: Vec<f64> = if any {
+            self.heat
+                .iter()
+                .zip(&texts)
+                .map(|(&(heat, _), t)| if t.is_empty() { 0.0 } else { heat })
+                .collect()
+        } else {
+            vec![0.0; texts.len()]
+        };
         let first = match old {
-            Some(old) => crop_first(&changed, h, Some(old), old),
+            Some(old) => crop_first(&weights, h, Some(old), old),
             None => {
-                let text: Vec<bool> = hashes.iter().map(|&(_, t)| t).collect();
+                let text: Vec<bool> = texts.iter().map(|t| !t.is_empty()).collect();
                 let fallback = tail_of(&text, screen.cursor_position().0, h);
-                crop_first(&changed, h, None, fallback)
+                crop_first(&weights, h, None, fallback)
             }
         };
-        self.hashes = hashes;
+        self.texts = texts;
         first
     }
 
@@ -259,21 +282,43 @@ impl Tile {
     }
 }
 
-/// The first row of an `h`-row crop of a screen whose rows `changed` (with text) since the last
-/// sample: the window holding the most changed rows, ending at a changed row; the window shown
-/// now (`old`) when it holds as many; the lowest among equals. With no change, `old` stays, or
+/// Of its last 4 samples, how many a row must have changed in to count as flicker (a spinner, a
+/// timer), not new text.
+pub const FLICKER: u32 = 3;
+
+/// How much of a row's change is still counted one sample later.
+pub const HEAT_DECAY: f64 = 0.7;
+
+/// Characters that differ between two versions of a row (position by position, plus the
+/// difference in length).
+fn changed_chars(old: &str, new: &str) -> usize {
+    let mut a = old.chars();
+    let mut b = new.chars();
+    let mut n = 0;
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return n,
+            (Some(x), Some(y)) if x == y => {}
+            _ => n += 1,
+        }
+    }
+}
+
+/// The first row of an `h`-row crop of a screen whose rows changed by `weights` lately: the
+/// window with the most weight, ending at a row with weight; the window shown now (`old`) when
+/// it holds as much; the lowest among equals. With no weight anywhere, `old` stays, or
 /// `fallback` when there is none.
-pub fn crop_first(changed: &[bool], h: u16, old: Option<u16>, fallback: u16) -> u16 {
-    let rows = changed.len();
+pub fn crop_first(weights: &[f64], h: u16, old: Option<u16>, fallback: u16) -> u16 {
+    let rows = weights.len();
     let h = usize::from(h);
     if rows <= h {
         return 0;
     }
-    let count = |first: usize| changed[first..first + h].iter().filter(|&&c| c).count();
-    let mut best: Option<(usize, usize)> = None;
-    for (r, _) in changed.iter().enumerate().filter(|(_, &c)| c) {
+    let sum = |first: usize| weights[first..first + h].iter().sum::<f64>();
+    let mut best: Option<(usize, f64)> = None;
+    for (r, _) in weights.iter().enumerate().filter(|(_, &w)| w > 0.0) {
         let first = (r + 1).saturating_sub(h).min(rows - h);
-        let n = count(first);
+        let n = sum(first);
         if best.is_none_or(|(_, m)| n >= m) {
             best = Some((first, n));
         }
@@ -281,7 +326,11 @@ pub fn crop_first(changed: &[bool], h: u16, old: Option<u16>, fallback: u16) -> 
     match (best, old) {
         (None, Some(old)) => old,
         (None, None) => fallback,
-        (Some((_, n)), Some(old)) if usize::from(old) + h <= rows && count(old.into()) >= n => old,
+        (Some((_, n)), Some(old))
+            if usize::from(old) + h <= rows && sum(old.into()) >= n * 0.999 =>
+        {
+            old
+        }
         (Some((first, _)), _) => first as u16,
     }
 }
@@ -387,13 +436,6 @@ fn color(c: vt100::Color) -> Color {
     }
 }
 
-/// FNV-1a over bytes: a row's fingerprint (collisions only cost a missed "changed").
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,9 +525,9 @@ mod tests {
     #[test]
     fn crop_window_choice() {
         let c = |v: &[usize], rows: usize| {
-            let mut ch = vec![false; rows];
+            let mut ch = vec![0.0; rows];
             for &i in v {
-                ch[i] = true;
+                ch[i] = 1.0;
             }
             ch
         };
@@ -515,5 +557,39 @@ mod tests {
         let shown = text(&buf, area);
         assert!(shown[0].starts_with('l'), "{shown:?}");
         assert!(shown[3].len() > 15, "the right end is in view: {shown:?}");
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+    use crate::worker::{feed, Term};
+
+    /// The crop of a recorded session's tile (10 × 60) at the end, drawn as the session ran.
+    fn tile_at_end(fixture: &str) -> Vec<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(fixture);
+        let rec = crate::replay::Recording::load(&path).unwrap();
+        let mut p = vt100::Parser::new_with_callbacks(rec.rows, rec.cols, 0, Term::default());
+        let area = Rect::new(0, 0, 60, 10);
+        let mut tiles = Tiles::default();
+        let mut buf = Buffer::empty(area);
+        for (t, bytes) in &rec.chunks {
+            feed(&mut p, bytes);
+            tiles.draw(&mut buf, area, 0, &p, Fit::Crop, *t);
+        }
+        let end = rec.chunks.last().map_or(0, |c| c.0) + 1000;
+        tiles.draw(&mut buf, area, 0, &p, Fit::Crop, end);
+        (0..area.height)
+            .map(|y| (0..area.width).map(|x| buf[(x, y)].symbol()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn opencodes_tile_shows_the_answer_not_only_its_input_box() {
+        let shown = tile_at_end("tests/fixtures/opencode/opencode-mock-message");
+        assert!(
+            shown.iter().any(|l| l.contains("Done: I added a README")),
+            "{shown:#?}"
+        );
     }
 }
