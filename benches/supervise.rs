@@ -5,7 +5,8 @@
 //! 2. 16 workers each writing 20 MB of coloured agent-like log as fast as they can: wall time
 //!    until all are drained through switchyard's workers (PTY + vt100 + transcript) vs. the same
 //!    bytes drained by plain PTY readers with no emulator;
-//! 3. CPU used by the real control room over 30 s with 16 idle workers.
+//! 3. CPU used by the real control room (the run's server, which draws it, and the client) over
+//!    30 s with 16 idle workers.
 //!
 //! Environment: SY_BENCH_MB (default 20), SY_BENCH_WORKERS (16), SY_BENCH_IDLE_S (30).
 
@@ -340,11 +341,16 @@ fn idle_cpu() {
         }
     });
     std::thread::sleep(Duration::from_secs(5)); // let all workers start
+                                                // The control room is drawn by the run's server (its lock file names it) and shown by the
+                                                // client: both count.
+    let server = server_pid(repo).expect("the run's server");
     let hz = 100.0; // USER_HZ on Linux
-    let t0 = cpu_ticks(pid).expect("switchyard runs");
+    let ticks =
+        || cpu_ticks(pid).expect("switchyard runs") + cpu_ticks(server).expect("its server runs");
+    let t0 = ticks();
     let start = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
-    let t1 = cpu_ticks(pid).expect("switchyard still runs");
+    let t1 = ticks();
     let wall = start.elapsed().as_secs_f64();
     let cpu_s = (t1 - t0) as f64 / hz;
     println!("idle, the control room with {n} idle workers over {wall:.0} s (release binary):");
@@ -352,11 +358,33 @@ fn idle_cpu() {
         "  CPU {cpu_s:.2} s = {:.2}% of one core (baseline: 0% for a process that sleeps)",
         100.0 * cpu_s / wall
     );
+    // Quit, then `s`: stop the run (its server and workers), not only detach.
     let _ = writer.lock().unwrap().write_all(b"q");
     std::thread::sleep(Duration::from_millis(300));
-    let _ = writer.lock().unwrap().write_all(b"y");
+    let _ = writer.lock().unwrap().write_all(b"s");
     std::thread::sleep(Duration::from_secs(2));
     let _ = child.kill();
+}
+
+/// The pid of the server of the run in `repo` (from `<workdir>/run/*.lock`, workdir anywhere
+/// two levels down).
+fn server_pid(repo: &Path) -> Option<u32> {
+    let mut dirs = vec![(repo.to_path_buf(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).ok()?.flatten() {
+            let path = e.path();
+            if path.is_dir() && depth < 3 {
+                dirs.push((path, depth + 1));
+            } else if path.extension().is_some_and(|x| x == "lock")
+                && path.parent().is_some_and(|p| p.ends_with("run"))
+            {
+                let text = std::fs::read_to_string(&path).ok()?;
+                let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+                return v["pid"].as_u64().map(|p| p as u32);
+            }
+        }
+    }
+    None
 }
 
 fn main() {
