@@ -127,6 +127,8 @@ pub struct Runtime {
     pub socket: Option<PathBuf>,
     /// Why the last manifest save failed, while it keeps failing.
     pub save_error: Option<String>,
+    /// The last screens of workers that exited (shown for finished tasks).
+    pub last_screens: crate::worker::LastScreens,
     save_due: bool,
     snapshot_at: BTreeMap<usize, u64>,
     /// What the run last wrote to (or read from) the manifest file: text, parsed, mtime.
@@ -211,6 +213,7 @@ impl Runtime {
             pty_size,
             socket: None,
             save_error: None,
+            last_screens: Default::default(),
             save_due: false,
             snapshot_at: BTreeMap::new(),
             written: None,
@@ -516,6 +519,8 @@ impl Runtime {
                 self.reap_workers(&pid.into_iter().collect::<Vec<_>>());
                 // The final screen first, so the engine's error context is the last thing shown.
                 if let Some(w) = self.workers.get(&task) {
+                    self.last_screens
+                        .keep(task, &w.parser.lock().unwrap_or_else(|e| e.into_inner()));
                     let screen = w.snapshot();
                     self.final_screens.insert(task, screen.rows.join("\n"));
                     let last = w.last_output_ms.load(std::sync::atomic::Ordering::Relaxed);

@@ -110,6 +110,16 @@ pub struct Term {
     pub reply_allowance: Option<u32>,
     /// Queries left unanswered because the allowance was used up (a query flood).
     pub replies_dropped: u64,
+    /// Bumped after every chunk parsed and every resize ([`feed`], [`Worker::resize`]): a screen
+    /// whose generation did not move has not changed, so the view copies its pane instead of
+    /// rebuilding it ([`crate::ui::pane::Tiles`]).
+    pub generation: u64,
+}
+
+/// Parses `bytes` into the emulator and bumps its generation ([`Term::generation`]).
+pub fn feed(p: &mut Emulator, bytes: &[u8]) {
+    p.process(bytes);
+    p.callbacks_mut().generation += 1;
 }
 
 /// Most terminal-query replies a worker gets per [`REPLY_WINDOW`]: a TUI asks a handful at
@@ -243,8 +253,6 @@ pub struct Worker {
     /// started with [`Worker::spawn_sharing_wake`] share one flag: one wake-up per frame for all
     /// of them, not one per worker.
     pub wake: Arc<AtomicBool>,
-    /// Output chunks parsed so far: a pane whose generation did not move has not changed.
-    pub generation: Arc<AtomicU64>,
     /// Unix ms of the last byte read.
     pub last_output_ms: Arc<AtomicU64>,
     /// Total bytes read.
@@ -417,7 +425,6 @@ impl Worker {
             Term::default(),
         )));
         let dirty = Arc::new(AtomicBool::new(false));
-        let generation = Arc::new(AtomicU64::new(0));
         let last_output_ms = Arc::new(AtomicU64::new(now_ms()));
         let bytes_read = Arc::new(AtomicU64::new(0));
 
@@ -426,7 +433,6 @@ impl Worker {
             let parser = parser.clone();
             let dirty = dirty.clone();
             let wake = wake.clone();
-            let generation = generation.clone();
             let last = last_output_ms.clone();
             let count = bytes_read.clone();
             let writer = writer.clone();
@@ -458,6 +464,7 @@ impl Worker {
                                 p.callbacks_mut().reply_allowance = Some(REPLIES_PER_WINDOW);
                             }
                             cap.feed(chunk, |part| p.process(part));
+                            p.callbacks_mut().generation += 1;
                             std::mem::take(&mut p.callbacks_mut().replies)
                         };
                         if !replies.is_empty() {
@@ -469,7 +476,6 @@ impl Worker {
                         last.store(now_ms(), Ordering::Relaxed);
                         count.fetch_add(n as u64, Ordering::Relaxed);
                         dirty.store(true, Ordering::Release);
-                        generation.fetch_add(1, Ordering::Release);
                         // Shared by every worker: read first, so a flag already set costs no
                         // write to a cache line the other readers use.
                         if !wake.load(Ordering::Acquire) && !wake.swap(true, Ordering::AcqRel) {
@@ -515,7 +521,6 @@ impl Worker {
             parser,
             dirty,
             wake,
-            generation,
             last_output_ms,
             bytes_read,
             writer,
@@ -578,13 +583,12 @@ impl Worker {
             pixel_width: 0,
             pixel_height: 0,
         });
-        self.parser
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .screen_mut()
-            .set_size(rows, cols);
+        {
+            let mut p = self.parser.lock().unwrap_or_else(|e| e.into_inner());
+            p.screen_mut().set_size(rows, cols);
+            p.callbacks_mut().generation += 1;
+        }
         self.dirty.store(true, Ordering::Release);
-        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// The PTY size, rows × cols.
@@ -659,6 +663,44 @@ pub fn tree_cpu_ticks(pid: u32) -> u64 {
         }
     }
     total
+}
+
+/// Last screens kept of workers that exited, at most this many (the oldest is dropped first).
+pub const KEPT_SCREENS: usize = 256;
+
+/// The last screens of workers that exited, by task index, so a finished task's screen stays
+/// reachable (zoom, log view) after its PTY closed. Each is kept as the bytes that redraw its
+/// visible screen (vt100 `contents_formatted`, a few KiB; no scrollback), at most
+/// [`KEPT_SCREENS`] of them.
+#[derive(Debug, Default)]
+pub struct LastScreens {
+    screens: std::collections::BTreeMap<usize, (u16, u16, Vec<u8>)>,
+    order: std::collections::VecDeque<usize>,
+}
+
+impl LastScreens {
+    /// Keeps task `task`'s screen as `p` shows it now (replacing an older one of the task).
+    pub fn keep(&mut self, task: usize, p: &Emulator) {
+        let (rows, cols) = p.screen().size();
+        let bytes = p.screen().contents_formatted();
+        if self.screens.insert(task, (rows, cols, bytes)).is_some() {
+            self.order.retain(|&t| t != task);
+        }
+        self.order.push_back(task);
+        while self.order.len() > KEPT_SCREENS {
+            if let Some(old) = self.order.pop_front() {
+                self.screens.remove(&old);
+            }
+        }
+    }
+
+    /// Task `task`'s last screen as a fresh emulator (no scrollback), if one is kept.
+    pub fn emulator(&self, task: usize) -> Option<Emulator> {
+        let (rows, cols, bytes) = self.screens.get(&task)?;
+        let mut p = vt100::Parser::new_with_callbacks(*rows, *cols, 0, Term::default());
+        feed(&mut p, bytes);
+        Some(p)
+    }
 }
 
 /// Plain-text snapshot of an emulator's visible screen.
@@ -743,6 +785,25 @@ mod tests {
         );
         p.process(b"\x1b]7501;state=clear\x1b\\");
         assert_eq!(p.callbacks().agent_state, None);
+    }
+
+    #[test]
+    fn last_screens_are_kept_bounded_and_redraw_the_screen() {
+        let mut kept = LastScreens::default();
+        let p = parse(b"\x1b[31mfailed\x1b[0m: exit 1\r\nbye");
+        kept.keep(3, &p);
+        let back = kept.emulator(3).unwrap();
+        assert_eq!(back.screen().contents(), p.screen().contents());
+        assert_eq!(
+            back.screen().cell(0, 0).unwrap().fgcolor(),
+            vt100::Color::Idx(1)
+        );
+        for t in 0..KEPT_SCREENS + 10 {
+            kept.keep(1000 + t, &p);
+        }
+        assert!(kept.emulator(3).is_none(), "the oldest went first");
+        assert!(kept.emulator(1000 + KEPT_SCREENS + 9).is_some());
+        assert_eq!(kept.screens.len(), KEPT_SCREENS);
     }
 
     #[test]
