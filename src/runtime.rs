@@ -583,6 +583,7 @@ impl Runtime {
             // Only when the output paused: a program printing as it reads is not waiting.
             if quiet {
                 screen.reading = w.pid.and_then(crate::procfs::terminal_reader);
+                screen.foreground = w.pid.and_then(crate::procfs::foreground);
             }
             screens.push(Event::Screen {
                 task,

@@ -100,8 +100,10 @@ pub struct Term {
     pub title: String,
     /// Bells rung since last taken.
     pub bells: u32,
-    /// Desktop notifications the child sent (OSC 9 / OSC 777), newest last.
+    /// Desktop notifications the child sent (OSC 9 / OSC 777), newest last (the last 16).
     pub notifications: Vec<String>,
+    /// The latest OSC 133 prompt mark, OSC 9;4 progress and notification.
+    pub marks: crate::classify::Marks,
     /// The state the agent last announced with OSC 7501 (codex: `state=working:app=codex`);
     /// `None` before any, and after `state=clear`.
     pub agent_state: Option<String>,
@@ -181,17 +183,48 @@ impl vt100::Callbacks for Term {
                     .join(";");
                 self.agent_state = (text != "state=clear").then_some(text);
             }
-            [b"9", msg, ..] => self
-                .notifications
-                .push(String::from_utf8_lossy(msg).into_owned()),
-            [b"777", b"notify", rest @ ..] => self.notifications.push(
-                rest.iter()
-                    .map(|p| String::from_utf8_lossy(p).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(": "),
-            ),
+            [b"133", rest @ ..] => {
+                if let Some(m) = crate::classify::PromptMark::parse(&texts(rest)) {
+                    if let crate::classify::PromptMark::Finished(c) = m {
+                        self.marks.last_exit = c;
+                    }
+                    self.marks.prompt = Some(m);
+                }
+            }
+            // ConEmu's OSC 9;N commands (9;4 is progress); any other OSC 9 is a notification.
+            [b"9", n, rest @ ..] if !n.is_empty() && n.iter().all(u8::is_ascii_digit) => {
+                if n == b"4" {
+                    if let Ok(p) = crate::classify::Progress::parse(&texts(rest)) {
+                        self.marks.progress = p;
+                    }
+                }
+            }
+            [b"9", rest @ ..] if !rest.is_empty() => self.notify(texts(rest).join(";")),
+            [b"777", b"notify", rest @ ..] => self.notify(texts(rest).join(": ")),
             _ => {}
         }
+    }
+}
+
+/// OSC parameters as text (lossy UTF-8).
+fn texts(params: &[&[u8]]) -> Vec<String> {
+    params
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect()
+}
+
+/// Notifications kept in [`Term::notifications`]; older ones are dropped.
+const NOTIFICATIONS_KEPT: usize = 16;
+
+impl Term {
+    /// Records a notification, stamped with the time it arrived.
+    fn notify(&mut self, text: String) {
+        if self.notifications.len() >= NOTIFICATIONS_KEPT {
+            self.notifications.remove(0);
+        }
+        self.notifications.push(text.clone());
+        self.marks.notification = Some(crate::classify::Notice { text, at: now_ms() });
     }
 }
 
@@ -677,6 +710,8 @@ pub fn snapshot_of(p: &Emulator) -> ScreenSnapshot {
         title: p.callbacks().title.clone(),
         agent_state: p.callbacks().agent_state.clone(),
         reading: None,
+        foreground: None,
+        marks: p.callbacks().marks.clone(),
     }
 }
 
