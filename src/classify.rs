@@ -1051,6 +1051,203 @@ mod tests {
         );
     }
 
+    fn quiet_for(quiet: u64) -> Timing {
+        Timing {
+            now: 1_000_000,
+            started_at: 0,
+            last_output_at: 1_000_000 - quiet,
+            last_change_at: 1_000_000 - quiet,
+            last_activity_at: 1_000_000 - quiet,
+        }
+    }
+
+    #[test]
+    fn osc_marks_parse() {
+        assert_eq!(PromptMark::parse(&["A"]), Some(PromptMark::Prompt));
+        assert_eq!(
+            PromptMark::parse(&["A", "cl=m", "aid=12"]),
+            Some(PromptMark::Prompt)
+        );
+        assert_eq!(PromptMark::parse(&["B"]), Some(PromptMark::Input));
+        assert_eq!(PromptMark::parse(&["C"]), Some(PromptMark::Output));
+        assert_eq!(
+            PromptMark::parse(&["D", "130"]),
+            Some(PromptMark::Finished(Some(130)))
+        );
+        assert_eq!(PromptMark::parse(&["D"]), Some(PromptMark::Finished(None)));
+        assert_eq!(PromptMark::parse(&["Z"]), None);
+        assert_eq!(PromptMark::parse::<&str>(&[]), None);
+        assert_eq!(
+            Progress::parse(&["1", "42"]),
+            Ok(Some(Progress {
+                state: 1,
+                percent: Some(42)
+            }))
+        );
+        assert_eq!(Progress::parse(&["0"]), Ok(None));
+        assert_eq!(
+            Progress::parse(&["3"]).unwrap().unwrap().describe(),
+            "indeterminate"
+        );
+        assert_eq!(
+            Progress::parse(&["2", "70"]).unwrap().unwrap().describe(),
+            "error at 70%"
+        );
+        assert_eq!(Progress::parse(&["7"]), Err(()));
+        assert_eq!(Progress::parse(&["x"]), Err(()));
+    }
+
+    #[test]
+    fn a_shell_at_its_osc_133_prompt_is_idle_and_a_running_command_runs() {
+        let mut s = ScreenSnapshot::from_text("make: *** [all] Error 2\n$");
+        s.marks.prompt = Some(PromptMark::Input);
+        s.marks.last_exit = Some(2);
+        let v = classify(&s, &quiet_for(500), &[], 300_000);
+        assert_eq!(v.kind, VerdictKind::Idle, "{v}");
+        assert_eq!(v.evidence.rule, "osc-133");
+        assert!(v.evidence.line.contains("last command exited 2"), "{v}");
+        // Still drawing: not yet.
+        assert_eq!(
+            classify(&s, &quiet_for(100), &[], 300_000).kind,
+            VerdictKind::Running
+        );
+        // A command runs: running, and a program it started that reads the terminal waits.
+        s.marks.prompt = Some(PromptMark::Output);
+        let v = classify(&s, &quiet_for(500), &[], 300_000);
+        assert_eq!(
+            (v.kind, v.evidence.rule.as_str()),
+            (VerdictKind::Running, "osc-133")
+        );
+        s.reading = Some(TerminalRead {
+            process: "rm".into(),
+            shell: false,
+        });
+        let v = classify(&s, &quiet_for(500), &[], 300_000);
+        assert_eq!(v.kind, VerdictKind::WaitingInput, "{v}");
+        assert_eq!(v.evidence.rule, "terminal-read");
+    }
+
+    #[test]
+    fn osc_9_4_progress_runs_and_its_error_state_is_an_error() {
+        let mut s = ScreenSnapshot::from_text("Downloading");
+        s.marks.progress = Some(Progress {
+            state: 1,
+            percent: Some(42),
+        });
+        let v = classify(&s, &quiet_for(5_000), &[], 300_000);
+        assert_eq!(v.kind, VerdictKind::Running);
+        assert_eq!(v.evidence.line, "OSC 9;4 progress 42%");
+        // Progress does not hide a stall.
+        assert_eq!(
+            classify(&s, &quiet_for(400_000), &[], 300_000).kind,
+            VerdictKind::Stalled
+        );
+        s.marks.progress = Some(Progress {
+            state: 2,
+            percent: Some(42),
+        });
+        let v = classify(&s, &quiet_for(1_000), &[], 300_000);
+        assert_eq!(v.kind, VerdictKind::Error);
+        assert_eq!(v.evidence.line, "OSC 9;4 progress error at 42%");
+    }
+
+    #[test]
+    fn a_fresh_notification_ends_a_turn_or_asks_for_approval() {
+        let mut s = ScreenSnapshot::from_text("• I added README.md\n› Ask Codex to do anything");
+        let t = quiet_for(2_000);
+        s.marks.notification = Some(Notice {
+            text: "I added README.md with a short project description.".into(),
+            at: t.last_output_at - 200,
+        });
+        let v = classify(&s, &t, &[], 300_000);
+        assert_eq!(v.kind, VerdictKind::Idle, "{v}");
+        assert_eq!(v.evidence.rule, "osc-notification");
+        assert_eq!(
+            v.evidence.line,
+            "notification: I added README.md with a short project description."
+        );
+        s.marks.notification = Some(Notice {
+            text: "Approval requested: cargo test".into(),
+            at: t.last_output_at,
+        });
+        assert_eq!(
+            classify(&s, &t, &[], 300_000).kind,
+            VerdictKind::WaitingInput
+        );
+        // Output long after it: a new turn began, the notification is old news.
+        s.marks.notification = Some(Notice {
+            text: "done".into(),
+            at: t.last_output_at - 5_000,
+        });
+        assert_eq!(classify(&s, &t, &[], 300_000).kind, VerdictKind::Running);
+    }
+
+    #[test]
+    fn the_profiles_rules_outrank_the_marks_and_a_pending_rule_holds_them_back() {
+        let mut s = ScreenSnapshot::from_text("Delete 3 files? (y/n)");
+        s.marks.prompt = Some(PromptMark::Input);
+        let v = classify(&s, &quiet_for(600), &rules(), 300_000);
+        assert_eq!(v.evidence.rule, "yes-no");
+        // The rule's quiet time (500 ms) has not passed: nothing else speaks before it.
+        let v = classify(&s, &quiet_for(350), &rules(), 300_000);
+        assert_eq!(v.kind, VerdictKind::Running, "{v}");
+    }
+
+    #[test]
+    fn a_cursor_right_after_a_question_waits_for_input_after_quiet() {
+        for q in [
+            "Name: ",
+            "Overwrite existing key? ",
+            "Proceed [Y/n] ",
+            "Continue (yes/no) ",
+            "package name: (demo-app) ",
+            "? Pick a template › ",
+        ] {
+            let mut s = ScreenSnapshot::from_text(&format!("setup\n{q}"));
+            s.cursor_col = q.chars().count();
+            let expect_match = !q.ends_with("› ");
+            let v = classify(&s, &quiet_for(2_000), &[], 300_000);
+            assert_eq!(
+                v.kind == VerdictKind::WaitingInput,
+                expect_match,
+                "{q:?}: {v}"
+            );
+            if expect_match {
+                assert_eq!(v.evidence.rule, "cursor-question");
+                assert!(v.evidence.line.starts_with("cursor after a question: "));
+                // Too soon.
+                assert_eq!(
+                    classify(&s, &quiet_for(1_000), &[], 300_000).kind,
+                    VerdictKind::Running
+                );
+            }
+        }
+        // Not a question: the cursor elsewhere, text below it, a full-screen TUI, progress.
+        let mut s = ScreenSnapshot::from_text("Name: ");
+        s.cursor_col = 0;
+        assert_eq!(question_at_cursor(&s), None);
+        let mut s = ScreenSnapshot::from_text("Name:\nstill loading");
+        s.cursor_row = 0;
+        s.cursor_col = 6;
+        assert_eq!(question_at_cursor(&s), None);
+        let mut s = ScreenSnapshot::from_text("Name: ");
+        s.alternate = true;
+        assert_eq!(question_at_cursor(&s), None);
+        assert_eq!(
+            question_at_cursor(&ScreenSnapshot::from_text("Compiling serde (3/10)")),
+            None
+        );
+        let mut s = ScreenSnapshot::from_text("Name: ");
+        s.marks.progress = Some(Progress {
+            state: 3,
+            percent: None,
+        });
+        assert_eq!(
+            classify(&s, &quiet_for(2_000), &[], 300_000).kind,
+            VerdictKind::Running
+        );
+    }
+
     #[test]
     fn an_echo_of_switchyards_own_context_is_not_an_error() {
         let ctx = "Previous attempt 1 failed (error [error-line] Error: Cannot connect to API). The last lines of its screen were:\n| Error: Cannot connect to API";

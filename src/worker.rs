@@ -765,6 +765,59 @@ mod tests {
     }
 
     #[test]
+    fn keeps_the_latest_prompt_mark_progress_and_notification() {
+        let mut p = parse(b"\x1b]133;A\x07$ \x1b]133;B\x07");
+        assert_eq!(
+            p.callbacks().marks.prompt,
+            Some(crate::classify::PromptMark::Input)
+        );
+        p.process(b"make\r\n\x1b]133;C\x07\x1b]9;4;1;30\x1b\\");
+        let m = &p.callbacks().marks;
+        assert_eq!(m.prompt, Some(crate::classify::PromptMark::Output));
+        assert_eq!(m.progress.map(|p| p.percent), Some(Some(30)));
+        p.process(b"\x1b]9;4;0;0\x07\x1b]133;D;2\x07\x1b]133;A\x07");
+        let m = &p.callbacks().marks;
+        assert_eq!(m.progress, None, "state 0 removes the progress");
+        assert_eq!(m.last_exit, Some(2));
+        assert_eq!(
+            snapshot_of(&p).marks.prompt,
+            Some(crate::classify::PromptMark::Prompt)
+        );
+        // ConEmu's other OSC 9 commands are not notifications; a notification keeps its `;`.
+        p.process(b"\x1b]9;1;500\x07\x1b]9;Approval requested: a; b\x07");
+        assert_eq!(
+            p.callbacks()
+                .marks
+                .notification
+                .as_ref()
+                .map(|n| n.text.as_str()),
+            Some("Approval requested: a; b")
+        );
+        p.process(b"\x1b]777;notify;Claude Code;Task finished\x07");
+        assert_eq!(
+            p.callbacks().notifications.last().map(String::as_str),
+            Some("Claude Code: Task finished")
+        );
+    }
+
+    #[test]
+    fn codex_turn_end_notification_from_a_recording() {
+        // codex-cli 0.169 with tui.notifications: OSC 9 with its last message at the turn's end.
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/codex/codex-mock-osc9-done.bytes"
+        ))
+        .unwrap();
+        let mut p = vt100::Parser::new_with_callbacks(40, 120, 0, Term::default());
+        p.process(&bytes);
+        let n = p.callbacks().marks.notification.clone().unwrap();
+        assert_eq!(
+            n.text,
+            "I added README.md with a short project description."
+        );
+    }
+
+    #[test]
     fn records_the_agent_state_codex_announces() {
         let mut p = parse(b"\x1b]7501;state=working:app=codex\x1b\\");
         assert_eq!(
