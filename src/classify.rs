@@ -634,10 +634,15 @@ impl Echo {
         }
     }
 
-    /// True when the row (with the agent's own decoration stripped) is part of the context.
+    /// True when the row (with the agent's own decoration stripped) is part of the context, or
+    /// holds the context's opening (its first 32 letters and digits) after a label of the
+    /// prompt's own (`TASK: Previous attempt 1 failed (…`).
     pub fn covers(&self, row: &str) -> bool {
         let r = normalize(row);
-        r.len() >= Echo::MIN_CHARS && self.text.contains(&r)
+        let opening: String = self.text.chars().take(32).collect();
+        r.len() >= Echo::MIN_CHARS
+            && (self.text.contains(&r)
+                || (opening.len() >= Echo::MIN_CHARS && r.contains(&opening)))
     }
 }
 
