@@ -851,6 +851,12 @@ impl Engine {
             return Ok(());
         }
         let s = &w.screen;
+        // A shell at its prompt by its own OSC 133 mark or by its terminal read.
+        if s.marks.prompt.is_some_and(|p| p.at_prompt())
+            || s.reading.as_ref().is_some_and(|r| r.shell)
+        {
+            return Ok(());
+        }
         let matches = idle.iter().any(|r| match r.source {
             Source::Title => r.re.is_match(&s.title),
             Source::AgentState => s.agent_state.as_deref().is_some_and(|a| r.re.is_match(a)),
@@ -868,7 +874,8 @@ impl Engine {
 /// notify, server events) when it says anything but "working"; "working" from the agent outranks
 /// an idle guess from the title or screen while it is recent (less than `stall_ms` old: claude
 /// in auto mode shows its idle title while its own permission check runs); otherwise the
-/// classifier's verdict (agent state, title, terminal read, screen rules, timing).
+/// classifier's verdict (the profile's agent-state, title and screen rules; OSC 133 / 9;4 / 9
+/// marks; terminal read; a cursor after a question; timing — see [`crate::classify::classify`]).
 pub fn merge_report(
     v: Verdict,
     reported: Option<&crate::classify::AgentReport>,
