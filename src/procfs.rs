@@ -165,10 +165,11 @@ fn interactive_shell(pid: u32) -> bool {
 }
 
 /// True when `pid` is blocked waiting for its terminal: in `read(2)` on a terminal; in
-/// `select`/`pselect6` watching no more than the first 16 fds, every open one of which is a
-/// terminal (bash 5 / readline at its prompt: `pselect6(1, …)`); or in `poll`/`ppoll` on one
-/// fd that is a terminal (the `pollfd` read from `/proc/<pid>/mem`, which a worker's parent may
-/// read). A program waiting on sockets and the terminal together (an event loop) is not.
+/// `select`/`pselect6` without a timeout, watching no more than the first 16 fds, every open
+/// one of which is a terminal (bash 5 / readline at its prompt: `pselect6(1, …, NULL, NULL)`);
+/// or in `poll`/`ppoll` without a timeout on one fd that is a terminal (the `pollfd` read from
+/// `/proc/<pid>/mem`, which a worker's parent may read). A program waiting on sockets and the
+/// terminal together (an event loop), or polling with a timeout (a loop that ticks), is not.
 fn reads_terminal(pid: u32, calls: &Calls) -> bool {
     let Ok(syscall) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
         return false;
@@ -178,7 +179,7 @@ fn reads_terminal(pid: u32, calls: &Calls) -> bool {
         return false;
     };
     let args: Vec<u64> = fields
-        .take(2)
+        .take(5)
         .filter_map(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok())
         .collect();
     let tty = |fd: u64| {
@@ -189,13 +190,18 @@ fn reads_terminal(pid: u32, calls: &Calls) -> bool {
     };
     match args.as_slice() {
         [fd, ..] if nr == calls.read => tty(*fd).unwrap_or(false),
-        [nfds, ..] if nr == calls.pselect6 || Some(nr) == calls.select => {
+        // No timeout (a NULL pointer): waiting for the person, not ticking.
+        [nfds, _, _, _, 0] if nr == calls.pselect6 || Some(nr) == calls.select => {
             (1..=16).contains(nfds) && {
                 let open: Vec<bool> = (0..*nfds).filter_map(|fd| tty(fd).ok()).collect();
                 !open.is_empty() && open.iter().all(|t| *t)
             }
         }
-        [fds, 1] if nr == calls.ppoll || Some(nr) == calls.poll => {
+        // poll's timeout is -1 (no timeout); ppoll's is a NULL pointer.
+        [fds, 1, timeout, ..]
+            if (Some(nr) == calls.poll && *timeout as i32 == -1)
+                || (nr == calls.ppoll && *timeout == 0) =>
+        {
             poll_fd(pid, *fds).is_some_and(|fd| tty(fd).unwrap_or(false))
         }
         _ => false,

@@ -85,13 +85,13 @@ fn shell_rules() -> Vec<Rule> {
 }
 
 /// Classifies the program as switchyard's runtime does after its output pauses, until the
-/// verdict is `want` or 15 s pass; returns the last verdict and screen.
+/// verdict is `want` or 30 s pass; returns the last verdict and screen.
 fn verdict(
     p: &Running,
     want: VerdictKind,
     rules: &[Rule],
 ) -> (crate::classify::Verdict, ScreenSnapshot) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let last = p.last.load(Ordering::Relaxed);
@@ -320,6 +320,40 @@ fn a_shell_at_its_prompt_is_idle_and_a_busy_program_runs() {
         Some("sleep")
     );
     drop(p);
+
+    // Waiting on the terminal in select(2) with no timeout is a read; a loop that ticks with a
+    // timeout (an event loop, a stalled agent) is not.
+    if installed("python3") {
+        let p = start(
+            &[
+                "python3",
+                "-c",
+                "import select,sys; print('Ready? ', end='', flush=True); select.select([0],[],[])",
+            ],
+            d,
+        );
+        check(
+            "select on the terminal",
+            &p,
+            VerdictKind::WaitingInput,
+            "terminal-read",
+            None,
+        );
+        drop(p);
+        let p = start(
+            &[
+                "python3",
+                "-c",
+                "import select\nprint('thinking', flush=True)\nwhile not select.select([0],[],[],1.0)[0]: pass",
+            ],
+            d,
+        );
+        let (v, screen) = verdict(&p, VerdictKind::Running, &shell_rules());
+        assert_eq!(v.kind, VerdictKind::Running, "{v}");
+        assert_eq!(screen.reading, None);
+    } else {
+        eprintln!("skipped the select tests: python3 is not installed");
+    }
 
     // Sleeping is not reading.
     let p = start(&["sh", "-c", "echo working; sleep 30"], d);
