@@ -191,14 +191,14 @@ impl vt100::Callbacks for Term {
                     self.marks.prompt = Some(m);
                 }
             }
-            // ConEmu's OSC 9;N commands (9;4 is progress); any other OSC 9 is a notification.
-            [b"9", n, rest @ ..] if !n.is_empty() && n.iter().all(u8::is_ascii_digit) => {
-                if n == b"4" {
-                    if let Ok(p) = crate::classify::Progress::parse(&texts(rest)) {
-                        self.marks.progress = p;
-                    }
+            // ConEmu's OSC 9;N commands (9;4 is progress, the others are ignored); any other
+            // OSC 9 is a notification.
+            [b"9", b"4", rest @ ..] => {
+                if let Ok(p) = crate::classify::Progress::parse(&texts(rest)) {
+                    self.marks.progress = p;
                 }
             }
+            [b"9", n, ..] if !n.is_empty() && n.iter().all(u8::is_ascii_digit) => {}
             [b"9", rest @ ..] if !rest.is_empty() => self.notify(texts(rest).join(";")),
             [b"777", b"notify", rest @ ..] => self.notify(texts(rest).join(": ")),
             _ => {}
