@@ -828,14 +828,23 @@ impl Engine {
 
     /// A nudge goes only to an agent at its own prompt: the situation is `idle`, its channel
     /// said it is idle, one of its profile's idle rules matches now (quiet time aside), or the
-    /// profile has no idle rule to tell by (a plain command). `Err` says why not.
+    /// profile has no idle rule to tell by (a plain command) — never to a shell at its prompt.
+    /// `Err` says why not.
     fn at_its_prompt(&self, i: usize, sit: Situation) -> Result<(), String> {
-        if sit == Situation::Idle {
-            return Ok(());
-        }
         let Some(w) = self.runs[i].worker.as_ref() else {
             return Err("no worker".into());
         };
+        // A shell at its own prompt (its OSC 133 mark, or its terminal read) would run the
+        // nudge's words as a command.
+        let s = &w.screen;
+        if s.marks.prompt.is_some_and(|p| p.at_prompt())
+            || s.reading.as_ref().is_some_and(|r| r.shell)
+        {
+            return Err("a shell at its prompt takes commands, not a nudge".into());
+        }
+        if sit == Situation::Idle {
+            return Ok(());
+        }
         if w.reported
             .as_ref()
             .is_some_and(|r| r.kind == VerdictKind::Idle)
@@ -851,12 +860,6 @@ impl Engine {
             return Ok(());
         }
         let s = &w.screen;
-        // A shell at its prompt by its own OSC 133 mark or by its terminal read.
-        if s.marks.prompt.is_some_and(|p| p.at_prompt())
-            || s.reading.as_ref().is_some_and(|r| r.shell)
-        {
-            return Ok(());
-        }
         let matches = idle.iter().any(|r| match r.source {
             Source::Title => r.re.is_match(&s.title),
             Source::AgentState => s.agent_state.as_deref().is_some_and(|a| r.re.is_match(a)),

@@ -575,3 +575,34 @@ fn explain_names_the_foreground_program_the_terminal_read_and_the_osc_marks() {
     assert!(at("progress (OSC 9;4)") < at("terminal read (/proc)"));
     assert!(at("terminal read (/proc)") < at("cursor after a question"));
 }
+
+#[test]
+fn a_shell_at_its_prompt_is_idle_and_never_gets_a_nudge_typed_as_a_command() {
+    let mut e = engine_for("shell", "");
+    let mut s = ScreenSnapshot::from_text("bash-5.2$ ");
+    s.reading = Some(crate::classify::TerminalRead {
+        process: "bash".into(),
+        shell: true,
+    });
+    e.update(
+        Event::Screen {
+            task: 0,
+            screen: s,
+            last_output_at: 1_000,
+        },
+        1_000,
+    );
+    let fx = e.update(Event::Tick, 3_000);
+    assert_eq!(verdict(&e), (VerdictKind::Idle, "terminal-read".into()));
+    assert!(fx.iter().any(|f| matches!(f, Effect::Inspect { task: 0 })));
+    let fx = e.update(
+        Event::Inspected {
+            task: 0,
+            commits_ahead: 0,
+            uncommitted: 1,
+        },
+        3_100,
+    );
+    assert!(writes(&fx).is_empty(), "no nudge into bash: {fx:#?}");
+    assert_eq!(e.status(0), Status::NeedsAttention);
+}
