@@ -584,11 +584,22 @@ impl Runtime {
                 w.dirty.store(false, std::sync::atomic::Ordering::Release);
             }
             self.snapshot_at.insert(task, now);
+            // Only when the output paused: a program printing as it reads is not waiting. /proc
+            // is read before the screen is copied, so a question printed just before the read
+            // is on the copy; output that arrived meanwhile voids the read (the screen is copied
+            // again when it pauses).
+            let (reading, foreground) = if quiet {
+                (
+                    w.pid.and_then(crate::procfs::terminal_reader),
+                    w.pid.and_then(crate::procfs::foreground),
+                )
+            } else {
+                (None, None)
+            };
             let mut screen = w.snapshot();
-            // Only when the output paused: a program printing as it reads is not waiting.
-            if quiet {
-                screen.reading = w.pid.and_then(crate::procfs::terminal_reader);
-            }
+            let moved = w.last_output_ms.load(std::sync::atomic::Ordering::Relaxed) != last;
+            screen.reading = reading.filter(|_| !moved);
+            screen.foreground = foreground;
             screens.push(Event::Screen {
                 task,
                 screen,

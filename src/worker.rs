@@ -100,8 +100,10 @@ pub struct Term {
     pub title: String,
     /// Bells rung since last taken.
     pub bells: u32,
-    /// Desktop notifications the child sent (OSC 9 / OSC 777), newest last.
+    /// Desktop notifications the child sent (OSC 9 / OSC 777), newest last (the last 16).
     pub notifications: Vec<String>,
+    /// The latest OSC 133 prompt mark, OSC 9;4 progress and notification.
+    pub marks: crate::classify::Marks,
     /// The state the agent last announced with OSC 7501 (codex: `state=working:app=codex`);
     /// `None` before any, and after `state=clear`.
     pub agent_state: Option<String>,
@@ -191,17 +193,48 @@ impl vt100::Callbacks for Term {
                     .join(";");
                 self.agent_state = (text != "state=clear").then_some(text);
             }
-            [b"9", msg, ..] => self
-                .notifications
-                .push(String::from_utf8_lossy(msg).into_owned()),
-            [b"777", b"notify", rest @ ..] => self.notifications.push(
-                rest.iter()
-                    .map(|p| String::from_utf8_lossy(p).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(": "),
-            ),
+            [b"133", rest @ ..] => {
+                if let Some(m) = crate::classify::PromptMark::parse(&texts(rest)) {
+                    if let crate::classify::PromptMark::Finished(c) = m {
+                        self.marks.last_exit = c;
+                    }
+                    self.marks.prompt = Some(m);
+                }
+            }
+            // ConEmu's OSC 9;N commands (9;4 is progress, the others are ignored); any other
+            // OSC 9 is a notification.
+            [b"9", b"4", rest @ ..] => {
+                if let Ok(p) = crate::classify::Progress::parse(&texts(rest)) {
+                    self.marks.progress = p;
+                }
+            }
+            [b"9", n, ..] if !n.is_empty() && n.iter().all(u8::is_ascii_digit) => {}
+            [b"9", rest @ ..] if !rest.is_empty() => self.notify(texts(rest).join(";")),
+            [b"777", b"notify", rest @ ..] => self.notify(texts(rest).join(": ")),
             _ => {}
         }
+    }
+}
+
+/// OSC parameters as text (lossy UTF-8).
+fn texts(params: &[&[u8]]) -> Vec<String> {
+    params
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect()
+}
+
+/// Notifications kept in [`Term::notifications`]; older ones are dropped.
+const NOTIFICATIONS_KEPT: usize = 16;
+
+impl Term {
+    /// Records a notification, stamped with the time it arrived.
+    fn notify(&mut self, text: String) {
+        if self.notifications.len() >= NOTIFICATIONS_KEPT {
+            self.notifications.remove(0);
+        }
+        self.notifications.push(text.clone());
+        self.marks.notification = Some(crate::classify::Notice { text, at: now_ms() });
     }
 }
 
@@ -719,6 +752,8 @@ pub fn snapshot_of(p: &Emulator) -> ScreenSnapshot {
         title: p.callbacks().title.clone(),
         agent_state: p.callbacks().agent_state.clone(),
         reading: None,
+        foreground: None,
+        marks: p.callbacks().marks.clone(),
     }
 }
 
@@ -769,6 +804,59 @@ mod tests {
         assert_eq!(p.callbacks().bells, 1);
         assert_eq!(p.callbacks().notifications, vec!["Approval needed"]);
         assert_eq!(snapshot_of(&p).title, "codex: working");
+    }
+
+    #[test]
+    fn keeps_the_latest_prompt_mark_progress_and_notification() {
+        let mut p = parse(b"\x1b]133;A\x07$ \x1b]133;B\x07");
+        assert_eq!(
+            p.callbacks().marks.prompt,
+            Some(crate::classify::PromptMark::Input)
+        );
+        p.process(b"make\r\n\x1b]133;C\x07\x1b]9;4;1;30\x1b\\");
+        let m = &p.callbacks().marks;
+        assert_eq!(m.prompt, Some(crate::classify::PromptMark::Output));
+        assert_eq!(m.progress.map(|p| p.percent), Some(Some(30)));
+        p.process(b"\x1b]9;4;0;0\x07\x1b]133;D;2\x07\x1b]133;A\x07");
+        let m = &p.callbacks().marks;
+        assert_eq!(m.progress, None, "state 0 removes the progress");
+        assert_eq!(m.last_exit, Some(2));
+        assert_eq!(
+            snapshot_of(&p).marks.prompt,
+            Some(crate::classify::PromptMark::Prompt)
+        );
+        // ConEmu's other OSC 9 commands are not notifications; a notification keeps its `;`.
+        p.process(b"\x1b]9;1;500\x07\x1b]9;Approval requested: a; b\x07");
+        assert_eq!(
+            p.callbacks()
+                .marks
+                .notification
+                .as_ref()
+                .map(|n| n.text.as_str()),
+            Some("Approval requested: a; b")
+        );
+        p.process(b"\x1b]777;notify;Claude Code;Task finished\x07");
+        assert_eq!(
+            p.callbacks().notifications.last().map(String::as_str),
+            Some("Claude Code: Task finished")
+        );
+    }
+
+    #[test]
+    fn codex_turn_end_notification_from_a_recording() {
+        // codex-cli 0.169 with tui.notifications: OSC 9 with its last message at the turn's end.
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/codex/codex-mock-osc9-done.bytes"
+        ))
+        .unwrap();
+        let mut p = vt100::Parser::new_with_callbacks(40, 120, 0, Term::default());
+        p.process(&bytes);
+        let n = p.callbacks().marks.notification.clone().unwrap();
+        assert_eq!(
+            n.text,
+            "I added README.md with a short project description."
+        );
     }
 
     #[test]
