@@ -757,7 +757,13 @@ impl Runtime {
         match to_save.save(&self.paths.manifest) {
             Ok(()) => {
                 self.save_due = false;
-                self.written = Some((to_save.to_json(), to_save, mtime(&self.paths.manifest)));
+                let text = to_save.to_json();
+                // The mtime is only a shortcut for "unchanged since we wrote it": taken before a
+                // read-back, so a person's write landing right after our rename is never taken
+                // for ours (the file's text then differs and no mtime is trusted).
+                let at = mtime(&self.paths.manifest);
+                let ours = std::fs::read_to_string(&self.paths.manifest).is_ok_and(|t| t == text);
+                self.written = Some((text, to_save, if ours { at } else { None }));
                 if self.save_error.take().is_some() {
                     self.push_recent("the manifest is saved again".into());
                 }
@@ -798,7 +804,7 @@ impl Runtime {
         let Some((text, _, at)) = &self.written else {
             return false;
         };
-        if mtime(&self.paths.manifest) == *at {
+        if at.is_some() && mtime(&self.paths.manifest) == *at {
             return false;
         }
         std::fs::read_to_string(&self.paths.manifest).is_ok_and(|now| &now != text)

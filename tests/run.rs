@@ -352,6 +352,15 @@ fn a_killed_run_resumes_and_keeps_finished_work() {
         libc::kill(server as i32, libc::SIGKILL);
     }
     child.wait().unwrap();
+    // kill(2) only sends the signal: wait until the server is gone (or a zombie, its lock and
+    // socket closed) before starting again, so the next run finds a stale lock, not a live one.
+    common::wait_until("the killed server is gone", 20, || {
+        std::fs::read_to_string(format!("/proc/{server}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    });
     let before = manifest_status(&manifest);
     let done_before: Vec<Value> = tasks(&before)
         .into_iter()
