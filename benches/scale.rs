@@ -260,7 +260,7 @@ fn frame(n: usize) {
             let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
             let mut app = App::new();
             let t = Instant::now();
-            term.draw(|f| view::draw(f, &e, scr, &mut app, &recent, now))
+            term.draw(|f| view::draw(f, &e, scr, &Default::default(), &mut app, &recent, now))
                 .unwrap();
             let first = ms(t.elapsed());
             let mut k = 0usize;
@@ -268,7 +268,7 @@ fn frame(n: usize) {
                 // Move the selection through the table, as a person scrolling would.
                 k += 37;
                 app.selected = k % n;
-                term.draw(|f| view::draw(f, &e, scr, &mut app, &recent, now))
+                term.draw(|f| view::draw(f, &e, scr, &Default::default(), &mut app, &recent, now))
                     .unwrap();
             });
             println!(

@@ -5,7 +5,8 @@
 //! 2. 16 workers each writing 20 MB of coloured agent-like log as fast as they can: wall time
 //!    until all are drained through switchyard's workers (PTY + vt100 + transcript) vs. the same
 //!    bytes drained by plain PTY readers with no emulator;
-//! 3. CPU used by the real control room over 30 s with 16 idle workers.
+//! 3. CPU used by the real control room (the run's server, which draws it, and the client) over
+//!    30 s with 16 idle workers.
 //!
 //! Environment: SY_BENCH_MB (default 20), SY_BENCH_WORKERS (16), SY_BENCH_IDLE_S (30).
 
@@ -109,27 +110,55 @@ fn frame_times() {
         screens.insert(i, Arc::new(Mutex::new(p)));
     }
     let recent = vec![String::from("bench")];
-    let time = |screens: &Screens, w: u16, h: u16, frames: u32| {
+    // `changing`: every pane's screen changes before every frame (a spinner on its last row),
+    // so no pane can be copied from the last frame.
+    let time_with = |screens: &Screens, w: u16, h: u16, frames: u32, changing: bool| {
         let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
         let mut app = App::new();
         let start = Instant::now();
-        for _ in 0..frames {
-            term.draw(|f| view::draw(f, &engine, screens, &mut app, &recent, 1_000))
-                .unwrap();
+        for k in 0..frames {
+            if changing {
+                for p in screens.values() {
+                    let spin = ["|", "/", "-", "\\"][k as usize % 4];
+                    switchyard::worker::feed(
+                        &mut p.lock().unwrap(),
+                        format!("\r{spin}").as_bytes(),
+                    );
+                }
+            }
+            term.draw(|f| {
+                view::draw(
+                    f,
+                    &engine,
+                    screens,
+                    &Default::default(),
+                    &mut app,
+                    &recent,
+                    1_000,
+                )
+            })
+            .unwrap();
         }
         start.elapsed().as_secs_f64() * 1000.0 / frames as f64
     };
+    let time =
+        |screens: &Screens, w: u16, h: u16, frames: u32| time_with(screens, w, h, frames, false);
     let empty = Screens::new();
     let frames = 200;
     let base = time(&empty, 200, 60, frames);
     let grid = time(&screens, 200, 60, frames);
     let big = time(&screens, 480, 160, frames / 4);
+    let busy = time_with(&screens, 200, 60, frames, true);
     println!("frame time, {n} panes of 120x40 PTYs:");
     println!("  table + DAG only (baseline), 200x60 terminal:  {base:7.3} ms");
     println!("  {n} panes tiled, 200x60 terminal:             {grid:7.3} ms  ({:.1}x baseline; {:.0} fps possible)", grid / base, 1000.0 / grid);
     println!(
         "  {n} panes tiled, 480x160 terminal (each ~120x40): {big:7.3} ms  ({:.1}x baseline)",
         big / base
+    );
+    println!(
+        "  {n} panes tiled, 200x60, every pane changed since the last frame: {busy:7.3} ms  ({:.1}x the unchanged panes)",
+        busy / grid
     );
 }
 
@@ -312,11 +341,16 @@ fn idle_cpu() {
         }
     });
     std::thread::sleep(Duration::from_secs(5)); // let all workers start
+                                                // The control room is drawn by the run's server (its lock file names it) and shown by the
+                                                // client: both count.
+    let server = server_pid(repo).expect("the run's server");
     let hz = 100.0; // USER_HZ on Linux
-    let t0 = cpu_ticks(pid).expect("switchyard runs");
+    let ticks =
+        || cpu_ticks(pid).expect("switchyard runs") + cpu_ticks(server).expect("its server runs");
+    let t0 = ticks();
     let start = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
-    let t1 = cpu_ticks(pid).expect("switchyard still runs");
+    let t1 = ticks();
     let wall = start.elapsed().as_secs_f64();
     let cpu_s = (t1 - t0) as f64 / hz;
     println!("idle, the control room with {n} idle workers over {wall:.0} s (release binary):");
@@ -324,11 +358,33 @@ fn idle_cpu() {
         "  CPU {cpu_s:.2} s = {:.2}% of one core (baseline: 0% for a process that sleeps)",
         100.0 * cpu_s / wall
     );
+    // Quit, then `s`: stop the run (its server and workers), not only detach.
     let _ = writer.lock().unwrap().write_all(b"q");
     std::thread::sleep(Duration::from_millis(300));
-    let _ = writer.lock().unwrap().write_all(b"y");
+    let _ = writer.lock().unwrap().write_all(b"s");
     std::thread::sleep(Duration::from_secs(2));
     let _ = child.kill();
+}
+
+/// The pid of the server of the run in `repo` (from `<workdir>/run/*.lock`, workdir anywhere
+/// two levels down).
+fn server_pid(repo: &Path) -> Option<u32> {
+    let mut dirs = vec![(repo.to_path_buf(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).ok()?.flatten() {
+            let path = e.path();
+            if path.is_dir() && depth < 3 {
+                dirs.push((path, depth + 1));
+            } else if path.extension().is_some_and(|x| x == "lock")
+                && path.parent().is_some_and(|p| p.ends_with("run"))
+            {
+                let text = std::fs::read_to_string(&path).ok()?;
+                let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+                return v["pid"].as_u64().map(|p| p as u32);
+            }
+        }
+    }
+    None
 }
 
 fn main() {

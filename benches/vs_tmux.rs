@@ -13,7 +13,9 @@
 //!    journal) and through tmux (detached windows; until every window's program signalled).
 //!
 //! Needs `tmux` on PATH (skips the tmux columns otherwise). Environment: `SY_BENCH_BUSY_S`
-//! (default 20), `SY_BENCH_FLOOD` (default `8x8,16x20`: N×MiB pairs).
+//! (default 20; 0 skips the busy workload), `SY_BENCH_FLOOD` (default `8x8,16x20`: N×MiB
+//! pairs), `SY_BENCH_BASELINE` (the path of another switchyard binary, e.g. built from an older
+//! commit: measured in the same run on the same workloads, for before/after figures).
 
 use portable_pty::{native_pty_system, CommandBuilder, PtySize};
 use std::io::Read;
@@ -23,7 +25,20 @@ use std::time::{Duration, Instant};
 
 const TMUX_SOCKET: &str = "switchyard-bench";
 
+/// The switchyard binary being measured (this build, or the baseline of `SY_BENCH_BASELINE`).
+static MEASURED: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
 fn bin() -> PathBuf {
+    MEASURED
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(workload_bin)
+}
+
+/// The binary that runs the workloads (`fake-agent`): always this build, so two switchyard
+/// binaries compared in one run watch the same programs.
+fn workload_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_switchyard"))
 }
 
@@ -160,7 +175,7 @@ stall_ms = 3600000
 exited = [{{ action = "fail" }}]
 error = [{{ action = "fail" }}]
 "#,
-            bin = bin().display().to_string()
+            bin = workload_bin().display().to_string()
         ),
     )
     .unwrap();
@@ -220,8 +235,8 @@ fn tmux(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// (control room, tmux attached, headless, tmux detached) CPU % of one core.
-fn busy(n: usize, secs: u64, with_tmux: bool) -> (f64, Option<f64>, f64, Option<f64>) {
+/// (control room, headless) CPU % of one core for the switchyard binary being measured.
+fn busy_switchyard(n: usize, secs: u64) -> (f64, f64) {
     let proj = project(n, "busy", 0);
     let dir = proj.path();
     let rt = dir.join("rt");
@@ -248,10 +263,14 @@ fn busy(n: usize, secs: u64, with_tmux: bool) -> (f64, Option<f64>, f64, Option<
     let _ = headless.kill();
     let _ = headless.wait();
     stop(dir, &rt);
+    (sy_room, sy_headless)
+}
 
-    if !with_tmux {
-        return (sy_room, None, sy_headless, None);
-    }
+/// (tmux attached, tmux detached) CPU % of one core on the same workload.
+fn busy_tmux(n: usize, secs: u64) -> (f64, f64) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let dir = dir.path();
+    let b = workload_bin().display().to_string();
     let cmd = format!("{b} fake-agent --scenario busy");
     tmux(&["kill-server"]);
     tmux(&[
@@ -285,17 +304,12 @@ fn busy(n: usize, secs: u64, with_tmux: bool) -> (f64, Option<f64>, f64, Option<
     std::thread::sleep(Duration::from_secs(1));
     let tmux_detached = cpu_percent(&[tmux_pid], secs);
     tmux(&["kill-server"]);
-    (
-        sy_room,
-        Some(tmux_attached),
-        sy_headless,
-        Some(tmux_detached),
-    )
+    (tmux_attached, tmux_detached)
 }
 
-/// Seconds to drain `n` × `mb` MiB: plain PTY readers, switchyard, tmux.
-fn flood(n: usize, mb: u64, with_tmux: bool) -> (f64, f64, Option<f64>) {
-    let b = bin().display().to_string();
+/// Seconds to drain `n` × `mb` MiB through plain PTY readers that discard the bytes.
+fn flood_plain(n: usize, mb: u64) -> f64 {
+    let b = workload_bin().display().to_string();
     let mb_s = mb.to_string();
     let tmp = tempfile::tempdir().unwrap();
 
@@ -331,8 +345,13 @@ fn flood(n: usize, mb: u64, with_tmux: bool) -> (f64, f64, Option<f64>) {
     for h in handles {
         let _ = h.join();
     }
-    let plain = start.elapsed().as_secs_f64();
+    start.elapsed().as_secs_f64()
+}
 
+/// Seconds to drain `n` × `mb` MiB through the switchyard binary being measured (first spawn to
+/// last exit, from its journal).
+fn flood_switchyard(n: usize, mb: u64) -> f64 {
+    let b = bin().display().to_string();
     let proj = project(n, "flood", mb);
     let dir = proj.path();
     let out = Command::new(&b)
@@ -356,16 +375,21 @@ fn flood(n: usize, mb: u64, with_tmux: bool) -> (f64, f64, Option<f64>) {
             _ => {}
         }
     }
-    let sy = last_exit.saturating_sub(first_spawn) as f64 / 1000.0;
+    last_exit.saturating_sub(first_spawn) as f64 / 1000.0
+}
 
-    if !with_tmux {
-        return (plain, sy, None);
-    }
+/// Seconds to drain `n` × `mb` MiB through tmux (detached windows; until every window's
+/// program ended and left its marker file: `tmux wait-for` could miss a signal and hang).
+fn flood_tmux(n: usize, mb: u64) -> f64 {
+    let b = workload_bin().display().to_string();
+    let marks = tempfile::tempdir().expect("a temp dir");
+    let done = |i: usize| marks.path().join(format!("done{i}"));
     tmux(&["kill-server"]);
     let start = Instant::now();
     for i in 0..n {
         let cmd = format!(
-            "SY_FLOOD_MB={mb} {b} fake-agent --scenario flood; tmux -L {TMUX_SOCKET} wait-for -S done{i}"
+            "SY_FLOOD_MB={mb} {b} fake-agent --scenario flood; touch {}",
+            done(i).display()
         );
         if i == 0 {
             tmux(&[
@@ -383,15 +407,34 @@ fn flood(n: usize, mb: u64, with_tmux: bool) -> (f64, f64, Option<f64>) {
             tmux(&["new-window", "-d", "-t", "flood", &cmd]);
         }
     }
-    for i in 0..n {
-        tmux(&["wait-for", &format!("done{i}")]);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !(0..n).all(|i| done(i).exists()) {
+        assert!(Instant::now() < deadline, "tmux drained the flood");
+        std::thread::sleep(Duration::from_millis(5));
     }
     let t = start.elapsed().as_secs_f64();
     tmux(&["kill-server"]);
-    (plain, sy, Some(t))
+    t
+}
+
+/// The switchyard binaries measured: this build, then `SY_BENCH_BASELINE` (another build's
+/// binary, e.g. of an older commit) when set, each as (label, path).
+fn measured() -> Vec<(String, Option<PathBuf>)> {
+    let mut out = vec![("switchyard".to_string(), None)];
+    if let Ok(p) = std::env::var("SY_BENCH_BASELINE") {
+        out.push(("baseline".to_string(), Some(PathBuf::from(p))));
+    }
+    out
+}
+
+fn measure_with(path: &Option<PathBuf>) {
+    *MEASURED.lock().unwrap() = path.clone();
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
     let with_tmux = Command::new("tmux").arg("-V").output().is_ok();
     let tmux_v = if with_tmux {
         tmux(&["-V"])
@@ -400,23 +443,26 @@ fn main() {
     };
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("switchyard vs tmux — {tmux_v}; {cores} cores");
+    let bins = measured();
 
     let secs = env_num("SY_BENCH_BUSY_S", 20);
-    let (room, tmux_att, headless, tmux_det) = busy(16, secs, with_tmux);
-    println!("\nbusy agents: 16 workers (spinner ~12 Hz + a log line/s), 160x48, {secs} s, % of one core");
-    println!("  switchyard server + control room   {room:6.2} %");
-    println!("  switchyard server + headless       {headless:6.2} %");
-    if let (Some(a), Some(d)) = (tmux_att, tmux_det) {
-        println!("  tmux server + attached client      {a:6.2} %");
-        println!("  tmux server, detached              {d:6.2} %");
-        println!(
-            "  ratio control room / tmux attached {:6.2}   (target ≤ 1.0)",
-            room / a.max(0.01)
-        );
-        println!(
-            "  ratio headless / tmux detached     {:6.2}   (target ≤ 1.5)",
-            headless / d.max(0.01)
-        );
+    if secs > 0 {
+        println!("\nbusy agents: 16 workers (spinner ~12 Hz + a log line/s), 160x48, {secs} s, % of one core");
+        let (a, d) = if with_tmux {
+            busy_tmux(16, secs)
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        for (label, path) in &bins {
+            measure_with(path);
+            let (room, headless) = busy_switchyard(16, secs);
+            println!("  {label:<10} server + control room   {room:6.2} %   / tmux attached {:5.2}  (target ≤ 1.0)", room / a.max(0.01));
+            println!("  {label:<10} server + headless       {headless:6.2} %   / tmux detached {:5.2}  (target ≤ 1.5)", headless / d.max(0.01));
+        }
+        if with_tmux {
+            println!("  tmux server + attached client      {a:6.2} %");
+            println!("  tmux server, detached              {d:6.2} %");
+        }
     }
 
     let spec = std::env::var("SY_BENCH_FLOOD").unwrap_or_else(|_| "8x8,16x20".into());
@@ -427,19 +473,27 @@ fn main() {
         let (Ok(n), Ok(mb)) = (n.trim().parse::<usize>(), mb.trim().parse::<u64>()) else {
             continue;
         };
-        let (plain, sy, t) = flood(n, mb, with_tmux);
         println!("\nflood: {n} workers x {mb} MiB of coloured log, seconds to drain");
+        let plain = flood_plain(n, mb);
+        let t = with_tmux.then(|| flood_tmux(n, mb));
         println!("  plain PTY readers (floor)          {plain:6.2} s");
-        println!(
-            "  switchyard                         {sy:6.2} s   {:5.2}x floor (target ≤ 1.5)",
-            sy / plain
-        );
         if let Some(t) = t {
             println!(
-                "  tmux, detached windows             {t:6.2} s   {:5.2}x floor; switchyard/tmux {:5.2} (target ≤ 0.5)",
-                t / plain,
-                sy / t
+                "  tmux, detached windows             {t:6.2} s   {:5.2}x floor",
+                t / plain
             );
+        }
+        for (label, path) in &bins {
+            measure_with(path);
+            let sy = flood_switchyard(n, mb);
+            print!(
+                "  {label:<34} {sy:6.2} s   {:5.2}x floor (target ≤ 1.5)",
+                sy / plain
+            );
+            match t {
+                Some(t) => println!("; / tmux {:5.2} (target ≤ 0.5)", sy / t),
+                None => println!(),
+            }
         }
     }
 }

@@ -248,6 +248,156 @@ pub struct ScreenSnapshot {
     /// The terminal's foreground process is blocked reading the terminal (seen by the PTY's
     /// owner in /proc, not on screen); `None` when it is not or the platform cannot tell.
     pub reading: Option<TerminalRead>,
+    /// The program in the terminal's foreground (its process group's leader), read from /proc
+    /// when output pauses; `None` before that or where the platform cannot tell.
+    pub foreground: Option<Foreground>,
+    /// What the program last said with OSC 133 prompt marks, OSC 9;4 progress and OSC 9 / 777
+    /// notifications.
+    pub marks: Marks,
+}
+
+/// The program in a terminal's foreground (see [`crate::procfs::foreground`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Foreground {
+    /// Process id of the foreground process group's leader.
+    pub pid: u32,
+    /// Its name (`/proc/<pid>/comm`), e.g. `git`, `rm`, `node`.
+    pub process: String,
+    /// It is the worker's own process (nothing else has taken the terminal's foreground).
+    pub own: bool,
+}
+
+/// A shell's OSC 133 prompt mark (FinalTerm semantic prompts, as emitted by the shell
+/// integrations of iTerm2, WezTerm, kitty, VS Code and Windows Terminal):
+/// `ESC]133;A` prompt starts, `;B` command input starts, `;C` command output starts,
+/// `;D[;exit]` command finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PromptMark {
+    /// `A`: the shell is drawing its prompt.
+    Prompt,
+    /// `B`: the prompt is drawn; the person types the command here.
+    Input,
+    /// `C`: the command runs and prints its output.
+    Output,
+    /// `D`: the command finished, with its exit status when the shell gave one.
+    Finished(Option<i32>),
+}
+
+impl PromptMark {
+    /// Reads the parameters after `133` (`["D", "1"]`); `None` for anything else. Extra
+    /// `key=value` parameters (`aid=…`, `cl=m`) are ignored.
+    pub fn parse<S: AsRef<str>>(params: &[S]) -> Option<PromptMark> {
+        match params.first()?.as_ref() {
+            "A" | "P" => Some(PromptMark::Prompt),
+            "B" => Some(PromptMark::Input),
+            "C" => Some(PromptMark::Output),
+            "D" => Some(PromptMark::Finished(
+                params.get(1).and_then(|c| c.as_ref().parse().ok()),
+            )),
+            _ => None,
+        }
+    }
+
+    /// True when the shell sits at its prompt (marks A, B and D).
+    pub fn at_prompt(self) -> bool {
+        !matches!(self, PromptMark::Output)
+    }
+}
+
+/// A progress report, OSC 9;4 (ConEmu, Windows Terminal, Ghostty; emitted by winget, systemd,
+/// Claude Code and others): `ESC]9;4;STATE;PERCENT BEL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Progress {
+    /// 1 normal, 2 error, 3 indeterminate, 4 paused/warning (0, "remove", is stored as no
+    /// progress at all).
+    pub state: u8,
+    /// Percent done (0–100), when the state carries one.
+    pub percent: Option<u8>,
+}
+
+impl Progress {
+    /// Reads the parameters after `9;4` (`["1", "42"]`): `Ok(None)` for state 0 (progress
+    /// removed), `Err(())` for anything that is not a progress report.
+    #[allow(clippy::result_unit_err)]
+    pub fn parse<S: AsRef<str>>(params: &[S]) -> Result<Option<Progress>, ()> {
+        let state: u8 = params
+            .first()
+            .and_then(|s| s.as_ref().parse().ok())
+            .ok_or(())?;
+        let percent = params
+            .get(1)
+            .and_then(|p| p.as_ref().parse::<u8>().ok())
+            .map(|p| p.min(100));
+        match state {
+            0 => Ok(None),
+            1..=4 => Ok(Some(Progress { state, percent })),
+            _ => Err(()),
+        }
+    }
+
+    /// The report for people: `42%`, `error at 42%`, `indeterminate`, `paused at 42%`.
+    pub fn describe(&self) -> String {
+        let pct = self.percent.map(|p| format!("{p}%"));
+        match (self.state, pct) {
+            (3, _) => "indeterminate".into(),
+            (2, Some(p)) => format!("error at {p}"),
+            (2, None) => "error".into(),
+            (4, Some(p)) => format!("paused at {p}"),
+            (4, None) => "paused".into(),
+            (_, Some(p)) => p,
+            (_, None) => "busy".into(),
+        }
+    }
+}
+
+/// A desktop notification the program sent (OSC 9 text, OSC 777 `notify`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Notice {
+    /// Its text (`title: body` for OSC 777).
+    pub text: String,
+    /// When it arrived, Unix ms (the same clock as the output times).
+    pub at: u64,
+}
+
+/// The latest of each terminal mark a program sent (kept by the worker's emulator callbacks).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Marks {
+    /// The last OSC 133 prompt mark.
+    pub prompt: Option<PromptMark>,
+    /// The exit status the last OSC 133 `D` mark gave (kept while the next prompt is drawn).
+    pub last_exit: Option<i32>,
+    /// The current OSC 9;4 progress (`None` once removed with state 0).
+    pub progress: Option<Progress>,
+    /// The last notification.
+    pub notification: Option<Notice>,
+}
+
+impl Marks {
+    /// Each mark in words for `explain`: (OSC 133, OSC 9;4, notification).
+    pub fn describe(&self) -> (String, String, String) {
+        let prompt = match self.prompt {
+            None => "—".to_string(),
+            Some(PromptMark::Prompt) => "A: prompt shown".into(),
+            Some(PromptMark::Input) => "B: at the prompt, command input".into(),
+            Some(PromptMark::Output) => "C: a command runs".into(),
+            Some(PromptMark::Finished(Some(c))) => format!("D: command finished, exit {c}"),
+            Some(PromptMark::Finished(None)) => "D: command finished".into(),
+        };
+        let prompt = match (self.last_exit, self.prompt) {
+            (Some(c), Some(PromptMark::Prompt | PromptMark::Input)) => {
+                format!("{prompt} (last command exited {c})")
+            }
+            _ => prompt,
+        };
+        let progress = self
+            .progress
+            .map_or_else(|| "—".to_string(), |p| p.describe());
+        let note = self
+            .notification
+            .as_ref()
+            .map_or_else(|| "—".to_string(), |n| n.text.clone());
+        (prompt, progress, note)
+    }
 }
 
 /// A process blocked reading its terminal (see [`crate::procfs::terminal_reader`]).
@@ -437,9 +587,24 @@ impl Timing {
 
 /// Classifies a live worker (one that has not exited).
 ///
-/// Rules are tried in order; the first whose quiet time has passed and whose pattern matches a row
-/// of its region wins, with that rule and row as evidence. Without a match, a worker with nothing
-/// happening for `stall_ms` is `stalled` (evidence: the silence), otherwise `running`.
+/// The channels, most authoritative first (the agent's own channel — hooks, notify, server
+/// events — comes before all of these; see `engine::heal`):
+/// 1. the profile's rules in the profile's order: agent state (OSC 7501) and window-title rules,
+///    and screen rules; the first whose quiet time has passed and whose pattern matches wins,
+///    with that rule and row as evidence;
+/// 2. the program's own terminal marks ([`Marks`]), after [`TERMINAL_READ_QUIET_MS`] of quiet:
+///    OSC 9;4 state 2 is `error`, a fresh OSC 9 / 777 notification is the end of a turn (`idle`)
+///    or a request (`waiting_input`), an OSC 133 prompt mark (A, B, D) is a shell at its prompt
+///    (`idle`);
+/// 3. terminal read (/proc): the foreground process blocked reading the terminal is
+///    `waiting_input`, or `idle` for an interactive shell at its prompt;
+/// 4. the cursor right after a question or field prompt after [`QUESTION_QUIET_MS`] of quiet
+///    ([`question_at_cursor`]) is `waiting_input`;
+/// 5. nothing happening for `stall_ms` is `stalled` (evidence: the silence), otherwise `running`
+///    (evidence: OSC 9;4 progress, an OSC 133 running command, or the last output).
+///
+/// A screen rule whose pattern is on screen but whose quiet time has not passed yet holds back
+/// 2–4: it knows the screen better.
 pub fn classify(
     screen: &ScreenSnapshot,
     timing: &Timing,
@@ -469,10 +634,15 @@ impl Echo {
         }
     }
 
-    /// True when the row (with the agent's own decoration stripped) is part of the context.
+    /// True when the row (with the agent's own decoration stripped) is part of the context, or
+    /// holds the context's opening (its first 32 letters and digits) after a label of the
+    /// prompt's own (`TASK: Previous attempt 1 failed (…`).
     pub fn covers(&self, row: &str) -> bool {
         let r = normalize(row);
-        r.len() >= Echo::MIN_CHARS && self.text.contains(&r)
+        let opening: String = self.text.chars().take(32).collect();
+        r.len() >= Echo::MIN_CHARS
+            && (self.text.contains(&r)
+                || (opening.len() >= Echo::MIN_CHARS && r.contains(&opening)))
     }
 }
 
@@ -539,6 +709,13 @@ pub fn classify_with(
             }
         }
     }
+    // The program's own marks: a shell at its OSC 133 prompt, an OSC 9;4 error, a fresh
+    // notification (the end of a turn, or a request for approval).
+    if !rule_pending {
+        if let Some(v) = from_marks(screen, timing) {
+            return v;
+        }
+    }
     if let Some(r) = screen
         .reading
         .as_ref()
@@ -573,6 +750,19 @@ pub fn classify_with(
             }
         };
     }
+    let progress = screen.marks.progress.filter(|p| p.state != 2);
+    if !rule_pending && progress.is_none() && quiet >= QUESTION_QUIET_MS {
+        if let Some(row) = question_at_cursor(screen) {
+            return Verdict {
+                kind: VerdictKind::WaitingInput,
+                evidence: Evidence {
+                    rule: "cursor-question".into(),
+                    line: format!("cursor after a question: {row}"),
+                    row: Some(screen.cursor_row),
+                },
+            };
+        }
+    }
     let idle = timing.idle_ms();
     if idle >= stall_ms {
         return Verdict::signal(
@@ -584,11 +774,135 @@ pub fn classify_with(
             ),
         );
     }
+    if let Some(p) = progress {
+        return Verdict::signal(
+            VerdictKind::Running,
+            "osc-progress",
+            format!("OSC 9;4 progress {}", p.describe()),
+        );
+    }
+    if screen.marks.prompt == Some(PromptMark::Output) {
+        return Verdict::signal(
+            VerdictKind::Running,
+            "osc-133",
+            format!(
+                "OSC 133: a command runs (last output {:.1}s ago)",
+                quiet as f64 / 1000.0
+            ),
+        );
+    }
     Verdict::signal(
         VerdictKind::Running,
         "output",
         format!("last output {:.1}s ago", quiet as f64 / 1000.0),
     )
+}
+
+/// Output quiet this long (ms) before a cursor sitting right after a question counts as a
+/// prompt ([`question_at_cursor`]); longer than [`TERMINAL_READ_QUIET_MS`], since the text is
+/// all there is to go on.
+pub const QUESTION_QUIET_MS: u64 = 1_500;
+
+/// A notification counts as the latest word while no output came more than this long (ms)
+/// after it (an agent redraws its screen right after notifying).
+pub const NOTICE_FRESH_MS: u64 = 1_000;
+
+/// What the program's own terminal marks say, once output is quiet: a shell at its OSC 133
+/// prompt is `idle`; OSC 9;4 state 2 is `error`; a notification with no output after it is the
+/// end of a turn (`idle`), or `waiting_input` when it asks for approval or permission (codex
+/// 0.169: `Approval requested: <command>`; claude: `Claude needs your permission to use Bash`).
+fn from_marks(screen: &ScreenSnapshot, timing: &Timing) -> Option<Verdict> {
+    let quiet = timing.quiet_ms();
+    if quiet < TERMINAL_READ_QUIET_MS {
+        return None;
+    }
+    let m = &screen.marks;
+    if let Some(p) = m.progress.filter(|p| p.state == 2) {
+        return Some(Verdict::signal(
+            VerdictKind::Error,
+            "osc-progress",
+            format!("OSC 9;4 progress {}", p.describe()),
+        ));
+    }
+    if let Some(n) = m
+        .notification
+        .as_ref()
+        .filter(|n| n.at + NOTICE_FRESH_MS >= timing.last_output_at)
+    {
+        static ASKS: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+        let asks = ASKS
+            .get_or_init(|| {
+                Regex::new(r"(?i)(approv|permission|needs? your (input|attention|answer)|confirm)")
+                    .expect("a valid pattern")
+            })
+            .is_match(&n.text);
+        let kind = if asks {
+            VerdictKind::WaitingInput
+        } else {
+            VerdictKind::Idle
+        };
+        let mut v = Verdict::signal(
+            kind,
+            "osc-notification",
+            format!("notification: {}", n.text),
+        );
+        if asks {
+            v.evidence.row = Some(screen.cursor_row);
+        }
+        return Some(v);
+    }
+    match m.prompt {
+        Some(p) if p.at_prompt() => {
+            let at_cursor = screen
+                .rows
+                .get(screen.cursor_row)
+                .map(|l| l.trim())
+                .unwrap_or("");
+            let last = m
+                .last_exit
+                .map(|c| format!(" (last command exited {c})"))
+                .unwrap_or_default();
+            Some(Verdict {
+                kind: VerdictKind::Idle,
+                evidence: Evidence {
+                    rule: "osc-133".into(),
+                    line: format!("OSC 133: at the shell's prompt{last}: {at_cursor}"),
+                    row: Some(screen.cursor_row),
+                },
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The cursor's row, trimmed, when it is the last non-blank row of a normal (not alternate)
+/// screen, ends like a question or a field prompt (`?`, `:`, `]`, `(y/n)`, `: (default)`) and
+/// the cursor sits right after it (at most two cells on): `Name: `, `Overwrite? [y/N] `,
+/// `package name: (demo) `.
+pub fn question_at_cursor(screen: &ScreenSnapshot) -> Option<&str> {
+    if screen.alternate {
+        return None;
+    }
+    let row = screen.rows.get(screen.cursor_row)?;
+    let text = row.trim_end();
+    if text.trim().is_empty()
+        || screen.rows[screen.cursor_row + 1..]
+            .iter()
+            .any(|r| !r.trim().is_empty())
+    {
+        return None;
+    }
+    let end = text.chars().count();
+    if screen.cursor_col < end || screen.cursor_col > end + 2 {
+        return None;
+    }
+    static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(r"(?i)(\?|:|\]|\(\s*[a-z]{1,5}\s*/\s*[a-z]{1,5}[^()]{0,20}\)|[?:]\s*\([^()]{0,80}\))\s*$")
+            .expect("a valid pattern")
+    })
+    .is_match(text)
+    .then(|| text.trim())
 }
 
 #[cfg(test)]
@@ -739,6 +1053,203 @@ mod tests {
         assert!(
             v.evidence.line.starts_with("bash waits at its prompt"),
             "{v:?}"
+        );
+    }
+
+    fn quiet_for(quiet: u64) -> Timing {
+        Timing {
+            now: 1_000_000,
+            started_at: 0,
+            last_output_at: 1_000_000 - quiet,
+            last_change_at: 1_000_000 - quiet,
+            last_activity_at: 1_000_000 - quiet,
+        }
+    }
+
+    #[test]
+    fn osc_marks_parse() {
+        assert_eq!(PromptMark::parse(&["A"]), Some(PromptMark::Prompt));
+        assert_eq!(
+            PromptMark::parse(&["A", "cl=m", "aid=12"]),
+            Some(PromptMark::Prompt)
+        );
+        assert_eq!(PromptMark::parse(&["B"]), Some(PromptMark::Input));
+        assert_eq!(PromptMark::parse(&["C"]), Some(PromptMark::Output));
+        assert_eq!(
+            PromptMark::parse(&["D", "130"]),
+            Some(PromptMark::Finished(Some(130)))
+        );
+        assert_eq!(PromptMark::parse(&["D"]), Some(PromptMark::Finished(None)));
+        assert_eq!(PromptMark::parse(&["Z"]), None);
+        assert_eq!(PromptMark::parse::<&str>(&[]), None);
+        assert_eq!(
+            Progress::parse(&["1", "42"]),
+            Ok(Some(Progress {
+                state: 1,
+                percent: Some(42)
+            }))
+        );
+        assert_eq!(Progress::parse(&["0"]), Ok(None));
+        assert_eq!(
+            Progress::parse(&["3"]).unwrap().unwrap().describe(),
+            "indeterminate"
+        );
+        assert_eq!(
+            Progress::parse(&["2", "70"]).unwrap().unwrap().describe(),
+            "error at 70%"
+        );
+        assert_eq!(Progress::parse(&["7"]), Err(()));
+        assert_eq!(Progress::parse(&["x"]), Err(()));
+    }
+
+    #[test]
+    fn a_shell_at_its_osc_133_prompt_is_idle_and_a_running_command_runs() {
+        let mut s = ScreenSnapshot::from_text("make: *** [all] Error 2\n$");
+        s.marks.prompt = Some(PromptMark::Input);
+        s.marks.last_exit = Some(2);
+        let v = classify(&s, &quiet_for(500), &[], 300_000);
+        assert_eq!(v.kind, VerdictKind::Idle, "{v}");
+        assert_eq!(v.evidence.rule, "osc-133");
+        assert!(v.evidence.line.contains("last command exited 2"), "{v}");
+        // Still drawing: not yet.
+        assert_eq!(
+            classify(&s, &quiet_for(100), &[], 300_000).kind,
+            VerdictKind::Running
+        );
+        // A command runs: running, and a program it started that reads the terminal waits.
+        s.marks.prompt = Some(PromptMark::Output);
+        let v = classify(&s, &quiet_for(500), &[], 300_000);
+        assert_eq!(
+            (v.kind, v.evidence.rule.as_str()),
+            (VerdictKind::Running, "osc-133")
+        );
+        s.reading = Some(TerminalRead {
+            process: "rm".into(),
+            shell: false,
+        });
+        let v = classify(&s, &quiet_for(500), &[], 300_000);
+        assert_eq!(v.kind, VerdictKind::WaitingInput, "{v}");
+        assert_eq!(v.evidence.rule, "terminal-read");
+    }
+
+    #[test]
+    fn osc_9_4_progress_runs_and_its_error_state_is_an_error() {
+        let mut s = ScreenSnapshot::from_text("Downloading");
+        s.marks.progress = Some(Progress {
+            state: 1,
+            percent: Some(42),
+        });
+        let v = classify(&s, &quiet_for(5_000), &[], 300_000);
+        assert_eq!(v.kind, VerdictKind::Running);
+        assert_eq!(v.evidence.line, "OSC 9;4 progress 42%");
+        // Progress does not hide a stall.
+        assert_eq!(
+            classify(&s, &quiet_for(400_000), &[], 300_000).kind,
+            VerdictKind::Stalled
+        );
+        s.marks.progress = Some(Progress {
+            state: 2,
+            percent: Some(42),
+        });
+        let v = classify(&s, &quiet_for(1_000), &[], 300_000);
+        assert_eq!(v.kind, VerdictKind::Error);
+        assert_eq!(v.evidence.line, "OSC 9;4 progress error at 42%");
+    }
+
+    #[test]
+    fn a_fresh_notification_ends_a_turn_or_asks_for_approval() {
+        let mut s = ScreenSnapshot::from_text("• I added README.md\n› Ask Codex to do anything");
+        let t = quiet_for(2_000);
+        s.marks.notification = Some(Notice {
+            text: "I added README.md with a short project description.".into(),
+            at: t.last_output_at - 200,
+        });
+        let v = classify(&s, &t, &[], 300_000);
+        assert_eq!(v.kind, VerdictKind::Idle, "{v}");
+        assert_eq!(v.evidence.rule, "osc-notification");
+        assert_eq!(
+            v.evidence.line,
+            "notification: I added README.md with a short project description."
+        );
+        s.marks.notification = Some(Notice {
+            text: "Approval requested: cargo test".into(),
+            at: t.last_output_at,
+        });
+        assert_eq!(
+            classify(&s, &t, &[], 300_000).kind,
+            VerdictKind::WaitingInput
+        );
+        // Output long after it: a new turn began, the notification is old news.
+        s.marks.notification = Some(Notice {
+            text: "done".into(),
+            at: t.last_output_at - 5_000,
+        });
+        assert_eq!(classify(&s, &t, &[], 300_000).kind, VerdictKind::Running);
+    }
+
+    #[test]
+    fn the_profiles_rules_outrank_the_marks_and_a_pending_rule_holds_them_back() {
+        let mut s = ScreenSnapshot::from_text("Delete 3 files? (y/n)");
+        s.marks.prompt = Some(PromptMark::Input);
+        let v = classify(&s, &quiet_for(600), &rules(), 300_000);
+        assert_eq!(v.evidence.rule, "yes-no");
+        // The rule's quiet time (500 ms) has not passed: nothing else speaks before it.
+        let v = classify(&s, &quiet_for(350), &rules(), 300_000);
+        assert_eq!(v.kind, VerdictKind::Running, "{v}");
+    }
+
+    #[test]
+    fn a_cursor_right_after_a_question_waits_for_input_after_quiet() {
+        for q in [
+            "Name: ",
+            "Overwrite existing key? ",
+            "Proceed [Y/n] ",
+            "Continue (yes/no) ",
+            "package name: (demo-app) ",
+            "? Pick a template › ",
+        ] {
+            let mut s = ScreenSnapshot::from_text(&format!("setup\n{q}"));
+            s.cursor_col = q.chars().count();
+            let expect_match = !q.ends_with("› ");
+            let v = classify(&s, &quiet_for(2_000), &[], 300_000);
+            assert_eq!(
+                v.kind == VerdictKind::WaitingInput,
+                expect_match,
+                "{q:?}: {v}"
+            );
+            if expect_match {
+                assert_eq!(v.evidence.rule, "cursor-question");
+                assert!(v.evidence.line.starts_with("cursor after a question: "));
+                // Too soon.
+                assert_eq!(
+                    classify(&s, &quiet_for(1_000), &[], 300_000).kind,
+                    VerdictKind::Running
+                );
+            }
+        }
+        // Not a question: the cursor elsewhere, text below it, a full-screen TUI, progress.
+        let mut s = ScreenSnapshot::from_text("Name: ");
+        s.cursor_col = 0;
+        assert_eq!(question_at_cursor(&s), None);
+        let mut s = ScreenSnapshot::from_text("Name:\nstill loading");
+        s.cursor_row = 0;
+        s.cursor_col = 6;
+        assert_eq!(question_at_cursor(&s), None);
+        let mut s = ScreenSnapshot::from_text("Name: ");
+        s.alternate = true;
+        assert_eq!(question_at_cursor(&s), None);
+        assert_eq!(
+            question_at_cursor(&ScreenSnapshot::from_text("Compiling serde (3/10)")),
+            None
+        );
+        let mut s = ScreenSnapshot::from_text("Name: ");
+        s.marks.progress = Some(Progress {
+            state: 3,
+            percent: None,
+        });
+        assert_eq!(
+            classify(&s, &quiet_for(2_000), &[], 300_000).kind,
+            VerdictKind::Running
         );
     }
 

@@ -127,6 +127,8 @@ pub struct Runtime {
     pub socket: Option<PathBuf>,
     /// Why the last manifest save failed, while it keeps failing.
     pub save_error: Option<String>,
+    /// The last screens of workers that exited (shown for finished tasks).
+    pub last_screens: crate::worker::LastScreens,
     save_due: bool,
     snapshot_at: BTreeMap<usize, u64>,
     /// What the run last wrote to (or read from) the manifest file: text, parsed, mtime.
@@ -214,6 +216,7 @@ impl Runtime {
             pty_size,
             socket: None,
             save_error: None,
+            last_screens: Default::default(),
             save_due: false,
             snapshot_at: BTreeMap::new(),
             written: None,
@@ -520,6 +523,8 @@ impl Runtime {
                 self.reap_workers(&pid.into_iter().collect::<Vec<_>>());
                 // The final screen first, so the engine's error context is the last thing shown.
                 if let Some(w) = self.workers.get(&task) {
+                    self.last_screens
+                        .keep(task, &w.parser.lock().unwrap_or_else(|e| e.into_inner()));
                     let screen = w.snapshot();
                     self.final_screens.insert(task, screen.rows.join("\n"));
                     let last = w.last_output_ms.load(std::sync::atomic::Ordering::Relaxed);
@@ -583,11 +588,22 @@ impl Runtime {
                 w.dirty.store(false, std::sync::atomic::Ordering::Release);
             }
             self.snapshot_at.insert(task, now);
+            // Only when the output paused: a program printing as it reads is not waiting. /proc
+            // is read before the screen is copied, so a question printed just before the read
+            // is on the copy; output that arrived meanwhile voids the read (the screen is copied
+            // again when it pauses).
+            let (reading, foreground) = if quiet {
+                (
+                    w.pid.and_then(crate::procfs::terminal_reader),
+                    w.pid.and_then(crate::procfs::foreground),
+                )
+            } else {
+                (None, None)
+            };
             let mut screen = w.snapshot();
-            // Only when the output paused: a program printing as it reads is not waiting.
-            if quiet {
-                screen.reading = w.pid.and_then(crate::procfs::terminal_reader);
-            }
+            let moved = w.last_output_ms.load(std::sync::atomic::Ordering::Relaxed) != last;
+            screen.reading = reading.filter(|_| !moved);
+            screen.foreground = foreground;
             screens.push(Event::Screen {
                 task,
                 screen,
@@ -745,7 +761,13 @@ impl Runtime {
         match to_save.save(&self.paths.manifest) {
             Ok(()) => {
                 self.save_due = false;
-                self.written = Some((to_save.to_json(), to_save, mtime(&self.paths.manifest)));
+                let text = to_save.to_json();
+                // The mtime is only a shortcut for "unchanged since we wrote it": taken before a
+                // read-back, so a person's write landing right after our rename is never taken
+                // for ours (the file's text then differs and no mtime is trusted).
+                let at = mtime(&self.paths.manifest);
+                let ours = std::fs::read_to_string(&self.paths.manifest).is_ok_and(|t| t == text);
+                self.written = Some((text, to_save, if ours { at } else { None }));
                 if self.save_error.take().is_some() {
                     self.push_recent("the manifest is saved again".into());
                 }
@@ -786,7 +808,7 @@ impl Runtime {
         let Some((text, _, at)) = &self.written else {
             return false;
         };
-        if mtime(&self.paths.manifest) == *at {
+        if at.is_some() && mtime(&self.paths.manifest) == *at {
             return false;
         }
         std::fs::read_to_string(&self.paths.manifest).is_ok_and(|now| &now != text)

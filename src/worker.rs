@@ -100,8 +100,10 @@ pub struct Term {
     pub title: String,
     /// Bells rung since last taken.
     pub bells: u32,
-    /// Desktop notifications the child sent (OSC 9 / OSC 777), newest last.
+    /// Desktop notifications the child sent (OSC 9 / OSC 777), newest last (the last 16).
     pub notifications: Vec<String>,
+    /// The latest OSC 133 prompt mark, OSC 9;4 progress and notification.
+    pub marks: crate::classify::Marks,
     /// The state the agent last announced with OSC 7501 (codex: `state=working:app=codex`);
     /// `None` before any, and after `state=clear`.
     pub agent_state: Option<String>,
@@ -110,6 +112,16 @@ pub struct Term {
     pub reply_allowance: Option<u32>,
     /// Queries left unanswered because the allowance was used up (a query flood).
     pub replies_dropped: u64,
+    /// Bumped after every chunk parsed and every resize ([`feed`], [`Worker::resize`]): a screen
+    /// whose generation did not move has not changed, so the view copies its pane instead of
+    /// rebuilding it ([`crate::ui::pane::Tiles`]).
+    pub generation: u64,
+}
+
+/// Parses `bytes` into the emulator and bumps its generation ([`Term::generation`]).
+pub fn feed(p: &mut Emulator, bytes: &[u8]) {
+    p.process(bytes);
+    p.callbacks_mut().generation += 1;
 }
 
 /// Most terminal-query replies a worker gets per [`REPLY_WINDOW`]: a TUI asks a handful at
@@ -181,17 +193,48 @@ impl vt100::Callbacks for Term {
                     .join(";");
                 self.agent_state = (text != "state=clear").then_some(text);
             }
-            [b"9", msg, ..] => self
-                .notifications
-                .push(String::from_utf8_lossy(msg).into_owned()),
-            [b"777", b"notify", rest @ ..] => self.notifications.push(
-                rest.iter()
-                    .map(|p| String::from_utf8_lossy(p).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(": "),
-            ),
+            [b"133", rest @ ..] => {
+                if let Some(m) = crate::classify::PromptMark::parse(&texts(rest)) {
+                    if let crate::classify::PromptMark::Finished(c) = m {
+                        self.marks.last_exit = c;
+                    }
+                    self.marks.prompt = Some(m);
+                }
+            }
+            // ConEmu's OSC 9;N commands (9;4 is progress, the others are ignored); any other
+            // OSC 9 is a notification.
+            [b"9", b"4", rest @ ..] => {
+                if let Ok(p) = crate::classify::Progress::parse(&texts(rest)) {
+                    self.marks.progress = p;
+                }
+            }
+            [b"9", n, ..] if !n.is_empty() && n.iter().all(u8::is_ascii_digit) => {}
+            [b"9", rest @ ..] if !rest.is_empty() => self.notify(texts(rest).join(";")),
+            [b"777", b"notify", rest @ ..] => self.notify(texts(rest).join(": ")),
             _ => {}
         }
+    }
+}
+
+/// OSC parameters as text (lossy UTF-8).
+fn texts(params: &[&[u8]]) -> Vec<String> {
+    params
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect()
+}
+
+/// Notifications kept in [`Term::notifications`]; older ones are dropped.
+const NOTIFICATIONS_KEPT: usize = 16;
+
+impl Term {
+    /// Records a notification, stamped with the time it arrived.
+    fn notify(&mut self, text: String) {
+        if self.notifications.len() >= NOTIFICATIONS_KEPT {
+            self.notifications.remove(0);
+        }
+        self.notifications.push(text.clone());
+        self.marks.notification = Some(crate::classify::Notice { text, at: now_ms() });
     }
 }
 
@@ -243,8 +286,6 @@ pub struct Worker {
     /// started with [`Worker::spawn_sharing_wake`] share one flag: one wake-up per frame for all
     /// of them, not one per worker.
     pub wake: Arc<AtomicBool>,
-    /// Output chunks parsed so far: a pane whose generation did not move has not changed.
-    pub generation: Arc<AtomicU64>,
     /// Unix ms of the last byte read.
     pub last_output_ms: Arc<AtomicU64>,
     /// Total bytes read.
@@ -417,7 +458,6 @@ impl Worker {
             Term::default(),
         )));
         let dirty = Arc::new(AtomicBool::new(false));
-        let generation = Arc::new(AtomicU64::new(0));
         let last_output_ms = Arc::new(AtomicU64::new(now_ms()));
         let bytes_read = Arc::new(AtomicU64::new(0));
 
@@ -426,7 +466,6 @@ impl Worker {
             let parser = parser.clone();
             let dirty = dirty.clone();
             let wake = wake.clone();
-            let generation = generation.clone();
             let last = last_output_ms.clone();
             let count = bytes_read.clone();
             let writer = writer.clone();
@@ -458,6 +497,7 @@ impl Worker {
                                 p.callbacks_mut().reply_allowance = Some(REPLIES_PER_WINDOW);
                             }
                             cap.feed(chunk, |part| p.process(part));
+                            p.callbacks_mut().generation += 1;
                             std::mem::take(&mut p.callbacks_mut().replies)
                         };
                         if !replies.is_empty() {
@@ -469,7 +509,6 @@ impl Worker {
                         last.store(now_ms(), Ordering::Relaxed);
                         count.fetch_add(n as u64, Ordering::Relaxed);
                         dirty.store(true, Ordering::Release);
-                        generation.fetch_add(1, Ordering::Release);
                         // Shared by every worker: read first, so a flag already set costs no
                         // write to a cache line the other readers use.
                         if !wake.load(Ordering::Acquire) && !wake.swap(true, Ordering::AcqRel) {
@@ -515,7 +554,6 @@ impl Worker {
             parser,
             dirty,
             wake,
-            generation,
             last_output_ms,
             bytes_read,
             writer,
@@ -578,13 +616,12 @@ impl Worker {
             pixel_width: 0,
             pixel_height: 0,
         });
-        self.parser
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .screen_mut()
-            .set_size(rows, cols);
+        {
+            let mut p = self.parser.lock().unwrap_or_else(|e| e.into_inner());
+            p.screen_mut().set_size(rows, cols);
+            p.callbacks_mut().generation += 1;
+        }
         self.dirty.store(true, Ordering::Release);
-        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// The PTY size, rows × cols.
@@ -672,6 +709,44 @@ pub fn tree_cpu_ticks(pid: u32) -> u64 {
     total
 }
 
+/// Last screens kept of workers that exited, at most this many (the oldest is dropped first).
+pub const KEPT_SCREENS: usize = 256;
+
+/// The last screens of workers that exited, by task index, so a finished task's screen stays
+/// reachable (zoom, log view) after its PTY closed. Each is kept as the bytes that redraw its
+/// visible screen (vt100 `contents_formatted`, a few KiB; no scrollback), at most
+/// [`KEPT_SCREENS`] of them.
+#[derive(Debug, Default)]
+pub struct LastScreens {
+    screens: std::collections::BTreeMap<usize, (u16, u16, Vec<u8>)>,
+    order: std::collections::VecDeque<usize>,
+}
+
+impl LastScreens {
+    /// Keeps task `task`'s screen as `p` shows it now (replacing an older one of the task).
+    pub fn keep(&mut self, task: usize, p: &Emulator) {
+        let (rows, cols) = p.screen().size();
+        let bytes = p.screen().contents_formatted();
+        if self.screens.insert(task, (rows, cols, bytes)).is_some() {
+            self.order.retain(|&t| t != task);
+        }
+        self.order.push_back(task);
+        while self.order.len() > KEPT_SCREENS {
+            if let Some(old) = self.order.pop_front() {
+                self.screens.remove(&old);
+            }
+        }
+    }
+
+    /// Task `task`'s last screen as a fresh emulator (no scrollback), if one is kept.
+    pub fn emulator(&self, task: usize) -> Option<Emulator> {
+        let (rows, cols, bytes) = self.screens.get(&task)?;
+        let mut p = vt100::Parser::new_with_callbacks(*rows, *cols, 0, Term::default());
+        feed(&mut p, bytes);
+        Some(p)
+    }
+}
+
 /// Plain-text snapshot of an emulator's visible screen.
 pub fn snapshot_of(p: &Emulator) -> ScreenSnapshot {
     let screen = p.screen();
@@ -688,6 +763,8 @@ pub fn snapshot_of(p: &Emulator) -> ScreenSnapshot {
         title: p.callbacks().title.clone(),
         agent_state: p.callbacks().agent_state.clone(),
         reading: None,
+        foreground: None,
+        marks: p.callbacks().marks.clone(),
     }
 }
 
@@ -741,6 +818,59 @@ mod tests {
     }
 
     #[test]
+    fn keeps_the_latest_prompt_mark_progress_and_notification() {
+        let mut p = parse(b"\x1b]133;A\x07$ \x1b]133;B\x07");
+        assert_eq!(
+            p.callbacks().marks.prompt,
+            Some(crate::classify::PromptMark::Input)
+        );
+        p.process(b"make\r\n\x1b]133;C\x07\x1b]9;4;1;30\x1b\\");
+        let m = &p.callbacks().marks;
+        assert_eq!(m.prompt, Some(crate::classify::PromptMark::Output));
+        assert_eq!(m.progress.map(|p| p.percent), Some(Some(30)));
+        p.process(b"\x1b]9;4;0;0\x07\x1b]133;D;2\x07\x1b]133;A\x07");
+        let m = &p.callbacks().marks;
+        assert_eq!(m.progress, None, "state 0 removes the progress");
+        assert_eq!(m.last_exit, Some(2));
+        assert_eq!(
+            snapshot_of(&p).marks.prompt,
+            Some(crate::classify::PromptMark::Prompt)
+        );
+        // ConEmu's other OSC 9 commands are not notifications; a notification keeps its `;`.
+        p.process(b"\x1b]9;1;500\x07\x1b]9;Approval requested: a; b\x07");
+        assert_eq!(
+            p.callbacks()
+                .marks
+                .notification
+                .as_ref()
+                .map(|n| n.text.as_str()),
+            Some("Approval requested: a; b")
+        );
+        p.process(b"\x1b]777;notify;Claude Code;Task finished\x07");
+        assert_eq!(
+            p.callbacks().notifications.last().map(String::as_str),
+            Some("Claude Code: Task finished")
+        );
+    }
+
+    #[test]
+    fn codex_turn_end_notification_from_a_recording() {
+        // codex-cli 0.169 with tui.notifications: OSC 9 with its last message at the turn's end.
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/codex/codex-mock-osc9-done.bytes"
+        ))
+        .unwrap();
+        let mut p = vt100::Parser::new_with_callbacks(40, 120, 0, Term::default());
+        p.process(&bytes);
+        let n = p.callbacks().marks.notification.clone().unwrap();
+        assert_eq!(
+            n.text,
+            "I added README.md with a short project description."
+        );
+    }
+
+    #[test]
     fn records_the_agent_state_codex_announces() {
         let mut p = parse(b"\x1b]7501;state=working:app=codex\x1b\\");
         assert_eq!(
@@ -754,6 +884,25 @@ mod tests {
         );
         p.process(b"\x1b]7501;state=clear\x1b\\");
         assert_eq!(p.callbacks().agent_state, None);
+    }
+
+    #[test]
+    fn last_screens_are_kept_bounded_and_redraw_the_screen() {
+        let mut kept = LastScreens::default();
+        let p = parse(b"\x1b[31mfailed\x1b[0m: exit 1\r\nbye");
+        kept.keep(3, &p);
+        let back = kept.emulator(3).unwrap();
+        assert_eq!(back.screen().contents(), p.screen().contents());
+        assert_eq!(
+            back.screen().cell(0, 0).unwrap().fgcolor(),
+            vt100::Color::Idx(1)
+        );
+        for t in 0..KEPT_SCREENS + 10 {
+            kept.keep(1000 + t, &p);
+        }
+        assert!(kept.emulator(3).is_none(), "the oldest went first");
+        assert!(kept.emulator(1000 + KEPT_SCREENS + 9).is_some());
+        assert_eq!(kept.screens.len(), KEPT_SCREENS);
     }
 
     #[test]

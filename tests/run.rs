@@ -214,6 +214,38 @@ command = ["sh", "-c", "touch scratch.txt; rm -i scratch.txt; sleep 30"]
 }
 
 #[test]
+fn an_event_loop_programs_field_prompt_is_seen_by_the_cursor_after_it() {
+    // Like `npm init` (node): the program waits in epoll, not in a terminal read, and its field
+    // prompt matches no rule; the cursor sitting right after `package name: (demo)` after quiet
+    // says it waits. Not on the allow-list: a person answers.
+    let has_python = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_python {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    }
+    let r = repo();
+    let config = r#"
+default_agent = "init"
+[agents.init]
+command = ["python3", "-c", "import selectors; print('package name: (demo) ', end='', flush=True); s = selectors.DefaultSelector(); s.register(0, selectors.EVENT_READ); s.select(60)"]
+"#;
+    let manifest = write_project(r.path(), r#"{"id":"n","title":"x","files":["a"]}"#, config);
+    let out = run_headless(&manifest);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(
+            "waiting_input [cursor-question] cursor after a question: package name: (demo)"
+        ),
+        "the verdict names the channel and the field: {stdout}"
+    );
+    assert!(!stdout.contains("sent \""), "never answered: {stdout}");
+}
+
+#[test]
 fn a_deny_listed_prompt_ends_headless_with_exit_2() {
     let r = repo();
     let config = r#"
@@ -345,6 +377,15 @@ fn a_killed_run_resumes_and_keeps_finished_work() {
         libc::kill(server as i32, libc::SIGKILL);
     }
     child.wait().unwrap();
+    // kill(2) only sends the signal: wait until the server is gone (or a zombie, its lock and
+    // socket closed) before starting again, so the next run finds a stale lock, not a live one.
+    common::wait_until("the killed server is gone", 20, || {
+        std::fs::read_to_string(format!("/proc/{server}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    });
     let before = manifest_status(&manifest);
     let done_before: Vec<Value> = tasks(&before)
         .into_iter()

@@ -829,14 +829,23 @@ impl Engine {
 
     /// A nudge goes only to an agent at its own prompt: the situation is `idle`, its channel
     /// said it is idle, one of its profile's idle rules matches now (quiet time aside), or the
-    /// profile has no idle rule to tell by (a plain command). `Err` says why not.
+    /// profile has no idle rule to tell by (a plain command) — never to a shell at its prompt.
+    /// `Err` says why not.
     fn at_its_prompt(&self, i: usize, sit: Situation) -> Result<(), String> {
-        if sit == Situation::Idle {
-            return Ok(());
-        }
         let Some(w) = self.runs[i].worker.as_ref() else {
             return Err("no worker".into());
         };
+        // A shell at its own prompt (its OSC 133 mark, or its terminal read) would run the
+        // nudge's words as a command.
+        let s = &w.screen;
+        if s.marks.prompt.is_some_and(|p| p.at_prompt())
+            || s.reading.as_ref().is_some_and(|r| r.shell)
+        {
+            return Err("a shell at its prompt takes commands, not a nudge".into());
+        }
+        if sit == Situation::Idle {
+            return Ok(());
+        }
         if w.reported
             .as_ref()
             .is_some_and(|r| r.kind == VerdictKind::Idle)
@@ -869,7 +878,8 @@ impl Engine {
 /// notify, server events) when it says anything but "working"; "working" from the agent outranks
 /// an idle guess from the title or screen while it is recent (less than `stall_ms` old: claude
 /// in auto mode shows its idle title while its own permission check runs); otherwise the
-/// classifier's verdict (agent state, title, terminal read, screen rules, timing).
+/// classifier's verdict (the profile's agent-state, title and screen rules; OSC 133 / 9;4 / 9
+/// marks; terminal read; a cursor after a question; timing — see [`crate::classify::classify`]).
 pub fn merge_report(
     v: Verdict,
     reported: Option<&crate::classify::AgentReport>,

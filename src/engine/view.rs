@@ -258,6 +258,10 @@ fn channel_of(rule: &str, rules: &[crate::classify::Rule]) -> &'static str {
         None if rule.starts_with("hook:") => "the agent's own channel",
         None => match rule {
             "terminal-read" => "terminal read (/proc)",
+            "osc-133" => "shell prompt (OSC 133)",
+            "osc-progress" => "progress (OSC 9;4)",
+            "osc-notification" => "notification (OSC 9/777)",
+            "cursor-question" => "cursor after a question",
             "exit-status" => "exit status",
             "silence" => "silence (output, screen, files, CPU)",
             "output" => "output",
@@ -316,14 +320,6 @@ impl Engine {
                         s.title.clone()
                     },
                 });
-                channels.push(ChannelWord {
-                    channel: "terminal read (/proc)".into(),
-                    word: match &s.reading {
-                        Some(r) if r.shell => format!("{} waits at its prompt", r.process),
-                        Some(r) => format!("{} is blocked reading the terminal", r.process),
-                        None => "no process is reading the terminal".into(),
-                    },
-                });
                 let at_cursor = s.rows.get(s.cursor_row).map(|l| l.trim()).unwrap_or("");
                 let matched = rules
                     .iter()
@@ -342,6 +338,55 @@ impl Engine {
                     channel: "screen rules".into(),
                     word: format!("{matched}; cursor line: {at_cursor}"),
                 });
+                let (prompt, progress, note) = s.marks.describe();
+                channels.push(ChannelWord {
+                    channel: "shell prompt (OSC 133)".into(),
+                    word: prompt,
+                });
+                channels.push(ChannelWord {
+                    channel: "progress (OSC 9;4)".into(),
+                    word: progress,
+                });
+                channels.push(ChannelWord {
+                    channel: "notification (OSC 9/777)".into(),
+                    word: s.marks.notification.as_ref().map_or(note, |n| {
+                        format!(
+                            "{} ({:.1}s ago)",
+                            n.text,
+                            now.saturating_sub(n.at) as f64 / 1000.0
+                        )
+                    }),
+                });
+                channels.push(ChannelWord {
+                    channel: "foreground program".into(),
+                    word: match &s.foreground {
+                        Some(f) if f.own => {
+                            format!("{} (pid {}, the worker itself)", f.process, f.pid)
+                        }
+                        Some(f) => format!("{} (pid {})", f.process, f.pid),
+                        None => "— (read when output pauses; Linux only)".into(),
+                    },
+                });
+                channels.push(ChannelWord {
+                    channel: "terminal read (/proc)".into(),
+                    word: match &s.reading {
+                        Some(r) if r.shell => format!("{} waits at its prompt", r.process),
+                        Some(r) => format!("{} is blocked reading the terminal", r.process),
+                        None => "no process is reading the terminal".into(),
+                    },
+                });
+                channels.push(ChannelWord {
+                    channel: "cursor after a question".into(),
+                    word: crate::classify::question_at_cursor(s).map_or_else(
+                        || "no".into(),
+                        |q| {
+                            format!(
+                                "yes, after {} s of quiet: {q}",
+                                crate::classify::QUESTION_QUIET_MS / 1000
+                            )
+                        },
+                    ),
+                });
                 channels.push(ChannelWord {
                     channel: "timing".into(),
                     word: format!(
@@ -357,7 +402,7 @@ impl Engine {
                     Some(v.kind.label()),
                     Some(format!("[{}] {}", v.evidence.rule, v.evidence.line)),
                     format!(
-                        "from {channel} ({}): channels are read in the order above and the first with a word wins (the agent's own \"working\" outranks an idle title or screen while it is recent); screen rules fire only after their quiet time",
+                        "from {channel} ({}): channels are read in the order above and the first with a word wins (the agent's own \"working\" outranks an idle title or screen while it is recent; OSC 133 C and OSC 9;4 progress only say \"running\" when nothing else speaks); screen rules fire only after their quiet time",
                         v.evidence.rule
                     ),
                 )

@@ -124,6 +124,14 @@ pub struct App {
     pub logs_dir: Option<std::path::PathBuf>,
     /// The run lives in this process (`--foreground`): quitting stops it, there is no detach.
     pub foreground: bool,
+    /// How tiles show screens larger than themselves: crop or scaled overview.
+    pub fit: super::pane::Fit,
+    /// Each tile's cells from the last frame, rebuilt only when its screen changed.
+    pub tiles: super::pane::Tiles,
+    /// The task table's cells from the last frame (with its scroll offset).
+    pub table_cache: super::pane::Region<usize>,
+    /// The DAG's cells from the last frame (with its click areas).
+    pub dag_cache: super::pane::Region<Vec<(Rect, usize)>>,
 }
 
 impl App {
@@ -143,6 +151,10 @@ impl App {
             keys: KeyMap::default(),
             logs_dir: None,
             foreground: false,
+            fit: super::pane::Fit::default(),
+            tiles: super::pane::Tiles::default(),
+            table_cache: Default::default(),
+            dag_cache: Default::default(),
         }
     }
 
@@ -356,6 +368,13 @@ impl App {
                 }
             }
             KeyCommand::Zoom => self.zoom = !self.zoom,
+            KeyCommand::Overview => {
+                self.fit = self.fit.toggled();
+                self.message = Some(match self.fit {
+                    super::pane::Fit::Crop => "tiles: crop (the rows that changed last)".into(),
+                    super::pane::Fit::Overview => "tiles: scaled overview of whole screens".into(),
+                });
+            }
             KeyCommand::CycleViews => {
                 self.views = match self.views {
                     TopViews::Both => TopViews::Table,

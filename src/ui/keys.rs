@@ -43,6 +43,8 @@ pub enum KeyCommand {
     NextAttention,
     /// Zoom the selected worker's pane / back to the grid.
     Zoom,
+    /// Tiles: crop (the rows that changed last) / scaled overview of the whole screen.
+    Overview,
     /// Cycle the table's status filter (all, then each status present).
     Filter,
     /// Cycle the top views: table and DAG, table only, DAG only.
@@ -132,6 +134,12 @@ pub const DEFAULTS: &[(&str, KeyCommand, &[&str], &str)] = &[
         KeyCommand::Zoom,
         &["z"],
         "zoom the selected worker's pane / back to the grid",
+    ),
+    (
+        "overview",
+        KeyCommand::Overview,
+        &["o"],
+        "tiles: crop (rows that changed last) / scaled overview",
     ),
     (
         "retry",

@@ -7,6 +7,7 @@ pub mod app;
 pub mod dag;
 pub mod encode;
 pub mod keys;
+pub mod pane;
 pub mod room;
 pub mod scroll;
 pub mod view;

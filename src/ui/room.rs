@@ -170,15 +170,30 @@ impl Room {
         let app = &mut self.app;
         let _ = self
             .term
-            .draw(|f| view::draw(f, &rt.engine, &screens, app, &recent, now));
+            .draw(|f| view::draw(f, &rt.engine, &screens, &rt.last_screens, app, &recent, now));
         self.dirty = false;
         self.last_frame = std::time::Instant::now();
-        std::mem::take(&mut *self.sink.0.lock().unwrap_or_else(|e| e.into_inner()))
+        damage(std::mem::take(
+            &mut *self.sink.0.lock().unwrap_or_else(|e| e.into_inner()),
+        ))
     }
 
     /// Bytes that restore the client's terminal to its first frame state: clear and redraw all.
     pub fn clear_bytes() -> &'static [u8] {
         b"\x1b[0m\x1b[2J\x1b[H"
+    }
+}
+
+/// What ratatui's crossterm backend writes after a frame in which no cell changed (a style reset
+/// and "hide the cursor"; checked against ratatui 0.30 / ratatui-crossterm 0.1).
+const NO_DAMAGE: &[u8] = b"\x1b[39m\x1b[49m\x1b[59m\x1b[0m\x1b[?25l";
+
+/// The bytes of a frame worth sending: none when no cell changed.
+pub(crate) fn damage(bytes: Vec<u8>) -> Vec<u8> {
+    if bytes == NO_DAMAGE {
+        Vec::new()
+    } else {
+        bytes
     }
 }
 

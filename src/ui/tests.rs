@@ -62,7 +62,7 @@ fn fixture() -> (Engine, Screens) {
 fn render(e: &Engine, screens: &Screens, app: &mut App, w: u16, h: u16) -> String {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     let recent = vec!["12:00:00  d2       heal    answer (yes-no)".to_string()];
-    t.draw(|f| view::draw(f, e, screens, app, &recent, 65_000))
+    t.draw(|f| view::draw(f, e, screens, &Default::default(), app, &recent, 65_000))
         .unwrap();
     let buf = t.backend().buffer().clone();
     let mut out = String::new();
@@ -145,4 +145,88 @@ fn every_view_fits_a_tiny_terminal_without_panicking() {
 #[test]
 fn log_view() {
     snap("log", |a| a.mode = Mode::Log { task: 1, offset: 0 });
+}
+
+/// Bytes a backend wrote, shared with the test.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A frame drawn through the crossterm backend the server uses, returning the bytes it emitted.
+fn frame_bytes(
+    t: &mut Terminal<ratatui::backend::CrosstermBackend<Shared>>,
+    out: &Shared,
+    e: &Engine,
+    screens: &Screens,
+    app: &mut App,
+    now: u64,
+) -> Vec<u8> {
+    t.draw(|f| view::draw(f, e, screens, &Default::default(), app, &[], now))
+        .unwrap();
+    super::room::damage(std::mem::take(&mut *out.0.lock().unwrap()))
+}
+
+#[test]
+fn an_unchanged_frame_ships_nothing_and_rebuilds_no_pane() {
+    let (e, screens) = fixture();
+    let area = ratatui::layout::Rect::new(0, 0, 160, 48);
+    let out = Shared::default();
+    let mut t = Terminal::with_options(
+        ratatui::backend::CrosstermBackend::new(out.clone()),
+        ratatui::TerminalOptions {
+            viewport: ratatui::Viewport::Fixed(area),
+        },
+    )
+    .unwrap();
+    let mut app = App::new();
+    assert!(!frame_bytes(&mut t, &out, &e, &screens, &mut app, 65_000).is_empty());
+    assert_eq!(app.tiles.rebuilds, 3, "the first frame builds every pane");
+    let second = frame_bytes(&mut t, &out, &e, &screens, &mut app, 65_000);
+    assert!(second.is_empty(), "{:?}", String::from_utf8_lossy(&second));
+    assert_eq!(app.tiles.rebuilds, 3, "unchanged panes are copied");
+    assert_eq!(app.table_cache.rebuilds, 1, "an unchanged table is copied");
+    assert_eq!(app.dag_cache.rebuilds, 1, "an unchanged DAG is copied");
+    // One pane changes: only it is rebuilt, and only its changed cells are shipped.
+    crate::worker::feed(&mut screens[&1].lock().unwrap(), b"\x1b[2K\rnew words");
+    let bytes = frame_bytes(&mut t, &out, &e, &screens, &mut app, 65_000);
+    assert_eq!(app.tiles.rebuilds, 4);
+    let shipped = String::from_utf8_lossy(&bytes);
+    assert!(shipped.contains("new"), "{shipped:?}");
+    assert!(
+        bytes.len() < 200,
+        "a small damage ships small: {} bytes",
+        bytes.len()
+    );
+}
+
+#[test]
+fn a_finished_tasks_last_screen_stays_in_its_log_and_zoom() {
+    let (e, mut screens) = fixture();
+    let mut last = crate::worker::LastScreens::default();
+    last.keep(2, &screens[&2].lock().unwrap());
+    screens.remove(&2);
+    for mode in [Mode::Log { task: 2, offset: 0 }, Mode::Normal] {
+        let mut app = App::new();
+        app.selected = 2;
+        app.zoom = true;
+        app.mode = mode.clone();
+        let mut t = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        t.draw(|f| view::draw(f, &e, &screens, &last, &mut app, &[], 65_000))
+            .unwrap();
+        let text: String = format!("{:?}", t.backend().buffer());
+        assert!(text.contains("last screen"), "{mode:?}: {text}");
+        assert!(
+            text.contains("error: test suite failed"),
+            "{mode:?}: {text}"
+        );
+    }
 }

@@ -4,7 +4,7 @@ use super::app::{App, HitKind, InputPurpose, Mode, TopViews};
 use super::dag::{self, DagLayout};
 use crate::engine::Engine;
 use crate::manifest::Status;
-use crate::worker::Emulator;
+use crate::worker::{Emulator, LastScreens};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -75,12 +75,14 @@ pub fn draw(
     frame: &mut Frame,
     engine: &Engine,
     screens: &Screens,
+    last: &LastScreens,
     app: &mut App,
     recent: &[String],
     now: u64,
 ) {
     let area = frame.area();
     app.hits.clear();
+    app.tiles.begin_frame();
     if let Mode::Attached(task) = app.mode {
         let detach = app.keys.detach.label();
         draw_attached(frame, engine, screens, task, area, &detach);
@@ -98,8 +100,25 @@ pub fn draw(
         Mode::Scroll(st) if screens.contains_key(&st.task) => Some(st.task),
         _ => None,
     };
+    let finished = |t: usize| {
+        (!screens.contains_key(&t))
+            .then(|| last.emulator(t))
+            .flatten()
+    };
     if let Mode::Log { task, offset } = app.mode {
+        // A finished task's log shows its worker's last screen below the entries.
+        let body = match finished(task) {
+            Some(p) if body.height >= 16 => {
+                let [top, bottom] =
+                    Layout::vertical([Constraint::Percentage(45), Constraint::Min(0)]).areas(body);
+                draw_last_screen(frame.buffer_mut(), bottom, engine, task, &p);
+                top
+            }
+            _ => body,
+        };
         draw_log(frame.buffer_mut(), body, engine, app, recent, task, offset);
+    } else if let Some(p) = app.zoom.then(|| finished(app.selected)).flatten() {
+        draw_last_screen(frame.buffer_mut(), body, engine, app.selected, &p);
     } else if let Some(task) =
         scrolled.or((app.zoom && screens.contains_key(&app.selected)).then_some(app.selected))
     {
@@ -267,9 +286,27 @@ fn draw_dag(buf: &mut Buffer, area: Rect, engine: &Engine, app: &mut App) {
             engine.plan.len(),
             engine.plan.critical_path.len()
         ));
-    let inner = block.inner(area);
-    block.render_ref_to(area, buf);
-    let hits = dag::draw(buf, inner, engine, layout, app.selected);
+    // The DAG shows statuses and the selection only: unchanged, its cells are copied.
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (area, app.selected).hash(&mut h);
+        for i in 0..engine.plan.len() {
+            engine.status(i).hash(&mut h);
+            engine.conflicts_of(i).hash(&mut h);
+        }
+        h.finish()
+    };
+    let hits = match app.dag_cache.restore(buf, area, key) {
+        Some(hits) => hits,
+        None => {
+            let inner = block.inner(area);
+            block.render_ref_to(area, buf);
+            let hits = dag::draw(buf, inner, engine, layout, app.selected);
+            app.dag_cache.store(buf, area, key, hits.clone());
+            hits
+        }
+    };
     app.hits
         .extend(hits.into_iter().map(|(r, i)| (r, i, HitKind::Node)));
 }
@@ -395,10 +432,61 @@ fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now
         app.table_state.offset(),
         pos,
     );
-    let rows: Vec<Row> = visible[window.clone()]
+    // What the rows show: when it, the area, the filter and the selection are as in the last
+    // frame, the table's cells are copied from it instead of laid out again.
+    let shown: Vec<(usize, String, String)> = visible[window.clone()]
         .iter()
         .map(|&i| {
-            let t = engine.task(i);
+            let elapsed = elapsed(engine, i, now).map(secs).unwrap_or_default();
+            (i, verdict_text(engine, i), elapsed)
+        })
+        .collect();
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (area, app.filter, pos, &window, app.table_state.offset()).hash(&mut h);
+        for (i, verdict, elapsed) in &shown {
+            let t = engine.task(*i);
+            (i, &t.id, &t.title, t.status, t.attempts, verdict, elapsed).hash(&mut h);
+            engine.conflicts_of(*i).hash(&mut h);
+        }
+        h.finish()
+    };
+    let restored = app.table_cache.restore(frame.buffer_mut(), area, key);
+    if let Some(offset) = restored {
+        app.table_state.select(pos);
+        *app.table_state.offset_mut() = offset;
+    } else {
+        render_table(frame, area, engine, app, &shown, pos, &window);
+        let offset = app.table_state.offset();
+        app.table_cache.store(frame.buffer_mut(), area, key, offset);
+    }
+    // Row hit areas for the mouse: rows start below the border and header.
+    let offset = app.table_state.offset();
+    for (k, &i) in visible.iter().enumerate().skip(offset) {
+        let y = area.y + 2 + (k - offset) as u16;
+        if y >= area.bottom().saturating_sub(1) {
+            break;
+        }
+        app.hits
+            .push((Rect::new(area.x, y, area.width, 1), i, HitKind::Row));
+    }
+}
+
+/// Lays out and draws the task table's rows `shown` (task, verdict, elapsed) of `window`.
+fn render_table(
+    frame: &mut Frame,
+    area: Rect,
+    engine: &Engine,
+    app: &mut App,
+    shown: &[(usize, String, String)],
+    pos: Option<usize>,
+    window: &std::ops::Range<usize>,
+) {
+    let rows: Vec<Row> = shown
+        .iter()
+        .map(|(i, verdict, elapsed)| {
+            let t = engine.task(*i);
             let (g, st) = status_style(t.status);
             let attention = t.status == Status::NeedsAttention;
             let row = Row::new(vec![
@@ -406,15 +494,15 @@ fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now
                 Cell::from(t.title.clone()),
                 // ⚡: a conflict with another task (or the integration branch) is predicted.
                 Cell::from(Span::styled(
-                    match engine.conflicts_of(i).is_empty() {
+                    match engine.conflicts_of(*i).is_empty() {
                         true => format!("{g} {}", t.status),
                         false => format!("{g} {} ⚡", t.status),
                     },
                     st,
                 )),
-                Cell::from(verdict_text(engine, i)),
+                Cell::from(verdict.clone()),
                 Cell::from(t.attempts.unwrap_or(0).to_string()),
-                Cell::from(elapsed(engine, i, now).map(secs).unwrap_or_default()),
+                Cell::from(elapsed.clone()),
             ]);
             if attention {
                 row.style(Style::default().bg(Color::Rgb(80, 0, 0)))
@@ -462,16 +550,6 @@ fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now
     frame.render_stateful_widget(table, area, &mut state);
     app.table_state.select(pos);
     *app.table_state.offset_mut() = window.start + state.offset();
-    // Row hit areas for the mouse: rows start below the border and header.
-    let offset = app.table_state.offset();
-    for (k, &i) in visible.iter().enumerate().skip(offset) {
-        let y = area.y + 2 + (k - offset) as u16;
-        if y >= area.bottom().saturating_sub(1) {
-            break;
-        }
-        app.hits
-            .push((Rect::new(area.x, y, area.width, 1), i, HitKind::Row));
-    }
 }
 
 fn draw_recent(buf: &mut Buffer, area: Rect, recent: &[String]) {
@@ -614,29 +692,30 @@ fn draw_tile(
                 );
             }
         }
-        _ => render_screen_tail(buf, inner, p.screen()),
+        _ => app.tiles.draw(buf, inner, task, &p, app.fit, now),
     }
 }
 
-/// Renders the part of a vt100 screen around its cursor that fits `area` (bottom rows when the
-/// area is shorter than the screen, left columns when narrower), with colours and attributes.
-pub fn render_screen_tail(buf: &mut Buffer, area: Rect, screen: &vt100::Screen) {
-    let (rows, cols) = screen.size();
-    let (crow, _) = screen.cursor_position();
-    let h = area.height.min(rows);
-    // Show the last non-blank row or the cursor row at the bottom, whichever is lower. Only rows
-    // below the cursor can change that, and one pass over the rows reads them (a blank row
-    // yields an empty string; `Screen::cell` would walk the rows again for every cell).
-    let last_text = screen
-        .rows(0, cols)
-        .enumerate()
-        .skip(usize::from(crow) + 1)
-        .filter(|(_, text)| !text.is_empty())
-        .last()
-        .map_or(0, |(r, _)| r as u16);
-    let bottom = crow.max(last_text);
-    let first = (bottom + 1).saturating_sub(h).min(rows - h);
-    render_rows(buf, area, screen, first);
+/// A finished task's last screen (its worker exited), cropped to the rows at its end.
+fn draw_last_screen(buf: &mut Buffer, area: Rect, engine: &Engine, task: usize, p: &Emulator) {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Rounded)
+        .border_style(Style::default().fg(Color::DarkGray))
+        .title(format!(
+            " {} · last screen (the worker exited) · {} ",
+            engine.task(task).id,
+            verdict_text(engine, task)
+        ));
+    let inner = block.inner(area);
+    block.render_ref_to(area, buf);
+    let screen = p.screen();
+    render_rows(
+        buf,
+        inner,
+        screen,
+        super::pane::tail_first(screen, inner.height),
+    );
 }
 
 /// Renders screen rows from `first` down into `area`, with colours and attributes, cropping
@@ -644,51 +723,14 @@ pub fn render_screen_tail(buf: &mut Buffer, area: Rect, screen: &vt100::Screen) 
 pub fn render_rows(buf: &mut Buffer, area: Rect, screen: &vt100::Screen, first: u16) {
     let (rows, cols) = screen.size();
     for y in 0..area.height.min(rows.saturating_sub(first)) {
-        let row = first + y;
         for x in 0..area.width.min(cols) {
-            let Some(cell) = screen.cell(row, x) else {
-                continue;
-            };
-            if cell.is_wide_continuation() {
-                continue;
+            match screen.cell(first + y, x) {
+                Some(cell) if !cell.is_wide_continuation() => {
+                    buf[(area.x + x, area.y + y)] = super::pane::to_cell(cell);
+                }
+                _ => {}
             }
-            let sym = if cell.has_contents() {
-                cell.contents()
-            } else {
-                " "
-            };
-            let mut m = Modifier::empty();
-            if cell.bold() {
-                m |= Modifier::BOLD;
-            }
-            if cell.dim() {
-                m |= Modifier::DIM;
-            }
-            if cell.italic() {
-                m |= Modifier::ITALIC;
-            }
-            if cell.underline() {
-                m |= Modifier::UNDERLINED;
-            }
-            if cell.inverse() {
-                m |= Modifier::REVERSED;
-            }
-            let style = Style::default()
-                .fg(color(cell.fgcolor()))
-                .bg(color(cell.bgcolor()))
-                .add_modifier(m);
-            buf[(area.x + x, area.y + y)]
-                .set_symbol(sym)
-                .set_style(style);
         }
-    }
-}
-
-fn color(c: vt100::Color) -> Color {
-    match c {
-        vt100::Color::Default => Color::Reset,
-        vt100::Color::Idx(i) => Color::Indexed(i),
-        vt100::Color::Rgb(r, g, b) => Color::Rgb(r, g, b),
     }
 }
 

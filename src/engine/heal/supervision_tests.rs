@@ -527,3 +527,82 @@ fn a_spinner_over_a_silent_channel_is_a_stall_not_running_forever() {
     assert!(writes(&fx).is_empty());
     assert!(fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })));
 }
+
+#[test]
+fn explain_names_the_foreground_program_the_terminal_read_and_the_osc_marks() {
+    let mut e = engine_for("shell", "");
+    let mut s = ScreenSnapshot::from_text("$ make\nRemove build/? ");
+    s.foreground = Some(crate::classify::Foreground {
+        pid: 4242,
+        process: "rm".into(),
+        own: false,
+    });
+    s.reading = Some(crate::classify::TerminalRead {
+        process: "rm".into(),
+        shell: false,
+    });
+    s.marks.prompt = Some(crate::classify::PromptMark::Output);
+    s.marks.progress = Some(crate::classify::Progress {
+        state: 1,
+        percent: Some(60),
+    });
+    e.update(
+        Event::Screen {
+            task: 0,
+            screen: s,
+            last_output_at: 1_000,
+        },
+        1_000,
+    );
+    e.update(Event::Tick, 3_000);
+    let x = e.explain(0, 3_000);
+    assert_eq!(x.verdict.as_deref(), Some("waiting_input"), "{x:?}");
+    assert!(x.why.contains("terminal read (/proc)"), "{}", x.why);
+    let text = x.render();
+    for want in [
+        "foreground program           rm (pid 4242)",
+        "terminal read (/proc)        rm is blocked reading the terminal",
+        "shell prompt (OSC 133)       C: a command runs",
+        "progress (OSC 9;4)           60%",
+        "cursor after a question      yes",
+    ] {
+        assert!(text.contains(want), "{want:?} in\n{text}");
+    }
+    // Most authoritative first: the profile's rules, then the marks, then /proc, then the cursor.
+    let order: Vec<&str> = x.channels.iter().map(|c| c.channel.as_str()).collect();
+    let at = |c: &str| order.iter().position(|o| *o == c).unwrap();
+    assert!(at("screen rules") < at("shell prompt (OSC 133)"));
+    assert!(at("progress (OSC 9;4)") < at("terminal read (/proc)"));
+    assert!(at("terminal read (/proc)") < at("cursor after a question"));
+}
+
+#[test]
+fn a_shell_at_its_prompt_is_idle_and_never_gets_a_nudge_typed_as_a_command() {
+    let mut e = engine_for("shell", "");
+    let mut s = ScreenSnapshot::from_text("bash-5.2$ ");
+    s.reading = Some(crate::classify::TerminalRead {
+        process: "bash".into(),
+        shell: true,
+    });
+    e.update(
+        Event::Screen {
+            task: 0,
+            screen: s,
+            last_output_at: 1_000,
+        },
+        1_000,
+    );
+    let fx = e.update(Event::Tick, 3_000);
+    assert_eq!(verdict(&e), (VerdictKind::Idle, "terminal-read".into()));
+    assert!(fx.iter().any(|f| matches!(f, Effect::Inspect { task: 0 })));
+    let fx = e.update(
+        Event::Inspected {
+            task: 0,
+            commits_ahead: 0,
+            uncommitted: 1,
+        },
+        3_100,
+    );
+    assert!(writes(&fx).is_empty(), "no nudge into bash: {fx:#?}");
+    assert_eq!(e.status(0), Status::NeedsAttention);
+}
