@@ -492,11 +492,11 @@ fn render_table(
             let row = Row::new(vec![
                 Cell::from(t.id.clone()),
                 Cell::from(t.title.clone()),
-                // ⚡: a conflict with another task (or the integration branch) is predicted.
+                // ↯: a conflict with another task (or the integration branch) is predicted.
                 Cell::from(Span::styled(
                     match engine.conflicts_of(*i).is_empty() {
                         true => format!("{g} {}", t.status),
-                        false => format!("{g} {} ⚡", t.status),
+                        false => format!("{g} {} ↯", t.status),
                     },
                     st,
                 )),
