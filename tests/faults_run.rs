@@ -18,11 +18,7 @@ fn tasks(manifest: &Path) -> Vec<Value> {
 
 /// The journal's entries (`<workdir>/logs/events.jsonl`).
 fn journal(workdir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(workdir.join("logs/events.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    common::journal(&workdir.join("logs"))
 }
 
 /// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`), if the process is there.

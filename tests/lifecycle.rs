@@ -12,11 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn journal(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join(".sy/logs/events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::journal(&dir.join(".sy/logs"))
 }
 
 fn run_headless(manifest: &Path, path_prefix: Option<&Path>) -> (i32, String) {

@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::{bin, git, repo};
+use common::{bin, git, journal, repo};
 use serde_json::Value;
-use std::path::Path;
 use std::process::Command;
 
 fn fake(name: &str, scenario: &str, final_message: bool) -> String {
@@ -18,14 +17,6 @@ fn fake(name: &str, scenario: &str, final_message: bool) -> String {
     format!(
         "[agents.{name}]\ncommand = [\"{{switchyard}}\", \"fake-agent\", \"--scenario\", \"{scenario}\", \"--speed\", \"1\", {file}\"{{prompt}}\"]\n"
     )
-}
-
-fn journal(logs: &Path) -> Vec<Value> {
-    std::fs::read_to_string(logs.join("events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]

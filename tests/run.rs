@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{bin, git, repo, tasks, write_project};
+use common::{bin, git, journal, repo, tasks, write_project};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -10,14 +10,6 @@ use std::time::Duration;
 
 fn manifest_status(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn journal(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]

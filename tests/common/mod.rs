@@ -279,3 +279,13 @@ pub fn tasks(m: &serde_json::Value) -> Vec<serde_json::Value> {
         .flat_map(|p| p["tasks"].as_array().unwrap().clone())
         .collect()
 }
+
+/// The journal's entries: `events.jsonl` in the given logs folder (`<workdir>/logs`), one JSON
+/// value per line; a torn last line is skipped; no file = no entries.
+pub fn journal(logs: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(logs.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
