@@ -375,6 +375,9 @@ pub struct WorkerState {
     /// An error waits for the branch state before the ladder acts (a moved branch is verified,
     /// not restarted).
     error_check: Option<heal::Trouble>,
+    /// The agent has been seen at work (a busy rule, its own channel saying it works): before
+    /// that, an idle screen in its first seconds is its start-up, not the end of a turn.
+    turn_seen: bool,
 }
 
 /// A task's run state beside its manifest entry.
@@ -1313,6 +1316,7 @@ impl Engine {
             reported: None,
             reported_at: now,
             answered: None,
+            turn_seen: false,
             // Everything switchyard typed (preamble, restart context, findings) may come back on
             // the agent's screen: none of it may trigger an error or rate-limit rule.
             echo: context

@@ -58,6 +58,11 @@ pub struct Trouble {
     pub why: String,
 }
 
+/// How long after a start an idle screen is taken for the agent's start-up while it has not
+/// been seen at work yet (no busy rule matched, no word from its channel), ms. Only for profiles
+/// that have a busy rule to see work by.
+pub(super) const START_GRACE_MS: Ms = 10_000;
+
 impl Engine {
     /// Classifies a live worker and starts the matching ladder when its verdict calls for it.
     pub(super) fn classify_and_heal(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
@@ -120,10 +125,17 @@ impl Engine {
         };
         let acted = w.acted_on == Some(w.screen_hash);
         let inspecting = w.inspecting;
+        let own_word = v.evidence.rule.starts_with("hook:");
+        let starting = !w.turn_seen
+            && !own_word
+            && now.saturating_sub(w.spawned_at) < START_GRACE_MS
+            && rules.iter().any(|r| r.verdict == VerdictKind::Running);
+        let busy = v.kind == VerdictKind::Running && v.evidence.rule != "output";
         let screen_hash = w.screen_hash;
         let kind = v.kind;
         if let Some(w) = self.runs[i].worker.as_mut() {
             w.held = Some((v.kind, v.evidence.rule.clone(), since));
+            w.turn_seen |= busy;
         }
         // A failure that must hold before it counts (an agent retrying with a live timer) is
         // shown as running until then, with the line it holds.
@@ -232,6 +244,10 @@ impl Engine {
             }
             VerdictKind::Error => self.climb(i, Situation::Error, trouble, now, fx),
             VerdictKind::RateLimited => self.climb(i, Situation::RateLimited, trouble, now, fx),
+            // An idle screen in the first seconds, before the agent was ever seen at work, is
+            // its start-up (gemini 0.61 draws its empty input box ~2 s before it submits the
+            // --prompt-interactive prompt): nothing is done yet, and nothing is typed into it.
+            VerdictKind::Idle | VerdictKind::Done if starting => {}
             VerdictKind::Idle | VerdictKind::Done => {
                 if !inspecting {
                     if let Some(w) = self.runs[i].worker.as_mut() {

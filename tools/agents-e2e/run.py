@@ -49,10 +49,11 @@ FAMILY = {"codex": "responses", "claude": "anthropic", "gemini": "gemini", "open
 # --ask: the CLIs asking before a shell command, so switchyard's allow/deny policy decides (the
 # shipped profiles run with --yolo / bypass and never ask). opencode asks through its config.
 ASK_COMMANDS = {
-    "codex": ["codex", "--no-daemon", "--ask-for-approval", "on-request", "{prompt}"],  # + --escalate
+    "codex": ["codex", "--no-daemon", "--ask-for-approval", "on-request",
+              "-c", "notify=[\"{switchyard}\", \"hook\", \"--agent\", \"codex\"]", "{prompt}"],  # + --escalate
     "claude": ["claude", "--settings", "{claude_settings}", "--permission-mode", "manual", "{prompt}"],
     "gemini": ["gemini", "--prompt-interactive", "{prompt}"],
-    "opencode": ["opencode", "--prompt", "{prompt}"],
+    "opencode": ["opencode", "--port", "{opencode_port}", "--prompt", "{prompt}"],
 }
 TIMEOUT = {"normal": 240, "error500": 420, "rate429": 600, "deny": 240}
 
@@ -150,7 +151,18 @@ def overlay(clis, envs, shipped, record_dir, scenario, ask=False):
         lines.append("env = { %s }" % ", ".join("%s = %s" % (k, toml_str(v)) for k, v in env.items()))
         cmd = ASK_COMMANDS[cli] if ask else shipped[cli]["command"]
         if record_dir:
-            out = os.path.join(record_dir, "%s-%s%s-a{attempt}" % (cli, scenario, "-ask" if ask else ""))
+            name = "%s-%s%s" % (cli, scenario, "-ask" if ask else "")
+            chan = os.path.join(record_dir, name + ".channel.jsonl")
+            chanlog = os.path.join(ROOT, "tools/agents-e2e/chanlog.py")
+            if cli == "codex":  # notify goes through chanlog.py
+                cmd = [c.replace("notify=[", "notify=[%s, %s, %s, \"codex\", \"--\", " % (
+                    toml_str(sys.executable), toml_str(chanlog), toml_str(chan))) for c in cmd]
+            elif cli == "gemini":
+                cmd = [sys.executable, chanlog, "wrap-gemini", chan, "--"] + cmd
+            elif cli == "opencode":
+                cmd = [sys.executable, os.path.join(ROOT, "tools/agents-e2e/sselog.py"), chan, "{opencode_port}",
+                       "--"] + cmd
+            out = os.path.join(record_dir, name + "-a{attempt}")
             cmd = ["python3", os.path.join(ROOT, "tools/agents-e2e/ptyrec.py"), out, "--"] + cmd
         if record_dir or ask:
             lines.append("command = [%s]" % ", ".join(toml_str(c) for c in cmd))
@@ -349,7 +361,11 @@ def main():
     if not args.no_install:
         install(args.prefix)
     shipped = tomllib.load(open(os.path.join(ROOT, "assets/switchyard.toml"), "rb"))["agents"]
-    tmp = tempfile.mkdtemp(prefix="sy-agents-e2e-")
+    # Not under /tmp: gemini 0.61 skips a system settings file (switchyard's hooks) unless the
+    # file and every directory above it are owned by root and writable by nobody else.
+    base = os.path.join(ROOT, "target/agents-e2e/runs")
+    os.makedirs(base, mode=0o755, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="sy-agents-e2e-", dir=base)
     rows = []
     try:
         for scenario in args.scenario.split(","):
