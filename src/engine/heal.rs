@@ -56,6 +56,9 @@ pub struct Trouble {
     pub tail: String,
     /// One line for the journal.
     pub why: String,
+    /// The verdict came from the agent's own channel (a hook, notify, server event), not from
+    /// the screen: its line is the channel's words, the dialog itself is on the screen.
+    pub channel: bool,
 }
 
 /// How long after a start an idle screen is taken for the agent's start-up while it has not
@@ -108,12 +111,22 @@ impl Engine {
         } else {
             Trouble {
                 line: v.evidence.line.clone(),
-                context: w
-                    .screen
-                    .context_around(v.evidence.row.unwrap_or(w.screen.cursor_row), 8)
-                    .into_iter()
-                    .map(str::to_string)
-                    .collect(),
+                // A prompt the channel reported has no row: the dialog is somewhere on the
+                // screen, so the deny-list sees all of it.
+                context: if v.evidence.rule.starts_with("hook:") && v.evidence.row.is_none() {
+                    w.screen
+                        .rows
+                        .iter()
+                        .filter(|r| !r.trim().is_empty())
+                        .cloned()
+                        .collect()
+                } else {
+                    w.screen
+                        .context_around(v.evidence.row.unwrap_or(w.screen.cursor_row), 8)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect()
+                },
                 tail: w.screen.tail(self.policy.heal.error_tail_lines),
                 why: format!(
                     "{} [{}] {}",
@@ -121,6 +134,7 @@ impl Engine {
                     v.evidence.rule,
                     v.evidence.line
                 ),
+                channel: v.evidence.rule.starts_with("hook:"),
             }
         };
         let acted = w.acted_on == Some(w.screen_hash);
@@ -336,6 +350,7 @@ impl Engine {
             context: Vec::new(),
             tail,
             why,
+            channel: false,
         };
         self.climb(i, Situation::Exited, trouble, now, fx);
     }
@@ -406,6 +421,7 @@ impl Engine {
             context: Vec::new(),
             tail: String::new(),
             why,
+            channel: false,
         };
         let situation = if live {
             Situation::Idle
@@ -464,6 +480,7 @@ impl Engine {
             context: Vec::new(),
             tail: output,
             why: "the verify command failed".into(),
+            channel: false,
         };
         self.climb(i, situation, trouble, now, fx);
     }
@@ -562,10 +579,21 @@ impl Engine {
         }
         match step.action {
             HealAction::Answer => {
-                let found = self.policy.compiled.answers[self.agent_of(i)]
-                    .iter()
-                    .find(|(_, re, _)| re.is_match(&t.line))
-                    .map(|(name, _, keys)| (name.clone(), keys.clone()));
+                let answers = &self.policy.compiled.answers[self.agent_of(i)];
+                let find = |line: &str| {
+                    answers
+                        .iter()
+                        .find(|(_, re, _)| re.is_match(line))
+                        .map(|(name, _, keys)| (name.clone(), keys.clone()))
+                };
+                // A prompt the agent's channel reported (gemini 0.61's Notification hook says
+                // "Tool Confirm Shell Command requires execution") is answered by the dialog it
+                // shows: the first screen row an answer of the profile matches.
+                let on_screen = || {
+                    let w = self.runs[i].worker.as_ref()?;
+                    w.screen.rows.iter().find_map(|row| find(row))
+                };
+                let found = find(&t.line).or_else(|| if t.channel { on_screen() } else { None });
                 let Some((name, keys)) = found else {
                     return false;
                 };

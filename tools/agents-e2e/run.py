@@ -218,9 +218,9 @@ def run_scenario(args, scenario, clis, shipped, tmp):
     proc = subprocess.Popen([args.switchyard, "run", "--foreground", "--headless", mpath], cwd=repo, env=env,
                             stdout=headless, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        code = proc.wait(timeout=TIMEOUT[scenario])
+        code = proc.wait(timeout=args.timeout or TIMEOUT[scenario])
     except subprocess.TimeoutExpired:
-        say("   switchyard did not settle within %d s: stopping it" % TIMEOUT[scenario])
+        say("   switchyard did not settle within %d s: stopping it" % (args.timeout or TIMEOUT[scenario]))
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             code = proc.wait(timeout=20)
@@ -348,6 +348,8 @@ def main():
     p.add_argument("--rate-window", type=float, default=300,
                    help="seconds of 429 per CLI (long enough that each CLI gives up its own retries)")
     p.add_argument("--json", help="write the rows as JSON here")
+    p.add_argument("--timeout", type=float, help="seconds before switchyard is stopped (default per scenario: %s)"
+                   % ", ".join("%s %d" % kv for kv in TIMEOUT.items()))
     p.add_argument("--ask", action="store_true",
                    help="run the CLIs in their asking modes (ASK_COMMANDS): normal = approvals answered by the "
                         "policy, deny = the deny-listed command escalated")

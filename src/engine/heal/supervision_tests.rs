@@ -104,6 +104,36 @@ fn gemini_shell_approval_is_answered_even_with_the_action_required_title() {
 }
 
 #[test]
+fn gemini_shell_approval_reported_by_its_notification_hook_is_answered_on_screen() {
+    // gemini 0.61 without --yolo: its Notification hook says "Tool Confirm Shell Command
+    // requires execution" (no command, no answer of its own); the dialog is on the screen.
+    let ask = |e: &mut Engine, screen: &str| {
+        show(e, screen, "◇  Action Required (w)", 1_000);
+        let mut r = report(
+            VerdictKind::WaitingInput,
+            "Notification",
+            "Tool Confirm Shell Command requires execution",
+        );
+        r.channel = "gemini hooks".into();
+        e.update(Event::Reported { task: 0, report: r }, 1_010);
+        e.update(Event::Tick, 1_100)
+    };
+    let mut e = engine_for("gemini", "");
+    let fx = ask(&mut e, GEMINI_SHELL);
+    assert_eq!(verdict(&e).1, "hook:Notification");
+    assert_eq!(writes(&fx), vec!["\r"], "allow once");
+    assert_eq!(e.status(0), Status::Running);
+    // The deny-list sees the whole dialog, not only the rows around the cursor.
+    let mut e = engine_for("gemini", "");
+    let fx = ask(
+        &mut e,
+        &GEMINI_SHELL.replace("git commit -am 'fix'", "rm -rf build"),
+    );
+    assert!(writes(&fx).is_empty());
+    assert_eq!(e.status(0), Status::NeedsAttention);
+}
+
+#[test]
 fn a_transient_action_required_title_alone_does_not_escalate() {
     let mut e = engine_for("gemini", "");
     show(&mut e, "✦ Working on it", "◇  Action Required (w)", 1_000);
