@@ -908,6 +908,10 @@ impl Engine {
     }
 }
 
+/// How long the agent's own "working" outranks a dialog on its screen, ms: opencode 1.18.33
+/// reports `permission.replied` and `busy` before it takes its permission dialog down.
+pub const DIALOG_AFTER_WORK_MS: Ms = 3_000;
+
 /// The verdict from every channel, in the order of authority: the agent's own word (hooks,
 /// notify, server events) when it says anything but "working"; "working" from the agent outranks
 /// an idle guess from the title or screen while it is recent (less than `stall_ms` old: claude
@@ -932,6 +936,13 @@ pub fn merge_report(
     };
     match r.kind {
         VerdictKind::Running if v.kind == VerdictKind::Idle && age_ms < stall_ms => {
+            from_channel(VerdictKind::Running)
+        }
+        // The agent works again after a prompt (its permission answered through the channel):
+        // the dialog still drawn for a moment is not a new prompt.
+        VerdictKind::Running
+            if v.kind == VerdictKind::WaitingInput && age_ms < DIALOG_AFTER_WORK_MS =>
+        {
             from_channel(VerdictKind::Running)
         }
         VerdictKind::Running => v,

@@ -134,6 +134,43 @@ fn gemini_shell_approval_reported_by_its_notification_hook_is_answered_on_screen
 }
 
 #[test]
+fn a_dialog_still_drawn_after_its_channel_answer_is_not_escalated() {
+    // opencode 1.18.33: permission.asked (answered through its API), then busy, while the
+    // "△ Permission required" dialog is still drawn for a moment.
+    let mut e = engine_for("opencode", "");
+    let mut r = report(
+        VerdictKind::WaitingInput,
+        "permission.asked",
+        "permission asked for bash: git commit -m x",
+    );
+    r.channel = "opencode events".into();
+    r.answered = Some("allow".into());
+    e.update(Event::Reported { task: 0, report: r }, 1_000);
+    let mut r = report(VerdictKind::Running, "session.status", "busy");
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, 1_050);
+    show(
+        &mut e,
+        "┃  △ Permission required\n┃  $ git commit -m x\n┃  Allow once   Allow always   Reject",
+        "",
+        1_100,
+    );
+    let fx = e.update(Event::Tick, 2_000);
+    assert!(writes(&fx).is_empty());
+    assert_eq!(e.status(0), Status::Running);
+    assert_eq!(verdict(&e).0, VerdictKind::Running);
+    // A dialog that stays is a prompt again once the agent's word is old.
+    show(
+        &mut e,
+        "┃  △ Permission required\n┃  $ git commit -m y\n┃  Allow once   Allow always   Reject",
+        "",
+        4_500,
+    );
+    e.update(Event::Tick, 5_200);
+    assert_eq!(verdict(&e).0, VerdictKind::WaitingInput);
+}
+
+#[test]
 fn a_transient_action_required_title_alone_does_not_escalate() {
     let mut e = engine_for("gemini", "");
     show(&mut e, "✦ Working on it", "◇  Action Required (w)", 1_000);
