@@ -792,6 +792,16 @@ impl Engine {
             return;
         };
         w.last_activity_at = now;
+        // The turn ended because of the failure it just reported (opencode 1.18.33 sends
+        // session.error, then session.status idle and session.idle in the same millisecond):
+        // the failure stays the agent's word, not "idle with nothing committed".
+        let failed_just_now = w.reported.as_ref().is_some_and(|r| {
+            matches!(r.kind, VerdictKind::Error | VerdictKind::RateLimited)
+                && now.saturating_sub(w.reported_at) < IDLE_AFTER_FAILURE_MS
+        });
+        if report.kind == VerdictKind::Idle && failed_just_now {
+            return;
+        }
         w.reported_at = now;
         let answered = report.answered.clone();
         let channel = report.channel.clone();
@@ -907,6 +917,10 @@ impl Engine {
         }
     }
 }
+
+/// An idle report this soon after a reported error or rate limit is the end of the failed turn,
+/// not a turn that ended well, ms.
+pub const IDLE_AFTER_FAILURE_MS: Ms = 2_000;
 
 /// How long the agent's own "working" outranks a dialog on its screen, ms: opencode 1.18.33
 /// reports `permission.replied` and `busy` before it takes its permission dialog down.

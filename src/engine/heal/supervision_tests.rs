@@ -171,6 +171,62 @@ fn a_dialog_still_drawn_after_its_channel_answer_is_not_escalated() {
 }
 
 #[test]
+fn a_failure_then_idle_from_the_channel_stays_a_failure() {
+    // opencode 1.18.33 after its own retries: session.error, then idle, in the same millisecond.
+    let mut e = engine_for("opencode", "");
+    let mut r = report(VerdictKind::Error, "session.error", "internal error (500)");
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, 1_000);
+    let mut r = report(VerdictKind::Idle, "session.idle", "idle");
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, 1_001);
+    let fx = e.update(Event::Tick, 1_100);
+    assert_eq!(verdict(&e).0, VerdictKind::Error);
+    assert!(writes(&fx).is_empty(), "no nudge");
+}
+
+#[test]
+fn a_rate_limit_after_a_pause_pauses_again() {
+    let mut e = engine_for("opencode", "");
+    for (k, at) in [(1, 1_000), (2, 30_000)] {
+        let mut r = report(
+            VerdictKind::RateLimited,
+            "session.status",
+            "retry 1: Rate limit reached. Please try again in 20s.",
+        );
+        r.channel = "opencode events".into();
+        e.update(Event::Reported { task: 0, report: r }, at);
+        let fx = e.update(Event::Tick, at + 100);
+        assert!(
+            fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })),
+            "pause {k}"
+        );
+        assert_ne!(e.status(0), Status::NeedsAttention, "pause {k}");
+        e.update(
+            Event::Exited {
+                task: 0,
+                code: 143,
+                commits_ahead: Some(0),
+                uncommitted: Some(0),
+            },
+            at + 200,
+        );
+        e.update(Event::Tick, at + 21_000);
+        e.update(
+            Event::Started {
+                task: 0,
+                worktree: "/w/a".into(),
+                branch: "b".into(),
+                base_commit: "abc".into(),
+                argv: vec!["opencode".into()],
+            },
+            at + 21_100,
+        );
+    }
+    assert_eq!(e.status(0), Status::Running);
+}
+
+#[test]
 fn a_transient_action_required_title_alone_does_not_escalate() {
     let mut e = engine_for("gemini", "");
     show(&mut e, "✦ Working on it", "◇  Action Required (w)", 1_000);
