@@ -111,22 +111,28 @@ impl Engine {
         } else {
             Trouble {
                 line: v.evidence.line.clone(),
-                // A prompt the channel reported has no row: the dialog is somewhere on the
-                // screen, so the deny-list sees all of it.
-                context: if v.evidence.rule.starts_with("hook:") && v.evidence.row.is_none() {
-                    w.screen
-                        .rows
-                        .iter()
-                        .filter(|r| !r.trim().is_empty())
-                        .cloned()
-                        .collect()
-                } else {
-                    w.screen
-                        .context_around(v.evidence.row.unwrap_or(w.screen.cursor_row), 8)
-                        .into_iter()
-                        .map(str::to_string)
-                        .collect()
-                },
+                // A prompt the channel reported has no row: its dialog is where the screen shows
+                // a line one of the profile's answers or prompt rules knows (else the cursor),
+                // and the deny-list sees the rows around it (not the whole screen: gemini's
+                // banner says "Authenticated").
+                context: w
+                    .screen
+                    .context_around(
+                        v.evidence
+                            .row
+                            .or_else(|| {
+                                v.evidence
+                                    .rule
+                                    .starts_with("hook:")
+                                    .then(|| self.dialog_row(i))
+                                    .flatten()
+                            })
+                            .unwrap_or(w.screen.cursor_row),
+                        8,
+                    )
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
                 tail: w.screen.tail(self.policy.heal.error_tail_lines),
                 why: format!(
                     "{} [{}] {}",
@@ -878,6 +884,23 @@ impl Engine {
             ));
         }
         Ok(())
+    }
+
+    /// The screen row of the dialog the agent's channel reported: the first row one of the
+    /// profile's answers or `waiting_input` screen rules matches.
+    fn dialog_row(&self, i: usize) -> Option<usize> {
+        let w = self.runs[i].worker.as_ref()?;
+        let agent = self.agent_of(i);
+        let answers = &self.policy.compiled.answers[agent];
+        let rules = &self.policy.compiled.rules[agent];
+        w.screen.rows.iter().position(|row| {
+            answers.iter().any(|(_, re, _)| re.is_match(row))
+                || rules.iter().any(|r| {
+                    r.verdict == VerdictKind::WaitingInput
+                        && r.source == Source::Screen
+                        && r.re.is_match(row)
+                })
+        })
     }
 
     /// A nudge goes only to an agent at its own prompt: the situation is `idle`, its channel

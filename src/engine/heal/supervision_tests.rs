@@ -119,7 +119,12 @@ fn gemini_shell_approval_reported_by_its_notification_hook_is_answered_on_screen
         e.update(Event::Tick, 1_100)
     };
     let mut e = engine_for("gemini", "");
-    let fx = ask(&mut e, GEMINI_SHELL);
+    // Its banner, far above the dialog, says "Authenticated": not part of the dialog.
+    let banner = format!(
+        "Authenticated with gemini-api-key /auth\n{}\n{GEMINI_SHELL}",
+        "\n".repeat(12)
+    );
+    let fx = ask(&mut e, &banner);
     assert_eq!(verdict(&e).1, "hook:Notification");
     assert_eq!(writes(&fx), vec!["\r"], "allow once");
     assert_eq!(e.status(0), Status::Running);
