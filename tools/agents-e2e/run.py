@@ -308,7 +308,7 @@ def check(scenario, clis, sdir, repo, workdir, slog, code, wall, ask=False):
     return rows
 
 
-def export(sdir, scenario, clis, dest):
+def export(sdir, scenario, clis, dest, ask=False):
     """Copies the recordings of one scenario into DEST as replay fixtures: per worker attempt
     `<cli>-<scenario>-a<N>.{bytes,timing.jsonl,meta.json}`, and per task its journal lines
     (`<cli>-<scenario>.journal.jsonl`: verdicts with the channel that gave them, hook events
@@ -321,6 +321,7 @@ def export(sdir, scenario, clis, dest):
             shutil.copy(os.path.join(rec, f), dest)
     journal = os.path.join(sdir, "work/logs/events.jsonl")
     lines = open(journal).read().splitlines() if os.path.exists(journal) else []
+    scenario = scenario + ("-ask" if ask else "")
     hooks = os.path.join(sdir, "claude-hooks.jsonl")
     if "claude" in clis and os.path.exists(hooks):
         shutil.copy(hooks, os.path.join(dest, "claude-%s.hooks.jsonl" % scenario))
@@ -373,7 +374,7 @@ def main():
         for scenario in args.scenario.split(","):
             rows += run_scenario(args, scenario, clis, shipped, tmp)
             if args.record:
-                export(os.path.join(tmp, scenario), scenario, clis, args.record)
+                export(os.path.join(tmp, scenario), scenario, clis, args.record, args.ask)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
