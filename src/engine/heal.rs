@@ -601,7 +601,13 @@ impl Engine {
                 };
                 let found = find(&t.line).or_else(|| if t.channel { on_screen() } else { None });
                 let Some((name, keys)) = found else {
-                    return false;
+                    // The channel tells before the dialog is drawn (gemini's Notification hook):
+                    // wait a moment for it rather than escalate a prompt that may be allowed.
+                    let fresh = self.runs[i]
+                        .worker
+                        .as_ref()
+                        .is_some_and(|w| now.saturating_sub(w.reported_at) < DIALOG_AFTER_WORK_MS);
+                    return t.channel && fresh;
                 };
                 let dialog = dialog_hash(&t.line, &t.context);
                 if let Some(w) = self.runs[i].worker.as_mut() {

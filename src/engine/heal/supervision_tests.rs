@@ -128,6 +128,14 @@ fn gemini_shell_approval_reported_by_its_notification_hook_is_answered_on_screen
     assert_eq!(verdict(&e).1, "hook:Notification");
     assert_eq!(writes(&fx), vec!["\r"], "allow once");
     assert_eq!(e.status(0), Status::Running);
+    // The hook comes before the dialog is drawn: it is answered once it shows.
+    let mut e = engine_for("gemini", "");
+    let fx = ask(&mut e, "⠇ Executing Hooks: switchyard (esc to cancel, 0s)");
+    assert!(writes(&fx).is_empty());
+    assert_eq!(e.status(0), Status::Running);
+    show(&mut e, GEMINI_SHELL, "◇  Action Required (w)", 1_500);
+    let fx = e.update(Event::Tick, 1_600);
+    assert_eq!(writes(&fx), vec!["\r"], "answered once drawn");
     // The deny-list sees the whole dialog, not only the rows around the cursor.
     let mut e = engine_for("gemini", "");
     let fx = ask(
