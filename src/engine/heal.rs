@@ -94,7 +94,7 @@ impl Engine {
         let v = no_progress(
             v,
             w.reported.as_ref(),
-            now.saturating_sub(w.last_activity_at),
+            now.saturating_sub(w.last_progress_at),
             stall_ms,
         );
         let hold_ms = rules
@@ -804,6 +804,7 @@ impl Engine {
             return;
         };
         w.last_activity_at = now;
+        w.last_progress_at = now;
         // The turn ended because of the failure it just reported (opencode 1.18.33 sends
         // session.error, then session.status idle and session.idle in the same millisecond):
         // the failure stays the agent's word, not "idle with nothing committed".
@@ -838,6 +839,7 @@ impl Engine {
             return;
         };
         w.last_activity_at = now;
+        w.last_progress_at = now;
         w.answered = None;
         // The prompt the agent reported is the person's now; its next event says what follows.
         if w.reported

@@ -643,7 +643,8 @@ fn a_spinner_over_a_silent_channel_is_a_stall_not_running_forever() {
     let mut r = report(VerdictKind::Running, "BeforeModel", "working");
     r.channel = "gemini hooks".into();
     e.update(Event::Reported { task: 0, report: r }, 1_000);
-    // The spinner keeps redrawing (output never quiet), the hooks say nothing more.
+    // The spinner keeps redrawing (output never quiet) and uses the CPU (gemini 0.61 under a
+    // 500: its router call retried forever), the hooks say nothing more.
     let mut now = 2_000;
     while now < 121_000 {
         show(
@@ -652,6 +653,7 @@ fn a_spinner_over_a_silent_channel_is_a_stall_not_running_forever() {
             "",
             now,
         );
+        e.update(Event::Busy { task: 0 }, now + 5);
         e.update(Event::Tick, now + 10);
         now += 5_000;
     }
