@@ -140,10 +140,12 @@ def toml_str(s):
     return json.dumps(s)
 
 
-def overlay(clis, envs, shipped, record_dir, scenario, ask=False):
+def overlay(clis, envs, shipped, record_dir, scenario, ask=False, stall_ms=None):
     """switchyard.toml beside the manifest: env per agent (tables merge with the shipped profile);
     with recording, the shipped command wrapped in ptyrec.py."""
     lines = ["max_parallel = %d" % len(clis), ""]
+    if stall_ms:  # --stall-ms: a shorter stall threshold, to see the stall rules live
+        lines += ["[heal]", "stall_ms = %d" % stall_ms, ""]
     for cli in clis:
         lines.append("[agents.%s]" % cli)
         env = dict(shipped[cli].get("env", {}))
@@ -199,7 +201,8 @@ def run_scenario(args, scenario, clis, shipped, tmp):
         for cli in clis]}]}
     mpath = os.path.join(repo, "run.json")
     write(mpath, json.dumps(manifest, indent=2))
-    write(os.path.join(repo, "switchyard.toml"), overlay(clis, envs, shipped, record_dir, scenario, args.ask))
+    write(os.path.join(repo, "switchyard.toml"), overlay(clis, envs, shipped, record_dir, scenario, args.ask,
+                                                                  args.stall_ms))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "manifest")
     slog = os.path.join(sdir, "model-server.jsonl")
@@ -349,6 +352,7 @@ def main():
     p.add_argument("--rate-window", type=float, default=300,
                    help="seconds of 429 per CLI (long enough that each CLI gives up its own retries)")
     p.add_argument("--json", help="write the rows as JSON here")
+    p.add_argument("--stall-ms", type=int, help="[heal] stall_ms in the overlay (default: the shipped 300000)")
     p.add_argument("--timeout", type=float, help="seconds before switchyard is stopped (default per scenario: %s)"
                    % ", ".join("%s %d" % kv for kv in TIMEOUT.items()))
     p.add_argument("--ask", action="store_true",
