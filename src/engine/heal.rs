@@ -928,6 +928,16 @@ impl Engine {
             return Ok(());
         }
         let rules = &self.policy.compiled.rules[self.agent_of(i)];
+        let s = &w.screen;
+        // gemini 0.61 keeps its input box (its idle rule's line) drawn while it thinks: a busy
+        // line on screen says it is not at its prompt.
+        if rules.iter().any(|r| {
+            r.verdict == VerdictKind::Running
+                && r.source == Source::Screen
+                && s.rows.iter().any(|row| r.re.is_match(row))
+        }) {
+            return Err("the agent shows it is busy".into());
+        }
         let idle: Vec<_> = rules
             .iter()
             .filter(|r| r.verdict == VerdictKind::Idle)
@@ -935,7 +945,6 @@ impl Engine {
         if idle.is_empty() {
             return Ok(());
         }
-        let s = &w.screen;
         let matches = idle.iter().any(|r| match r.source {
             Source::Title => r.re.is_match(&s.title),
             Source::AgentState => s.agent_state.as_deref().is_some_and(|a| r.re.is_match(a)),

@@ -649,7 +649,10 @@ fn a_spinner_over_a_silent_channel_is_a_stall_not_running_forever() {
     while now < 121_000 {
         show(
             &mut e,
-            &format!("⠏ Thinking (esc to cancel, {}s)", now / 1000),
+            &format!(
+                "⠏ Thinking (esc to cancel, {}s)\n>   Type your message or @path/to/file",
+                now / 1000
+            ),
             "",
             now,
         );
@@ -658,7 +661,13 @@ fn a_spinner_over_a_silent_channel_is_a_stall_not_running_forever() {
         now += 5_000;
     }
     assert_eq!(verdict(&e).0, VerdictKind::Running, "within twice stall_ms");
-    show(&mut e, "⠏ Thinking (esc to cancel, 122s)", "", 122_000);
+    // Its input box stays drawn while it thinks: still not at its prompt.
+    show(
+        &mut e,
+        "⠏ Thinking (esc to cancel, 122s)\n>   Type your message or @path/to/file",
+        "",
+        122_000,
+    );
     let fx = e.update(Event::Tick, 122_010);
     assert_eq!(verdict(&e), (VerdictKind::Stalled, "no-progress".into()));
     // Not at its prompt: no nudge is typed; the ladder restarts it.
