@@ -86,44 +86,73 @@ pub fn follow_opencode(
     mut on_event: impl FnMut(Value) -> Option<Value>,
 ) -> String {
     let deadline = Instant::now() + connect_within;
-    let stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
+    loop {
+        let stream = match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => s,
             Err(e) if Instant::now() >= deadline => {
                 return format!("opencode's server on port {port} did not answer: {e}")
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    };
-    let result = read_events(stream, port, |payload| {
-        let Ok(event) = serde_json::from_str::<Value>(payload) else {
-            return;
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
         };
-        if crate::channels::opencode(&event).is_none() {
-            return;
-        }
-        let permission = matches!(
-            event["type"].as_str(),
-            Some("permission.asked" | "permission.updated")
-        );
-        let id = event["properties"]["id"].as_str().map(str::to_string);
-        let session = event["properties"]["sessionID"]
-            .as_str()
-            .map(str::to_string);
-        let answer = on_event(event);
-        if let (true, Some(body), Some(id)) = (permission, answer, id) {
-            let status = post(port, &format!("/permission/{id}/reply"), &body);
-            if status.is_none_or(|s| s == 404) {
-                if let Some(sid) = session {
-                    let old = serde_json::json!({ "response": body["reply"] });
-                    let _ = post(port, &format!("/session/{sid}/permissions/{id}"), &old);
+        // opencode 1.18.33 accepts connections a moment before it serves them: a request sent
+        // then is never answered. A healthy stream starts with `server.connected` at once, so a
+        // connection silent for FIRST_EVENT_WITHIN is dropped and made again.
+        let first = std::cell::Cell::new(false);
+        let timer = stream.try_clone();
+        let _ = stream.set_read_timeout(Some(FIRST_EVENT_WITHIN));
+        let result = read_events(stream, port, |payload| {
+            if !first.replace(true) {
+                if let Ok(s) = &timer {
+                    let _ = s.set_read_timeout(None);
                 }
             }
+            on_payload(port, payload, &mut on_event)
+        });
+        match result {
+            Err(e) if !first.get() && Instant::now() < deadline => {
+                tracing::debug!(
+                    "opencode's event stream on port {port} is silent ({e}): connecting again"
+                );
+            }
+            Ok(()) => return "opencode's event stream ended".into(),
+            Err(e) => return format!("opencode's event stream failed: {e}"),
         }
-    });
-    match result {
-        Ok(()) => "opencode's event stream ended".into(),
-        Err(e) => format!("opencode's event stream failed: {e}"),
+    }
+}
+
+/// How long a new connection to opencode's event stream may stay silent before it is made
+/// again (its first event, `server.connected`, comes at once from a server that is ready).
+const FIRST_EVENT_WITHIN: Duration = Duration::from_secs(2);
+
+/// One `data:` payload of opencode's stream: handed to `on_event` when it says something about
+/// the agent; a permission request gets the reply `on_event` returns, through opencode's API.
+fn on_payload(port: u16, payload: &str, on_event: &mut impl FnMut(Value) -> Option<Value>) {
+    let Ok(event) = serde_json::from_str::<Value>(payload) else {
+        return;
+    };
+    if crate::channels::opencode(&event).is_none() {
+        return;
+    }
+    let permission = matches!(
+        event["type"].as_str(),
+        Some("permission.asked" | "permission.updated")
+    );
+    let id = event["properties"]["id"].as_str().map(str::to_string);
+    let session = event["properties"]["sessionID"]
+        .as_str()
+        .map(str::to_string);
+    let answer = on_event(event);
+    if let (true, Some(body), Some(id)) = (permission, answer, id) {
+        let status = post(port, &format!("/permission/{id}/reply"), &body);
+        if status.is_none_or(|s| s == 404) {
+            if let Some(sid) = session {
+                let old = serde_json::json!({ "response": body["reply"] });
+                let _ = post(port, &format!("/session/{sid}/permissions/{id}"), &old);
+            }
+        }
     }
 }
 
@@ -256,12 +285,26 @@ mod tests {
     /// A stand-in for opencode's server: streams the events (chunked), then answers POSTs and
     /// reports each request line and body.
     fn fake_opencode(events: Vec<&'static str>) -> (u16, mpsc::Receiver<String>) {
+        fake_opencode_after(events, 0)
+    }
+
+    /// As [`fake_opencode`], but the first `silent` connections are accepted and never answered
+    /// (opencode 1.18.33 just after it starts listening).
+    fn fake_opencode_after(
+        events: Vec<&'static str>,
+        silent: usize,
+    ) -> (u16, mpsc::Receiver<String>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut held = Vec::new();
             for conn in l.incoming() {
                 let Ok(mut c) = conn else { return };
+                if held.len() < silent {
+                    held.push(c);
+                    continue;
+                }
                 let mut r = BufReader::new(c.try_clone().unwrap());
                 let mut first = String::new();
                 r.read_line(&mut first).unwrap();
@@ -302,6 +345,25 @@ mod tests {
             }
         });
         (port, rx)
+    }
+
+    #[test]
+    fn a_stream_silent_after_connecting_is_made_again() {
+        let (port, _) = fake_opencode_after(
+            vec![
+                r#"{"type":"server.connected","properties":{}}"#,
+                r#"{"type":"session.idle","properties":{"sessionID":"s"}}"#,
+            ],
+            1,
+        );
+        let mut seen = Vec::new();
+        let t0 = Instant::now();
+        let why = follow_opencode(port, Duration::from_secs(10), |e| {
+            seen.push(e["type"].as_str().unwrap_or("").to_string());
+            None
+        });
+        assert_eq!(seen, ["session.idle"], "{why}");
+        assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
     }
 
     #[test]

@@ -47,6 +47,12 @@ pub enum Event {
         /// Task index.
         task: usize,
     },
+    /// The worker's processes used the CPU (at least 5 % of a core over the last second): not a
+    /// stall, but not progress either (a spinner over a failing API uses the CPU too).
+    Busy {
+        /// Task index.
+        task: usize,
+    },
     /// The worktree is ready and the worker's process runs.
     Started {
         /// Task index.
@@ -360,8 +366,11 @@ pub struct WorkerState {
     pub last_output_at: Ms,
     /// Last change of the screen text, ms.
     pub last_change_at: Ms,
-    /// Last worktree activity or heal action, ms.
+    /// Last worktree activity, CPU use or heal action, ms.
     pub last_activity_at: Ms,
+    /// Last sign of progress, ms: a file change in the worktree, a word from the agent's own
+    /// channel, a heal action or a keystroke (CPU use alone is not progress).
+    pub last_progress_at: Ms,
     /// The latest full screen.
     pub screen: ScreenSnapshot,
     screen_hash: u64,
@@ -383,6 +392,9 @@ pub struct WorkerState {
     /// An error waits for the branch state before the ladder acts (a moved branch is verified,
     /// not restarted).
     error_check: Option<heal::Trouble>,
+    /// The agent has been seen at work (a busy rule, its own channel saying it works): before
+    /// that, an idle screen in its first seconds is its start-up, not the end of a turn.
+    turn_seen: bool,
 }
 
 /// A task's run state beside its manifest entry.
@@ -765,6 +777,7 @@ impl Engine {
             Event::Action(_) => (None, true, true),
             Event::Screen { task, .. }
             | Event::Activity { task }
+            | Event::Busy { task }
             | Event::Started { task, .. }
             | Event::Reported { task, .. }
             | Event::Typed { task } => (Some(*task), false, false),
@@ -810,8 +823,14 @@ impl Engine {
             Event::Activity { task } => {
                 if let Some(w) = self.runs[task].worker.as_mut() {
                     w.last_activity_at = now;
+                    w.last_progress_at = now;
                 }
                 self.note_change(task, now);
+            }
+            Event::Busy { task } => {
+                if let Some(w) = self.runs[task].worker.as_mut() {
+                    w.last_activity_at = now;
+                }
             }
             Event::Reported { task, report } => self.on_reported(task, report, now, &mut fx),
             Event::Typed { task } => self.on_typed(task, now, &mut fx),
@@ -923,6 +942,7 @@ impl Engine {
         w.last_output_at = now;
         w.last_change_at = now;
         w.last_activity_at = now;
+        w.last_progress_at = now;
         let attempt = w.attempt;
         let t = self.task_mut(i);
         t.worktree = Some(worktree.clone());
@@ -992,6 +1012,7 @@ impl Engine {
         };
         w.acted_on = Some(w.screen_hash);
         w.last_activity_at = now;
+        w.last_progress_at = now;
         let shown = String::from_utf8_lossy(&bytes).into_owned();
         // A line of text followed by Enter is typed, then submitted; single keys go as they are.
         // (Key sequences such as "\x1b[B\r" go as they are: a paste would not move a menu.)
@@ -1313,6 +1334,7 @@ impl Engine {
             last_output_at: now,
             last_change_at: now,
             last_activity_at: now,
+            last_progress_at: now,
             screen: ScreenSnapshot::default(),
             screen_hash: 0,
             acted_on: None,
@@ -1322,6 +1344,7 @@ impl Engine {
             reported: None,
             reported_at: now,
             answered: None,
+            turn_seen: false,
             // Everything switchyard typed (preamble, restart context, findings) may come back on
             // the agent's screen: none of it may trigger an error or rate-limit rule.
             echo: context

@@ -617,16 +617,18 @@ impl Runtime {
         for ev in screens {
             self.apply(ev);
         }
-        let mut active: Vec<usize> = self
+        let active: Vec<usize> = self
             .activity
             .iter()
             .enumerate()
             .filter(|(_, f)| f.swap(false, std::sync::atomic::Ordering::AcqRel))
             .map(|(i, _)| i)
             .collect();
-        active.extend(self.busy_cpu());
-        active.sort_unstable();
-        active.dedup();
+        for task in self.busy_cpu() {
+            if !active.contains(&task) {
+                self.apply(Event::Busy { task });
+            }
+        }
         for task in active {
             self.apply(Event::Activity { task });
         }

@@ -173,6 +173,7 @@ impl Engine {
                     context: Vec::new(),
                     why: format!("{} by hand", a.kind),
                     tail,
+                    channel: false,
                 };
                 self.journal(fx, now, Some(i), "command", t.why.clone(), Value::Null);
                 self.restart(i, &t, resume, Some(0), now, fx);

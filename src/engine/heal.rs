@@ -56,7 +56,15 @@ pub struct Trouble {
     pub tail: String,
     /// One line for the journal.
     pub why: String,
+    /// The verdict came from the agent's own channel (a hook, notify, server event), not from
+    /// the screen: its line is the channel's words, the dialog itself is on the screen.
+    pub channel: bool,
 }
+
+/// How long after a start an idle screen is taken for the agent's start-up while it has not
+/// been seen at work yet (no busy rule matched, no word from its channel), ms. Only for profiles
+/// that have a busy rule to see work by.
+pub(super) const START_GRACE_MS: Ms = 10_000;
 
 impl Engine {
     /// Classifies a live worker and starts the matching ladder when its verdict calls for it.
@@ -87,7 +95,7 @@ impl Engine {
         let v = no_progress(
             v,
             w.reported.as_ref(),
-            now.saturating_sub(w.last_activity_at),
+            now.saturating_sub(w.last_progress_at),
             stall_ms,
         );
         let hold_ms = rules
@@ -104,9 +112,25 @@ impl Engine {
         } else {
             Trouble {
                 line: v.evidence.line.clone(),
+                // A prompt the channel reported has no row: its dialog is where the screen shows
+                // a line one of the profile's answers or prompt rules knows (else the cursor),
+                // and the deny-list sees the rows around it (not the whole screen: gemini's
+                // banner says "Authenticated").
                 context: w
                     .screen
-                    .context_around(v.evidence.row.unwrap_or(w.screen.cursor_row), 8)
+                    .context_around(
+                        v.evidence
+                            .row
+                            .or_else(|| {
+                                v.evidence
+                                    .rule
+                                    .starts_with("hook:")
+                                    .then(|| self.dialog_row(i))
+                                    .flatten()
+                            })
+                            .unwrap_or(w.screen.cursor_row),
+                        8,
+                    )
                     .into_iter()
                     .map(str::to_string)
                     .collect(),
@@ -117,14 +141,22 @@ impl Engine {
                     v.evidence.rule,
                     v.evidence.line
                 ),
+                channel: v.evidence.rule.starts_with("hook:"),
             }
         };
         let acted = w.acted_on == Some(w.screen_hash);
         let inspecting = w.inspecting;
+        let own_word = v.evidence.rule.starts_with("hook:");
+        let starting = !w.turn_seen
+            && !own_word
+            && now.saturating_sub(w.spawned_at) < START_GRACE_MS
+            && rules.iter().any(|r| r.verdict == VerdictKind::Running);
+        let busy = v.kind == VerdictKind::Running && v.evidence.rule != "output";
         let screen_hash = w.screen_hash;
         let kind = v.kind;
         if let Some(w) = self.runs[i].worker.as_mut() {
             w.held = Some((v.kind, v.evidence.rule.clone(), since));
+            w.turn_seen |= busy;
         }
         // A failure that must hold before it counts (an agent retrying with a live timer) is
         // shown as running until then, with the line it holds.
@@ -233,6 +265,10 @@ impl Engine {
             }
             VerdictKind::Error => self.climb(i, Situation::Error, trouble, now, fx),
             VerdictKind::RateLimited => self.climb(i, Situation::RateLimited, trouble, now, fx),
+            // An idle screen in the first seconds, before the agent was ever seen at work, is
+            // its start-up (gemini 0.61 draws its empty input box ~2 s before it submits the
+            // --prompt-interactive prompt): nothing is done yet, and nothing is typed into it.
+            VerdictKind::Idle | VerdictKind::Done if starting => {}
             VerdictKind::Idle | VerdictKind::Done => {
                 if !inspecting {
                     if let Some(w) = self.runs[i].worker.as_mut() {
@@ -321,6 +357,7 @@ impl Engine {
             context: Vec::new(),
             tail,
             why,
+            channel: false,
         };
         self.climb(i, Situation::Exited, trouble, now, fx);
     }
@@ -391,6 +428,7 @@ impl Engine {
             context: Vec::new(),
             tail: String::new(),
             why,
+            channel: false,
         };
         let situation = if live {
             Situation::Idle
@@ -449,6 +487,7 @@ impl Engine {
             context: Vec::new(),
             tail: output,
             why: "the verify command failed".into(),
+            channel: false,
         };
         self.climb(i, situation, trouble, now, fx);
     }
@@ -547,12 +586,29 @@ impl Engine {
         }
         match step.action {
             HealAction::Answer => {
-                let found = self.policy.compiled.answers[self.agent_of(i)]
-                    .iter()
-                    .find(|(_, re, _)| re.is_match(&t.line))
-                    .map(|(name, _, keys)| (name.clone(), keys.clone()));
+                let answers = &self.policy.compiled.answers[self.agent_of(i)];
+                let find = |line: &str| {
+                    answers
+                        .iter()
+                        .find(|(_, re, _)| re.is_match(line))
+                        .map(|(name, _, keys)| (name.clone(), keys.clone()))
+                };
+                // A prompt the agent's channel reported (gemini 0.61's Notification hook says
+                // "Tool Confirm Shell Command requires execution") is answered by the dialog it
+                // shows: the first screen row an answer of the profile matches.
+                let on_screen = || {
+                    let w = self.runs[i].worker.as_ref()?;
+                    w.screen.rows.iter().find_map(|row| find(row))
+                };
+                let found = find(&t.line).or_else(|| if t.channel { on_screen() } else { None });
                 let Some((name, keys)) = found else {
-                    return false;
+                    // The channel tells before the dialog is drawn (gemini's Notification hook):
+                    // wait a moment for it rather than escalate a prompt that may be allowed.
+                    let fresh = self.runs[i]
+                        .worker
+                        .as_ref()
+                        .is_some_and(|w| now.saturating_sub(w.reported_at) < DIALOG_AFTER_WORK_MS);
+                    return t.channel && fresh;
                 };
                 let dialog = dialog_hash(&t.line, &t.context);
                 if let Some(w) = self.runs[i].worker.as_mut() {
@@ -749,6 +805,17 @@ impl Engine {
             return;
         };
         w.last_activity_at = now;
+        w.last_progress_at = now;
+        // The turn ended because of the failure it just reported (opencode 1.18.33 sends
+        // session.error, then session.status idle and session.idle in the same millisecond):
+        // the failure stays the agent's word, not "idle with nothing committed".
+        let failed_just_now = w.reported.as_ref().is_some_and(|r| {
+            matches!(r.kind, VerdictKind::Error | VerdictKind::RateLimited)
+                && now.saturating_sub(w.reported_at) < IDLE_AFTER_FAILURE_MS
+        });
+        if report.kind == VerdictKind::Idle && failed_just_now {
+            return;
+        }
         w.reported_at = now;
         let answered = report.answered.clone();
         let channel = report.channel.clone();
@@ -773,6 +840,7 @@ impl Engine {
             return;
         };
         w.last_activity_at = now;
+        w.last_progress_at = now;
         w.answered = None;
         // The prompt the agent reported is the person's now; its next event says what follows.
         if w.reported
@@ -827,6 +895,23 @@ impl Engine {
         Ok(())
     }
 
+    /// The screen row of the dialog the agent's channel reported: the first row one of the
+    /// profile's answers or `waiting_input` screen rules matches.
+    fn dialog_row(&self, i: usize) -> Option<usize> {
+        let w = self.runs[i].worker.as_ref()?;
+        let agent = self.agent_of(i);
+        let answers = &self.policy.compiled.answers[agent];
+        let rules = &self.policy.compiled.rules[agent];
+        w.screen.rows.iter().position(|row| {
+            answers.iter().any(|(_, re, _)| re.is_match(row))
+                || rules.iter().any(|r| {
+                    r.verdict == VerdictKind::WaitingInput
+                        && r.source == Source::Screen
+                        && r.re.is_match(row)
+                })
+        })
+    }
+
     /// A nudge goes only to an agent at its own prompt: the situation is `idle`, its channel
     /// said it is idle, one of its profile's idle rules matches now (quiet time aside), or the
     /// profile has no idle rule to tell by (a plain command) — never to a shell at its prompt.
@@ -853,6 +938,16 @@ impl Engine {
             return Ok(());
         }
         let rules = &self.policy.compiled.rules[self.agent_of(i)];
+        let s = &w.screen;
+        // gemini 0.61 keeps its input box (its idle rule's line) drawn while it thinks: a busy
+        // line on screen says it is not at its prompt.
+        if rules.iter().any(|r| {
+            r.verdict == VerdictKind::Running
+                && r.source == Source::Screen
+                && s.rows.iter().any(|row| r.re.is_match(row))
+        }) {
+            return Err("the agent shows it is busy".into());
+        }
         let idle: Vec<_> = rules
             .iter()
             .filter(|r| r.verdict == VerdictKind::Idle)
@@ -860,7 +955,6 @@ impl Engine {
         if idle.is_empty() {
             return Ok(());
         }
-        let s = &w.screen;
         let matches = idle.iter().any(|r| match r.source {
             Source::Title => r.re.is_match(&s.title),
             Source::AgentState => s.agent_state.as_deref().is_some_and(|a| r.re.is_match(a)),
@@ -873,6 +967,14 @@ impl Engine {
         }
     }
 }
+
+/// An idle report this soon after a reported error or rate limit is the end of the failed turn,
+/// not a turn that ended well, ms.
+pub const IDLE_AFTER_FAILURE_MS: Ms = 2_000;
+
+/// How long the agent's own "working" outranks a dialog on its screen, ms: opencode 1.18.33
+/// reports `permission.replied` and `busy` before it takes its permission dialog down.
+pub const DIALOG_AFTER_WORK_MS: Ms = 3_000;
 
 /// The verdict from every channel, in the order of authority: the agent's own word (hooks,
 /// notify, server events) when it says anything but "working"; "working" from the agent outranks
@@ -899,6 +1001,13 @@ pub fn merge_report(
     };
     match r.kind {
         VerdictKind::Running if v.kind == VerdictKind::Idle && age_ms < stall_ms => {
+            from_channel(VerdictKind::Running)
+        }
+        // The agent works again after a prompt (its permission answered through the channel):
+        // the dialog still drawn for a moment is not a new prompt.
+        VerdictKind::Running
+            if v.kind == VerdictKind::WaitingInput && age_ms < DIALOG_AFTER_WORK_MS =>
+        {
             from_channel(VerdictKind::Running)
         }
         VerdictKind::Running => v,

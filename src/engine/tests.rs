@@ -363,6 +363,46 @@ fn idle_at_its_prompt_with_commits_is_complete() {
 }
 
 #[test]
+fn an_idle_screen_before_the_first_turn_is_start_up_not_a_nudge() {
+    // gemini 0.61 draws its empty input box ~2 s before it submits its --prompt-interactive
+    // prompt: that idle screen must not be inspected or nudged.
+    let json = r#"{"phases":[{"tasks":[{"id":"a","agent":"fake","files":["x"]}]}]}"#;
+    let extra = "[[agents.fake.rules]]\nname = \"busy\"\nverdict = \"running\"\npattern = \"esc to cancel\"\nquiet_ms = 0\n\
+                 [[agents.fake.rules]]\nname = \"idle\"\nverdict = \"idle\"\npattern = \"^>\\\\s+Type your message\"\nquiet_ms = 300\n";
+    let mut e = engine_with(json, "");
+    e.policy = crate::config::Policy::compile(&config(extra)).unwrap();
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 0);
+    screen(&mut e, 0, "Tips\n>   Type your message", 100);
+    for t in [1_000, 2_000, 3_000] {
+        let fx = e.update(Event::Tick, t);
+        assert!(
+            !fx.iter().any(|f| matches!(f, Effect::Inspect { task: 0 })),
+            "at {t}"
+        );
+        assert!(writes(&fx).is_empty(), "at {t}");
+    }
+    // Then the turn runs and ends: the idle screen is acted on at once.
+    screen(&mut e, 0, "⠋ Thinking (esc to cancel, 1s)", 3_100);
+    e.update(Event::Tick, 3_200);
+    screen(&mut e, 0, "Done.\n>   Type your message", 4_000);
+    let fx = e.update(Event::Tick, 4_500);
+    assert!(fx.iter().any(|f| matches!(f, Effect::Inspect { task: 0 })));
+    // An agent that never starts working is inspected (and nudged) once the grace is over.
+    let mut e = engine_with(json, "");
+    e.policy = crate::config::Policy::compile(&config(extra)).unwrap();
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 0);
+    screen(&mut e, 0, ">   Type your message", 100);
+    assert!(!e
+        .update(Event::Tick, 5_000)
+        .iter()
+        .any(|f| matches!(f, Effect::Inspect { task: 0 })));
+    let fx = e.update(Event::Tick, heal::START_GRACE_MS + 100);
+    assert!(fx.iter().any(|f| matches!(f, Effect::Inspect { task: 0 })));
+}
+
+#[test]
 fn a_failed_dependency_blocks_its_dependents_until_retried() {
     let json = r#"{"phases":[{"tasks":[{"id":"a","files":["x"]},{"id":"b","files":["y"],"dependsOn":["a"]}]}]}"#;
     let mut e = engine_with(json, "[heal]\nmax_attempts = 1");

@@ -49,10 +49,11 @@ FAMILY = {"codex": "responses", "claude": "anthropic", "gemini": "gemini", "open
 # --ask: the CLIs asking before a shell command, so switchyard's allow/deny policy decides (the
 # shipped profiles run with --yolo / bypass and never ask). opencode asks through its config.
 ASK_COMMANDS = {
-    "codex": ["codex", "--no-daemon", "--ask-for-approval", "on-request", "{prompt}"],  # + --escalate
+    "codex": ["codex", "--no-daemon", "--ask-for-approval", "on-request",
+              "-c", "notify=[\"{switchyard}\", \"hook\", \"--agent\", \"codex\"]", "{prompt}"],  # + --escalate
     "claude": ["claude", "--settings", "{claude_settings}", "--permission-mode", "manual", "{prompt}"],
     "gemini": ["gemini", "--prompt-interactive", "{prompt}"],
-    "opencode": ["opencode", "--prompt", "{prompt}"],
+    "opencode": ["opencode", "--port", "{opencode_port}", "--prompt", "{prompt}"],
 }
 TIMEOUT = {"normal": 240, "error500": 420, "rate429": 600, "deny": 240}
 
@@ -139,10 +140,12 @@ def toml_str(s):
     return json.dumps(s)
 
 
-def overlay(clis, envs, shipped, record_dir, scenario, ask=False):
+def overlay(clis, envs, shipped, record_dir, scenario, ask=False, stall_ms=None):
     """switchyard.toml beside the manifest: env per agent (tables merge with the shipped profile);
     with recording, the shipped command wrapped in ptyrec.py."""
     lines = ["max_parallel = %d" % len(clis), ""]
+    if stall_ms:  # --stall-ms: a shorter stall threshold, to see the stall rules live
+        lines += ["[heal]", "stall_ms = %d" % stall_ms, ""]
     for cli in clis:
         lines.append("[agents.%s]" % cli)
         env = dict(shipped[cli].get("env", {}))
@@ -150,7 +153,18 @@ def overlay(clis, envs, shipped, record_dir, scenario, ask=False):
         lines.append("env = { %s }" % ", ".join("%s = %s" % (k, toml_str(v)) for k, v in env.items()))
         cmd = ASK_COMMANDS[cli] if ask else shipped[cli]["command"]
         if record_dir:
-            out = os.path.join(record_dir, "%s-%s%s-a{attempt}" % (cli, scenario, "-ask" if ask else ""))
+            name = "%s-%s%s" % (cli, scenario, "-ask" if ask else "")
+            chan = os.path.join(record_dir, name + ".channel.jsonl")
+            chanlog = os.path.join(ROOT, "tools/agents-e2e/chanlog.py")
+            if cli == "codex":  # notify goes through chanlog.py
+                cmd = [c.replace("notify=[", "notify=[%s, %s, %s, \"codex\", \"--\", " % (
+                    toml_str(sys.executable), toml_str(chanlog), toml_str(chan))) for c in cmd]
+            elif cli == "gemini":
+                cmd = [sys.executable, chanlog, "wrap-gemini", chan, "--"] + cmd
+            elif cli == "opencode":
+                cmd = [sys.executable, os.path.join(ROOT, "tools/agents-e2e/sselog.py"), chan, "{opencode_port}",
+                       "--"] + cmd
+            out = os.path.join(record_dir, name + "-a{attempt}")
             cmd = ["python3", os.path.join(ROOT, "tools/agents-e2e/ptyrec.py"), out, "--"] + cmd
         if record_dir or ask:
             lines.append("command = [%s]" % ", ".join(toml_str(c) for c in cmd))
@@ -187,7 +201,8 @@ def run_scenario(args, scenario, clis, shipped, tmp):
         for cli in clis]}]}
     mpath = os.path.join(repo, "run.json")
     write(mpath, json.dumps(manifest, indent=2))
-    write(os.path.join(repo, "switchyard.toml"), overlay(clis, envs, shipped, record_dir, scenario, args.ask))
+    write(os.path.join(repo, "switchyard.toml"), overlay(clis, envs, shipped, record_dir, scenario, args.ask,
+                                                                  args.stall_ms))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "manifest")
     slog = os.path.join(sdir, "model-server.jsonl")
@@ -206,9 +221,9 @@ def run_scenario(args, scenario, clis, shipped, tmp):
     proc = subprocess.Popen([args.switchyard, "run", "--foreground", "--headless", mpath], cwd=repo, env=env,
                             stdout=headless, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        code = proc.wait(timeout=TIMEOUT[scenario])
+        code = proc.wait(timeout=args.timeout or TIMEOUT[scenario])
     except subprocess.TimeoutExpired:
-        say("   switchyard did not settle within %d s: stopping it" % TIMEOUT[scenario])
+        say("   switchyard did not settle within %d s: stopping it" % (args.timeout or TIMEOUT[scenario]))
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             code = proc.wait(timeout=20)
@@ -296,7 +311,7 @@ def check(scenario, clis, sdir, repo, workdir, slog, code, wall, ask=False):
     return rows
 
 
-def export(sdir, scenario, clis, dest):
+def export(sdir, scenario, clis, dest, ask=False):
     """Copies the recordings of one scenario into DEST as replay fixtures: per worker attempt
     `<cli>-<scenario>-a<N>.{bytes,timing.jsonl,meta.json}`, and per task its journal lines
     (`<cli>-<scenario>.journal.jsonl`: verdicts with the channel that gave them, hook events
@@ -309,6 +324,7 @@ def export(sdir, scenario, clis, dest):
             shutil.copy(os.path.join(rec, f), dest)
     journal = os.path.join(sdir, "work/logs/events.jsonl")
     lines = open(journal).read().splitlines() if os.path.exists(journal) else []
+    scenario = scenario + ("-ask" if ask else "")
     hooks = os.path.join(sdir, "claude-hooks.jsonl")
     if "claude" in clis and os.path.exists(hooks):
         shutil.copy(hooks, os.path.join(dest, "claude-%s.hooks.jsonl" % scenario))
@@ -336,6 +352,9 @@ def main():
     p.add_argument("--rate-window", type=float, default=300,
                    help="seconds of 429 per CLI (long enough that each CLI gives up its own retries)")
     p.add_argument("--json", help="write the rows as JSON here")
+    p.add_argument("--stall-ms", type=int, help="[heal] stall_ms in the overlay (default: the shipped 300000)")
+    p.add_argument("--timeout", type=float, help="seconds before switchyard is stopped (default per scenario: %s)"
+                   % ", ".join("%s %d" % kv for kv in TIMEOUT.items()))
     p.add_argument("--ask", action="store_true",
                    help="run the CLIs in their asking modes (ASK_COMMANDS): normal = approvals answered by the "
                         "policy, deny = the deny-listed command escalated")
@@ -349,13 +368,17 @@ def main():
     if not args.no_install:
         install(args.prefix)
     shipped = tomllib.load(open(os.path.join(ROOT, "assets/switchyard.toml"), "rb"))["agents"]
-    tmp = tempfile.mkdtemp(prefix="sy-agents-e2e-")
+    # Not under /tmp: gemini 0.61 skips a system settings file (switchyard's hooks) unless the
+    # file and every directory above it are owned by root and writable by nobody else.
+    base = os.path.join(ROOT, "target/agents-e2e/runs")
+    os.makedirs(base, mode=0o755, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="sy-agents-e2e-", dir=base)
     rows = []
     try:
         for scenario in args.scenario.split(","):
             rows += run_scenario(args, scenario, clis, shipped, tmp)
             if args.record:
-                export(os.path.join(tmp, scenario), scenario, clis, args.record)
+                export(os.path.join(tmp, scenario), scenario, clis, args.record, args.ask)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

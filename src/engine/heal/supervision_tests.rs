@@ -104,6 +104,142 @@ fn gemini_shell_approval_is_answered_even_with_the_action_required_title() {
 }
 
 #[test]
+fn gemini_shell_approval_reported_by_its_notification_hook_is_answered_on_screen() {
+    // gemini 0.61 without --yolo: its Notification hook says "Tool Confirm Shell Command
+    // requires execution" (no command, no answer of its own); the dialog is on the screen.
+    let ask = |e: &mut Engine, screen: &str| {
+        show(e, screen, "◇  Action Required (w)", 1_000);
+        let mut r = report(
+            VerdictKind::WaitingInput,
+            "Notification",
+            "Tool Confirm Shell Command requires execution",
+        );
+        r.channel = "gemini hooks".into();
+        e.update(Event::Reported { task: 0, report: r }, 1_010);
+        e.update(Event::Tick, 1_100)
+    };
+    let mut e = engine_for("gemini", "");
+    // Its banner, far above the dialog, says "Authenticated": not part of the dialog.
+    let banner = format!(
+        "Authenticated with gemini-api-key /auth\n{}\n{GEMINI_SHELL}",
+        "\n".repeat(12)
+    );
+    let fx = ask(&mut e, &banner);
+    assert_eq!(verdict(&e).1, "hook:Notification");
+    assert_eq!(writes(&fx), vec!["\r"], "allow once");
+    assert_eq!(e.status(0), Status::Running);
+    // The hook comes before the dialog is drawn: it is answered once it shows.
+    let mut e = engine_for("gemini", "");
+    let fx = ask(&mut e, "⠇ Executing Hooks: switchyard (esc to cancel, 0s)");
+    assert!(writes(&fx).is_empty());
+    assert_eq!(e.status(0), Status::Running);
+    show(&mut e, GEMINI_SHELL, "◇  Action Required (w)", 1_500);
+    let fx = e.update(Event::Tick, 1_600);
+    assert_eq!(writes(&fx), vec!["\r"], "answered once drawn");
+    // The deny-list sees the whole dialog, not only the rows around the cursor.
+    let mut e = engine_for("gemini", "");
+    let fx = ask(
+        &mut e,
+        &GEMINI_SHELL.replace("git commit -am 'fix'", "rm -rf build"),
+    );
+    assert!(writes(&fx).is_empty());
+    assert_eq!(e.status(0), Status::NeedsAttention);
+}
+
+#[test]
+fn a_dialog_still_drawn_after_its_channel_answer_is_not_escalated() {
+    // opencode 1.18.33: permission.asked (answered through its API), then busy, while the
+    // "△ Permission required" dialog is still drawn for a moment.
+    let mut e = engine_for("opencode", "");
+    let mut r = report(
+        VerdictKind::WaitingInput,
+        "permission.asked",
+        "permission asked for bash: git commit -m x",
+    );
+    r.channel = "opencode events".into();
+    r.answered = Some("allow".into());
+    e.update(Event::Reported { task: 0, report: r }, 1_000);
+    let mut r = report(VerdictKind::Running, "session.status", "busy");
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, 1_050);
+    show(
+        &mut e,
+        "┃  △ Permission required\n┃  $ git commit -m x\n┃  Allow once   Allow always   Reject",
+        "",
+        1_100,
+    );
+    let fx = e.update(Event::Tick, 2_000);
+    assert!(writes(&fx).is_empty());
+    assert_eq!(e.status(0), Status::Running);
+    assert_eq!(verdict(&e).0, VerdictKind::Running);
+    // A dialog that stays is a prompt again once the agent's word is old.
+    show(
+        &mut e,
+        "┃  △ Permission required\n┃  $ git commit -m y\n┃  Allow once   Allow always   Reject",
+        "",
+        4_500,
+    );
+    e.update(Event::Tick, 5_200);
+    assert_eq!(verdict(&e).0, VerdictKind::WaitingInput);
+}
+
+#[test]
+fn a_failure_then_idle_from_the_channel_stays_a_failure() {
+    // opencode 1.18.33 after its own retries: session.error, then idle, in the same millisecond.
+    let mut e = engine_for("opencode", "");
+    let mut r = report(VerdictKind::Error, "session.error", "internal error (500)");
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, 1_000);
+    let mut r = report(VerdictKind::Idle, "session.idle", "idle");
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, 1_001);
+    let fx = e.update(Event::Tick, 1_100);
+    assert_eq!(verdict(&e).0, VerdictKind::Error);
+    assert!(writes(&fx).is_empty(), "no nudge");
+}
+
+#[test]
+fn a_rate_limit_after_a_pause_pauses_again() {
+    let mut e = engine_for("opencode", "");
+    for (k, at) in [(1, 1_000), (2, 30_000)] {
+        let mut r = report(
+            VerdictKind::RateLimited,
+            "session.status",
+            "retry 1: Rate limit reached. Please try again in 20s.",
+        );
+        r.channel = "opencode events".into();
+        e.update(Event::Reported { task: 0, report: r }, at);
+        let fx = e.update(Event::Tick, at + 100);
+        assert!(
+            fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })),
+            "pause {k}"
+        );
+        assert_ne!(e.status(0), Status::NeedsAttention, "pause {k}");
+        e.update(
+            Event::Exited {
+                task: 0,
+                code: 143,
+                commits_ahead: Some(0),
+                uncommitted: Some(0),
+            },
+            at + 200,
+        );
+        e.update(Event::Tick, at + 21_000);
+        e.update(
+            Event::Started {
+                task: 0,
+                worktree: "/w/a".into(),
+                branch: "b".into(),
+                base_commit: "abc".into(),
+                argv: vec!["opencode".into()],
+            },
+            at + 21_100,
+        );
+    }
+    assert_eq!(e.status(0), Status::Running);
+}
+
+#[test]
 fn a_transient_action_required_title_alone_does_not_escalate() {
     let mut e = engine_for("gemini", "");
     show(&mut e, "✦ Working on it", "◇  Action Required (w)", 1_000);
@@ -507,20 +643,31 @@ fn a_spinner_over_a_silent_channel_is_a_stall_not_running_forever() {
     let mut r = report(VerdictKind::Running, "BeforeModel", "working");
     r.channel = "gemini hooks".into();
     e.update(Event::Reported { task: 0, report: r }, 1_000);
-    // The spinner keeps redrawing (output never quiet), the hooks say nothing more.
+    // The spinner keeps redrawing (output never quiet) and uses the CPU (gemini 0.61 under a
+    // 500: its router call retried forever), the hooks say nothing more.
     let mut now = 2_000;
     while now < 121_000 {
         show(
             &mut e,
-            &format!("⠏ Thinking (esc to cancel, {}s)", now / 1000),
+            &format!(
+                "⠏ Thinking (esc to cancel, {}s)\n>   Type your message or @path/to/file",
+                now / 1000
+            ),
             "",
             now,
         );
+        e.update(Event::Busy { task: 0 }, now + 5);
         e.update(Event::Tick, now + 10);
         now += 5_000;
     }
     assert_eq!(verdict(&e).0, VerdictKind::Running, "within twice stall_ms");
-    show(&mut e, "⠏ Thinking (esc to cancel, 122s)", "", 122_000);
+    // Its input box stays drawn while it thinks: still not at its prompt.
+    show(
+        &mut e,
+        "⠏ Thinking (esc to cancel, 122s)\n>   Type your message or @path/to/file",
+        "",
+        122_000,
+    );
     let fx = e.update(Event::Tick, 122_010);
     assert_eq!(verdict(&e), (VerdictKind::Stalled, "no-progress".into()));
     // Not at its prompt: no nudge is typed; the ladder restarts it.

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Records one channel event, then hands it on unchanged. Used by the harness when recording:
+
+    chanlog.py FILE CHANNEL -- CMD [ARGS...]
+
+Appends {"t": epoch s, "channel": CHANNEL, "event": <payload>} to FILE, where the payload is the
+JSON on stdin (claude and gemini hooks) or, when stdin is empty, the last argument (codex's
+`notify` program gets its JSON as the last argv element); then runs CMD ARGS... with the same
+stdin and argv and exits with its status, its stdout passed through (a hook's reply).
+
+    chanlog.py wrap-gemini FILE -- gemini [ARGS...]
+
+rewrites the settings file $GEMINI_CLI_SYSTEM_SETTINGS_PATH names (switchyard's generated one) so
+that each hook command runs through `chanlog.py FILE gemini -- sh -c COMMAND`, points the variable
+at the copy and execs gemini: the fixtures get gemini's raw hook payloads while switchyard's hooks
+still answer.
+"""
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+
+def wrap_gemini(path, cmd):
+    src = os.environ.get("GEMINI_CLI_SYSTEM_SETTINGS_PATH")
+    if src and os.path.exists(src):
+        settings = json.load(open(src))
+        for groups in settings.get("hooks", {}).values():
+            for group in groups:
+                for hook in group.get("hooks", []):
+                    hook["command"] = "%s %s %s gemini -- sh -c %s" % (
+                        sys.executable, os.path.abspath(__file__), path, shlex.quote(hook["command"]))
+        copy = src + ".recorded.json"
+        with open(copy, "w") as f:
+            json.dump(settings, f)
+        os.environ["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] = copy
+    os.execvp(cmd[0], cmd)
+
+
+def main():
+    if sys.argv[1] == "wrap-gemini":
+        return wrap_gemini(sys.argv[2], sys.argv[sys.argv.index("--") + 1:])
+    sep = sys.argv.index("--")
+    path, channel = sys.argv[1], sys.argv[2]
+    cmd = sys.argv[sep + 1:]
+    raw = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
+    text = raw if raw.strip() else (cmd[-1] if cmd else "")
+    try:
+        event = json.loads(text)
+    except ValueError:
+        event = {"unparsed": text[:4000]}
+    with open(path, "a") as f:
+        f.write(json.dumps({"t": round(time.time(), 3), "channel": channel, "event": event}) + "\n")
+    if not cmd:
+        return 0
+    return subprocess.run(cmd, input=raw.encode()).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
