@@ -412,3 +412,53 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(3));
     }
 }
+
+/// Whether gemini-cli would read a system settings file at `path` (what `{gemini_settings}`
+/// names): gemini 0.61 skips one unless it and every directory above it are owned by root and
+/// writable by nobody else ("Security Warning: Skipping system settings file … Parent directory
+/// '/tmp' is insecure"; seen with gemini-cli 0.61.0 under the harness). Since switchyard writes
+/// the file itself, the user running it must be root too. Checks the directories that exist
+/// (the file and `run/` may not exist yet). Err: one sentence naming what fails; then gemini's
+/// hooks are off and its screen rules and title decide.
+pub fn gemini_settings_trusted(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(
+            "switchyard does not run as root, so the settings file it writes is not root-owned"
+                .into(),
+        );
+    }
+    for dir in path.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        if meta.uid() != 0 {
+            return Err(format!("{} is not owned by root", dir.display()));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "{} is writable by group or others (mode {:o})",
+                dir.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod gemini_path_tests {
+    use super::gemini_settings_trusted;
+
+    #[test]
+    fn a_world_writable_parent_or_a_non_root_user_is_named() {
+        let e = gemini_settings_trusted(std::path::Path::new("/tmp/x/run/gemini-settings.json"))
+            .unwrap_err();
+        // /tmp is world-writable on every machine; as a non-root user the first check names that.
+        assert!(
+            e.contains("/tmp is writable by group or others") || e.contains("not run as root"),
+            "{e}"
+        );
+    }
+}

@@ -784,6 +784,24 @@ fn doctor(manifest: Option<&Path>) -> Result<u8> {
         println!("  {name:<12} {}: {line}", found.display());
         notes();
     }
+    // gemini's hooks come through a system settings file it reads only from a root-owned path.
+    let uses_gemini_hooks = config.agents.values().any(|p| {
+        p.command.iter().any(|a| a.contains("{gemini_settings}"))
+            || p.env.values().any(|v| v.contains("{gemini_settings}"))
+    });
+    if let (true, Some(mpath)) = (uses_gemini_hooks, manifest) {
+        if let Ok(m) = switchyard::manifest::Manifest::load(mpath) {
+            if let Ok(paths) = switchyard::runtime::Paths::resolve(mpath, &m, None) {
+                let file = paths.workdir.join("run").join("gemini-settings.json");
+                match switchyard::channel_io::gemini_settings_trusted(&file) {
+                    Ok(()) => println!("gemini hooks: {} will be read", file.display()),
+                    Err(why) => println!(
+                        "gemini hooks: off for this run, {why}; gemini 0.61 reads a system settings file only from a root-owned path no one else can write, so its title and screen rules decide (fix: run as root with the manifest's workdir outside /tmp)"
+                    ),
+                }
+            }
+        }
+    }
     let git_ok = std::process::Command::new("git")
         .arg("--version")
         .output()
