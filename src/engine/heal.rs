@@ -767,7 +767,8 @@ impl Engine {
     }
 
     /// Pauses every task of this task's agent until the reset time in the message (or the
-    /// default pause), and restarts this one then.
+    /// default pause), and starts this one again then: with the profile's `resume` argv when
+    /// it has one, so the agent picks its conversation up, else a plain restart.
     pub(super) fn pause_agent(&mut self, i: usize, t: &Trouble, now: Ms, fx: &mut Vec<Effect>) {
         let wait = reset_after_ms(&t.line).unwrap_or(self.policy.heal.rate_limit_pause_ms);
         let agent = self.agent_of(i).to_string();
@@ -777,6 +778,9 @@ impl Engine {
         let run = &mut self.runs[i];
         run.restart_at = Some(until);
         run.restart_context = None;
+        // The conversation is worth keeping: the start after the pause uses the profile's
+        // `resume` argv when it has one (a plain restart otherwise).
+        run.resume_next = true;
         self.journal(
             fx,
             now,

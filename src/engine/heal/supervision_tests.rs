@@ -365,6 +365,44 @@ fn a_429_with_a_retry_time_pauses_the_agents_tasks_then_resumes() {
 }
 
 #[test]
+fn a_rate_limit_pause_ends_with_the_profiles_resume_command() {
+    let mut e = engine_for(
+        "claude",
+        "[agents.claude]\nresume = [\"claude\", \"--continue\", \"{prompt}\"]\n",
+    );
+    show(
+        &mut e,
+        "● API Error: Request rejected (429) · Rate limit reached · try again in 5s\n\n> ",
+        "",
+        1_000,
+    );
+    e.update(Event::Tick, 1_100);
+    let fx = e.update(Event::Tick, 3_100);
+    assert!(fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })));
+    e.update(
+        Event::Exited {
+            task: 0,
+            code: 143,
+            commits_ahead: Some(0),
+            uncommitted: Some(0),
+        },
+        3_200,
+    );
+    let spec = e
+        .update(Event::Tick, 8_100)
+        .into_iter()
+        .find_map(|f| match f {
+            Effect::Start(s) => Some(s),
+            _ => None,
+        })
+        .expect("started again after the pause");
+    assert_eq!(
+        spec.command[..2],
+        ["claude".to_string(), "--continue".to_string()]
+    );
+}
+
+#[test]
 fn an_api_that_keeps_retrying_becomes_an_error_with_that_line() {
     let mut e = engine_for("claude", "");
     let retry = |n: u32| {
