@@ -12,6 +12,8 @@
 //!    MB of coloured log, then of random bytes: the most and the last resident memory against
 //!    the figure before the flood.
 
+mod common;
+
 use portable_pty::{native_pty_system, CommandBuilder, PtySize};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -20,13 +22,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_switchyard"))
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn now_ns() -> u128 {
@@ -73,31 +68,18 @@ fn probe(file: &str) {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(["-c", "user.name=b", "-c", "user.email=b@b"])
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "git {args:?}");
-}
-
 /// A repository with a manifest of tasks `(id, agent)` and the agent profiles `(name, argv)`.
 fn project(tasks: &[(String, &str)], agents: &[(&str, Vec<String>)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("a temp dir");
     let p = dir.path();
-    git(p, &["init", "-q", "-b", "main"]);
+    common::git(p, &["init", "-q", "-b", "main"]);
     std::fs::write(
         p.join(".gitignore"),
         "/manifest.json\n/switchyard.toml\n/.sy/\n",
     )
     .unwrap();
-    git(p, &["add", "-A"]);
-    git(p, &["commit", "-qm", "init"]);
+    common::git(p, &["add", "-A"]);
+    common::git(p, &["commit", "-qm", "init"]);
     let tasks: Vec<String> = tasks
         .iter()
         .map(|(id, agent)| {
@@ -125,30 +107,6 @@ fn project(tasks: &[(String, &str)], agents: &[(&str, Vec<String>)]) -> tempfile
     );
     std::fs::write(p.join("switchyard.toml"), toml).unwrap();
     dir
-}
-
-fn live_workers(dir: &Path, rt: &Path) -> usize {
-    let out = Command::new(bin())
-        .args(["status", "manifest.json", "--json"])
-        .current_dir(dir)
-        .env("SWITCHYARD_RUNTIME_DIR", rt)
-        .output();
-    let Ok(out) = out else { return 0 };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-        return 0;
-    };
-    v["tasks"]
-        .as_array()
-        .map(|t| t.iter().filter(|t| t["worker"] == true).count())
-        .unwrap_or(0)
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -216,7 +174,9 @@ fn attach_latency(keys: usize) -> Vec<f64> {
         }
     });
     let mut keyboard = pair.master.take_writer().expect("writer");
-    wait_for("17 workers", 60, || live_workers(dir, &rt) == 17);
+    common::wait_for("17 workers", 60, || {
+        common::live_workers(&bin(), dir, &rt) == 17
+    });
     std::thread::sleep(Duration::from_secs(2));
     // The probe is the first task, selected at start: Enter attaches.
     keyboard.write_all(b"\r").unwrap();
@@ -303,7 +263,7 @@ fn rss_with_lines(n: usize, lines: usize) -> u64 {
     let mut out = 0;
     let mut settled_at: Option<Instant> = None;
     headless_run(n, vec!["sh".into(), "-c".into(), script], |pid, dir, rt| {
-        if settled_at.is_none() && live_workers(dir, rt) == n {
+        if settled_at.is_none() && common::live_workers(&bin(), dir, rt) == n {
             settled_at = Some(Instant::now());
         }
         // Enough time for every worker to print its lines (sh prints ~5 000 lines a second).
@@ -345,7 +305,7 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return;
     }
-    let keys = env_num("SY_BENCH_KEYS", 300) as usize;
+    let keys = common::env_num("SY_BENCH_KEYS", 300) as usize;
     let ms = attach_latency(keys);
     println!("attach latency: {keys} keys typed into a worker while 16 workers are busy, ms");
     println!(
@@ -367,7 +327,7 @@ fn main() {
         "  per worker with 5 000 lines of scrollback: {:.2} MiB (target ≤ 10)",
         mib(full.saturating_sub(idle)) / 16.0
     );
-    let mb = env_num("SY_BENCH_FLOOD_MB", 200);
+    let mb = common::env_num("SY_BENCH_FLOOD_MB", 200);
     let flood = rss_under_flood(vec![
         "sh".into(),
         "-c".into(),

@@ -10,6 +10,8 @@
 //!
 //! Environment: SY_BENCH_MB (default 20), SY_BENCH_WORKERS (16), SY_BENCH_IDLE_S (30).
 
+mod common;
+
 use portable_pty::{native_pty_system, CommandBuilder, PtySize};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -24,13 +26,6 @@ use switchyard::plan::Plan;
 use switchyard::ui::app::App;
 use switchyard::ui::view::{self, Screens};
 use switchyard::worker::{ShellMsg, SpawnSpec, Term, Worker};
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A manifest of `n` independent tasks using the `bench` agent.
 fn manifest(n: usize) -> Manifest {
@@ -92,7 +87,7 @@ fn agent_log(bytes: usize) -> Vec<u8> {
 }
 
 fn frame_times() {
-    let n = env_num("SY_BENCH_WORKERS", 16) as usize;
+    let n = common::env_num("SY_BENCH_WORKERS", 16) as usize;
     let m = manifest(n);
     let plan = Plan::build(&m).unwrap();
     let cfg = Config::from_layers(&[
@@ -240,8 +235,8 @@ fn drain_switchyard(n: usize, file: &Path, logs: &Path) -> Duration {
 }
 
 fn drain() {
-    let n = env_num("SY_BENCH_WORKERS", 16) as usize;
-    let mb = env_num("SY_BENCH_MB", 20) as usize;
+    let n = common::env_num("SY_BENCH_WORKERS", 16) as usize;
+    let mb = common::env_num("SY_BENCH_MB", 20) as usize;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("log.txt");
     std::fs::write(&file, agent_log(mb * 1024 * 1024)).unwrap();
@@ -272,8 +267,8 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 }
 
 fn idle_cpu() {
-    let n = env_num("SY_BENCH_WORKERS", 16) as usize;
-    let secs = env_num("SY_BENCH_IDLE_S", 30);
+    let n = common::env_num("SY_BENCH_WORKERS", 16) as usize;
+    let secs = common::env_num("SY_BENCH_IDLE_S", 30);
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path();
     let git = |args: &[&str]| {

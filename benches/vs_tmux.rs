@@ -17,6 +17,8 @@
 //! pairs), `SY_BENCH_BASELINE` (the path of another switchyard binary, e.g. built from an older
 //! commit: measured in the same run on the same workloads, for before/after figures).
 
+mod common;
+
 use portable_pty::{native_pty_system, CommandBuilder, PtySize};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -40,13 +42,6 @@ fn bin() -> PathBuf {
 /// binaries compared in one run watch the same programs.
 fn workload_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_switchyard"))
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// CPU ticks (user + system, 1/100 s) of a process, from /proc.
@@ -123,31 +118,18 @@ impl Pty {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(["-c", "user.name=b", "-c", "user.email=b@b"])
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "git {args:?}");
-}
-
 /// A repository with a manifest of `n` tasks run by `fake-agent --scenario <scenario>`.
 fn project(n: usize, scenario: &str, flood_mb: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("a temp dir");
     let p = dir.path();
-    git(p, &["init", "-q", "-b", "main"]);
+    common::git(p, &["init", "-q", "-b", "main"]);
     std::fs::write(
         p.join(".gitignore"),
         "/manifest.json\n/switchyard.toml\n/.sy/\n",
     )
     .unwrap();
-    git(p, &["add", "-A"]);
-    git(p, &["commit", "-qm", "init"]);
+    common::git(p, &["add", "-A"]);
+    common::git(p, &["commit", "-qm", "init"]);
     let tasks: Vec<String> = (0..n)
         .map(|i| format!(r#"{{"id":"w{i:02}","title":"Worker {i}","files":["f{i}"]}}"#))
         .collect();
@@ -193,30 +175,6 @@ fn server_pid(workdir: &Path) -> Option<u32> {
     None
 }
 
-fn live_workers(dir: &Path, rt: &Path) -> usize {
-    let out = Command::new(bin())
-        .args(["status", "manifest.json", "--json"])
-        .current_dir(dir)
-        .env("SWITCHYARD_RUNTIME_DIR", rt)
-        .output();
-    let Ok(out) = out else { return 0 };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-        return 0;
-    };
-    v["tasks"]
-        .as_array()
-        .map(|t| t.iter().filter(|t| t["worker"] == true).count())
-        .unwrap_or(0)
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn stop(dir: &Path, rt: &Path) {
     let _ = Command::new(bin())
         .args(["stop", "manifest.json"])
@@ -245,7 +203,9 @@ fn busy_switchyard(n: usize, secs: u64) -> (f64, f64) {
     let b = bin().display().to_string();
 
     let room = Pty::spawn(&[&b, "run", "manifest.json"], dir, &env, 48, 160);
-    wait_for("16 busy workers", 60, || live_workers(dir, &rt) == n);
+    common::wait_for("16 busy workers", 60, || {
+        common::live_workers(&bin(), dir, &rt) == n
+    });
     std::thread::sleep(Duration::from_secs(3));
     let server = server_pid(&dir.join(".sy")).expect("a server");
     let sy_room = cpu_percent(&[server, room.pid()], secs);
@@ -445,7 +405,7 @@ fn main() {
     println!("switchyard vs tmux — {tmux_v}; {cores} cores");
     let bins = measured();
 
-    let secs = env_num("SY_BENCH_BUSY_S", 20);
+    let secs = common::env_num("SY_BENCH_BUSY_S", 20);
     if secs > 0 {
         println!("\nbusy agents: 16 workers (spinner ~12 Hz + a log line/s), 160x48, {secs} s, % of one core");
         let (a, d) = if with_tmux {
