@@ -1,6 +1,8 @@
 //! Crash-safety faults (issue 12) against real files and real git repositories: what a kill -9
 //! leaves behind is recovered, never reused as if whole.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
@@ -8,28 +10,6 @@ use switchyard::git::{
     commit_all, commits_ahead, ensure_worktree, ensure_worktree_from, init_repo_with,
     recover_stale_state, remove_worktrees, remove_worktrees_at, uncommitted,
 };
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A repository with three files on `main`, and where task t1's worktree goes.
 fn repo() -> (tempfile::TempDir, PathBuf, PathBuf) {
@@ -65,6 +45,11 @@ fn kill_mid_checkout(wt: &Path, keep: &[&str]) {
             std::fs::remove_file(wt.join(f)).unwrap();
         }
     }
+}
+
+/// `common::git` with its output trimmed (these tests compare commit ids).
+fn git(dir: &Path, args: &[&str]) -> String {
+    common::git(dir, args).trim().to_string()
 }
 
 #[test]

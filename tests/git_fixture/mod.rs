@@ -2,6 +2,9 @@
 //! dir, commits made on any branch without checking it out (git2, in memory), a bare remote.
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use git2::{Oid, Repository};
 use std::path::{Path, PathBuf};
 
@@ -90,25 +93,7 @@ impl Fixture {
 
     /// Runs the git CLI in `dir` (identity and signing fixed); asserts success, returns stdout.
     pub fn git_cli(&self, dir: &Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        common::git(dir, args)
     }
 }
 
