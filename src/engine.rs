@@ -1293,7 +1293,11 @@ impl Engine {
                 }
             })
             .collect();
-        let echo_text = prompt.clone();
+        // Everything switchyard typed (preamble, restart context, findings) may come back on the
+        // agent's screen after a restart: none of it may trigger an error or rate-limit rule.
+        let echo = context
+            .as_ref()
+            .map(|_| crate::classify::Echo::new(&prompt));
         let spec = StartSpec {
             task: i,
             task_id: t.id.clone(),
@@ -1345,11 +1349,7 @@ impl Engine {
             reported_at: now,
             answered: None,
             turn_seen: false,
-            // Everything switchyard typed (preamble, restart context, findings) may come back on
-            // the agent's screen: none of it may trigger an error or rate-limit rule.
-            echo: context
-                .as_ref()
-                .map(|_| crate::classify::Echo::new(&echo_text)),
+            echo,
             error_check: None,
         });
         {
