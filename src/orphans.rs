@@ -314,6 +314,11 @@ mod tests {
             .collect();
         let rec = record("t1", worker.id(), &token).unwrap();
         assert_eq!(rec.sid, worker.id(), "the worker leads its session");
+        // The shell wrote the pid when it forked; `setsid` leaves the session a moment later.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while proc_stat(kids[0]).is_some_and(|s| s.sid == rec.sid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert_ne!(proc_stat(kids[0]).unwrap().sid, rec.sid, "setsid left it");
 
         // Records survive a save and a load.

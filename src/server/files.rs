@@ -198,6 +198,10 @@ pub struct ServerLock {
 impl Drop for ServerLock {
     fn drop(&mut self) {
         let _ = self._file.set_len(0);
+        // Unlock before the close: a process forked at this moment (the server starts workers
+        // all the time) shares the open file until its exec, and closing our descriptor alone
+        // would leave the lock held by it until then.
+        let _ = self._file.unlock();
     }
 }
 
