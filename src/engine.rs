@@ -282,6 +282,17 @@ pub enum Effect {
         /// The review round.
         round: u32,
     },
+    /// Keep the prompt of a fix or resolve round on disk (`logs/<id>.round.json`), so a run
+    /// killed during the round resumes it with the same findings or conflicts
+    /// ([`Engine::restore_round`]).
+    SaveRound {
+        /// Task index.
+        task: usize,
+        /// The round (`Fix` or `Resolve`).
+        round: crate::engine::lifecycle::Round,
+        /// The round's prompt.
+        prompt: String,
+    },
     /// Append text (switchyard's own, e.g. review findings) to the task's log.
     TaskLog {
         /// Task index.

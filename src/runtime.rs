@@ -248,6 +248,7 @@ impl Runtime {
                 Some((text, m, mtime(&rt.paths.manifest)))
             });
         rt.recover(torn);
+        rt.restore_rounds();
         // Tasks whose agent finished and committed before a kill, unrecorded: verify them.
         for w in crate::resume::unrecorded_work(&rt.engine) {
             if w.work.uncommitted == 0 {
@@ -259,6 +260,36 @@ impl Runtime {
             }
         }
         Ok(rt)
+    }
+
+    /// Tasks a killed run left in `fix` go on with the round they were in and its prompt (the
+    /// findings or conflicts), from `logs/<id>.round.json`; without that file (or with one
+    /// that does not read) the task restarts with its own prompt, and the journal says so.
+    fn restore_rounds(&mut self) {
+        for i in 0..self.engine.plan.len() {
+            if self.engine.status(i) != crate::manifest::Status::Fix {
+                continue;
+            }
+            let id = self.engine.plan.ids[i].clone();
+            let path = round_file(&self.paths.logs, &id);
+            let saved = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| {
+                    let round = crate::engine::lifecycle::Round::from_label(v["round"].as_str()?)?;
+                    Some((round, v["prompt"].as_str()?.to_string()))
+                });
+            match saved {
+                Some((round, prompt)) => {
+                    self.push_recent(format!("{id}: resuming its {} round", round.label()));
+                    self.engine.restore_round(i, round, prompt);
+                }
+                None => self.push_recent(format!(
+                    "{id}: was in a fix round, but {} is missing or unreadable: it starts again with its own prompt",
+                    path.display()
+                )),
+            }
+        }
     }
 
     /// Repairs what a killed run left behind (the caller holds the run's lock), and says so in
@@ -930,6 +961,21 @@ impl Runtime {
                     round,
                     result,
                 });
+            }
+            Effect::SaveRound {
+                task,
+                round,
+                prompt,
+            } => {
+                let id = &self.engine.plan.ids[task];
+                let path = round_file(&self.paths.logs, id);
+                let text = serde_json::json!({ "round": round.label(), "prompt": prompt });
+                let _ = std::fs::create_dir_all(&self.paths.logs);
+                if let Err(e) = crate::manifest::write_atomic(&path, text.to_string().as_bytes()) {
+                    self.push_recent(format!(
+                        "{id}: cannot keep the round's prompt for a resume: {e}"
+                    ));
+                }
             }
             Effect::TaskLog { task, text } => {
                 let id = &self.engine.plan.ids[task];
@@ -1737,4 +1783,10 @@ mod tests {
         assert_eq!(of("/w/worktrees/t9/src/lib.rs"), None);
         assert_eq!(of("/elsewhere/t1/src/lib.rs"), None);
     }
+}
+
+/// Where a task's current fix or resolve round is kept for a resume: `logs/<id>.round.json`
+/// (`{"round": "fix 2", "prompt": "..."}`).
+fn round_file(logs: &Path, id: &str) -> PathBuf {
+    logs.join(format!("{id}.round.json"))
 }

@@ -462,3 +462,79 @@ esac
         "{prompt}"
     );
 }
+
+/// A run killed (SIGKILL) during a fix round resumes that round with the reviewer's findings as
+/// the prompt, not with the task's own prompt.
+#[test]
+fn a_run_killed_in_a_fix_round_resumes_it_with_the_findings() {
+    let r = repo();
+    let out = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"default_agent = "sh"
+[review]
+enabled = true
+agent = "reviewer"
+block_on = "major"
+max_rounds = 2
+{}
+[agents.sh]
+command = ["sh", "-c", "case \"$1\" in *'Fix round'*) printf '%s' \"$1\" > \"$SY_OUT/fix-prompt-$(date +%s%N)\"; if [ ! -e \"$SY_OUT/once\" ]; then touch \"$SY_OUT/once\"; sleep 60; fi; echo fixed >> notes.md;; *) echo work >> notes.md;; esac; git add -A; git commit -qm step", "agent", "{{prompt}}"]
+[agents.sh.env]
+SY_OUT = "{}"
+GIT_AUTHOR_NAME = "a"
+GIT_AUTHOR_EMAIL = "a@a"
+GIT_COMMITTER_NAME = "a"
+GIT_COMMITTER_EMAIL = "a@a"
+"#,
+        fake_profile("reviewer", "review"),
+        out.path().display()
+    );
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"a","title":"Add notes","files":["notes.md"]}"#,
+        &config,
+    );
+    let mut first = Command::new(bin())
+        .args(["run", "--headless", "--foreground"])
+        .arg(&manifest)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_until("the fix round started", 60, || {
+        out.path().join("once").exists()
+    });
+    // --foreground: the client is the server. Kill it outright, as a crash would.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert_eq!(tasks(&m)[0]["status"], "fix", "killed in the fix round");
+
+    let (code, text) = run_headless(&manifest, None);
+    assert_eq!(code, 0, "{text}");
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert_eq!(tasks(&m)[0]["status"], "complete", "{m}");
+    let mut prompts: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("fix-prompt-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    prompts.sort();
+    assert_eq!(
+        prompts.len(),
+        2,
+        "the fix round ran before and after the kill"
+    );
+    for p in &prompts {
+        assert!(
+            p.contains("Fix round 1") && p.contains("critical") && p.contains("notes.md"),
+            "the findings are the prompt each time: {p}"
+        );
+    }
+    let reviews = messages(&journal(r.path()), "review");
+    assert!(
+        reviews.iter().any(|m| m.contains("review 2: 0 critical")),
+        "the second review passes: {reviews:?}"
+    );
+}

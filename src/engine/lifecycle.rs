@@ -46,6 +46,21 @@ impl Round {
         }
     }
 
+    /// The round a [`Round::label`] names (`fix 2` → `Fix(2)`); `None` for anything else.
+    pub fn from_label(label: &str) -> Option<Round> {
+        let (kind, n) = match label.split_once(' ') {
+            Some((kind, n)) => (kind, n.parse::<u32>().ok().filter(|&n| n > 0)?),
+            None if label == "work" => return Some(Round::Work),
+            None => return None,
+        };
+        match kind {
+            "review" => Some(Round::Review(n)),
+            "fix" => Some(Round::Fix(n)),
+            "resolve" => Some(Round::Resolve(n)),
+            _ => None,
+        }
+    }
+
     /// The status a task shows while a worker does this round.
     pub fn status(self) -> Status {
         match self {
@@ -253,6 +268,13 @@ impl Engine {
         now: Ms,
         fx: &mut Vec<Effect>,
     ) {
+        if let (Round::Fix(_) | Round::Resolve(_), Some(text)) = (round, &prompt) {
+            fx.push(Effect::SaveRound {
+                task: i,
+                round,
+                prompt: text.clone(),
+            });
+        }
         let life = &mut self.runs[i].life;
         life.round = round;
         life.fresh = true;
@@ -1047,6 +1069,20 @@ impl Engine {
         t.pr_fix_rounds = p;
         t.resolve_rounds = s;
         fx.push(Effect::Persist);
+    }
+
+    /// At start-up, for a task a killed run left in `fix`: the round it was in and that
+    /// round's prompt, as [`Effect::SaveRound`] kept them. The worker starts again in that round
+    /// (not as fresh work, and a resolve round does not merge again: the merge is in the
+    /// worktree already). Ignored unless the task is in `fix` and `round` is a fix or resolve
+    /// round.
+    pub fn restore_round(&mut self, i: usize, round: Round, prompt: String) {
+        if self.status(i) != Status::Fix || !matches!(round, Round::Fix(_) | Round::Resolve(_)) {
+            return;
+        }
+        let life = &mut self.runs[i].life;
+        life.round = round;
+        life.round_prompt = Some(prompt);
     }
 
     /// At start-up: takes the round counters from the manifest and picks up tasks a killed run

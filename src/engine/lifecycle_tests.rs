@@ -667,3 +667,68 @@ fn round_counters_are_kept_in_the_manifest_and_a_resumed_run_goes_on_counting() 
         .unwrap()
         .contains("after 2 fix round(s)"));
 }
+
+#[test]
+fn a_run_killed_in_a_fix_round_resumes_that_round_with_its_findings() {
+    let review =
+        "[review]\nenabled = true\nagent = \"rev\"\nblock_on = \"major\"\nmax_rounds = 2\n";
+    let mut e = engine(ONE, review);
+    e.update(Event::Tick, 0);
+    started(&mut e, 0, 1);
+    exited(&mut e, 0, 10);
+    started(&mut e, 0, 11);
+    exited(&mut e, 0, 20);
+    let fx = reviewed(&mut e, 0, 1, vec![finding(Severity::Critical)], 22);
+    let (round, prompt) = fx
+        .iter()
+        .find_map(|f| match f {
+            Effect::SaveRound {
+                task: 0,
+                round,
+                prompt,
+            } => Some((*round, prompt.clone())),
+            _ => None,
+        })
+        .expect("the fix round's prompt is kept for a resume");
+    assert_eq!(round, Round::Fix(1));
+    assert_eq!(Round::from_label(&round.label()), Some(round));
+    // The run is killed while the fix round works: the manifest says `fix`.
+    started(&mut e, 0, 23);
+    let killed = e.manifest.to_json();
+    assert!(killed.contains("\"status\": \"fix\""), "{killed}");
+
+    // Without the kept prompt the task would start over with its own prompt.
+    let mut plain = engine(&killed, review);
+    let s = spec(&plain.update(Event::Tick, 0)).expect("it starts again");
+    assert!(!s.prompt.contains("wrong"));
+
+    let mut e = engine(&killed, review);
+    e.restore_round(0, round, prompt);
+    let s = spec(&e.update(Event::Tick, 0)).expect("the fix round starts again");
+    assert_eq!(s.round, Round::Fix(1));
+    assert!(
+        s.prompt.contains("wrong") && s.prompt.contains("a.md"),
+        "{}",
+        s.prompt
+    );
+    assert_eq!(e.status(0), Status::Fix);
+    // Done with the fix: the next review is round 2, as without the kill.
+    started(&mut e, 0, 1);
+    let fx = exited(&mut e, 0, 10);
+    assert_eq!(spec(&fx).map(|s| s.round), Some(Round::Review(2)));
+}
+
+#[test]
+fn round_labels_read_back_and_nothing_else_does() {
+    for r in [
+        Round::Work,
+        Round::Review(3),
+        Round::Fix(1),
+        Round::Resolve(2),
+    ] {
+        assert_eq!(Round::from_label(&r.label()), Some(r));
+    }
+    for bad in ["", "fix", "fix 0", "fix x", "mend 2", "fix  2"] {
+        assert_eq!(Round::from_label(bad), None, "{bad:?}");
+    }
+}
