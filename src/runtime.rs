@@ -1764,6 +1764,12 @@ fn add_context(spec: &mut crate::engine::StartSpec, logs: &Path) {
     spec.prompt.push_str(&rendered.section);
 }
 
+/// Where a task's current fix or resolve round is kept for a resume: `logs/<id>.round.json`
+/// (`{"round": "fix 2", "prompt": "..."}`).
+fn round_file(logs: &Path, id: &str) -> PathBuf {
+    logs.join(format!("{id}.round.json"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1783,10 +1789,4 @@ mod tests {
         assert_eq!(of("/w/worktrees/t9/src/lib.rs"), None);
         assert_eq!(of("/elsewhere/t1/src/lib.rs"), None);
     }
-}
-
-/// Where a task's current fix or resolve round is kept for a resume: `logs/<id>.round.json`
-/// (`{"round": "fix 2", "prompt": "..."}`).
-fn round_file(logs: &Path, id: &str) -> PathBuf {
-    logs.join(format!("{id}.round.json"))
 }
