@@ -1034,7 +1034,13 @@ impl Engine {
 
     /// Names of the tasks (or the integration branch) task `i` is predicted to conflict with.
     pub fn conflicts_of(&self, i: usize) -> Vec<String> {
-        self.runs[i].life.warnings.keys().cloned().collect()
+        self.conflict_names(i).map(str::to_string).collect()
+    }
+
+    /// [`Engine::conflicts_of`] without a copy (for the view's per-frame cache keys), in name
+    /// order.
+    pub fn conflict_names(&self, i: usize) -> impl Iterator<Item = &str> + '_ {
+        self.runs[i].life.warnings.keys().map(String::as_str)
     }
 
     /// The latest review's findings of task `i` (empty before a review, or when it found none).

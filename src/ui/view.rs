@@ -293,7 +293,7 @@ fn draw_dag(buf: &mut Buffer, area: Rect, engine: &Engine, app: &mut App) {
         (area, app.selected).hash(&mut h);
         for i in 0..engine.plan.len() {
             engine.status(i).hash(&mut h);
-            engine.conflicts_of(i).hash(&mut h);
+            engine.conflict_names(i).for_each(|c| c.hash(&mut h));
         }
         h.finish()
     };
@@ -448,7 +448,7 @@ fn draw_table(frame: &mut Frame, area: Rect, engine: &Engine, app: &mut App, now
         for (i, verdict, elapsed) in &shown {
             let t = engine.task(*i);
             (i, &t.id, &t.title, t.status, t.attempts, verdict, elapsed).hash(&mut h);
-            engine.conflicts_of(*i).hash(&mut h);
+            engine.conflict_names(*i).for_each(|c| c.hash(&mut h));
         }
         h.finish()
     };
@@ -494,7 +494,7 @@ fn render_table(
                 Cell::from(t.title.clone()),
                 // ↯: a conflict with another task (or the integration branch) is predicted.
                 Cell::from(Span::styled(
-                    match engine.conflicts_of(*i).is_empty() {
+                    match engine.conflict_names(*i).next().is_none() {
                         true => format!("{g} {}", t.status),
                         false => format!("{g} {} ↯", t.status),
                     },
