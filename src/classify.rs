@@ -614,35 +614,51 @@ pub fn classify(
     classify_with(screen, timing, rules, stall_ms, None)
 }
 
-/// Text switchyard itself gave the agent (a restart's error context), which the agent may echo
-/// on its screen: error and rate-limit rules never match a row that is part of it, so the
-/// context cannot re-trigger the rule that caused the restart.
+/// Text switchyard itself gave the agent (the whole prompt of a restart: role preamble, error
+/// context, task), which the agent may echo on its screen: error and rate-limit rules never match
+/// a row that is part of it, so the context cannot re-trigger the rule that caused the restart.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Echo {
-    /// The context, letters and digits only, lowercased.
+    /// The prompt, letters and digits only, lowercased.
     text: String,
+    /// The opening (first [`Echo::OPENING`] letters and digits) of each of the prompt's lines
+    /// that has at least [`Echo::MIN_CHARS`], at most [`Echo::MAX_OPENINGS`] of them.
+    openings: Vec<String>,
 }
 
 impl Echo {
     /// Rows shorter than this (letters and digits) are never taken for an echo.
     pub const MIN_CHARS: usize = 12;
+    /// Letters and digits of a line's opening.
+    pub const OPENING: usize = 32;
+    /// Most line openings kept (a prompt of thousands of lines keeps its first ones).
+    pub const MAX_OPENINGS: usize = 256;
 
-    /// The echo of the given context text.
-    pub fn new(context: &str) -> Echo {
+    /// The echo of the given prompt text.
+    pub fn new(prompt: &str) -> Echo {
+        let mut openings: Vec<String> = Vec::new();
+        for line in prompt.lines() {
+            let o: String = normalize(line).chars().take(Echo::OPENING).collect();
+            if o.len() >= Echo::MIN_CHARS && !openings.contains(&o) {
+                openings.push(o);
+                if openings.len() == Echo::MAX_OPENINGS {
+                    break;
+                }
+            }
+        }
         Echo {
-            text: normalize(context),
+            text: normalize(prompt),
+            openings,
         }
     }
 
-    /// True when the row (with the agent's own decoration stripped) is part of the context, or
-    /// holds the context's opening (its first 32 letters and digits) after a label of the
-    /// prompt's own (`TASK: Previous attempt 1 failed (…`).
+    /// True when the row (letters and digits only) is part of the prompt, or holds the opening
+    /// of one of its lines after the agent's own decoration (`│ You  TASK: Previous attempt 1
+    /// failed (…`: the label and the frame are the agent's, the rest is the prompt's).
     pub fn covers(&self, row: &str) -> bool {
         let r = normalize(row);
-        let opening: String = self.text.chars().take(32).collect();
         r.len() >= Echo::MIN_CHARS
-            && (self.text.contains(&r)
-                || (opening.len() >= Echo::MIN_CHARS && r.contains(&opening)))
+            && (self.text.contains(&r) || self.openings.iter().any(|o| r.contains(o.as_str())))
     }
 }
 
@@ -1275,6 +1291,28 @@ mod tests {
         );
         // Short rows are never taken for an echo.
         assert!(!echo.covers("Error:"));
+    }
+
+    #[test]
+    fn an_echo_is_recognised_behind_the_agents_own_decoration_on_any_prompt_line() {
+        let prompt = "You are an implementer: make the change, run the tests, commit.\nSCOPE: may edit a.md\nTASK: Previous attempt 1 failed (error [error-line] Error: Cannot connect to API). The last lines of its screen were:\n| Error: Cannot connect to API\nFix that, then do the task:\nWrite the notes";
+        let echo = Echo::new(prompt);
+        // A frame and a speaker label with letters of their own, on the context's line (not
+        // the prompt's first line) and cut at the tile's width.
+        assert!(echo.covers("│ user  TASK: Previous attempt 1 failed (error [error-li"));
+        assert!(echo.covers("│ user  | Error: Cannot connect to API"));
+        // The agent's own new errors are not the prompt's.
+        assert!(!echo.covers("│ Error: disk quota exceeded on /w"));
+        assert!(!echo.covers("✗ Error: Cannot reach the model (connection reset)"));
+        let s = ScreenSnapshot::from_text(
+            "│ user  TASK: Previous attempt 1 failed (error [error-line]\nError: Cannot connect to API          (you, 12:01)\n$",
+        );
+        let t = at(20_000, 10_000);
+        assert_eq!(classify(&s, &t, &rules(), 60_000).kind, VerdictKind::Error);
+        assert_eq!(
+            classify_with(&s, &t, &rules(), 60_000, Some(&echo)).kind,
+            VerdictKind::Running
+        );
     }
 
     #[test]
