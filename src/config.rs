@@ -167,7 +167,7 @@ pub struct AgentProfile {
     pub final_message: Option<FinalChannel>,
 }
 
-/// A heal action (one step of a ladder) is an [`ActionKind`] of the one action vocabulary:
+/// A heal action (one step of a ladder) is an [`ActionKind`](crate::action::ActionKind) of the one action vocabulary:
 /// `answer`, `nudge`, `keys`, `restart`, `resume`, `commit`, `escalate`, `fail`, `pause_agent`
 /// (old name `pause`). Each also has a key and a `switchyard ctl` form.
 pub type HealAction = crate::action::ActionKind;

@@ -77,7 +77,7 @@ pub struct KiroArgs {
     /// The manifest to write; if it exists, the spec's tasks are merged into it.
     #[arg(short, long, value_name = "MANIFEST")]
     pub output: PathBuf,
-    /// Task ids are PREFIX-<number> (default: the spec folder's name).
+    /// Task ids are `PREFIX-<number>` (default: the spec folder's name).
     #[arg(long, value_name = "PREFIX")]
     pub id_prefix: Option<String>,
     /// The checkout that backticked file names are checked against (default: the git repository

@@ -1,7 +1,7 @@
 //! Importers: GitHub issues ([`gh`]) and Kiro specs ([`kiro`]) → a manifest.
 //!
 //! The parsers are pure functions over strings and plain data; what they need from the world
-//! (which files exist, the current time) is passed in. The edge ([`cli`]) reads files, runs `gh`
+//! (which files exist, the current time) is passed in. The edge ([`cli`](mod@cli)) reads files, runs `gh`
 //! (an argv, never a shell string) and writes the manifest with [`Manifest::save`] (atomic) only
 //! after the whole import — parsing, merging, validation and [`Plan::build`] — has succeeded.
 //!
