@@ -313,6 +313,20 @@ mod tests {
     }
 
     #[test]
+    fn a_dropped_lock_is_free_while_another_descriptor_shares_its_open_file() {
+        // What a worker forked at the moment of the drop holds until its exec: the same open
+        // file description (a duplicate descriptor).
+        let dir = tempfile::tempdir().unwrap();
+        let files = ServerFiles::new(&dir.path().join("m.json"), dir.path());
+        let lock = files.acquire(&info(&files)).unwrap();
+        let shared = lock._file.try_clone().unwrap();
+        drop(lock);
+        assert_eq!(files.probe(), Probe::None, "released, not held by the duplicate");
+        assert!(files.acquire(&info(&files)).is_ok());
+        drop(shared);
+    }
+
+    #[test]
     fn sockets_stay_short_enough_to_bind() {
         let long = PathBuf::from(format!("/tmp/{}", "d".repeat(120)));
         let files = ServerFiles::new(&long.join("run.json"), &long);
