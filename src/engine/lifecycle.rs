@@ -71,6 +71,18 @@ impl Round {
     }
 }
 
+/// The round counters a fix-like round counts against ([`Engine::count_round`]).
+#[derive(Debug, Clone, Copy)]
+enum Counter {
+    /// Fix rounds after reviews (`fixRounds`, limit `review.max_rounds`).
+    Fixes,
+    /// Fix rounds for requested changes on the pull request (`prFixRounds`, limit
+    /// `review.max_rounds`).
+    PrFixes,
+    /// Resolve rounds (`resolveRounds`, limit `merge.max_resolve_rounds`).
+    Resolves,
+}
+
 /// A conflict in one file between two branches, with line ranges (1-based, inclusive) on each
 /// side and the conflicting hunks as text (for the prompt of a resolve round).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -406,26 +418,46 @@ impl Engine {
             return;
         }
         let max = self.policy.lifecycle.review.max_rounds;
-        let done = self.runs[i].life.fixes;
-        if done >= max {
-            self.escalate(
-                i,
-                format!("{summary} after {done} fix round(s) (review.max_rounds = {max})"),
-                now,
-                fx,
-            );
+        let Some(next) = self.count_round(i, Counter::Fixes, max, now, fx, |done| {
+            format!("{summary} after {done} fix round(s) (review.max_rounds = {max})")
+        }) else {
             return;
-        }
-        self.runs[i].life.fixes = done + 1;
-        self.save_rounds(i, fx);
+        };
         let t = self.task(i);
         let prompt = format!(
-            "Fix round {} for task {} (\"{}\"). A reviewer found these problems on your branch; fix every one at or above {block_on}, run the tests, and commit:\n\n{md}",
-            done + 1,
+            "Fix round {next} for task {} (\"{}\"). A reviewer found these problems on your branch; fix every one at or above {block_on}, run the tests, and commit:\n\n{md}",
             t.id,
             t.title
         );
-        self.begin_round(i, Round::Fix(done + 1), Some(prompt), now, fx);
+        self.begin_round(i, Round::Fix(next), Some(prompt), now, fx);
+    }
+
+    /// The next round against one of the task's round counters: `Some(n)` (1-based) after
+    /// counting it and saving the counters in the manifest, or `None` after escalating with
+    /// `exhausted(done)` when `done` rounds already reached `max`.
+    fn count_round(
+        &mut self,
+        i: usize,
+        counter: Counter,
+        max: u32,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+        exhausted: impl FnOnce(u32) -> String,
+    ) -> Option<u32> {
+        let life = &mut self.runs[i].life;
+        let slot = match counter {
+            Counter::Fixes => &mut life.fixes,
+            Counter::PrFixes => &mut life.pr_fixes,
+            Counter::Resolves => &mut life.resolves,
+        };
+        let done = *slot;
+        if done >= max {
+            self.escalate(i, exhausted(done), now, fx);
+            return None;
+        }
+        *slot = done + 1;
+        self.save_rounds(i, fx);
+        Some(done + 1)
     }
 
     /// Reviewed (or not reviewed): the merge queue, or the finish.
@@ -563,22 +595,24 @@ impl Engine {
             json!({ "with": m.into, "files": list.iter().map(|c| json!({
                 "path": c.path, "ours": c.ours, "theirs": c.theirs })).collect::<Vec<_>>() }),
         );
-        let done = self.runs[i].life.resolves;
-        if m.on_conflict == OnConflict::NeedsAttention || done >= m.max_resolve_rounds {
-            let why = if m.on_conflict == OnConflict::NeedsAttention {
-                format!("{line} (merge.on_conflict = \"needs_attention\")")
-            } else {
-                format!("{line} after {done} resolve round(s) (merge.max_resolve_rounds)")
-            };
+        if m.on_conflict == OnConflict::NeedsAttention {
+            let why = format!("{line} (merge.on_conflict = \"needs_attention\")");
             self.escalate(i, why, now, fx);
             return;
         }
-        self.runs[i].life.resolves = done + 1;
-        self.save_rounds(i, fx);
+        let Some(next) = self.count_round(
+            i,
+            Counter::Resolves,
+            m.max_resolve_rounds,
+            now,
+            fx,
+            |done| format!("{line} after {done} resolve round(s) (merge.max_resolve_rounds)"),
+        ) else {
+            return;
+        };
         let t = self.task(i);
         let mut prompt = format!(
-            "Resolve round {} for task {} (\"{}\"). Merging your branch into {} conflicts. switchyard merged {} into your branch in this worktree and left the conflict markers. Resolve every conflict keeping both sides' intent, run the tests, then `git add` the files and `git commit` to finish the merge. Conflicting files:\n",
-            done + 1,
+            "Resolve round {next} for task {} (\"{}\"). Merging your branch into {} conflicts. switchyard merged {} into your branch in this worktree and left the conflict markers. Resolve every conflict keeping both sides' intent, run the tests, then `git add` the files and `git commit` to finish the merge. Conflicting files:\n",
             t.id,
             t.title,
             m.into,
@@ -590,7 +624,7 @@ impl Engine {
                 prompt.push_str(&format!("```\n{}\n```\n", c.hunks.trim_end()));
             }
         }
-        self.begin_round(i, Round::Resolve(done + 1), Some(prompt), now, fx);
+        self.begin_round(i, Round::Resolve(next), Some(prompt), now, fx);
     }
 
     /// The last stage: `complete`, or push + pull request.
@@ -775,22 +809,15 @@ impl Engine {
             Ok(PrStatus::ChangesRequested(text)) => {
                 let pr = &self.policy.lifecycle.pr;
                 let max = self.policy.lifecycle.review.max_rounds;
-                let done = self.runs[i].life.pr_fixes;
                 if !pr.fix_on_changes_requested {
                     return; // it stays open for the person
                 }
                 self.queue.open_prs.remove(&i);
-                if done >= max {
-                    self.escalate(
-                        i,
-                        format!("pull request #{n} has requested changes after {done} fix round(s) (review.max_rounds)"),
-                        now,
-                        fx,
-                    );
+                let Some(next) = self.count_round(i, Counter::PrFixes, max, now, fx, |done| {
+                    format!("pull request #{n} has requested changes after {done} fix round(s) (review.max_rounds)")
+                }) else {
                     return;
-                }
-                self.runs[i].life.pr_fixes = done + 1;
-                self.save_rounds(i, fx);
+                };
                 let t = self.task(i);
                 let prompt = format!(
                     "Fix round for task {} (\"{}\"): the pull request #{n} has requested changes. Make them, run the tests, and commit:\n\n{}",
@@ -798,7 +825,7 @@ impl Engine {
                     t.title,
                     if text.trim().is_empty() { "(no comment text; see the pull request)" } else { text.trim() }
                 );
-                let round = Round::Fix(self.runs[i].life.fixes + done + 1);
+                let round = Round::Fix(self.runs[i].life.fixes + next);
                 self.begin_round(i, round, Some(prompt), now, fx);
             }
             Err(e) => self.journal(

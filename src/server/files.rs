@@ -321,7 +321,11 @@ mod tests {
         let lock = files.acquire(&info(&files)).unwrap();
         let shared = lock._file.try_clone().unwrap();
         drop(lock);
-        assert_eq!(files.probe(), Probe::None, "released, not held by the duplicate");
+        assert_eq!(
+            files.probe(),
+            Probe::None,
+            "released, not held by the duplicate"
+        );
         assert!(files.acquire(&info(&files)).is_ok());
         drop(shared);
     }
