@@ -659,27 +659,25 @@ fn draw_tile(
     let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
     match &app.mode {
         Mode::Scroll(st) if st.task == task => {
-            // Scrolled view: move the emulator's offset only while the lock is held.
-            let lines_total = {
-                p.screen_mut().set_scrollback(usize::MAX);
-                p.screen().scrollback() + p.screen().size().0 as usize
-            };
-            p.screen_mut().set_scrollback(st.offset);
-            let offset = p.screen().scrollback();
-            render_rows(buf, inner, p.screen(), 0);
-            p.screen_mut().set_scrollback(0);
-            let rows = p.screen().size().0 as usize;
-            let top_line = lines_total - rows - offset;
-            if let Some(found) = st.found {
-                if found >= top_line && found < top_line + inner.height as usize {
-                    let y = inner.y + (found - top_line) as u16;
-                    buf.set_style(
-                        Rect::new(inner.x, y, inner.width, 1),
-                        Style::default().bg(Color::Rgb(90, 70, 0)),
-                    );
+            let (memory, readable) = app.scrollback;
+            let label = match app.history.as_mut().filter(|h| h.task == task) {
+                Some(h) => {
+                    let offset = draw_scrolled(buf, inner, &mut h.emulator, st);
+                    format!(" scrollback −{offset} / {} (from the transcript) ", h.depth)
                 }
-            }
-            let label = format!(" scrollback −{offset} / {} ", lines_total - rows);
+                None => {
+                    let offset = draw_scrolled(buf, inner, &mut p, st);
+                    let depth = super::scroll::depth(&mut p);
+                    let more = if app.history_wanted.is_some_and(|(t, _, _)| t == task) {
+                        " · reading the transcript…"
+                    } else if memory < readable && depth >= memory {
+                        " in memory"
+                    } else {
+                        ""
+                    };
+                    format!(" scrollback −{offset} / {depth}{more} ")
+                }
+            };
             let w = label.chars().count() as u16;
             if area.width > w + 2 {
                 Paragraph::new(Span::styled(
@@ -694,6 +692,37 @@ fn draw_tile(
         }
         _ => app.tiles.draw(buf, inner, task, &p, app.fit, now),
     }
+}
+
+/// Draws `p` scrolled back by `st.offset` rows into `inner` (the view offset is moved only for
+/// the drawing and put back to 0), highlighting the current match; returns the offset shown
+/// (clamped to what the emulator holds).
+fn draw_scrolled(
+    buf: &mut Buffer,
+    inner: Rect,
+    p: &mut Emulator,
+    st: &super::scroll::ScrollState,
+) -> usize {
+    let lines_total = {
+        p.screen_mut().set_scrollback(usize::MAX);
+        p.screen().scrollback() + p.screen().size().0 as usize
+    };
+    p.screen_mut().set_scrollback(st.offset);
+    let offset = p.screen().scrollback();
+    render_rows(buf, inner, p.screen(), 0);
+    p.screen_mut().set_scrollback(0);
+    let rows = p.screen().size().0 as usize;
+    let top_line = lines_total - rows - offset;
+    if let Some(found) = st.found {
+        if found >= top_line && found < top_line + inner.height as usize {
+            let y = inner.y + (found - top_line) as u16;
+            buf.set_style(
+                Rect::new(inner.x, y, inner.width, 1),
+                Style::default().bg(Color::Rgb(90, 70, 0)),
+            );
+        }
+    }
+    offset
 }
 
 /// A finished task's last screen (its worker exited), cropped to the rows at its end.
