@@ -607,6 +607,11 @@ impl App {
     ) -> Vec<Intent> {
         if let Some(h) = self.history_of(st.task) {
             st.offset = want.min(h.depth);
+            if st.offset == 0 {
+                // Back at the newest line: the live emulator again (the replay is a snapshot).
+                self.history = None;
+                st.found = None;
+            }
             return vec![];
         }
         let mut em = p.lock().unwrap_or_else(|e| e.into_inner());
@@ -982,7 +987,12 @@ mod tests {
                 "row 995.\nrow 996.\nrow 997.\nrow 998.\nrow 999.\nrow 1000.".into()
             )]
         );
-        // Leaving scrollback drops the replay.
+        // The newest line is the live emulator's again; leaving scrollback drops a replay.
+        key(&mut app, &e, &s, KeyCode::Char('G'));
+        assert!(app.history.is_none(), "G returns to the live screen");
+        key(&mut app, &e, &s, KeyCode::Char('g'));
+        app.history_ready(0, Ok(scroll::replay_history(&req).unwrap()));
+        assert!(app.history.is_some());
         key(&mut app, &e, &s, KeyCode::Esc);
         assert!(app.history.is_none() && app.history_wanted.is_none());
     }
