@@ -844,6 +844,18 @@ mod tests {
     }
 
     #[test]
+    fn scrollback_in_memory_is_at_most_the_readable_scrollback() {
+        let c = Config::defaults();
+        assert_eq!((c.scrollback_in_memory(), c.scrollback_lines), (1000, 5000));
+        let small = Config::from_layers(&[
+            ("defaults".into(), DEFAULTS.into()),
+            ("mine".into(), "scrollback_lines = 300\n".into()),
+        ])
+        .unwrap();
+        assert_eq!(small.scrollback_in_memory(), 300, "all of it in memory");
+    }
+
+    #[test]
     fn generated_agent_settings_run_switchyard_hook_for_each_event() {
         let c: serde_json::Value =
             serde_json::from_str(&super::claude_settings("/opt/sy'x/switchyard")).unwrap();
