@@ -243,6 +243,51 @@ mod tests {
         assert_eq!(depth(&mut p), 8);
     }
 
+    fn transcript_of(dir: &std::path::Path, bytes: &[u8]) -> HistoryRequest {
+        let path = dir.join("t1.log");
+        let limits = TranscriptLimits::default();
+        let mut t = crate::transcript::Transcript::open(&path, limits).unwrap();
+        std::io::Write::write_all(&mut t, bytes).unwrap();
+        HistoryRequest {
+            task: 3,
+            transcript: path,
+            limits,
+            size: (5, 20),
+            lines: 100,
+        }
+    }
+
+    #[test]
+    fn a_replay_reads_only_the_newest_lines_it_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let text: String = (0..1000).map(|i| format!("line {i}\r\n")).collect();
+        let h = replay_history(&transcript_of(dir.path(), text.as_bytes())).unwrap();
+        assert_eq!((h.task, h.depth, h.rows), (3, 100, 5));
+        assert!(
+            h.bytes < text.len() / 5,
+            "{} of {} bytes",
+            h.bytes,
+            text.len()
+        );
+        assert_eq!(h.lines[0].trim_end(), "line 896");
+        assert_eq!(h.lines[h.lines.len() - 2].trim_end(), "line 999");
+        assert_eq!(h.emulator.screen().scrollback(), 0, "the live view");
+    }
+
+    #[test]
+    fn a_replay_reads_further_back_when_line_feeds_made_no_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text: String = (0..300).map(|i| format!("line {i}\r\n")).collect();
+        // A status line redrawn in place: cursor up, rewrite, line feed (no row scrolls off).
+        for i in 0..2000 {
+            text.push_str(&format!("\x1b[A\rstatus {i}\r\n"));
+        }
+        let h = replay_history(&transcript_of(dir.path(), text.as_bytes())).unwrap();
+        assert_eq!(h.depth, 100, "the rows came from before the redraws");
+        assert_eq!(h.lines[0].trim_end(), "line 196");
+        assert!(h.lines.iter().any(|l| l.starts_with("status 1999")));
+    }
+
     #[test]
     fn search_goes_both_ways_case_insensitively() {
         let lines: Vec<String> = ["a", "Error one", "b", "error two", "c"]
