@@ -428,10 +428,10 @@ impl App {
             KeyCommand::GrowTop => self.top_pct = (self.top_pct + 10).min(90),
             KeyCommand::ShrinkTop => self.top_pct = self.top_pct.saturating_sub(10).max(10),
             KeyCommand::ScrollBack => {
-                if !live {
+                if !live && !self.replayable(engine, sel) {
                     return need_worker(self);
                 }
-                let page = page_rows(screens, sel);
+                let page = self.page_rows(screens, sel);
                 return self.scroll_by(sel, page as i64, screens);
             }
             KeyCommand::Log => {
@@ -441,7 +441,7 @@ impl App {
                 }
             }
             KeyCommand::Search => {
-                if !live {
+                if !live && !self.replayable(engine, sel) {
                     return need_worker(self);
                 }
                 let mut st = ScrollState::new(sel);
@@ -555,22 +555,30 @@ impl App {
     }
 }
 
-fn page_rows(screens: &Screens, task: usize) -> usize {
-    screens
-        .get(&task)
-        .map(|p| {
-            p.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .screen()
-                .size()
-                .0 as usize
-        })
-        .unwrap_or(24)
-        .saturating_sub(2)
-        .max(1)
-}
-
 impl App {
+    /// Rows a page moves in `task`'s scrollback: its screen's less two.
+    fn page_rows(&self, screens: &Screens, task: usize) -> usize {
+        screens
+            .get(&task)
+            .map(|p| {
+                p.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .screen()
+                    .size()
+                    .0 as usize
+            })
+            .or_else(|| self.history_of(task).map(|h| h.rows))
+            .unwrap_or(24)
+            .saturating_sub(2)
+            .max(1)
+    }
+
+    /// Whether a task without a worker has scrollback to read from its transcript: it was
+    /// started at least once, and the transcript is read (the room set [`App::scrollback`]).
+    fn replayable(&self, engine: &Engine, task: usize) -> bool {
+        self.scrollback.1 > 0 && engine.task(task).attempts.unwrap_or(0) > 0
+    }
+
     /// The replayed scrollback of `task`, when it is here.
     fn history_of(&self, task: usize) -> Option<&scroll::History> {
         self.history.as_ref().filter(|h| h.task == task)
@@ -598,28 +606,35 @@ impl App {
 
     /// Moves to `want` rows above the screen (clamped to what there is), asking for the
     /// transcript replay when `want` is past what the emulator holds in memory.
+    /// `p` is the worker's emulator; `None` for a task whose worker exited (all of its
+    /// scrollback comes from the transcript).
     fn scroll_to(
         &mut self,
         st: &mut ScrollState,
         want: usize,
         top: bool,
-        p: &SharedEmulator,
+        p: Option<&SharedEmulator>,
     ) -> Vec<Intent> {
         if let Some(h) = self.history_of(st.task) {
             st.offset = want.min(h.depth);
-            if st.offset == 0 {
+            if st.offset == 0 && p.is_some() {
                 // Back at the newest line: the live emulator again (the replay is a snapshot).
                 self.history = None;
                 st.found = None;
             }
             return vec![];
         }
-        let mut em = p.lock().unwrap_or_else(|e| e.into_inner());
-        let depth = scroll::depth(&mut em);
-        let held = depth + em.screen().size().0 as usize;
-        drop(em);
+        let (depth, held, older) = match p {
+            Some(p) => {
+                let mut em = p.lock().unwrap_or_else(|e| e.into_inner());
+                let depth = scroll::depth(&mut em);
+                let held = depth + em.screen().size().0 as usize;
+                (depth, held, want > depth && self.beyond_memory(depth))
+            }
+            None => (0, 0, true),
+        };
         st.offset = want.min(depth);
-        if want > depth && self.beyond_memory(depth) {
+        if older {
             let then = if top {
                 scroll::Pending::Top
             } else {
@@ -633,9 +648,7 @@ impl App {
     /// Scrolls `task`'s pane by `delta` rows (positive = back in time), entering or leaving
     /// scrollback mode as needed.
     fn scroll_by(&mut self, task: usize, delta: i64, screens: &Screens) -> Vec<Intent> {
-        let Some(p) = screens.get(&task) else {
-            return vec![];
-        };
+        let p = screens.get(&task);
         let mut st = match &self.mode {
             Mode::Scroll(st) if st.task == task => st.clone(),
             _ => ScrollState::new(task),
@@ -656,10 +669,13 @@ impl App {
         st: &mut ScrollState,
         screens: &Screens,
     ) -> Vec<Intent> {
-        let Some(p) = screens.get(&st.task) else {
+        let p = screens.get(&st.task);
+        let replayed = self.history_of(st.task).is_some()
+            || self.history_wanted.is_some_and(|(t, _, _)| t == st.task);
+        if p.is_none() && !replayed && !st.editing {
             self.mode = Mode::Normal;
             return vec![];
-        };
+        }
         if st.editing {
             match k.code {
                 KeyCode::Esc => st.editing = false,
@@ -677,7 +693,7 @@ impl App {
             }
             return vec![];
         }
-        let page = page_rows(screens, st.task);
+        let page = self.page_rows(screens, st.task);
         let off = st.offset;
         match k.code {
             KeyCode::Esc | KeyCode::Char('q') => self.mode = Mode::Normal,
@@ -696,13 +712,14 @@ impl App {
             KeyCode::Char('n') => return self.search(st, p, true, false),
             KeyCode::Char('N') => return self.search(st, p, false, false),
             KeyCode::Char('y') => {
-                let (lines, rows) = match self.history_of(st.task) {
-                    Some(h) => (h.lines.clone(), h.rows),
-                    None => {
+                let (lines, rows) = match (self.history_of(st.task), p) {
+                    (Some(h), _) => (h.lines.clone(), h.rows),
+                    (None, Some(p)) => {
                         let mut em = p.lock().unwrap_or_else(|e| e.into_inner());
                         let rows = em.screen().size().0 as usize;
                         (scroll::all_lines(&mut em), rows)
                     }
+                    (None, None) => return vec![],
                 };
                 let text = match st.found.and_then(|l| lines.get(l)) {
                     Some(line) => line.trim_end().to_string(),
@@ -732,7 +749,7 @@ impl App {
     fn search(
         &mut self,
         st: &mut ScrollState,
-        p: &SharedEmulator,
+        p: Option<&SharedEmulator>,
         back: bool,
         fresh: bool,
     ) -> Vec<Intent> {
@@ -746,6 +763,14 @@ impl App {
             self.show_match(st, hit, total, rows, depth);
             return vec![];
         }
+        let Some(p) = p else {
+            // No worker: the whole scrollback is in the transcript.
+            let then = scroll::Pending::Search {
+                back,
+                from_bottom: None,
+            };
+            return self.want_history(st.task, then, 0);
+        };
         let mut em = p.lock().unwrap_or_else(|e| e.into_inner());
         let lines = scroll::all_lines(&mut em);
         let rows = em.screen().size().0 as usize;
@@ -1048,6 +1073,48 @@ mod tests {
         }
         assert!(key(&mut app, &e, &s, KeyCode::Enter).is_empty());
         assert!(app.history_wanted.is_none());
+    }
+
+    #[test]
+    fn a_finished_task_s_scrollback_is_read_from_its_transcript() {
+        let mut e = engine();
+        let (_dir, mut req, _, mut app) = worker_with_transcript(300, 100, 2000);
+        let none = Screens::new();
+        let id = e.plan.ids[0].clone();
+        key(&mut app, &e, &none, KeyCode::PageUp);
+        assert_eq!(
+            app.message,
+            Some(format!("{id} has no running worker")),
+            "never started: nothing to read"
+        );
+        e.manifest.task_mut(&id).unwrap().attempts = Some(1);
+        let out = key(&mut app, &e, &none, KeyCode::PageUp);
+        assert_eq!(out, vec![Intent::LoadHistory(0)]);
+        req.lines = 2000;
+        app.history_ready(0, Ok(scroll::replay_history(&req).unwrap()));
+        let Mode::Scroll(st) = &app.mode else {
+            panic!("{:?}", app.mode)
+        };
+        assert_eq!(
+            st.offset, 22,
+            "a page up (24 rows less two: no screen to measure)"
+        );
+        // The newest line is still the replay's (there is no live screen to go back to).
+        key(&mut app, &e, &none, KeyCode::Char('G'));
+        assert!(app.history.is_some());
+        key(&mut app, &e, &none, KeyCode::Char('/'));
+        for c in "row 7.".chars() {
+            key(&mut app, &e, &none, KeyCode::Char(c));
+        }
+        assert!(key(&mut app, &e, &none, KeyCode::Enter).is_empty());
+        let Mode::Scroll(st) = &app.mode else {
+            panic!("{:?}", app.mode)
+        };
+        let h = app.history.as_ref().unwrap();
+        assert_eq!(h.lines[st.found.unwrap()].trim_end(), "row 7.");
+        key(&mut app, &e, &none, KeyCode::Esc);
+        assert_eq!(app.mode, Mode::Normal);
+        assert!(app.history.is_none());
     }
 
     #[test]

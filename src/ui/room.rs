@@ -143,24 +143,26 @@ impl Room {
         out
     }
 
-    /// Starts replaying `task`'s transcript on the runtime's scrollback lane, unless a replay of
-    /// it is already under way for this room (a replay of another task is let go: its result
+    /// Starts replaying `task`'s transcript (of its live worker, or of a finished task) on the
+    /// runtime's scrollback lane, unless a replay of it is already under way for this room (a replay of another task is let go: its result
     /// is dropped when it ends).
     fn load_history(&mut self, task: usize, rt: &Runtime) {
         if self.history_job.as_ref().is_some_and(|(t, _)| *t == task) {
             return;
         }
-        let Some(w) = rt.workers.get(&task) else {
-            self.app
-                .history_ready(task, Err("the worker is gone".into()));
-            return;
+        // The worker's size now; a finished task's last screen size, else the PTY size.
+        let size = match rt.workers.get(&task) {
+            Some(w) => w
+                .parser
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .screen()
+                .size(),
+            None => rt
+                .last_screens
+                .emulator(task)
+                .map_or(rt.pty_size, |p| p.screen().size()),
         };
-        let size = w
-            .parser
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .screen()
-            .size();
         let req = scroll::HistoryRequest {
             task,
             transcript: rt.paths.transcript(&rt.engine.plan.ids[task]),

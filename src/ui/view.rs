@@ -97,7 +97,13 @@ pub fn draw(
     draw_header(frame.buffer_mut(), header, engine, now);
     let live: Vec<usize> = screens.keys().copied().collect();
     let scrolled = match &app.mode {
-        Mode::Scroll(st) if screens.contains_key(&st.task) => Some(st.task),
+        Mode::Scroll(st)
+            if screens.contains_key(&st.task)
+                || app.history.as_ref().is_some_and(|h| h.task == st.task)
+                || app.history_wanted.is_some_and(|(t, _, _)| t == st.task) =>
+        {
+            Some(st.task)
+        }
         _ => None,
     };
     let finished = |t: usize| {
@@ -117,7 +123,10 @@ pub fn draw(
             _ => body,
         };
         draw_log(frame.buffer_mut(), body, engine, app, recent, task, offset);
-    } else if let Some(p) = app.zoom.then(|| finished(app.selected)).flatten() {
+    } else if let Some(p) = (app.zoom && scrolled.is_none())
+        .then(|| finished(app.selected))
+        .flatten()
+    {
         draw_last_screen(frame.buffer_mut(), body, engine, app.selected, &p);
     } else if let Some(task) =
         scrolled.or((app.zoom && screens.contains_key(&app.selected)).then_some(app.selected))
@@ -655,19 +664,21 @@ fn draw_tile(
     let inner = block.inner(area);
     block.render_ref_to(area, buf);
     app.hits.push((area, task, HitKind::Pane));
-    let Some(p) = screens.get(&task) else { return };
-    let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+    let live = screens.get(&task);
+    let mut p = live.map(|p| p.lock().unwrap_or_else(|e| e.into_inner()));
     match &app.mode {
         Mode::Scroll(st) if st.task == task => {
             let (memory, readable) = app.scrollback;
-            let label = match app.history.as_mut().filter(|h| h.task == task) {
-                Some(h) => {
+            let label = match (app.history.as_mut().filter(|h| h.task == task), p.as_mut()) {
+                (Some(h), _) => {
                     let offset = draw_scrolled(buf, inner, &mut h.emulator, st);
                     format!(" scrollback −{offset} / {} (from the transcript) ", h.depth)
                 }
-                None => {
-                    let offset = draw_scrolled(buf, inner, &mut p, st);
-                    let depth = super::scroll::depth(&mut p);
+                // A finished task: all of it comes from the transcript.
+                (None, None) => " scrollback · reading the transcript… ".to_string(),
+                (None, Some(p)) => {
+                    let offset = draw_scrolled(buf, inner, p, st);
+                    let depth = super::scroll::depth(p);
                     let more = if app.history_wanted.is_some_and(|(t, _, _)| t == task) {
                         " · reading the transcript…"
                     } else if memory < readable && depth >= memory {
@@ -690,7 +701,11 @@ fn draw_tile(
                 );
             }
         }
-        _ => app.tiles.draw(buf, inner, task, &p, app.fit, now),
+        _ => {
+            if let Some(p) = &p {
+                app.tiles.draw(buf, inner, task, p, app.fit, now)
+            }
+        }
     }
 }
 
