@@ -6,11 +6,19 @@
 //!    (default 300), one every 25 ms. Latency = the probe's clock when the byte arrived minus
 //!    the bench's clock when it wrote the key into the control room's terminal (same machine, same
 //!    clock): the whole path client → socket → server → writer thread → PTY. p50 / p99 / max.
+//!    `SY_BENCH_KEYS=0` skips this part.
 //! 2. **Memory of the server** (`run --headless --foreground`: the server is that process):
-//!    resident memory with 16 workers that printed 6 000 lines each (5 000 lines of scrollback full)
-//!    against 16 that printed nothing; and while one worker floods `SY_BENCH_FLOOD_MB` (default 200)
-//!    MB of coloured log, then of random bytes: the most and the last resident memory against
-//!    the figure before the flood.
+//!    resident memory with 16 workers that printed 6 000 lines each (`scrollback_lines = 5000`)
+//!    against 16 that printed nothing, for each `scrollback_memory_lines` in
+//!    `SY_BENCH_MEMORY_LINES` (default `5000,1000,500`: 5000 is everything in memory, as before
+//!    the transcript served old lines); and while one worker floods `SY_BENCH_FLOOD_MB` (default
+//!    200) MB of coloured log, then of random bytes (shipped defaults): the most and the last
+//!    resident memory against the figure before the flood.
+//! 3. **Scrollback replay**: the time to replay a transcript into a 47×160 emulator with 5 000
+//!    lines of scrollback ([`switchyard::ui::scroll::replay_history`], what the control room does
+//!    off its loop when a person reads past memory): the newest 5 000 lines of a 4 MiB
+//!    transcript of coloured log, and the whole 4 MiB of a transcript of screen redraws (few
+//!    line feeds: the replay reads back until it has the rows).
 
 mod common;
 
@@ -68,8 +76,13 @@ fn probe(file: &str) {
     }
 }
 
-/// A repository with a manifest of tasks `(id, agent)` and the agent profiles `(name, argv)`.
-fn project(tasks: &[(String, &str)], agents: &[(&str, Vec<String>)]) -> tempfile::TempDir {
+/// A repository with a manifest of tasks `(id, agent)` and the agent profiles `(name, argv)`;
+/// `extra` is appended to the top of its switchyard.toml.
+fn project(
+    tasks: &[(String, &str)],
+    agents: &[(&str, Vec<String>)],
+    extra: &str,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("a temp dir");
     let p = dir.path();
     common::git(p, &["init", "-q", "-b", "main"]);
@@ -95,7 +108,7 @@ fn project(tasks: &[(String, &str)], agents: &[(&str, Vec<String>)]) -> tempfile
     )
     .unwrap();
     let mut toml = format!(
-        "max_parallel = {}\ndefault_agent = \"{}\"\npty_rows = 47\npty_cols = 160\nscrollback_lines = 5000\n",
+        "max_parallel = {}\ndefault_agent = \"{}\"\npty_rows = 47\npty_cols = 160\nscrollback_lines = 5000\n{extra}",
         tasks.len(),
         agents[0].0
     );
@@ -146,6 +159,7 @@ fn attach_latency(keys: usize) -> Vec<f64> {
                 ],
             ),
         ],
+        "",
     );
     let dir = proj.path();
     let rt = dir.join("rt");
@@ -224,9 +238,14 @@ fn attach_latency(keys: usize) -> Vec<f64> {
 
 /// A headless foreground run of `tasks` tasks of agent `argv`; `sample` is called with the
 /// server's pid until it returns true (then the run is stopped). Returns what `sample` kept.
-fn headless_run(n: usize, argv: Vec<String>, mut sample: impl FnMut(u32, &Path, &Path) -> bool) {
+fn headless_run(
+    n: usize,
+    argv: Vec<String>,
+    extra: &str,
+    mut sample: impl FnMut(u32, &Path, &Path) -> bool,
+) {
     let tasks: Vec<(String, &str)> = (0..n).map(|i| (format!("w{i:02}"), "a")).collect();
-    let proj = project(&tasks, &[("a", argv)]);
+    let proj = project(&tasks, &[("a", argv)], extra);
     let dir = proj.path();
     let rt = dir.join("rt");
     let mut run = Command::new(bin())
@@ -255,26 +274,32 @@ fn headless_run(n: usize, argv: Vec<String>, mut sample: impl FnMut(u32, &Path, 
     let _ = run.wait();
 }
 
-/// Server resident memory with `n` workers that printed `lines` lines each and then wait.
-fn rss_with_lines(n: usize, lines: usize) -> u64 {
+/// Server resident memory with `n` workers that printed `lines` lines each and then wait;
+/// `extra` goes into the config (e.g. `scrollback_memory_lines = 1000`).
+fn rss_with_lines(n: usize, lines: usize, extra: &str) -> u64 {
     let script = format!(
         "i=0; while [ $i -lt {lines} ]; do i=$((i+1)); printf '\\033[32m%6d\\033[0m a log line that fills the scrollback with some text %s\\r\\n' $i $i; done; exec sleep 600"
     );
     let mut out = 0;
     let mut settled_at: Option<Instant> = None;
-    headless_run(n, vec!["sh".into(), "-c".into(), script], |pid, dir, rt| {
-        if settled_at.is_none() && common::live_workers(&bin(), dir, rt) == n {
-            settled_at = Some(Instant::now());
-        }
-        // Enough time for every worker to print its lines (sh prints ~5 000 lines a second).
-        match settled_at {
-            Some(t) if t.elapsed() > Duration::from_secs(8 + lines as u64 / 1000) => {
-                out = rss(pid);
-                true
+    headless_run(
+        n,
+        vec!["sh".into(), "-c".into(), script],
+        extra,
+        |pid, dir, rt| {
+            if settled_at.is_none() && common::live_workers(&bin(), dir, rt) == n {
+                settled_at = Some(Instant::now());
             }
-            _ => false,
-        }
-    });
+            // Enough time for every worker to print its lines (sh prints ~5 000 lines a second).
+            match settled_at {
+                Some(t) if t.elapsed() > Duration::from_secs(8 + lines as u64 / 1000) => {
+                    out = rss(pid);
+                    true
+                }
+                _ => false,
+            }
+        },
+    );
     out
 }
 
@@ -282,7 +307,7 @@ fn rss_with_lines(n: usize, lines: usize) -> u64 {
 fn rss_under_flood(argv: Vec<String>) -> (u64, u64) {
     let (mut most, mut last) = (0, 0);
     let start = Instant::now();
-    headless_run(1, argv, |pid, _, _| {
+    headless_run(1, argv, "", |pid, _, _| {
         let now = rss(pid);
         if now == 0 {
             // Not started yet, or gone: the run settled when its worker exited.
@@ -296,6 +321,58 @@ fn rss_under_flood(argv: Vec<String>) -> (u64, u64) {
     (most, last)
 }
 
+/// Times [`switchyard::ui::scroll::replay_history`] on two 4 MiB transcripts (see the module
+/// documentation) and prints the figures.
+fn replay_times() {
+    use switchyard::transcript::{Transcript, TranscriptLimits};
+    use switchyard::ui::scroll::{replay_history, HistoryRequest};
+    println!("\nscrollback replay from the transcript into 47×160 with 5 000 lines (best of 3)");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let log_line = |i: usize| {
+        format!("\x1b[32m{i:6}\x1b[0m a log line that fills the scrollback with some text {i}\r\n")
+    };
+    let redraw = |i: usize| {
+        format!("\x1b[H\x1b[2K\x1b[1;33m⠋ thinking {i}\x1b[0m\x1b[10;1H\x1b[Ksome status text at row ten {i}\r")
+    };
+    let cases: [(&str, &dyn Fn(usize) -> String); 2] = [
+        ("coloured log lines", &log_line),
+        ("screen redraws", &redraw),
+    ];
+    for (name, make) in cases {
+        let path = dir.path().join(format!("{}.log", name.replace(' ', "-")));
+        let limits = TranscriptLimits::default();
+        let mut t = Transcript::open(&path, limits).expect("a transcript");
+        let (mut written, mut i) = (0u64, 0usize);
+        while written < 4 << 20 {
+            let b = make(i);
+            t.write_all(b.as_bytes()).expect("written");
+            written += b.len() as u64;
+            i += 1;
+        }
+        let req = HistoryRequest {
+            task: 0,
+            transcript: path,
+            limits,
+            size: (47, 160),
+            lines: 5000,
+        };
+        let mut best: Option<switchyard::ui::scroll::History> = None;
+        for _ in 0..3 {
+            let h = replay_history(&req).expect("a replay");
+            if best.as_ref().is_none_or(|b| h.took_ms < b.took_ms) {
+                best = Some(h);
+            }
+        }
+        let h = best.expect("three replays");
+        println!(
+            "  4 MiB of {name:<18}: read {:.2} MiB, {} rows of scrollback, {} ms",
+            mib(h.bytes as u64),
+            h.depth,
+            h.took_ms
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("probe") {
@@ -306,27 +383,35 @@ fn main() {
         return;
     }
     let keys = common::env_num("SY_BENCH_KEYS", 300) as usize;
-    let ms = attach_latency(keys);
-    println!("attach latency: {keys} keys typed into a worker while 16 workers are busy, ms");
-    println!(
-        "  p50 {:.2}   p99 {:.2}   max {:.2}   (target p99 < 5)",
-        percentile(&ms, 0.5),
-        percentile(&ms, 0.99),
-        ms.last().copied().unwrap_or(f64::NAN)
-    );
+    if keys > 0 {
+        let ms = attach_latency(keys);
+        println!("attach latency: {keys} keys typed into a worker while 16 workers are busy, ms");
+        println!(
+            "  p50 {:.2}   p99 {:.2}   max {:.2}   (target p99 < 5)",
+            percentile(&ms, 0.5),
+            percentile(&ms, 0.99),
+            ms.last().copied().unwrap_or(f64::NAN)
+        );
+    }
 
-    println!("\nserver resident memory");
-    let idle = rss_with_lines(16, 0);
-    let full = rss_with_lines(16, 6000);
-    println!(
-        "  16 workers, nothing printed: {:.1} MiB; 6 000 lines each (5 000 of scrollback full): {:.1} MiB",
-        mib(idle),
-        mib(full)
-    );
-    println!(
-        "  per worker with 5 000 lines of scrollback: {:.2} MiB (target ≤ 10)",
-        mib(full.saturating_sub(idle)) / 16.0
-    );
+    println!("\nserver resident memory, 16 workers at 47×160, scrollback_lines = 5000");
+    let idle = rss_with_lines(16, 0, "");
+    println!("  nothing printed: {:.1} MiB", mib(idle));
+    let settings =
+        std::env::var("SY_BENCH_MEMORY_LINES").unwrap_or_else(|_| "5000,1000,500".into());
+    for memory in settings
+        .split(',')
+        .filter_map(|n| n.trim().parse::<usize>().ok())
+    {
+        let full = rss_with_lines(16, 6000, &format!("scrollback_memory_lines = {memory}\n"));
+        println!(
+            "  scrollback_memory_lines = {memory:>4}: 6 000 lines each {:.1} MiB; per worker {:.2} MiB (target ≤ 10)",
+            mib(full),
+            mib(full.saturating_sub(idle)) / 16.0
+        );
+    }
+    replay_times();
+
     let mb = common::env_num("SY_BENCH_FLOOD_MB", 200);
     let flood = rss_under_flood(vec![
         "sh".into(),
@@ -341,7 +426,7 @@ fn main() {
         "-c".into(),
         format!("head -c {} /dev/urandom", mb << 20),
     ]);
-    let before = rss_with_lines(1, 0);
+    let before = rss_with_lines(1, 0, "");
     println!("  one worker that printed nothing: {:.1} MiB", mib(before));
     for (name, (most, last)) in [("coloured log", flood), ("random bytes", random)] {
         println!(

@@ -34,8 +34,13 @@ pub struct Config {
     pub pty_rows: u16,
     /// See `pty_rows`.
     pub pty_cols: u16,
-    /// Scrollback kept per worker, in lines.
+    /// Scrollback a person can read per worker, in lines (the newest ones; older lines than the
+    /// emulator holds in memory are replayed from the worker's transcript on demand).
     pub scrollback_lines: usize,
+    /// Lines of scrollback each worker's emulator keeps in memory (at most `scrollback_lines`:
+    /// a larger value keeps them all). Memory per worker is about this × PTY columns × 32 bytes
+    /// (vt100 0.16's cell).
+    pub scrollback_memory_lines: usize,
     /// Commands run in each new worktree before its agent starts (argv each, never a shell
     /// string; placeholders `{repo} {worktree} {task_id} {branch}`): `setup = [["cp",
     /// "{repo}/.env", ".env"], ["npm", "ci"]]`, or one argv `setup = ["npm", "ci"]`. Output goes
@@ -449,6 +454,12 @@ impl Config {
         }
     }
 
+    /// Lines of scrollback a worker's emulator keeps in memory: `scrollback_memory_lines`, at
+    /// most `scrollback_lines`.
+    pub fn scrollback_in_memory(&self) -> usize {
+        self.scrollback_memory_lines.min(self.scrollback_lines)
+    }
+
     /// The shipped defaults alone.
     pub fn defaults() -> Config {
         Config::from_layers(&[(
@@ -830,6 +841,18 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("unknown field `prompt`"), "{e}");
+    }
+
+    #[test]
+    fn scrollback_in_memory_is_at_most_the_readable_scrollback() {
+        let c = Config::defaults();
+        assert_eq!((c.scrollback_in_memory(), c.scrollback_lines), (1000, 5000));
+        let small = Config::from_layers(&[
+            ("defaults".into(), DEFAULTS.into()),
+            ("mine".into(), "scrollback_lines = 300\n".into()),
+        ])
+        .unwrap();
+        assert_eq!(small.scrollback_in_memory(), 300, "all of it in memory");
     }
 
     #[test]

@@ -82,6 +82,11 @@ impl Paths {
     pub fn worktree(&self, task_id: &str) -> PathBuf {
         self.worktrees.join(task_id)
     }
+
+    /// A task's transcript, `<workdir>/logs/<id>.log` (see [`crate::transcript`]).
+    pub fn transcript(&self, task_id: &str) -> PathBuf {
+        self.logs.join(format!("{task_id}.log"))
+    }
 }
 
 /// Loads and checks everything a run needs: manifest, plan, config.
@@ -147,6 +152,8 @@ pub struct Runtime {
     inspect_lane: crate::jobs::Lane,
     /// Merges, conflict predictions, pushes and pull requests (crate::stages), one at a time.
     life_lane: crate::jobs::Lane,
+    /// Transcript replays for control rooms reading old scrollback, one at a time.
+    scrollback_lane: crate::jobs::Lane,
     /// The lifecycle lane's conflict predictor (opened on first use, answers cached per commit
     /// pair); only the lane's jobs lock it.
     predictor: std::sync::Arc<std::sync::Mutex<Option<crate::integrate::Predictor>>>,
@@ -233,6 +240,8 @@ impl Runtime {
                 .wrap_err("starting the inspect lane")?,
             life_lane: crate::jobs::Lane::new("lifecycle")
                 .wrap_err("starting the lifecycle lane")?,
+            scrollback_lane: crate::jobs::Lane::new("scrollback")
+                .wrap_err("starting the scrollback lane")?,
             predictor: Default::default(),
             final_screens: BTreeMap::new(),
             verify_cancel: BTreeMap::new(),
@@ -667,6 +676,17 @@ impl Runtime {
         self.persist();
     }
 
+    /// Runs `job` off the loop on the scrollback lane (transcript replays for control rooms, one
+    /// after another), then wakes the loop so the room that asked draws the result. Returns false
+    /// when the lane has stopped.
+    pub fn on_scrollback_lane(&self, job: impl FnOnce() + Send + 'static) -> bool {
+        let wake = self.tx.clone();
+        self.scrollback_lane.push(None, move || {
+            job();
+            let _ = wake.try_send(ShellMsg::Wake);
+        })
+    }
+
     /// Lets every worker's reader send a wake-up again (call after drawing what woke you).
     pub fn rearm_wakes(&self) {
         // Workers share one flag (Worker::spawn_sharing_wake).
@@ -1099,14 +1119,15 @@ impl Runtime {
         let ctx = StartContext {
             repo: self.paths.repo.clone(),
             worktree: self.paths.worktree(&spec.task_id),
-            transcript: self.paths.logs.join(format!("{}.log", spec.task_id)),
+            transcript: self.paths.transcript(&spec.task_id),
             logs: self.paths.logs.clone(),
             prompt_file: self.paths.logs.join(format!("{}.prompt.md", spec.task_id)),
             claude_settings: self.paths.workdir.join("run").join("claude-settings.json"),
             socket: self.socket.clone(),
             rows: self.pty_size.0,
             cols: self.pty_size.1,
-            scrollback: self.config.scrollback_lines,
+            // The rest of `scrollback_lines` is replayed from the transcript (crate::ui::scroll).
+            scrollback: self.config.scrollback_in_memory(),
             git_lock: self.git_lock.clone(),
             tx: self.tx.clone(),
             wake: self.wake.clone(),

@@ -159,16 +159,7 @@ impl Transcript {
 
     /// The line written after the head when output first goes past it.
     fn marker(&self) -> Vec<u8> {
-        let name = self
-            .rotated
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        format!(
-            "\r\n[switchyard: the first {} bytes are above; older output is in {name}, the newest below; output in between was dropped]\r\n",
-            self.limits.head_bytes
-        )
-        .into_bytes()
+        marker_for(&self.rotated, self.limits)
     }
 
     fn tail_start(&self) -> u64 {
@@ -223,6 +214,200 @@ impl Transcript {
         }
         Ok(())
     }
+}
+
+/// The marker line a transcript with these limits writes after its head (names `rotated`).
+fn marker_for(rotated: &Path, limits: TranscriptLimits) -> Vec<u8> {
+    let name = rotated
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(
+        "\r\n[switchyard: the first {} bytes are above; older output is in {name}, the newest below; output in between was dropped]\r\n",
+        limits.head_bytes
+    )
+    .into_bytes()
+}
+
+fn rotated_of(path: &Path) -> PathBuf {
+    let mut rotated = path.as_os_str().to_owned();
+    rotated.push(".1");
+    PathBuf::from(rotated)
+}
+
+/// The output a transcript kept, read back in the order it was printed (the reading side of
+/// [`Transcript`], used to serve scrollback older than a worker's emulator holds).
+///
+/// The kept output is one byte stream made of up to three parts: the head of `<id>.log` (with
+/// the marker line after it, once output went past the head), `<id>.log.1`, and the rest of
+/// `<id>.log`. Only the newest bytes are read, from a line start. The reader works while the
+/// worker is still writing: a rotation between opening and reading is noticed (`<id>.log.1` is
+/// another file then) and the read starts over.
+#[derive(Debug)]
+pub struct TranscriptReader {
+    path: PathBuf,
+    limits: TranscriptLimits,
+}
+
+/// The kept parts of a transcript at one moment: (file, start, end) byte ranges in order.
+struct Parts {
+    files: Vec<(File, u64, u64)>,
+    /// Inode of `<id>.log.1` when the parts were taken (`None`: it did not exist).
+    rotated_ino: Option<u64>,
+}
+
+impl TranscriptReader {
+    /// A reader of the transcript at `path` (`<id>.log`) written with `limits` (the writer's
+    /// limits: the marker's place depends on `head_bytes`).
+    pub fn new(path: &Path, limits: TranscriptLimits) -> TranscriptReader {
+        TranscriptReader {
+            path: path.to_path_buf(),
+            limits,
+        }
+    }
+
+    /// The newest kept output holding at least `lines` line feeds (or all of it when it holds
+    /// fewer), starting at a line start (just after a `\n`, or at the very beginning), at most
+    /// `max_bytes` long (then cut at a line start inside that window). Returns the bytes and
+    /// whether they are everything the transcript kept.
+    ///
+    /// Errors: `<id>.log` cannot be opened or read (a missing transcript is an error; a missing
+    /// `<id>.log.1` is not: nothing rotated yet).
+    pub fn newest_lines(
+        &self,
+        lines: usize,
+        max_bytes: u64,
+    ) -> Result<(Vec<u8>, bool), TranscriptError> {
+        // A rotation while reading replaces `<id>.log.1`: read again (it takes the writer a
+        // whole tail segment to rotate twice, so a second try does not meet another).
+        let mut tries = 0;
+        loop {
+            let mut parts = self.parts()?;
+            let got = read_newest(&mut parts.files, lines, max_bytes).map_err(|source| {
+                TranscriptError {
+                    path: self.path.clone(),
+                    action: "read",
+                    source,
+                }
+            })?;
+            tries += 1;
+            if tries >= 3 || ino(&rotated_of(&self.path)) == parts.rotated_ino {
+                return Ok(got);
+            }
+        }
+    }
+
+    fn parts(&self) -> Result<Parts, TranscriptError> {
+        let e = |path: &Path, action| {
+            let path = path.to_path_buf();
+            move |source| TranscriptError {
+                path,
+                action,
+                source,
+            }
+        };
+        let rotated = rotated_of(&self.path);
+        // `<id>.log.1` first: a rotation after this leaves `<id>.log` shorter than its head +
+        // marker + tail only for an instant, and the inode check catches it.
+        let older = match File::open(&rotated) {
+            Ok(f) => Some(f),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => return Err(e(&rotated, "open")(err)),
+        };
+        let rotated_ino = match &older {
+            Some(f) => Some(std::os::unix::fs::MetadataExt::ino(
+                &f.metadata().map_err(e(&rotated, "read"))?,
+            )),
+            None => None,
+        };
+        let mut log = File::open(&self.path).map_err(e(&self.path, "open"))?;
+        let len = log.metadata().map_err(e(&self.path, "read"))?.len();
+        let marker = marker_for(&rotated, self.limits);
+        let head_end = self.limits.head_bytes + marker.len() as u64;
+        let marked = len >= head_end && {
+            let mut found = vec![0u8; marker.len()];
+            log.seek(SeekFrom::Start(self.limits.head_bytes))
+                .map_err(e(&self.path, "read"))?;
+            log.read_exact(&mut found).is_ok() && found == marker
+        };
+        let mut files = Vec::new();
+        if marked {
+            let again = File::open(&self.path).map_err(e(&self.path, "open"))?;
+            files.push((again, 0, head_end));
+            if let Some(f) = older {
+                let n = f.metadata().map_err(e(&rotated, "read"))?.len();
+                files.push((f, 0, n));
+            }
+            files.push((log, head_end, len));
+        } else {
+            // Nothing rotated (or written with other limits): the file is the whole output.
+            files.push((log, 0, len));
+        }
+        Ok(Parts { files, rotated_ino })
+    }
+}
+
+fn ino(path: &Path) -> Option<u64> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+}
+
+/// Reads backwards through `parts` (in order, newest last) until `lines` line feeds are found,
+/// `max_bytes` are read or the start is reached; returns the bytes from the line start after
+/// the oldest line feed read (all when the start was reached) and whether that is everything.
+fn read_newest(
+    parts: &mut [(File, u64, u64)],
+    lines: usize,
+    max_bytes: u64,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    const CHUNK: u64 = 64 * 1024;
+    // Chunks read from the newest end, newest first.
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut read = 0u64;
+    let mut feeds = 0usize;
+    let mut cut: Option<(usize, usize)> = None; // (chunk, index after the line feed)
+    'parts: for (file, start, end) in parts.iter_mut().rev() {
+        let mut pos = *end;
+        while pos > *start {
+            let want = CHUNK.min(pos - *start).min(max_bytes - read);
+            if want == 0 {
+                break 'parts;
+            }
+            pos -= want;
+            let mut buf = vec![0u8; want as usize];
+            file.seek(SeekFrom::Start(pos))?;
+            file.read_exact(&mut buf)?;
+            read += want;
+            for i in (0..buf.len()).rev() {
+                if buf[i] == b'\n' {
+                    feeds += 1;
+                    // The line feed that ends the line before the oldest wanted line.
+                    if feeds > lines {
+                        cut = Some((chunks.len(), i + 1));
+                        chunks.push(buf);
+                        break 'parts;
+                    }
+                }
+            }
+            chunks.push(buf);
+        }
+    }
+    let total: u64 = parts.iter().map(|(_, s, e)| e.saturating_sub(*s)).sum();
+    let whole = cut.is_none() && read >= total;
+    let mut out = Vec::with_capacity(read as usize);
+    for (n, chunk) in chunks.into_iter().enumerate().rev() {
+        match cut {
+            Some((c, at)) if c == n => out.extend_from_slice(&chunk[at..]),
+            _ => out.extend_from_slice(&chunk),
+        }
+    }
+    if cut.is_none() && !whole {
+        // Cut by max_bytes: start after the first line feed in the window.
+        let skip = out.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        out.drain(..skip);
+    }
+    Ok((out, whole))
 }
 
 impl Write for Transcript {
@@ -310,6 +495,85 @@ mod tests {
         kept.extend_from_slice(&log[50 + marker.len()..]);
         assert!(all.ends_with(&kept));
         assert!(log.len() <= 50 + marker.len() + 300);
+    }
+
+    fn lines_text(from: u32, to: u32) -> String {
+        (from..to).map(|i| format!("line {i}\n")).collect()
+    }
+
+    #[test]
+    fn the_reader_returns_the_newest_lines_from_a_line_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t1.log");
+        let mut t = Transcript::open(&path, limits(1000, 4000)).unwrap();
+        t.write_all(lines_text(0, 10).as_bytes()).unwrap();
+        t.write_all(b"partial").unwrap();
+        let r = TranscriptReader::new(&path, limits(1000, 4000));
+        let (bytes, whole) = r.newest_lines(3, u64::MAX).unwrap();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            "line 7\nline 8\nline 9\npartial"
+        );
+        assert!(!whole);
+        let (bytes, whole) = r.newest_lines(100, u64::MAX).unwrap();
+        assert_eq!(
+            bytes,
+            std::fs::read(&path).unwrap(),
+            "fewer lines: all of it"
+        );
+        assert!(whole);
+        // A byte budget cuts inside a line: the read starts at the next line start.
+        let (bytes, whole) = r.newest_lines(100, 20).unwrap();
+        assert_eq!(String::from_utf8(bytes).unwrap(), "line 9\npartial");
+        assert!(!whole);
+    }
+
+    #[test]
+    fn the_reader_puts_head_marker_rotated_and_newest_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t1.log");
+        let lim = limits(100, 1000);
+        let mut t = Transcript::open(&path, lim).unwrap();
+        let all = lines_text(0, 3000);
+        // Written in odd-sized pieces, as a PTY hands them over.
+        for piece in all.as_bytes().chunks(77) {
+            t.write_all(piece).unwrap();
+        }
+        let marker = t.marker();
+        let older = std::fs::read(t.rotated_path()).unwrap();
+        let log = std::fs::read(&path).unwrap();
+        let r = TranscriptReader::new(&path, lim);
+
+        // Everything kept: head, marker, the rotated segment, then the newest.
+        let (bytes, whole) = r.newest_lines(usize::MAX, u64::MAX).unwrap();
+        assert!(whole);
+        let mut expect = all.as_bytes()[..100].to_vec();
+        expect.extend_from_slice(&marker);
+        expect.extend_from_slice(&older);
+        expect.extend_from_slice(&log[100 + marker.len()..]);
+        assert_eq!(bytes, expect);
+
+        // The newest 150 lines reach back into `.log.1` and are the printed lines, in order,
+        // from a line start.
+        let newest_in_log = log[100 + marker.len()..]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        assert!(newest_in_log < 150, "the read spans both files");
+        let (bytes, whole) = r.newest_lines(150, u64::MAX).unwrap();
+        assert!(!whole);
+        assert_eq!(String::from_utf8(bytes).unwrap(), lines_text(2850, 3000));
+    }
+
+    #[test]
+    fn the_reader_names_a_missing_transcript() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone.log");
+        let err = TranscriptReader::new(&path, limits(10, 10))
+            .newest_lines(5, u64::MAX)
+            .unwrap_err();
+        assert!(err.to_string().contains("gone.log"), "{err}");
+        assert_eq!(err.action, "open");
     }
 
     proptest! {

@@ -161,3 +161,54 @@ command = ["sh", "-c", "echo working; printf 'Delete the old release branch? (y/
     app.send(b"s");
     app.wait_exit(15);
 }
+
+#[test]
+fn scrollback_older_than_memory_is_read_and_searched_from_the_transcript() {
+    // 3000 numbered lines: more than the 1000 the emulator keeps in memory (the default), fewer
+    // than the 5000 a person may read.
+    let config = r#"
+default_agent = "printer"
+[agents.printer]
+command = ["bash", "-c", "for i in $(seq 1 3000); do printf 'line %d.\\n' $i; done; echo printed all; sleep 60"]
+"#;
+    let r = project(config, r#"{"id":"p1","title":"Print a lot","files":["a"]}"#);
+    let _server = common::StopOnDrop(r.path().join("manifest.json"));
+    let mut app = PtyApp::spawn(&["run", "manifest.json"], r.path(), 34, 120);
+    app.wait_for("Print a lo", 20);
+    // Everything printed (read on disk: the tile's crop may still show older rows).
+    let transcript = r.path().join(".sy/logs/p1.log");
+    common::wait_until("the worker printed all", 30, || {
+        std::fs::read_to_string(&transcript).is_ok_and(|t| t.contains("printed all"))
+    });
+    app.send(b"z"); // the pane full size
+
+    // PgUp reads memory; g goes past it, to the oldest line, replayed from the transcript.
+    app.send(b"\x1b[5~");
+    app.wait_for("/ 1000 in memory", 5);
+    app.send(b"g");
+    let s = app.wait_for("(from the transcript)", 10);
+    let s = if s.contains("line 1.") {
+        s
+    } else {
+        app.wait_for("line 1.", 5)
+    };
+    assert!(s.contains("line 2."), "the oldest lines, in order: {s}");
+    app.send(b"q");
+    app.wait_until("left scrollback", 5, |s| !s.contains("SCROLLBACK"));
+
+    // A search for a line older than memory holds finds it in the transcript.
+    app.send(b"/");
+    app.wait_for("search scrollback", 5);
+    app.send(b"line 1500.\r");
+    let s = app.wait_until("the match shown", 10, |s| {
+        s.contains("line 1500.") && s.contains("(from the transcript)")
+    });
+    assert!(!s.contains("not found"), "{s}");
+
+    app.send(b"q");
+    app.wait_until("left scrollback", 5, |s| !s.contains("SCROLLBACK"));
+    app.send(b"q");
+    app.wait_for("s: stop the run", 5);
+    app.send(b"s");
+    app.wait_exit(15);
+}

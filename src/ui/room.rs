@@ -58,7 +58,11 @@ pub struct Room {
     /// When its last frame was drawn.
     pub last_frame: std::time::Instant,
     last_input: std::time::Instant,
+    /// The transcript replay under way for this room (one at a time): task and where it lands.
+    history_job: Option<(usize, HistoryRx)>,
 }
+
+type HistoryRx = std::sync::mpsc::Receiver<Result<scroll::History, String>>;
 
 impl Room {
     /// A room of `rows × cols` with this key map. `foreground` rooms stop the run on quit.
@@ -82,6 +86,7 @@ impl Room {
             dirty: true,
             last_frame: std::time::Instant::now() - std::time::Duration::from_secs(1),
             last_input: std::time::Instant::now(),
+            history_job: None,
         }
     }
 
@@ -98,6 +103,7 @@ impl Room {
     pub fn on_input(&mut self, ev: &crossterm::event::Event, rt: &mut Runtime) -> Vec<RoomOut> {
         self.dirty = true;
         self.last_input = std::time::Instant::now();
+        self.app.scrollback = (rt.config.scrollback_in_memory(), rt.config.scrollback_lines);
         let screens = super::screens_of(rt);
         let target = match self.app.mode {
             Mode::Attached(t) => t,
@@ -125,6 +131,7 @@ impl Room {
                 }
                 Intent::Type(task, bytes) => rt.type_into(task, &bytes),
                 Intent::Copy(text) => out.push(RoomOut::Output(scroll::osc52(&text))),
+                Intent::LoadHistory(task) => self.load_history(task, rt),
                 Intent::Detach => out.push(if self.app.foreground {
                     RoomOut::Stop
                 } else {
@@ -134,6 +141,63 @@ impl Room {
             }
         }
         out
+    }
+
+    /// Starts replaying `task`'s transcript (of its live worker, or of a finished task) on the
+    /// runtime's scrollback lane, unless a replay of it is already under way for this room (a replay of another task is let go: its result
+    /// is dropped when it ends).
+    fn load_history(&mut self, task: usize, rt: &Runtime) {
+        if self.history_job.as_ref().is_some_and(|(t, _)| *t == task) {
+            return;
+        }
+        // The worker's size now; a finished task's last screen size, else the PTY size.
+        let size = match rt.workers.get(&task) {
+            Some(w) => w
+                .parser
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .screen()
+                .size(),
+            None => rt
+                .last_screens
+                .emulator(task)
+                .map_or(rt.pty_size, |p| p.screen().size()),
+        };
+        let req = scroll::HistoryRequest {
+            task,
+            transcript: rt.paths.transcript(&rt.engine.plan.ids[task]),
+            limits: crate::transcript::TranscriptLimits::default(),
+            size,
+            lines: rt.config.scrollback_lines,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let queued = rt.on_scrollback_lane(move || {
+            let _ = tx.send(scroll::replay_history(&req).map_err(|e| e.to_string()));
+        });
+        if queued {
+            self.history_job = Some((task, rx));
+        } else {
+            self.app
+                .history_ready(task, Err("the scrollback lane has stopped".into()));
+        }
+    }
+
+    /// Hands a finished transcript replay to the control room state (the next frame shows it).
+    fn poll_history(&mut self) {
+        let Some((task, rx)) = &self.history_job else {
+            return;
+        };
+        let result = match rx.try_recv() {
+            Ok(r) => r,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Err("the replay stopped before it ended".into())
+            }
+        };
+        let task = *task;
+        self.history_job = None;
+        self.app.history_ready(task, result);
+        self.dirty = true;
     }
 
     /// The shortest time between two frames for this client: [`super::FRAME_MS`] while the
@@ -162,6 +226,7 @@ impl Room {
     /// Draws a frame and returns the bytes that bring the client's terminal up to date (empty
     /// when nothing on screen changed).
     pub fn render(&mut self, rt: &Runtime, now: u64) -> Vec<u8> {
+        self.poll_history();
         let screens = super::screens_of(rt);
         let recent: Vec<String> = rt.recent.iter().cloned().collect();
         if let Some(e) = &rt.save_error {

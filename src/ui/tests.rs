@@ -230,3 +230,40 @@ fn a_finished_tasks_last_screen_stays_in_its_log_and_zoom() {
         );
     }
 }
+
+#[test]
+fn a_finished_task_s_scrollback_replayed_from_its_transcript_is_drawn_with_its_label() {
+    let (e, mut screens) = fixture();
+    // d1's worker is gone; its scrollback came back from the transcript.
+    screens.remove(&0);
+    let mut p = vt100::Parser::new_with_callbacks(22, 100, 500, Term::default());
+    for n in 0..300 {
+        p.process(format!("old line {n}\r\n").as_bytes());
+    }
+    let lines = super::scroll::all_lines(&mut p);
+    let mut app = App::new();
+    app.scrollback = (100, 500);
+    let mut st = ScrollState::new(0);
+    st.offset = 279;
+    app.mode = Mode::Scroll(st);
+    app.history_wanted = Some((0, super::scroll::Pending::Top, 0));
+    let s = render(&e, &screens, &mut app, 160, 48);
+    assert!(s.contains("scrollback · reading the transcript…"), "{s}");
+    app.history_wanted = None;
+    app.history = Some(super::scroll::History {
+        task: 0,
+        emulator: p,
+        lines,
+        depth: 279,
+        rows: 22,
+        bytes: 0,
+        took_ms: 0,
+    });
+    let s = render(&e, &screens, &mut app, 160, 48);
+    assert!(
+        s.contains("scrollback −279 / 279 (from the transcript)"),
+        "{s}"
+    );
+    assert!(s.contains("old line 0") && s.contains("old line 20"), "{s}");
+    assert!(!s.contains("old line 299"), "the top, not the end: {s}");
+}

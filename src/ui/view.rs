@@ -97,7 +97,13 @@ pub fn draw(
     draw_header(frame.buffer_mut(), header, engine, now);
     let live: Vec<usize> = screens.keys().copied().collect();
     let scrolled = match &app.mode {
-        Mode::Scroll(st) if screens.contains_key(&st.task) => Some(st.task),
+        Mode::Scroll(st)
+            if screens.contains_key(&st.task)
+                || app.history.as_ref().is_some_and(|h| h.task == st.task)
+                || app.history_wanted.is_some_and(|(t, _, _)| t == st.task) =>
+        {
+            Some(st.task)
+        }
         _ => None,
     };
     let finished = |t: usize| {
@@ -117,7 +123,10 @@ pub fn draw(
             _ => body,
         };
         draw_log(frame.buffer_mut(), body, engine, app, recent, task, offset);
-    } else if let Some(p) = app.zoom.then(|| finished(app.selected)).flatten() {
+    } else if let Some(p) = (app.zoom && scrolled.is_none())
+        .then(|| finished(app.selected))
+        .flatten()
+    {
         draw_last_screen(frame.buffer_mut(), body, engine, app.selected, &p);
     } else if let Some(task) =
         scrolled.or((app.zoom && screens.contains_key(&app.selected)).then_some(app.selected))
@@ -655,31 +664,31 @@ fn draw_tile(
     let inner = block.inner(area);
     block.render_ref_to(area, buf);
     app.hits.push((area, task, HitKind::Pane));
-    let Some(p) = screens.get(&task) else { return };
-    let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+    let live = screens.get(&task);
+    let mut p = live.map(|p| p.lock().unwrap_or_else(|e| e.into_inner()));
     match &app.mode {
         Mode::Scroll(st) if st.task == task => {
-            // Scrolled view: move the emulator's offset only while the lock is held.
-            let lines_total = {
-                p.screen_mut().set_scrollback(usize::MAX);
-                p.screen().scrollback() + p.screen().size().0 as usize
-            };
-            p.screen_mut().set_scrollback(st.offset);
-            let offset = p.screen().scrollback();
-            render_rows(buf, inner, p.screen(), 0);
-            p.screen_mut().set_scrollback(0);
-            let rows = p.screen().size().0 as usize;
-            let top_line = lines_total - rows - offset;
-            if let Some(found) = st.found {
-                if found >= top_line && found < top_line + inner.height as usize {
-                    let y = inner.y + (found - top_line) as u16;
-                    buf.set_style(
-                        Rect::new(inner.x, y, inner.width, 1),
-                        Style::default().bg(Color::Rgb(90, 70, 0)),
-                    );
+            let (memory, readable) = app.scrollback;
+            let label = match (app.history.as_mut().filter(|h| h.task == task), p.as_mut()) {
+                (Some(h), _) => {
+                    let offset = draw_scrolled(buf, inner, &mut h.emulator, st);
+                    format!(" scrollback −{offset} / {} (from the transcript) ", h.depth)
                 }
-            }
-            let label = format!(" scrollback −{offset} / {} ", lines_total - rows);
+                // A finished task: all of it comes from the transcript.
+                (None, None) => " scrollback · reading the transcript… ".to_string(),
+                (None, Some(p)) => {
+                    let offset = draw_scrolled(buf, inner, p, st);
+                    let depth = super::scroll::depth(p);
+                    let more = if app.history_wanted.is_some_and(|(t, _, _)| t == task) {
+                        " · reading the transcript…"
+                    } else if memory < readable && depth >= memory {
+                        " in memory"
+                    } else {
+                        ""
+                    };
+                    format!(" scrollback −{offset} / {depth}{more} ")
+                }
+            };
             let w = label.chars().count() as u16;
             if area.width > w + 2 {
                 Paragraph::new(Span::styled(
@@ -692,8 +701,43 @@ fn draw_tile(
                 );
             }
         }
-        _ => app.tiles.draw(buf, inner, task, &p, app.fit, now),
+        _ => {
+            if let Some(p) = &p {
+                app.tiles.draw(buf, inner, task, p, app.fit, now)
+            }
+        }
     }
+}
+
+/// Draws `p` scrolled back by `st.offset` rows into `inner` (the view offset is moved only for
+/// the drawing and put back to 0), highlighting the current match; returns the offset shown
+/// (clamped to what the emulator holds).
+fn draw_scrolled(
+    buf: &mut Buffer,
+    inner: Rect,
+    p: &mut Emulator,
+    st: &super::scroll::ScrollState,
+) -> usize {
+    let lines_total = {
+        p.screen_mut().set_scrollback(usize::MAX);
+        p.screen().scrollback() + p.screen().size().0 as usize
+    };
+    p.screen_mut().set_scrollback(st.offset);
+    let offset = p.screen().scrollback();
+    render_rows(buf, inner, p.screen(), 0);
+    p.screen_mut().set_scrollback(0);
+    let rows = p.screen().size().0 as usize;
+    let top_line = lines_total - rows - offset;
+    if let Some(found) = st.found {
+        if found >= top_line && found < top_line + inner.height as usize {
+            let y = inner.y + (found - top_line) as u16;
+            buf.set_style(
+                Rect::new(inner.x, y, inner.width, 1),
+                Style::default().bg(Color::Rgb(90, 70, 0)),
+            );
+        }
+    }
+    offset
 }
 
 /// A finished task's last screen (its worker exited), cropped to the rows at its end.
