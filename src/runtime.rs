@@ -1215,7 +1215,15 @@ impl Runtime {
         let (text, from) = match written {
             Some(t) => (Some(t), "the agent's file"),
             None => {
-                let tail = read_tail(&self.paths.logs.join(format!("{id}.log")), fm::TAIL_BYTES);
+                // The newest output across the transcript's rotation (`<id>.log.1` then the
+                // rest of `<id>.log`), not just the current file's end.
+                let tail = crate::transcript::TranscriptReader::new(
+                    &self.paths.logs.join(format!("{id}.log")),
+                    crate::transcript::TranscriptLimits::default(),
+                )
+                .newest_lines(usize::MAX, fm::TAIL_BYTES)
+                .map(|(bytes, _)| bytes)
+                .unwrap_or_default();
                 let json = (channel == FinalChannel::Json)
                     .then(|| fm::from_json_lines(&String::from_utf8_lossy(&tail)))
                     .flatten();
@@ -1741,19 +1749,6 @@ fn watch_worktrees(
     .ok()?;
     watcher.watch(dir, notify::RecursiveMode::Recursive).ok()?;
     Some(watcher)
-}
-
-/// The last `bytes` bytes of a file (all of it when shorter; empty when it cannot be read).
-fn read_tail(path: &Path, bytes: u64) -> Vec<u8> {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(bytes)));
-    let mut out = Vec::new();
-    let _ = f.read_to_end(&mut out);
-    out
 }
 
 /// Appends the task's context (the final messages of the tasks its `context` names, reviewers'
