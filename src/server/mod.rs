@@ -207,7 +207,7 @@ pub async fn serve(
                 c.send(protocol::encode_output(b"\x07"));
             }
             let room = c.room.as_mut().expect("checked above");
-            if !(changed || room.dirty) {
+            if !room.wants_frame(changed, now_ms()) {
                 continue;
             }
             if now.duration_since(Instant::from_std(room.last_frame)) < room.frame_interval() {
@@ -639,11 +639,12 @@ fn same_user(stream: &UnixStream) -> bool {
 }
 
 fn next_frame(clients: &BTreeMap<ClientId, Client>, changed: bool) -> Option<Instant> {
+    let now = now_ms();
     clients
         .values()
         .filter_map(|c| c.room.as_ref())
-        .filter(|r| changed || r.dirty)
-        .map(|r| Instant::from_std(r.last_frame) + r.frame_interval())
+        .filter_map(|r| r.next_frame_at(changed, now))
+        .map(Instant::from_std)
         .min()
 }
 

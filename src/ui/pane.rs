@@ -112,6 +112,9 @@ struct Tile {
     sampled_generation: u64,
     /// Frame counter of the last draw (tiles not drawn for a while are dropped).
     drawn: u64,
+    /// Whether the last draw cropped (a crop of a screen taller than the tile: the only case
+    /// in which samples choose what is shown).
+    crops: bool,
 }
 
 /// The tiles of one control room, by task index.
@@ -164,8 +167,10 @@ impl Tiles {
             sampled_at: 0,
             sampled_generation: u64::MAX,
             drawn: frame,
+            crops: false,
         });
         tile.drawn = frame;
+        tile.crops = fit == Fit::Crop && screen_size.0 > size.0;
         let mut stale = tile.generation != generation
             || tile.size != size
             || tile.screen != screen_size
@@ -174,7 +179,7 @@ impl Tiles {
         // stopped (so the last change is seen).
         let sample_due = tile.sampled_generation != generation
             && (now.saturating_sub(tile.sampled_at) >= SAMPLE_MS || tile.screen != screen_size);
-        if fit == Fit::Crop && screen_size.0 > size.0 && (sample_due || tile.texts.is_empty()) {
+        if tile.crops && (sample_due || tile.texts.is_empty()) {
             let first = tile.sample(screen, size.0, now, generation);
             if first != tile.first {
                 tile.first = first;
@@ -196,6 +201,20 @@ impl Tiles {
                 }
             }
         }
+    }
+}
+
+impl Tiles {
+    /// When a frame must be drawn although no screen changes any more (Unix ms): a cropped
+    /// tile whose screen changed after its last sample is sampled again [`SAMPLE_MS`] after
+    /// that sample, so the crop follows the last burst of output even when nothing follows it.
+    /// `None` when every crop has seen its screen's last change.
+    pub fn next_sample_at(&self) -> Option<u64> {
+        self.tiles
+            .values()
+            .filter(|t| t.crops && t.sampled_generation != t.generation)
+            .map(|t| t.sampled_at + SAMPLE_MS)
+            .min()
     }
 }
 
@@ -520,6 +539,36 @@ mod tests {
                 "assistant line 5"
             ]
         );
+    }
+
+    #[test]
+    fn a_burst_that_ends_between_samples_is_sampled_once_more() {
+        let mut p = emulator(20, 40);
+        let area = Rect::new(0, 0, 30, 4);
+        let mut buf = Buffer::empty(area);
+        let mut tiles = Tiles::default();
+        feed(&mut p, b"\x1b[2;1Hfirst words");
+        tiles.draw(&mut buf, area, 0, &p, Fit::Crop, 1000);
+        assert_eq!(tiles.next_sample_at(), None, "sampled what it shows");
+        // The last output lands 100 ms after that sample, far down the screen, and nothing
+        // follows it: the frame it causes is too early for a sample.
+        feed(&mut p, b"\x1b[17;1Hthe agent's answer");
+        tiles.draw(&mut buf, area, 0, &p, Fit::Crop, 1100);
+        assert!(!text(&buf, area).iter().any(|l| l == "the agent's answer"));
+        assert_eq!(tiles.next_sample_at(), Some(1000 + SAMPLE_MS));
+        // The frame drawn then (with no new output) moves the crop to the answer.
+        tiles.begin_frame();
+        tiles.draw(&mut buf, area, 0, &p, Fit::Crop, 1000 + SAMPLE_MS);
+        assert!(
+            text(&buf, area).iter().any(|l| l == "the agent's answer"),
+            "{:?}",
+            text(&buf, area)
+        );
+        assert_eq!(tiles.next_sample_at(), None);
+        // The overview needs no samples.
+        feed(&mut p, b"\x1b[3;1Hmore");
+        tiles.draw(&mut buf, area, 0, &p, Fit::Overview, 1600);
+        assert_eq!(tiles.next_sample_at(), None);
     }
 
     #[test]

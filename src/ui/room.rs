@@ -60,6 +60,9 @@ pub struct Room {
     last_input: std::time::Instant,
     /// The transcript replay under way for this room (one at a time): task and where it lands.
     history_job: Option<(usize, HistoryRx)>,
+    /// Unix ms at which a tile's crop is due a sample although no screen changes
+    /// ([`crate::ui::pane::Tiles::next_sample_at`]).
+    resample_at: Option<u64>,
 }
 
 type HistoryRx = std::sync::mpsc::Receiver<Result<scroll::History, String>>;
@@ -87,7 +90,25 @@ impl Room {
             last_frame: std::time::Instant::now() - std::time::Duration::from_secs(1),
             last_input: std::time::Instant::now(),
             history_job: None,
+            resample_at: None,
         }
+    }
+
+    /// Whether this room needs a frame now (`now` in Unix ms): the run changed, the person
+    /// did something, or a tile's crop is due its last sample.
+    pub fn wants_frame(&self, changed: bool, now: u64) -> bool {
+        changed || self.dirty || self.resample_at.is_some_and(|t| now >= t)
+    }
+
+    /// When this room's next frame is due, if one is wanted (`now` in Unix ms): at the frame
+    /// interval after the last one, and for a crop's sample not before it is due.
+    pub fn next_frame_at(&self, changed: bool, now: u64) -> Option<std::time::Instant> {
+        let paced = self.last_frame + self.frame_interval();
+        if changed || self.dirty {
+            return Some(paced);
+        }
+        let wait = std::time::Duration::from_millis(self.resample_at?.saturating_sub(now));
+        Some(paced.max(std::time::Instant::now() + wait))
     }
 
     /// The client's terminal changed size: the next frame is drawn in full.
@@ -237,6 +258,7 @@ impl Room {
             .term
             .draw(|f| view::draw(f, &rt.engine, &screens, &rt.last_screens, app, &recent, now));
         self.dirty = false;
+        self.resample_at = self.app.tiles.next_sample_at();
         self.last_frame = std::time::Instant::now();
         damage(std::mem::take(
             &mut *self.sink.0.lock().unwrap_or_else(|e| e.into_inner()),
