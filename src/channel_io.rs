@@ -413,6 +413,174 @@ mod tests {
     }
 }
 
+/// The user's own gemini-cli directory, as gemini 0.61 finds it: `$GEMINI_CLI_HOME/.gemini` when
+/// that is set, else `~/.gemini`. `None` without a home directory.
+pub fn user_gemini_dir() -> Option<std::path::PathBuf> {
+    match std::env::var_os("GEMINI_CLI_HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Some(std::path::PathBuf::from(h).join(".gemini")),
+        None => dirs::home_dir().map(|h| h.join(".gemini")),
+    }
+}
+
+/// Builds the per-run gemini home `home` (what `{gemini_home}` names, given as
+/// `GEMINI_CLI_HOME`): `home/.gemini/settings.json` is the user's `user_dir/settings.json` with
+/// switchyard's hooks added ([`crate::config::gemini_user_settings`]); every other entry of
+/// `user_dir` (credentials, `trustedFolders.json`, `tmp/` with chat history, extensions,
+/// commands, `GEMINI.md`, …) is a symbolic link to the user's own, and `home/.agents` links to
+/// `~/.agents` (gemini 0.61 looks for skills there relative to the same home). gemini reads user
+/// settings from any path (only system settings must be root-owned), so the hooks work for
+/// every user. What changes for the agent: a setting it saves (e.g. `/settings`) lands in the
+/// copy and is gone after the run; a file it creates at the top of `.gemini` that the user did
+/// not have yet (first login's `oauth_creds.json`) stays in the copy. Safe to call for every
+/// start (the settings are written to a temporary file and renamed). Err: one sentence naming
+/// the file and the fix.
+pub fn prepare_gemini_home(
+    home: &Path,
+    user_dir: Option<&Path>,
+    switchyard: &str,
+) -> Result<(), String> {
+    let dir = home.join(".gemini");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let user_settings = match user_dir.map(|d| d.join("settings.json")) {
+        Some(path) if path.exists() => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read your gemini settings {}: {e}", path.display()))?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "cannot read your gemini settings {} as JSON ({e}); switchyard adds its hooks to a copy of them: remove comments and trailing commas from the file",
+                    path.display()
+                )
+            })?;
+            Some((path, v))
+        }
+        _ => None,
+    };
+    let (from, user) = match user_settings {
+        Some((p, v)) => (Some(p), Some(v)),
+        None => (None, None),
+    };
+    let merged = crate::config::gemini_user_settings(user, switchyard).map_err(|e| {
+        format!(
+            "your gemini settings {} cannot take switchyard's hooks: {e}",
+            from.as_ref()
+                .map_or("(none)".into(), |p| p.display().to_string())
+        )
+    })?;
+    let target = dir.join("settings.json");
+    let tmp = dir.join(format!("settings.json.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, merged.to_string())
+        .and_then(|()| std::fs::rename(&tmp, &target))
+        .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    let mut links: Vec<(std::path::PathBuf, std::path::PathBuf)> = Vec::new();
+    if let Some(user_dir) = user_dir {
+        for entry in std::fs::read_dir(user_dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            if name != "settings.json" {
+                links.push((dir.join(&name), entry.path()));
+            }
+        }
+        if let Some(agents) = user_dir
+            .parent()
+            .map(|h| h.join(".agents"))
+            .filter(|a| a.exists())
+        {
+            links.push((home.join(".agents"), agents));
+        }
+    }
+    for (link, to) in links {
+        if std::fs::read_link(&link).is_ok_and(|t| t == to) {
+            continue;
+        }
+        let _ = std::fs::remove_file(&link);
+        if let Err(e) = std::os::unix::fs::symlink(&to, &link) {
+            // Another start made it in between: fine when it points the same way.
+            if !std::fs::read_link(&link).is_ok_and(|t| t == to) {
+                return Err(format!(
+                    "cannot link {} to {}: {e}",
+                    link.display(),
+                    to.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How often the telemetry follower looks for new records, and how long it waits for the file.
+const TELEMETRY_POLL: Duration = Duration::from_millis(500);
+
+/// Follows gemini-cli's local telemetry file at `path` (what `{gemini_telemetry}` names, given as
+/// `GEMINI_TELEMETRY_OUTFILE`; gemini-cli 0.61.0 appends pretty-printed OpenTelemetry records to
+/// it, its log records in batches about a second apart) while `alive()` says the worker runs:
+/// reads what was appended every 500 ms, splits it into JSON values (a value cut off at the end
+/// waits for the rest), runs each through a [`crate::channels::GeminiTelemetry`] and hands the
+/// events it makes to `on_event` when [`crate::channels::gemini_telemetry`] has something to say.
+/// Waits up to `appear_within` for the file to appear. Returns why it stopped.
+pub fn follow_gemini_telemetry(
+    path: &Path,
+    appear_within: Duration,
+    mut alive: impl FnMut() -> bool,
+    mut on_event: impl FnMut(Value),
+) -> String {
+    let deadline = Instant::now() + appear_within;
+    let mut file = loop {
+        match std::fs::File::open(path) {
+            Ok(f) => break f,
+            Err(_) if Instant::now() < deadline && alive() => std::thread::sleep(TELEMETRY_POLL),
+            Err(e) => return format!("gemini's telemetry file {} never came: {e}", path.display()),
+        }
+    };
+    let mut tracker = crate::channels::GeminiTelemetry::default();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        if !alive() {
+            return "the worker ended".into();
+        }
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                Err(e) => return format!("cannot read {}: {e}", path.display()),
+            }
+        }
+        let used = telemetry_records(&pending, |record| {
+            if let Some(event) = tracker.observe(&record) {
+                if crate::channels::gemini_telemetry(&event).is_some() && alive() {
+                    on_event(event);
+                }
+            }
+        });
+        pending.drain(..used);
+        std::thread::sleep(TELEMETRY_POLL);
+    }
+}
+
+/// Splits `bytes` (JSON values one after another, whitespace between) into values, handing each
+/// to `each`; returns how many bytes were used (a value cut off at the end is left for later; a
+/// value that is not JSON is skipped up to the next line that starts with `{`).
+pub fn telemetry_records(bytes: &[u8], mut each: impl FnMut(Value)) -> usize {
+    let mut used = 0;
+    loop {
+        let mut it = serde_json::Deserializer::from_slice(&bytes[used..]).into_iter::<Value>();
+        match it.next() {
+            None => return bytes.len(),
+            Some(Ok(v)) => {
+                used += it.byte_offset();
+                each(v);
+            }
+            Some(Err(e)) if e.is_eof() => return used,
+            Some(Err(_)) => {
+                // Skip to the next record's start ("\n{"), or wait for more.
+                match bytes[used + 1..].windows(2).position(|w| w == b"\n{") {
+                    Some(p) => used += 1 + p + 1,
+                    None => return used,
+                }
+            }
+        }
+    }
+}
+
 /// Whether gemini-cli would read a system settings file at `path` (what `{gemini_settings}`
 /// names): gemini 0.61 skips one unless it and every directory above it are owned by root and
 /// writable by nobody else ("Security Warning: Skipping system settings file … Parent directory

@@ -637,6 +637,16 @@ pub struct Vars {
     /// `{gemini_settings}`: a gemini-cli settings file whose hooks report the agent's own events
     /// to switchyard (given as `GEMINI_CLI_SYSTEM_SETTINGS_PATH`); see [`gemini_settings`].
     pub gemini_settings: String,
+    /// `{gemini_home}`: a per-run directory given to gemini-cli as `GEMINI_CLI_HOME` (gemini
+    /// 0.61 reads its user files from `$GEMINI_CLI_HOME/.gemini/` instead of `~/.gemini/`):
+    /// `.gemini/settings.json` is the user's settings plus switchyard's hooks
+    /// ([`gemini_user_settings`]), every other entry links to the user's own; see
+    /// [`crate::channel_io::prepare_gemini_home`].
+    pub gemini_home: String,
+    /// `{gemini_telemetry}`: `<workdir>/run/gemini-telemetry-<task id>-a<attempt>.json`, given as
+    /// `GEMINI_TELEMETRY_OUTFILE`; switchyard follows it for API errors (see
+    /// [`crate::channel_io::follow_gemini_telemetry`]).
+    pub gemini_telemetry: String,
     /// `{opencode_port}`: a free port on 127.0.0.1 for opencode's own server, whose event stream
     /// switchyard follows (see [`crate::channel_io::follow_opencode`]); empty when unused.
     pub opencode_port: String,
@@ -705,6 +715,48 @@ pub fn gemini_settings(switchyard: &str) -> String {
     .to_string()
 }
 
+/// The user settings gemini-cli reads from the per-run `{gemini_home}`: `user` (the user's own
+/// `~/.gemini/settings.json`, `None` when there is none) with switchyard's hooks
+/// ([`gemini_settings`]) added after the user's own hooks for each event, and `hooksConfig.enabled`
+/// set. Everything else of the user's is kept as it is. Err: the user's file is not a JSON object
+/// (then gemini itself would refuse it).
+pub fn gemini_user_settings(
+    user: Option<serde_json::Value>,
+    switchyard: &str,
+) -> Result<serde_json::Value, String> {
+    let ours: serde_json::Value =
+        serde_json::from_str(&gemini_settings(switchyard)).map_err(|e| e.to_string())?;
+    let mut merged = user.unwrap_or_else(|| serde_json::json!({}));
+    let Some(obj) = merged.as_object_mut() else {
+        return Err("it is not a JSON object".into());
+    };
+    let config = obj
+        .entry("hooksConfig")
+        .or_insert_with(|| serde_json::json!({}));
+    if let Some(c) = config.as_object_mut() {
+        c.insert("enabled".into(), true.into());
+    } else {
+        *config = serde_json::json!({ "enabled": true });
+    }
+    let Some(hooks) = obj
+        .entry("hooks")
+        .or_insert_with(|| serde_json::json!({}))
+        .as_object_mut()
+    else {
+        return Err("its \"hooks\" is not an object".into());
+    };
+    for (event, groups) in ours["hooks"].as_object().into_iter().flatten() {
+        let list = hooks
+            .entry(event.clone())
+            .or_insert_with(|| serde_json::json!([]));
+        match list.as_array_mut() {
+            Some(a) => a.extend(groups.as_array().into_iter().flatten().cloned()),
+            None => return Err(format!("its \"hooks.{event}\" is not a list")),
+        }
+    }
+    Ok(merged)
+}
+
 /// Fills an argv template. Each element is substituted on its own and stays ONE argv element,
 /// whatever the values contain: no shell ever sees them.
 pub fn render_argv(template: &[String], vars: &Vars) -> Vec<String> {
@@ -731,6 +783,8 @@ pub fn render_argv(template: &[String], vars: &Vars) -> Vec<String> {
                     "{claude_settings}" => Some(&vars.claude_settings),
                     "{final_message}" => Some(&vars.final_message),
                     "{gemini_settings}" => Some(&vars.gemini_settings),
+                    "{gemini_home}" => Some(&vars.gemini_home),
+                    "{gemini_telemetry}" => Some(&vars.gemini_telemetry),
                     "{opencode_port}" => Some(&vars.opencode_port),
                     _ => None,
                 };
