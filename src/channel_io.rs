@@ -617,7 +617,92 @@ pub fn gemini_settings_trusted(path: &Path) -> Result<(), String> {
 
 #[cfg(test)]
 mod gemini_path_tests {
-    use super::gemini_settings_trusted;
+    use super::{gemini_settings_trusted, prepare_gemini_home, telemetry_records};
+    use serde_json::{json, Value};
+
+    #[test]
+    fn the_gemini_home_copies_the_users_settings_with_the_hooks_and_links_the_rest() {
+        let t = tempfile::tempdir().unwrap();
+        let user = t.path().join("me/.gemini");
+        std::fs::create_dir_all(user.join("tmp")).unwrap();
+        std::fs::create_dir_all(t.path().join("me/.agents")).unwrap();
+        std::fs::write(user.join("oauth_creds.json"), "{}").unwrap();
+        std::fs::write(
+            user.join("settings.json"),
+            json!({"ui": {"theme": "Dracula"}, "hooks": {"AfterAgent": [{"hooks": [{"type": "command", "command": "mine"}]}]}}).to_string(),
+        )
+        .unwrap();
+        let home = t.path().join("run/gemini-home");
+        for _ in 0..2 {
+            // Every start prepares it again: the second time finds the links in place.
+            prepare_gemini_home(&home, Some(&user), "/bin/sy").unwrap();
+        }
+        let s: Value = serde_json::from_str(
+            &std::fs::read_to_string(home.join(".gemini/settings.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s["ui"]["theme"], "Dracula", "the user's settings are kept");
+        assert_eq!(s["hooksConfig"]["enabled"], true);
+        let after = s["hooks"]["AfterAgent"].as_array().unwrap();
+        assert_eq!(
+            after[0]["hooks"][0]["command"], "mine",
+            "the user's hook first"
+        );
+        assert_eq!(
+            after[1]["hooks"][0]["command"],
+            "'/bin/sy' hook --agent gemini"
+        );
+        assert!(s["hooks"]["BeforeTool"][0]["hooks"][0]["command"].is_string());
+        assert_eq!(
+            std::fs::read_link(home.join(".gemini/tmp")).unwrap(),
+            user.join("tmp")
+        );
+        assert_eq!(
+            std::fs::read_link(home.join(".gemini/oauth_creds.json")).unwrap(),
+            user.join("oauth_creds.json")
+        );
+        assert_eq!(
+            std::fs::read_link(home.join(".agents")).unwrap(),
+            t.path().join("me/.agents")
+        );
+        // The user's own file is untouched.
+        assert!(!std::fs::read_to_string(user.join("settings.json"))
+            .unwrap()
+            .contains("switchyard"));
+        // No user directory at all: the hooks alone.
+        let bare = t.path().join("bare");
+        prepare_gemini_home(&bare, None, "/bin/sy").unwrap();
+        assert!(std::fs::read_to_string(bare.join(".gemini/settings.json"))
+            .unwrap()
+            .contains("hook --agent gemini"));
+        // A settings file switchyard cannot read is named, with the fix.
+        std::fs::write(user.join("settings.json"), "{ // mine\n}").unwrap();
+        let e = prepare_gemini_home(&home, Some(&user), "/bin/sy").unwrap_err();
+        assert!(
+            e.contains("settings.json") && e.contains("remove comments"),
+            "{e}"
+        );
+        std::fs::write(user.join("settings.json"), r#"{"hooks": []}"#).unwrap();
+        let e = prepare_gemini_home(&home, Some(&user), "/bin/sy").unwrap_err();
+        assert!(e.contains("\"hooks\" is not an object"), "{e}");
+    }
+
+    #[test]
+    fn telemetry_records_wait_for_a_record_cut_off_at_the_end() {
+        let whole = "{\n  \"a\": 1\n}\n{\n  \"b\": [1, 2]\n}\n";
+        let cut = &whole[..whole.len() - 6];
+        let mut got = Vec::new();
+        let used = telemetry_records(cut.as_bytes(), |v| got.push(v));
+        assert_eq!(got, vec![json!({"a": 1})]);
+        assert_eq!(&cut[..used].trim_end(), &"{\n  \"a\": 1\n}");
+        let mut got = Vec::new();
+        let used = telemetry_records(whole.as_bytes(), |v| got.push(v));
+        assert_eq!((got.len(), used), (2, whole.len()));
+        // Garbage is skipped up to the next record.
+        let mut got = Vec::new();
+        telemetry_records(b"oops\n{\"c\": 3}\n", |v| got.push(v));
+        assert_eq!(got, vec![json!({"c": 3})]);
+    }
 
     #[test]
     fn a_world_writable_parent_or_a_non_root_user_is_named() {

@@ -470,8 +470,15 @@ pub fn profile_notes(
     let channel = match program {
         "claude" if mentions("{claude_settings}") => "claude hooks (--settings {claude_settings})",
         "codex" if mentions("notify=") => "codex notify (-c notify=[...])",
+        "gemini" if env.values().any(|v| v.contains("{gemini_home}")) => {
+            if env.values().any(|v| v.contains("{gemini_telemetry}")) {
+                "gemini hooks (GEMINI_CLI_HOME = {gemini_home}) and local telemetry for API errors (GEMINI_TELEMETRY_OUTFILE = {gemini_telemetry})"
+            } else {
+                "gemini hooks (GEMINI_CLI_HOME = {gemini_home})"
+            }
+        }
         "gemini" if env.values().any(|v| v.contains("{gemini_settings}")) => {
-            "gemini hooks (GEMINI_CLI_SYSTEM_SETTINGS_PATH = {gemini_settings})"
+            "gemini hooks (GEMINI_CLI_SYSTEM_SETTINGS_PATH = {gemini_settings}; read only from a root-owned path)"
         }
         "codex" if has("exec") && has("--json") => "events (codex exec --json, on its screen)",
         "opencode" if mentions("{opencode_port}") => {

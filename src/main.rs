@@ -784,20 +784,38 @@ fn doctor(manifest: Option<&Path>) -> Result<u8> {
         println!("  {name:<12} {}: {line}", found.display());
         notes();
     }
-    // gemini's hooks come through a system settings file it reads only from a root-owned path.
-    let uses_gemini_hooks = config.agents.values().any(|p| {
-        p.command.iter().any(|a| a.contains("{gemini_settings}"))
-            || p.env.values().any(|v| v.contains("{gemini_settings}"))
-    });
-    if let (true, Some(mpath)) = (uses_gemini_hooks, manifest) {
+    // gemini's hooks: through the per-run GEMINI_CLI_HOME (any user, any path), or, in older
+    // profiles, a system settings file it reads only from a root-owned path.
+    let mentions = |p: &str| {
+        config.agents.values().any(|a| {
+            a.command.iter().any(|x| x.contains(p)) || a.env.values().any(|v| v.contains(p))
+        })
+    };
+    if let (true, Some(mpath)) = (
+        mentions("{gemini_home}") || mentions("{gemini_settings}"),
+        manifest,
+    ) {
         if let Ok(m) = switchyard::manifest::Manifest::load(mpath) {
             if let Ok(paths) = switchyard::runtime::Paths::resolve(mpath, &m, None) {
-                let file = paths.workdir.join("run").join("gemini-settings.json");
-                match switchyard::channel_io::gemini_settings_trusted(&file) {
-                    Ok(()) => println!("gemini hooks: {} will be read", file.display()),
-                    Err(why) => println!(
-                        "gemini hooks: off for this run, {why}; gemini 0.61 reads a system settings file only from a root-owned path no one else can write, so its title and screen rules decide (fix: run as root with the manifest's workdir outside /tmp)"
-                    ),
+                if mentions("{gemini_home}") {
+                    let user = switchyard::channel_io::user_gemini_dir();
+                    println!(
+                        "gemini hooks: on; GEMINI_CLI_HOME = {} holds your gemini settings ({}) plus switchyard's hooks, every other file of that directory linked; settings gemini saves during a run stay in the copy",
+                        paths.workdir.join("run").join("gemini-home").display(),
+                        user.map_or("none: no home directory".into(), |u| u
+                            .join("settings.json")
+                            .display()
+                            .to_string())
+                    );
+                }
+                if mentions("{gemini_settings}") {
+                    let file = paths.workdir.join("run").join("gemini-settings.json");
+                    match switchyard::channel_io::gemini_settings_trusted(&file) {
+                        Ok(()) => println!("gemini hooks ({{gemini_settings}}): {} will be read", file.display()),
+                        Err(why) => println!(
+                            "gemini hooks ({{gemini_settings}}): off for this run, {why}; gemini 0.61 reads a system settings file only from a root-owned path no one else can write (fix: use GEMINI_CLI_HOME = \"{{gemini_home}}\" as the shipped profile does)"
+                        ),
+                    }
                 }
             }
         }

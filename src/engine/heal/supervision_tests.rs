@@ -791,3 +791,62 @@ fn a_shell_at_its_prompt_is_idle_and_never_gets_a_nudge_typed_as_a_command() {
     assert!(writes(&fx).is_empty(), "no nudge into bash: {fx:#?}");
     assert_eq!(e.status(0), Status::NeedsAttention);
 }
+
+/// Replays a recorded session (tests/fixtures/e2e) into the engine as a live worker's screens,
+/// ticking every 100 ms up to `until_ms`; returns the journal lines of its heal actions.
+fn replay_heals(e: &mut Engine, name: &str, until_ms: Ms) -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/e2e")
+        .join(name);
+    let rec = crate::replay::Recording::load(&path).unwrap();
+    let mut p =
+        vt100::Parser::new_with_callbacks(rec.rows, rec.cols, 1000, crate::worker::Term::default());
+    let (mut next, mut last_output, mut heals) = (0, 0, Vec::new());
+    let mut last = None;
+    let mut now = 100;
+    while now <= until_ms {
+        while next < rec.chunks.len() && rec.chunks[next].0 <= now {
+            p.process(&rec.chunks[next].1);
+            last_output = rec.chunks[next].0;
+            next += 1;
+        }
+        let snap = crate::worker::snapshot_of(&p);
+        let mut fx = Vec::new();
+        if last.as_ref() != Some(&snap) {
+            last = Some(snap.clone());
+            fx.extend(e.update(
+                Event::Screen {
+                    task: 0,
+                    screen: snap,
+                    last_output_at: last_output.max(10),
+                },
+                now,
+            ));
+        }
+        fx.extend(e.update(Event::Tick, now));
+        for f in fx {
+            if let Effect::Journal(j) = f {
+                if j.kind == "heal" {
+                    heals.push(format!("{} {}", now, j.message));
+                }
+            }
+        }
+        now += 100;
+    }
+    heals
+}
+
+#[test]
+fn gemini_trust_dialog_redrawn_after_its_restart_is_answered_once() {
+    // gemini-cli 0.61.0 in a folder it does not trust (recorded by the harness without
+    // --pretrust): the trust dialog, answered; gemini restarts itself and draws the dialog again
+    // a second later with other rows around it before the new process takes over. Live, it was
+    // answered twice. Up to 11 s: before its shell approval comes.
+    let mut e = engine_for("gemini", "");
+    let heals = replay_heals(&mut e, "gemini-untrusted-a1", 11_000);
+    let trust: Vec<&String> = heals
+        .iter()
+        .filter(|h| h.contains("gemini-trust-folder"))
+        .collect();
+    assert_eq!(trust.len(), 1, "{heals:#?}");
+}
