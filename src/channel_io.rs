@@ -11,7 +11,7 @@
 
 use crate::server::protocol as p;
 use serde_json::Value;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -509,11 +509,16 @@ pub fn prepare_gemini_home(
 /// How often the telemetry follower looks for new records, and how long it waits for the file.
 const TELEMETRY_POLL: Duration = Duration::from_millis(500);
 
+/// The size, bytes, past which the follower empties gemini's telemetry file once it has read it
+/// all (gemini-cli 0.61.0 appends about 11 MB an hour, mostly metrics switchyard does not use).
+pub const TELEMETRY_KEEP_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Follows gemini-cli's local telemetry file at `path` (what `{gemini_telemetry}` names, given as
 /// `GEMINI_TELEMETRY_OUTFILE`; gemini-cli 0.61.0 appends pretty-printed OpenTelemetry records to
 /// it, its log records in batches about a second apart) while `alive()` says the worker runs:
 /// reads what was appended every 500 ms, splits it into JSON values (a value cut off at the end
-/// waits for the rest), runs each through a [`crate::channels::GeminiTelemetry`] and hands the
+/// waits for the rest; a file past [`TELEMETRY_KEEP_BYTES`] is emptied once read, which can lose
+/// a record gemini appends in that instant), runs each through a [`crate::channels::GeminiTelemetry`] and hands the
 /// events it makes to `on_event` when [`crate::channels::gemini_telemetry`] has something to say.
 /// Waits up to `appear_within` for the file to appear. Returns why it stopped.
 pub fn follow_gemini_telemetry(
@@ -524,7 +529,11 @@ pub fn follow_gemini_telemetry(
 ) -> String {
     let deadline = Instant::now() + appear_within;
     let mut file = loop {
-        match std::fs::File::open(path) {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+        {
             Ok(f) => break f,
             Err(_) if Instant::now() < deadline && alive() => std::thread::sleep(TELEMETRY_POLL),
             Err(e) => return format!("gemini's telemetry file {} never came: {e}", path.display()),
@@ -552,6 +561,15 @@ pub fn follow_gemini_telemetry(
             }
         });
         pending.drain(..used);
+        // gemini writes its metrics (about 30 KB every 10 s) to the same file, appending
+        // (O_APPEND): once everything read is used, a file past the cap starts again at 0.
+        if pending.is_empty() {
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let read = file.stream_position().unwrap_or(0);
+            if len > TELEMETRY_KEEP_BYTES && len == read && file.set_len(0).is_ok() {
+                let _ = file.seek(io::SeekFrom::Start(0));
+            }
+        }
         std::thread::sleep(TELEMETRY_POLL);
     }
 }
@@ -685,6 +703,42 @@ mod gemini_path_tests {
         std::fs::write(user.join("settings.json"), r#"{"hooks": []}"#).unwrap();
         let e = prepare_gemini_home(&home, Some(&user), "/bin/sy").unwrap_err();
         assert!(e.contains("\"hooks\" is not an object"), "{e}");
+    }
+
+    #[test]
+    fn the_telemetry_follower_hands_on_a_failing_api_and_stops_with_the_worker() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("tel.json");
+        let rec = |s: u64| {
+            serde_json::to_string_pretty(&json!({"hrTime": [s, 0], "attributes": {
+                "event.name": "gemini_cli.api_error", "status_code": 500, "error.message": "boom"}}))
+            .unwrap()
+        };
+        // The last record is cut off: it waits for the rest, which never comes.
+        let text = format!("{}\n{}\n{}\n{}", rec(0), rec(30), rec(61), &rec(90)[..20]);
+        std::fs::write(&path, text).unwrap();
+        let mut calls = 0;
+        let mut got = Vec::new();
+        let why = super::follow_gemini_telemetry(
+            &path,
+            std::time::Duration::from_secs(1),
+            || {
+                calls += 1;
+                calls < 4
+            },
+            |e| got.push(e),
+        );
+        assert_eq!(why, "the worker ended");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["errors_in_a_row"], 3);
+        assert_eq!(got[0]["failing_ms"], 61_000);
+        let why = super::follow_gemini_telemetry(
+            &t.path().join("none.json"),
+            std::time::Duration::from_millis(10),
+            || true,
+            |_| {},
+        );
+        assert!(why.contains("never came"), "{why}");
     }
 
     #[test]

@@ -665,26 +665,35 @@ mod tests {
 
     #[test]
     fn gemini_telemetry_recordings_replay() {
-        // gemini-cli 0.61.0 against a server answering 500 to everything: errors at 0, 6, 17,
-        // 36 and 71 s; the fifth is the first past 60 s of errors in a row.
-        let (n, reports) = replay_telemetry("gemini-error500-live.json");
-        assert!(n >= 15, "{n} records");
-        let (at, first) = reports.first().expect("an error report");
-        assert_eq!(first.kind, VerdictKind::Error);
-        assert!((60..=80).contains(at), "first error report at {at}s");
-        assert_eq!(first.channel, "gemini telemetry");
-        assert!(
-            first.line.starts_with(
-                "HTTP 500 from gemini-3.5-flash-lite: scripted model server: internal error (mode error500) (INTERNAL) ("
-            ),
-            "{}",
-            first.line
-        );
-        assert!(
-            first.line.contains("API errors in a row over 71s"),
-            "{}",
-            first.line
-        );
+        // gemini-cli 0.61.0 against a server answering 500 to everything: it retries (errors
+        // about 5, 11, 18 and 35 s apart, then again from the start) and never gives up.
+        // Recorded by the harness (error500, three attempts): the first report comes past 60 s
+        // of errors in a row, with the status and the API's message.
+        for name in [
+            "gemini-error500-a1.json",
+            "gemini-error500-a2.json",
+            "gemini-error500-a3.json",
+        ] {
+            let (n, reports) = replay_telemetry(name);
+            assert!(n >= 15, "{name}: {n} records");
+            let (at, first) = reports
+                .first()
+                .unwrap_or_else(|| panic!("{name}: no error report"));
+            assert_eq!(first.kind, VerdictKind::Error);
+            assert!(
+                (60..=80).contains(at),
+                "{name}: first error report at {at}s"
+            );
+            assert_eq!(first.channel, "gemini telemetry");
+            assert!(
+                first.line.starts_with(
+                    "HTTP 500 from gemini-3.5-flash-lite: scripted model server: internal error (mode error500) (INTERNAL) ("
+                ),
+                "{name}: {}",
+                first.line
+            );
+        }
+        // A normal session: no error, no report.
         for name in ["gemini-normal.json", "gemini-rate429.json"] {
             let path = format!(
                 "{}/tests/fixtures/channels/telemetry/{name}",

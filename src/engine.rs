@@ -364,6 +364,10 @@ pub struct WorkerState {
     pub live: bool,
     /// Last byte of output, ms.
     pub last_output_at: Ms,
+    /// When the screen first showed any text, ms (the start-up grace counts from here: gemini
+    /// 0.61 on a loaded machine prints nothing for 10 s, then draws its input box seconds before
+    /// it submits the `--prompt-interactive` prompt).
+    pub drawn_at: Option<Ms>,
     /// Last change of the screen text, ms.
     pub last_change_at: Ms,
     /// Last worktree activity, CPU use or heal action, ms.
@@ -817,6 +821,9 @@ impl Engine {
                         w.last_change_at = now;
                     }
                     w.last_output_at = w.last_output_at.max(last_output_at);
+                    if w.drawn_at.is_none() && screen.rows.iter().any(|r| !r.trim().is_empty()) {
+                        w.drawn_at = Some(now);
+                    }
                     w.screen = screen;
                 }
             }
@@ -1336,6 +1343,7 @@ impl Engine {
             spawned_at: now,
             live: false,
             last_output_at: now,
+            drawn_at: None,
             last_change_at: now,
             last_activity_at: now,
             last_progress_at: now,

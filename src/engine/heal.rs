@@ -61,8 +61,8 @@ pub struct Trouble {
     pub channel: bool,
 }
 
-/// How long after a start an idle screen is taken for the agent's start-up while it has not
-/// been seen at work yet (no busy rule matched, no word from its channel), ms. Only for profiles
+/// How long after its screen first shows text an idle screen is taken for the agent's start-up
+/// while it has not been seen at work yet (no busy rule matched, no word from its channel), ms. Only for profiles
 /// that have a busy rule to see work by.
 pub(super) const START_GRACE_MS: Ms = 10_000;
 
@@ -149,7 +149,7 @@ impl Engine {
         let own_word = v.evidence.rule.starts_with("hook:");
         let starting = !w.turn_seen
             && !own_word
-            && now.saturating_sub(w.spawned_at) < START_GRACE_MS
+            && now.saturating_sub(w.drawn_at.unwrap_or(now)) < START_GRACE_MS
             && rules.iter().any(|r| r.verdict == VerdictKind::Running);
         let busy = v.kind == VerdictKind::Running && v.evidence.rule != "output";
         let screen_hash = w.screen_hash;

@@ -793,7 +793,8 @@ fn a_shell_at_its_prompt_is_idle_and_never_gets_a_nudge_typed_as_a_command() {
 }
 
 /// Replays a recorded session (tests/fixtures/e2e) into the engine as a live worker's screens,
-/// ticking every 100 ms up to `until_ms`; returns the journal lines of its heal actions.
+/// ticking every 100 ms up to `until_ms` (a look at the branch finds nothing committed); returns
+/// the journal lines of its heal actions.
 fn replay_heals(e: &mut Engine, name: &str, until_ms: Ms) -> Vec<String> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/e2e")
@@ -824,6 +825,18 @@ fn replay_heals(e: &mut Engine, name: &str, until_ms: Ms) -> Vec<String> {
             ));
         }
         fx.extend(e.update(Event::Tick, now));
+        // The branch, when the engine looks while the agent is idle: nothing committed yet.
+        let inspect = fx.iter().any(|f| matches!(f, Effect::Inspect { task: 0 }));
+        if inspect {
+            fx.extend(e.update(
+                Event::Inspected {
+                    task: 0,
+                    commits_ahead: 0,
+                    uncommitted: 0,
+                },
+                now + 50,
+            ));
+        }
         for f in fx {
             if let Effect::Journal(j) = f {
                 if j.kind == "heal" {
@@ -849,4 +862,14 @@ fn gemini_trust_dialog_redrawn_after_its_restart_is_answered_once() {
         .filter(|h| h.contains("gemini-trust-folder"))
         .collect();
     assert_eq!(trust.len(), 1, "{heals:#?}");
+}
+
+#[test]
+fn gemini_slow_to_start_is_not_nudged_before_it_submits_its_prompt() {
+    // gemini-cli 0.61.0 on a loaded machine (recorded by the harness): nothing on screen for
+    // 9.6 s, its empty input box at 10.9 s, the prompt submitted at 14.8 s. Live, the idle rule
+    // fired at 13.4 s (more than 10 s after the start) and a nudge was typed into the box.
+    let mut e = engine_for("gemini", "");
+    let heals = replay_heals(&mut e, "gemini-normal-home-a1", 15_000);
+    assert!(heals.is_empty(), "{heals:#?}");
 }
