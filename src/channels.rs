@@ -229,7 +229,9 @@ pub fn codex_notify(event: &Value) -> Option<AgentReport> {
 
 /// A gemini-cli hook event (JSON on stdin: `hook_event_name`; `BeforeTool`/`AfterTool` with
 /// `tool_name` and `tool_input`; `Notification` with `notification_type` (`ToolPermission`) and
-/// `message`), checked against gemini-cli's hooks reference (docs/hooks/reference.md).
+/// `message`), checked against gemini-cli's hooks reference (docs/hooks/reference.md) and live
+/// against gemini-cli 0.61.0 (SessionStart, BeforeAgent, BeforeTool, AfterTool, AfterAgent and,
+/// without `--yolo`, Notification; recorded in tests/fixtures/channels/gemini-*.jsonl).
 pub fn gemini(event: &Value) -> Option<AgentReport> {
     let name = s(event, "hook_event_name");
     let c = Channel::Gemini;

@@ -680,14 +680,15 @@ pub fn claude_settings(switchyard: &str) -> String {
     .to_string()
 }
 
-/// The gemini-cli settings (JSON, given as `GEMINI_CLI_SYSTEM_SETTINGS_PATH`, so neither the
-/// user's files nor the worktree change) whose hooks run `'<switchyard>' hook --agent gemini`:
-/// SessionStart, BeforeAgent, BeforeTool, AfterTool, AfterAgent, Notification. Format: gemini-cli's
-/// hooks reference (docs/hooks/reference.md: `{"hooks": {EVENT: [{"matcher", "hooks": [{"type":
-/// "command", "command", "name", "timeout" (ms)}]}]}}`, and `hooksConfig.enabled`, which stable
-/// releases need), checked against the documentation of gemini-cli 0.2x–0.61; not against a live
-/// CLI here. A system settings file the machine already
-/// has is replaced for this agent only.
+/// The gemini-cli settings (JSON) whose hooks run `'<switchyard>' hook --agent gemini`:
+/// SessionStart, BeforeAgent, BeforeTool, AfterTool, AfterAgent, Notification. Given to gemini as
+/// the user settings of the per-run `GEMINI_CLI_HOME` (merged into the user's own by
+/// [`gemini_user_settings`]), or in older profiles as `GEMINI_CLI_SYSTEM_SETTINGS_PATH` (which
+/// gemini 0.61 reads only from a root-owned path); neither the user's files nor the worktree
+/// change. Format: gemini-cli's hooks reference (`{"hooks": {EVENT: [{"matcher", "hooks":
+/// [{"type": "command", "command", "name", "timeout" (ms)}]}]}}`, and `hooksConfig.enabled`,
+/// which stable releases need). Checked against gemini-cli 0.61.0 live (the harness records
+/// SessionStart, BeforeAgent, BeforeTool, AfterTool and AfterAgent through it).
 pub fn gemini_settings(switchyard: &str) -> String {
     let command = format!(
         "'{}' hook --agent gemini",
