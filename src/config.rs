@@ -373,6 +373,12 @@ pub struct AnswerSpec {
     pub pattern: String,
     /// Text to type; `\r` is Enter.
     pub keys: String,
+    /// Answer this prompt at most once per attempt (default false): for a dialog the agent asks
+    /// once per process and draws again while it restarts itself (gemini-cli 0.61's trust dialog),
+    /// where a second answer would be typed into whatever comes next. A second one in the same
+    /// attempt is left to the `waiting_input` ladder's later steps.
+    #[serde(default)]
+    pub once: bool,
 }
 
 /// The heal policy: what happens automatically, and how often at most.
@@ -431,8 +437,8 @@ pub struct Compiled {
     /// Screen rules per agent profile (the profile's own, then the global ones).
     pub rules: BTreeMap<String, Vec<Rule>>,
     /// Allow-listed answers per agent profile (the profile's own, then the global ones):
-    /// (name, pattern, keys).
-    pub answers: BTreeMap<String, Vec<(String, Regex, String)>>,
+    /// (name, pattern, keys, once).
+    pub answers: BTreeMap<String, Vec<(String, Regex, String, bool)>>,
     /// Deny-list patterns.
     pub deny: Vec<Regex>,
 }
@@ -547,11 +553,11 @@ impl Config {
             .collect::<Result<_, _>>()?;
         let compile_answers = |list: &[AnswerSpec],
                                place: &str|
-         -> Result<Vec<(String, Regex, String)>, String> {
+         -> Result<Vec<(String, Regex, String, bool)>, String> {
             list.iter()
                 .map(|a| {
                     Regex::new(&a.pattern)
-                        .map(|re| (a.name.clone(), re, a.keys.clone()))
+                        .map(|re| (a.name.clone(), re, a.keys.clone(), a.once))
                         .map_err(|e| format!("{place} {:?}: pattern does not compile: {e}", a.name))
                 })
                 .collect()
@@ -948,7 +954,7 @@ mod tests {
             .any(|d| d.is_match("Overwrite existing file? (y/n)")));
         assert!(compiled.answers["codex"]
             .iter()
-            .any(|(_, re, _)| re.is_match("Apply these edits? (y/n)")));
+            .any(|(_, re, _, _)| re.is_match("Apply these edits? (y/n)")));
     }
 
     #[test]

@@ -391,6 +391,9 @@ pub struct WorkerState {
     /// The prompt answered last: (its line, a hash of its dialog, when), so a dialog still on
     /// screen after the answer (an agent restarting itself) is not answered again.
     answered: Option<(String, u64, Ms)>,
+    /// The names of the `once` answers sent in this attempt (see
+    /// [`crate::config::AnswerSpec::once`]).
+    answered_once: Vec<String>,
     /// The error context this attempt was started with (never taken for a new error).
     echo: Option<crate::classify::Echo>,
     /// An error waits for the branch state before the ladder acts (a moved branch is verified,
@@ -1356,6 +1359,7 @@ impl Engine {
             reported: None,
             reported_at: now,
             answered: None,
+            answered_once: Vec::new(),
             turn_seen: false,
             echo,
             error_check: None,
