@@ -379,6 +379,17 @@ pub fn gemini_telemetry(event: &Value) -> Option<AgentReport> {
     ))
 }
 
+/// The final message in a gemini-cli hook event: `prompt_response` of `AfterAgent` (the turn's
+/// whole answer; gemini-cli 0.61.0, recorded in tests/fixtures/channels/gemini-normal-home.jsonl),
+/// `None` for other events or an empty answer. `switchyard hook --agent gemini` writes it to
+/// `$SWITCHYARD_FINAL_MESSAGE` (the shipped profile sets it to `{final_message}`), since the
+/// transcript heuristic would take gemini's footer for the answer.
+pub fn gemini_final_message(event: &Value) -> Option<&str> {
+    (s(event, "hook_event_name") == "AfterAgent")
+        .then(|| s(event, "prompt_response"))
+        .filter(|m| !m.is_empty())
+}
+
 /// An opencode server event (one `data:` payload of `GET /event`: `{"type", "properties"}`),
 /// checked against opencode 1.x: `session.status` (`status.type` = `busy`, `idle` or `retry` with
 /// `message`), `session.idle`, `permission.asked` (older: `permission.updated`) with `permission`
@@ -707,6 +718,30 @@ mod tests {
                 assert!(reports.is_empty(), "{name}: {:?}", reports[0].1.line);
             }
         }
+    }
+
+    #[test]
+    fn gemini_after_agent_carries_the_final_message() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/channels/gemini-normal-home.jsonl"
+        );
+        let finals: Vec<String> = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                gemini_final_message(&v["event"]).map(str::to_string)
+            })
+            .collect();
+        assert_eq!(
+            finals,
+            vec!["I'll write the file and commit it. \nDone: I wrote HARNESS.md and committed it."]
+        );
+        assert_eq!(
+            gemini_final_message(&json!({"hook_event_name": "AfterAgent", "prompt_response": ""})),
+            None
+        );
     }
 
     #[test]

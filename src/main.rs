@@ -899,6 +899,16 @@ fn hook(agent: Option<&str>, arg: Option<&str>) -> Option<String> {
     };
     let reply = agent.unwrap_or("claude") == "claude"
         && event.get("hook_event_name").and_then(|n| n.as_str()) == Some("PermissionRequest");
+    // gemini's AfterAgent carries the turn's answer: kept as the final message (before the event
+    // reaches the run, which reads the file once the task settles).
+    if let (Some("gemini"), Some(path)) = (agent, std::env::var_os("SWITCHYARD_FINAL_MESSAGE")) {
+        if let Some(text) = switchyard::channels::gemini_final_message(&event) {
+            let _ = std::fs::write(
+                path,
+                format!("{}\n", switchyard::final_message::clean(text)),
+            );
+        }
+    }
     switchyard::channel_io::send_event(Path::new(&socket), &task, agent, event, reply)
         .map(|o| o.to_string())
 }

@@ -1139,6 +1139,7 @@ impl Runtime {
         let by_file = profile
             .command
             .iter()
+            .chain(profile.env.values())
             .any(|a| a.contains("{final_message}"));
         let channel = profile.final_message.unwrap_or(FinalChannel::Transcript);
         let written = by_file

@@ -859,3 +859,36 @@ env = {{ GEMINI_TELEMETRY_OUTFILE = "{{gemini_telemetry}}" }}
         "not the 30 s sleep"
     );
 }
+
+#[test]
+fn geminis_after_agent_hook_keeps_the_turns_answer_as_the_final_message() {
+    // A stand-in for gemini-cli 0.61: it commits, then its AfterAgent hook runs
+    // `switchyard hook --agent gemini` with the turn's answer in `prompt_response`, and it keeps
+    // its footer on screen ("YOLO Ctrl+Y", which the transcript heuristic would take).
+    let r = repo();
+    let config = r#"
+default_agent = "gem"
+[agents.gem]
+command = ["sh", "-c", "echo x > out.txt && git add out.txt && git -c user.name=a -c user.email=a@a commit -qm done && echo '{\"hook_event_name\":\"AfterAgent\",\"prompt_response\":\"Done: out.txt committed.\"}' | \"$0\" hook --agent gemini; echo 'YOLO Ctrl+Y'; sleep 20", "{switchyard}"]
+env = { SWITCHYARD_FINAL_MESSAGE = "{final_message}" }
+"#;
+    let manifest = write_project(r.path(), r#"{"id":"t","title":"x","files":["a"]}"#, config);
+    let start = std::time::Instant::now();
+    let out = run_headless(&manifest);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        tasks(&manifest_status(&manifest))[0]["status"],
+        "complete",
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(r.path().join(".sy/logs/t.final.md")).unwrap();
+    assert_eq!(text, "Done: out.txt committed.\n");
+    assert!(
+        stdout.contains("idle [hook:AfterAgent] gemini hooks"),
+        "{stdout}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "done from the hook, not the exit"
+    );
+}
