@@ -4,7 +4,7 @@
 npm at pinned versions. Python 3.11 stdlib only.
 
     python3 tools/agents-e2e/run.py [--cli codex,claude,gemini,opencode]
-        [--scenario normal,error500,rate429,deny] [--ask] [--pretrust]
+        [--scenario normal,error500,rate429,deny] [--ask] [--pretrust] [--untrusted]
         [--record DIR] [--keep] [--json FILE]
 
 For each scenario: starts the model server, writes a temp git repo, a fresh HOME with only the
@@ -21,6 +21,9 @@ task per CLI and a `switchyard.toml` overlay whose `[agents.X]` tables add only 
   deny     with --ask: the deny-listed command's approval is escalated (`needs_attention`), no commit.
 With --ask the CLIs run in their asking modes (ASK_COMMANDS) instead of the shipped commands, so
 `normal` checks that switchyard's allow-list answers their approval dialogs.
+
+gemini's local telemetry (the shipped profile's `{gemini_telemetry}`) is exported with --record as
+`gemini-<scenario>-a<N>.telemetry.json` (trimmed by telemetry_fixture.py).
 
 Prints a figures table (CLI, scenario, outcome, time to complete, final message -> done) and
 exits 1 if a check failed. Work files stay in the printed temp dir with --keep.
