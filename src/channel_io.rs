@@ -467,7 +467,10 @@ pub fn prepare_gemini_home(
         )
     })?;
     let target = dir.join("settings.json");
-    let tmp = dir.join(format!("settings.json.{}.tmp", std::process::id()));
+    // One temporary file per call: starts of several gemini workers may run at once.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("settings.json.{}-{n}.tmp", std::process::id()));
     std::fs::write(&tmp, merged.to_string())
         .and_then(|()| std::fs::rename(&tmp, &target))
         .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
