@@ -799,6 +799,19 @@ fn doctor(manifest: Option<&Path>) -> Result<u8> {
             if let Ok(paths) = switchyard::runtime::Paths::resolve(mpath, &m, None) {
                 if mentions("{gemini_home}") {
                     let user = switchyard::channel_io::user_gemini_dir();
+                    let settings = user.as_ref().map(|u| u.join("settings.json"));
+                    if let Some(Ok(text)) = settings
+                        .as_ref()
+                        .filter(|p| p.exists())
+                        .map(std::fs::read_to_string)
+                    {
+                        if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                            println!(
+                                "gemini hooks: {} is not plain JSON ({e}): gemini workers will not start; remove its comments and trailing commas",
+                                settings.as_ref().map_or(String::new(), |p| p.display().to_string())
+                            );
+                        }
+                    }
                     println!(
                         "gemini hooks: on; GEMINI_CLI_HOME = {} holds your gemini settings ({}) plus switchyard's hooks, every other file of that directory linked; settings gemini saves during a run stay in the copy",
                         paths.workdir.join("run").join("gemini-home").display(),
