@@ -431,7 +431,8 @@ pub fn user_gemini_dir() -> Option<std::path::PathBuf> {
 /// settings from any path (only system settings must be root-owned), so the hooks work for
 /// every user. What changes for the agent: a setting it saves (e.g. `/settings`) lands in the
 /// copy and is gone after the run; a file it creates at the top of `.gemini` that the user did
-/// not have yet (first login's `oauth_creds.json`) stays in the copy. Safe to call for every
+/// not have yet (first login's `oauth_creds.json`, `tmp/` of a user who never ran gemini) stays
+/// in the copy; comments in the user's settings are allowed, as gemini allows them. Safe to call for every
 /// start (the settings are written to a temporary file and renamed). Err: one sentence naming
 /// the file and the fix.
 pub fn prepare_gemini_home(
@@ -445,12 +446,13 @@ pub fn prepare_gemini_home(
         Some(path) if path.exists() => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("cannot read your gemini settings {}: {e}", path.display()))?;
-            let v: Value = serde_json::from_str(&text).map_err(|e| {
-                format!(
-                    "cannot read your gemini settings {} as JSON ({e}); switchyard adds its hooks to a copy of them: remove comments and trailing commas from the file",
-                    path.display()
-                )
-            })?;
+            let v: Value = serde_json::from_str(&crate::config::strip_json_comments(&text))
+                .map_err(|e| {
+                    format!(
+                        "cannot read your gemini settings {} as JSON ({e}); switchyard adds its hooks to a copy of them: fix the file (gemini itself would refuse it too)",
+                        path.display()
+                    )
+                })?;
             Some((path, v))
         }
         _ => None,
@@ -697,11 +699,13 @@ mod gemini_path_tests {
         assert!(std::fs::read_to_string(bare.join(".gemini/settings.json"))
             .unwrap()
             .contains("hook --agent gemini"));
-        // A settings file switchyard cannot read is named, with the fix.
-        std::fs::write(user.join("settings.json"), "{ // mine\n}").unwrap();
+        // Comments are fine (gemini strips them too); a file that is not JSON is named.
+        std::fs::write(user.join("settings.json"), "{ // mine\n \"a\": 1 }").unwrap();
+        prepare_gemini_home(&home, Some(&user), "/bin/sy").unwrap();
+        std::fs::write(user.join("settings.json"), "{ \"a\": 1,, }").unwrap();
         let e = prepare_gemini_home(&home, Some(&user), "/bin/sy").unwrap_err();
         assert!(
-            e.contains("settings.json") && e.contains("remove comments"),
+            e.contains("settings.json") && e.contains("fix the file"),
             "{e}"
         );
         std::fs::write(user.join("settings.json"), r#"{"hooks": []}"#).unwrap();

@@ -722,6 +722,56 @@ pub fn gemini_settings(switchyard: &str) -> String {
     .to_string()
 }
 
+/// JSON with comments, as gemini-cli 0.61 reads its settings files (it strips `// …` and
+/// `/* … */` outside strings with strip-json-comments before `JSON.parse`): the same text with
+/// each comment replaced by spaces (newlines kept, so error positions stay right).
+pub fn strip_json_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let (mut in_string, mut escaped) = (false, false);
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('"', _) => {
+                in_string = true;
+                out.push(c);
+            }
+            ('/', Some('/')) => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                    out.push(' ');
+                }
+            }
+            ('/', Some('*')) => {
+                chars.next();
+                out.push_str("  ");
+                let mut prev = ' ';
+                for c in chars.by_ref() {
+                    out.push(if c == '\n' { '\n' } else { ' ' });
+                    if prev == '*' && c == '/' {
+                        break;
+                    }
+                    prev = c;
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// The user settings gemini-cli reads from the per-run `{gemini_home}`: `user` (the user's own
 /// `~/.gemini/settings.json`, `None` when there is none) with switchyard's hooks
 /// ([`gemini_settings`]) added after the user's own hooks for each event, and `hooksConfig.enabled`
@@ -1024,6 +1074,16 @@ mod tests {
         assert_eq!(argv.len(), 4);
         assert_eq!(argv[2], format!("Fix: {title}"));
         assert_eq!(argv[3], "--id=t1");
+    }
+
+    #[test]
+    fn json_comments_are_stripped_outside_strings() {
+        let text =
+            "{\n  // the theme\n  \"ui\": {\"theme\": \"a//b /* c */\"}, /* x\n y */ \"n\": 1\n}";
+        let v: serde_json::Value = serde_json::from_str(&super::strip_json_comments(text)).unwrap();
+        assert_eq!(v["ui"]["theme"], "a//b /* c */");
+        assert_eq!(v["n"], 1);
+        assert_eq!(super::strip_json_comments("\"\\\"//\""), "\"\\\"//\"");
     }
 
     #[test]

@@ -805,9 +805,10 @@ fn doctor(manifest: Option<&Path>) -> Result<u8> {
                         .filter(|p| p.exists())
                         .map(std::fs::read_to_string)
                     {
+                        let text = switchyard::config::strip_json_comments(&text);
                         if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
                             println!(
-                                "gemini hooks: {} is not plain JSON ({e}): gemini workers will not start; remove its comments and trailing commas",
+                                "gemini hooks: {} is not JSON ({e}): gemini workers will not start; fix the file",
                                 settings.as_ref().map_or(String::new(), |p| p.display().to_string())
                             );
                         }
