@@ -127,7 +127,8 @@ enum Cmd {
     Report(switchyard::report::ReportArgs),
     /// Hands an agent's own event (JSON on stdin, or as the last argument: codex's notify) to
     /// the run's server; used by the channels switchyard configures (`{claude_settings}`,
-    /// `{gemini_settings}`, codex's `-c notify=[...]`). Never fails and never waits long: the
+    /// `{gemini_home}`, codex's `-c notify=[...]`); for gemini's AfterAgent it also keeps the
+    /// answer in `$SWITCHYARD_FINAL_MESSAGE`. Never fails and never waits long: the
     /// agent must not be held up by its supervisor (a permission decision waits at most 3 s).
     #[command(hide = true)]
     Hook {
