@@ -11,7 +11,7 @@
 
 use crate::server::protocol as p;
 use serde_json::Value;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -413,6 +413,198 @@ mod tests {
     }
 }
 
+/// The user's own gemini-cli directory, as gemini 0.61 finds it: `$GEMINI_CLI_HOME/.gemini` when
+/// that is set, else `~/.gemini`. `None` without a home directory.
+pub fn user_gemini_dir() -> Option<std::path::PathBuf> {
+    match std::env::var_os("GEMINI_CLI_HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Some(std::path::PathBuf::from(h).join(".gemini")),
+        None => dirs::home_dir().map(|h| h.join(".gemini")),
+    }
+}
+
+/// Builds the per-run gemini home `home` (what `{gemini_home}` names, given as
+/// `GEMINI_CLI_HOME`): `home/.gemini/settings.json` is the user's `user_dir/settings.json` with
+/// switchyard's hooks added ([`crate::config::gemini_user_settings`]); every other entry of
+/// `user_dir` (credentials, `trustedFolders.json`, `tmp/` with chat history, extensions,
+/// commands, `GEMINI.md`, …) is a symbolic link to the user's own, and `home/.agents` links to
+/// `~/.agents` (gemini 0.61 looks for skills there relative to the same home). gemini reads user
+/// settings from any path (only system settings must be root-owned), so the hooks work for
+/// every user. What changes for the agent: a setting it saves (e.g. `/settings`) lands in the
+/// copy and is gone after the run; a file it creates at the top of `.gemini` that the user did
+/// not have yet (first login's `oauth_creds.json`, `tmp/` of a user who never ran gemini) stays
+/// in the copy; comments in the user's settings are allowed, as gemini allows them. Safe to call for every
+/// start (the settings are written to a temporary file and renamed). Err: one sentence naming
+/// the file and the fix.
+pub fn prepare_gemini_home(
+    home: &Path,
+    user_dir: Option<&Path>,
+    switchyard: &str,
+) -> Result<(), String> {
+    let dir = home.join(".gemini");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let user_settings = match user_dir.map(|d| d.join("settings.json")) {
+        Some(path) if path.exists() => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read your gemini settings {}: {e}", path.display()))?;
+            let v: Value = serde_json::from_str(&crate::config::strip_json_comments(&text))
+                .map_err(|e| {
+                    format!(
+                        "cannot read your gemini settings {} as JSON ({e}); switchyard adds its hooks to a copy of them: fix the file (gemini itself would refuse it too)",
+                        path.display()
+                    )
+                })?;
+            Some((path, v))
+        }
+        _ => None,
+    };
+    let (from, user) = match user_settings {
+        Some((p, v)) => (Some(p), Some(v)),
+        None => (None, None),
+    };
+    let merged = crate::config::gemini_user_settings(user, switchyard).map_err(|e| {
+        format!(
+            "your gemini settings {} cannot take switchyard's hooks: {e}",
+            from.as_ref()
+                .map_or("(none)".into(), |p| p.display().to_string())
+        )
+    })?;
+    let target = dir.join("settings.json");
+    // One temporary file per call: starts of several gemini workers may run at once.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("settings.json.{}-{n}.tmp", std::process::id()));
+    std::fs::write(&tmp, merged.to_string())
+        .and_then(|()| std::fs::rename(&tmp, &target))
+        .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    let mut links: Vec<(std::path::PathBuf, std::path::PathBuf)> = Vec::new();
+    if let Some(user_dir) = user_dir {
+        for entry in std::fs::read_dir(user_dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            if name != "settings.json" {
+                links.push((dir.join(&name), entry.path()));
+            }
+        }
+        if let Some(agents) = user_dir
+            .parent()
+            .map(|h| h.join(".agents"))
+            .filter(|a| a.exists())
+        {
+            links.push((home.join(".agents"), agents));
+        }
+    }
+    for (link, to) in links {
+        if std::fs::read_link(&link).is_ok_and(|t| t == to) {
+            continue;
+        }
+        let _ = std::fs::remove_file(&link);
+        if let Err(e) = std::os::unix::fs::symlink(&to, &link) {
+            // Another start made it in between: fine when it points the same way.
+            if !std::fs::read_link(&link).is_ok_and(|t| t == to) {
+                return Err(format!(
+                    "cannot link {} to {}: {e}",
+                    link.display(),
+                    to.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How often the telemetry follower looks for new records, and how long it waits for the file.
+const TELEMETRY_POLL: Duration = Duration::from_millis(500);
+
+/// The size, bytes, past which the follower empties gemini's telemetry file once it has read it
+/// all (gemini-cli 0.61.0 appends 11–40 MB an hour, mostly metrics and spans switchyard does not
+/// use: 3.7 MB in 340 s of retrying 429s under the harness).
+pub const TELEMETRY_KEEP_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Follows gemini-cli's local telemetry file at `path` (what `{gemini_telemetry}` names, given as
+/// `GEMINI_TELEMETRY_OUTFILE`; gemini-cli 0.61.0 appends pretty-printed OpenTelemetry records to
+/// it, its log records in batches about a second apart) while `alive()` says the worker runs:
+/// reads what was appended every 500 ms, splits it into JSON values (a value cut off at the end
+/// waits for the rest; a file past [`TELEMETRY_KEEP_BYTES`] is emptied once read, which can lose
+/// a record gemini appends in that instant), runs each through a [`crate::channels::GeminiTelemetry`] and hands the
+/// events it makes to `on_event` when [`crate::channels::gemini_telemetry`] has something to say.
+/// Waits up to `appear_within` for the file to appear. Returns why it stopped.
+pub fn follow_gemini_telemetry(
+    path: &Path,
+    appear_within: Duration,
+    mut alive: impl FnMut() -> bool,
+    mut on_event: impl FnMut(Value),
+) -> String {
+    let deadline = Instant::now() + appear_within;
+    let mut file = loop {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+        {
+            Ok(f) => break f,
+            Err(_) if Instant::now() < deadline && alive() => std::thread::sleep(TELEMETRY_POLL),
+            Err(e) => return format!("gemini's telemetry file {} never came: {e}", path.display()),
+        }
+    };
+    let mut tracker = crate::channels::GeminiTelemetry::default();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        if !alive() {
+            return "the worker ended".into();
+        }
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                Err(e) => return format!("cannot read {}: {e}", path.display()),
+            }
+        }
+        let used = telemetry_records(&pending, |record| {
+            if let Some(event) = tracker.observe(&record) {
+                if crate::channels::gemini_telemetry(&event).is_some() && alive() {
+                    on_event(event);
+                }
+            }
+        });
+        pending.drain(..used);
+        // gemini writes its metrics (about 30 KB every 10 s) and spans to the same file, appending
+        // (O_APPEND): once everything read is used, a file past the cap starts again at 0.
+        if pending.is_empty() {
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let read = file.stream_position().unwrap_or(0);
+            if len > TELEMETRY_KEEP_BYTES && len == read && file.set_len(0).is_ok() {
+                let _ = file.seek(io::SeekFrom::Start(0));
+            }
+        }
+        std::thread::sleep(TELEMETRY_POLL);
+    }
+}
+
+/// Splits `bytes` (JSON values one after another, whitespace between) into values, handing each
+/// to `each`; returns how many bytes were used (a value cut off at the end is left for later; a
+/// value that is not JSON is skipped up to the next line that starts with `{`).
+pub fn telemetry_records(bytes: &[u8], mut each: impl FnMut(Value)) -> usize {
+    let mut used = 0;
+    loop {
+        let mut it = serde_json::Deserializer::from_slice(&bytes[used..]).into_iter::<Value>();
+        match it.next() {
+            None => return bytes.len(),
+            Some(Ok(v)) => {
+                used += it.byte_offset();
+                each(v);
+            }
+            Some(Err(e)) if e.is_eof() => return used,
+            Some(Err(_)) => {
+                // Skip to the next record's start ("\n{"), or wait for more.
+                match bytes[used + 1..].windows(2).position(|w| w == b"\n{") {
+                    Some(p) => used += 1 + p + 1,
+                    None => return used,
+                }
+            }
+        }
+    }
+}
+
 /// Whether gemini-cli would read a system settings file at `path` (what `{gemini_settings}`
 /// names): gemini 0.61 skips one unless it and every directory above it are owned by root and
 /// writable by nobody else ("Security Warning: Skipping system settings file … Parent directory
@@ -449,7 +641,130 @@ pub fn gemini_settings_trusted(path: &Path) -> Result<(), String> {
 
 #[cfg(test)]
 mod gemini_path_tests {
-    use super::gemini_settings_trusted;
+    use super::{gemini_settings_trusted, prepare_gemini_home, telemetry_records};
+    use serde_json::{json, Value};
+
+    #[test]
+    fn the_gemini_home_copies_the_users_settings_with_the_hooks_and_links_the_rest() {
+        let t = tempfile::tempdir().unwrap();
+        let user = t.path().join("me/.gemini");
+        std::fs::create_dir_all(user.join("tmp")).unwrap();
+        std::fs::create_dir_all(t.path().join("me/.agents")).unwrap();
+        std::fs::write(user.join("oauth_creds.json"), "{}").unwrap();
+        std::fs::write(
+            user.join("settings.json"),
+            json!({"ui": {"theme": "Dracula"}, "hooks": {"AfterAgent": [{"hooks": [{"type": "command", "command": "mine"}]}]}}).to_string(),
+        )
+        .unwrap();
+        let home = t.path().join("run/gemini-home");
+        for _ in 0..2 {
+            // Every start prepares it again: the second time finds the links in place.
+            prepare_gemini_home(&home, Some(&user), "/bin/sy").unwrap();
+        }
+        let s: Value = serde_json::from_str(
+            &std::fs::read_to_string(home.join(".gemini/settings.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s["ui"]["theme"], "Dracula", "the user's settings are kept");
+        assert_eq!(s["hooksConfig"]["enabled"], true);
+        let after = s["hooks"]["AfterAgent"].as_array().unwrap();
+        assert_eq!(
+            after[0]["hooks"][0]["command"], "mine",
+            "the user's hook first"
+        );
+        assert_eq!(
+            after[1]["hooks"][0]["command"],
+            "'/bin/sy' hook --agent gemini"
+        );
+        assert!(s["hooks"]["BeforeTool"][0]["hooks"][0]["command"].is_string());
+        assert_eq!(
+            std::fs::read_link(home.join(".gemini/tmp")).unwrap(),
+            user.join("tmp")
+        );
+        assert_eq!(
+            std::fs::read_link(home.join(".gemini/oauth_creds.json")).unwrap(),
+            user.join("oauth_creds.json")
+        );
+        assert_eq!(
+            std::fs::read_link(home.join(".agents")).unwrap(),
+            t.path().join("me/.agents")
+        );
+        // The user's own file is untouched.
+        assert!(!std::fs::read_to_string(user.join("settings.json"))
+            .unwrap()
+            .contains("switchyard"));
+        // No user directory at all: the hooks alone.
+        let bare = t.path().join("bare");
+        prepare_gemini_home(&bare, None, "/bin/sy").unwrap();
+        assert!(std::fs::read_to_string(bare.join(".gemini/settings.json"))
+            .unwrap()
+            .contains("hook --agent gemini"));
+        // Comments are fine (gemini strips them too); a file that is not JSON is named.
+        std::fs::write(user.join("settings.json"), "{ // mine\n \"a\": 1 }").unwrap();
+        prepare_gemini_home(&home, Some(&user), "/bin/sy").unwrap();
+        std::fs::write(user.join("settings.json"), "{ \"a\": 1,, }").unwrap();
+        let e = prepare_gemini_home(&home, Some(&user), "/bin/sy").unwrap_err();
+        assert!(
+            e.contains("settings.json") && e.contains("fix the file"),
+            "{e}"
+        );
+        std::fs::write(user.join("settings.json"), r#"{"hooks": []}"#).unwrap();
+        let e = prepare_gemini_home(&home, Some(&user), "/bin/sy").unwrap_err();
+        assert!(e.contains("\"hooks\" is not an object"), "{e}");
+    }
+
+    #[test]
+    fn the_telemetry_follower_hands_on_a_failing_api_and_stops_with_the_worker() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("tel.json");
+        let rec = |s: u64| {
+            serde_json::to_string_pretty(&json!({"hrTime": [s, 0], "attributes": {
+                "event.name": "gemini_cli.api_error", "status_code": 500, "error.message": "boom"}}))
+            .unwrap()
+        };
+        // The last record is cut off: it waits for the rest, which never comes.
+        let text = format!("{}\n{}\n{}\n{}", rec(0), rec(30), rec(61), &rec(90)[..20]);
+        std::fs::write(&path, text).unwrap();
+        let mut calls = 0;
+        let mut got = Vec::new();
+        let why = super::follow_gemini_telemetry(
+            &path,
+            std::time::Duration::from_secs(1),
+            || {
+                calls += 1;
+                calls < 4
+            },
+            |e| got.push(e),
+        );
+        assert_eq!(why, "the worker ended");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["errors_in_a_row"], 3);
+        assert_eq!(got[0]["failing_ms"], 61_000);
+        let why = super::follow_gemini_telemetry(
+            &t.path().join("none.json"),
+            std::time::Duration::from_millis(10),
+            || true,
+            |_| {},
+        );
+        assert!(why.contains("never came"), "{why}");
+    }
+
+    #[test]
+    fn telemetry_records_wait_for_a_record_cut_off_at_the_end() {
+        let whole = "{\n  \"a\": 1\n}\n{\n  \"b\": [1, 2]\n}\n";
+        let cut = &whole[..whole.len() - 6];
+        let mut got = Vec::new();
+        let used = telemetry_records(cut.as_bytes(), |v| got.push(v));
+        assert_eq!(got, vec![json!({"a": 1})]);
+        assert_eq!(&cut[..used].trim_end(), &"{\n  \"a\": 1\n}");
+        let mut got = Vec::new();
+        let used = telemetry_records(whole.as_bytes(), |v| got.push(v));
+        assert_eq!((got.len(), used), (2, whole.len()));
+        // Garbage is skipped up to the next record.
+        let mut got = Vec::new();
+        telemetry_records(b"oops\n{\"c\": 3}\n", |v| got.push(v));
+        assert_eq!(got, vec![json!({"c": 3})]);
+    }
 
     #[test]
     fn a_world_writable_parent_or_a_non_root_user_is_named() {

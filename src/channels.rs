@@ -7,7 +7,8 @@
 //! |---|---|---|---|
 //! | claude | hooks (JSON on stdin) | `--settings {claude_settings}` | Claude Code hooks reference, 2.1.x (PermissionRequest since 2.0.45) |
 //! | codex | `notify` program (JSON as the last argument) | `-c notify=[...]` | codex-cli 0.169 config reference (`agent-turn-complete`) |
-//! | gemini | hooks (JSON on stdin) | `GEMINI_CLI_SYSTEM_SETTINGS_PATH={gemini_settings}` | gemini-cli hooks reference (docs/hooks/reference.md, 0.2x–0.61) |
+//! | gemini | hooks (JSON on stdin) | `GEMINI_CLI_HOME={gemini_home}` (a per-run user settings overlay; older profiles: `GEMINI_CLI_SYSTEM_SETTINGS_PATH={gemini_settings}`) | gemini-cli 0.61.0 (its bundled source and a live run) |
+//! | gemini | local telemetry (OpenTelemetry log records appended to a file) | `GEMINI_TELEMETRY_OUTFILE={gemini_telemetry}` (followed by [`crate::channel_io::follow_gemini_telemetry`]) | gemini-cli 0.61.0 (`gemini_cli.api_error` / `gemini_cli.api_response`, live run against the scripted model server) |
 //! | opencode | server events (SSE `GET /event`), permission replies through its API | `--port {opencode_port}` (followed by [`crate::channel_io::follow_opencode`]) | opencode 1.x server docs (`session.status`, `permission.asked`/`permission.replied`, `session.idle`, `session.error`) |
 //!
 //! Fixtures: `tests/fixtures/channels/*.jsonl`, one event per line as the CLI sends it, with the
@@ -25,17 +26,20 @@ pub enum Channel {
     Codex,
     /// gemini-cli hooks.
     Gemini,
+    /// gemini-cli's local telemetry file, summarised by [`GeminiTelemetry`].
+    GeminiTelemetry,
     /// opencode's server event stream.
     Opencode,
 }
 
 impl Channel {
-    /// Parses `claude`, `codex`, `gemini` or `opencode`.
+    /// Parses `claude`, `codex`, `gemini`, `gemini-telemetry` or `opencode`.
     pub fn parse(s: &str) -> Option<Channel> {
         match s {
             "claude" => Some(Channel::Claude),
             "codex" => Some(Channel::Codex),
             "gemini" => Some(Channel::Gemini),
+            "gemini-telemetry" => Some(Channel::GeminiTelemetry),
             "opencode" => Some(Channel::Opencode),
             _ => None,
         }
@@ -47,6 +51,7 @@ impl Channel {
             Channel::Claude => "claude hooks",
             Channel::Codex => "codex notify",
             Channel::Gemini => "gemini hooks",
+            Channel::GeminiTelemetry => "gemini telemetry",
             Channel::Opencode => "opencode events",
         }
     }
@@ -58,6 +63,7 @@ impl Channel {
             Channel::Claude => claude(event),
             Channel::Codex => codex_notify(event),
             Channel::Gemini => gemini(event),
+            Channel::GeminiTelemetry => gemini_telemetry(event),
             Channel::Opencode => opencode(event),
         }
     }
@@ -223,7 +229,9 @@ pub fn codex_notify(event: &Value) -> Option<AgentReport> {
 
 /// A gemini-cli hook event (JSON on stdin: `hook_event_name`; `BeforeTool`/`AfterTool` with
 /// `tool_name` and `tool_input`; `Notification` with `notification_type` (`ToolPermission`) and
-/// `message`), checked against gemini-cli's hooks reference (docs/hooks/reference.md).
+/// `message`), checked against gemini-cli's hooks reference (docs/hooks/reference.md) and live
+/// against gemini-cli 0.61.0 (SessionStart, BeforeAgent, BeforeTool, AfterTool, AfterAgent and,
+/// without `--yolo`, Notification; recorded in tests/fixtures/channels/gemini-*.jsonl).
 pub fn gemini(event: &Value) -> Option<AgentReport> {
     let name = s(event, "hook_event_name");
     let c = Channel::Gemini;
@@ -259,6 +267,127 @@ pub fn gemini(event: &Value) -> Option<AgentReport> {
         _ => return None,
     };
     Some(r)
+}
+
+/// How many API errors in a row (no successful answer between them) make gemini's API "keeps
+/// failing", together with [`GEMINI_API_FAILING_FOR_MS`].
+pub const GEMINI_API_FAILURES_IN_A_ROW: u64 = 3;
+
+/// How long, ms, from the first to the latest of the errors in a row before gemini's API "keeps
+/// failing". gemini-cli 0.61.0 retries a 5xx 5 times with backoff (about 5, 11, 18 and 35 s
+/// apart), then starts over, forever; its screen shows only "Thinking… (esc to cancel, Nm Ns)".
+/// A transient failure that one backoff rides out ends well inside 60 s.
+pub const GEMINI_API_FAILING_FOR_MS: u64 = 60_000;
+
+/// The run of API errors in gemini-cli's local telemetry (`GEMINI_TELEMETRY_OUTFILE`): the file
+/// holds OpenTelemetry log records, one pretty-printed JSON object after another, each with
+/// `hrTime` (`[seconds, nanoseconds]`) and `attributes` (`event.name`; for
+/// `gemini_cli.api_error`: `status_code` (absent for network errors), `error.message` (the API's
+/// JSON error body or a plain message), `model`). Checked against gemini-cli 0.61.0 (live run
+/// against tools/model-server/server.py, error500 and normal). Spans and metrics in the same
+/// file, and every other event, are skipped. A 429 is left to the screen's rate-limit rule
+/// (gemini rides a rate window out itself): it neither counts nor ends the run of errors.
+#[derive(Debug, Default, Clone)]
+pub struct GeminiTelemetry {
+    errors: u64,
+    first_ms: u64,
+}
+
+impl GeminiTelemetry {
+    /// One record of the file: for an API error, the event switchyard hands to the run (see
+    /// [`gemini_telemetry`]): `{"event.name", "status_code", "message", "model", "errors_in_a_row",
+    /// "failing_ms"}`; `None` for everything else (a successful `gemini_cli.api_response` ends the
+    /// run of errors).
+    pub fn observe(&mut self, record: &Value) -> Option<Value> {
+        let a = &record["attributes"];
+        let at_ms =
+            record["hrTime"][0].as_u64()? * 1000 + record["hrTime"][1].as_u64()? / 1_000_000;
+        match s(a, "event.name") {
+            "gemini_cli.api_response" => {
+                let ok = a["status_code"].as_u64().is_none_or(|c| c < 400);
+                if ok {
+                    self.errors = 0;
+                }
+                None
+            }
+            "gemini_cli.api_error" => {
+                let status = a["status_code"].as_u64();
+                let message = api_error_message(s(a, "error.message"));
+                if status == Some(429) || crate::classify::is_rate_limit(&message) {
+                    return None;
+                }
+                if self.errors == 0 {
+                    self.first_ms = at_ms;
+                }
+                self.errors += 1;
+                Some(serde_json::json!({
+                    "event.name": "gemini_cli.api_error",
+                    "status_code": status,
+                    "message": message,
+                    "model": s(a, "model"),
+                    "errors_in_a_row": self.errors,
+                    "failing_ms": at_ms.saturating_sub(self.first_ms),
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The message of an API error as gemini-cli 0.61 logs it: the API's JSON body
+/// (`{"error": {"code", "message", "status"}}`) gives `message (STATUS)`, anything else its first
+/// line; at most 300 characters.
+fn api_error_message(raw: &str) -> String {
+    let body = serde_json::from_str::<Value>(raw).ok();
+    let e = body.as_ref().map(|b| &b["error"]);
+    let m = match e {
+        Some(e) if !s(e, "message").is_empty() => match s(e, "status") {
+            "" => s(e, "message").to_string(),
+            st => format!("{} ({st})", s(e, "message")),
+        },
+        _ => raw.lines().next().unwrap_or("").to_string(),
+    };
+    m.chars().take(300).collect()
+}
+
+/// What one summarised telemetry event says (see [`GeminiTelemetry::observe`]): `error` once the
+/// API has failed [`GEMINI_API_FAILURES_IN_A_ROW`] times in a row over at least
+/// [`GEMINI_API_FAILING_FOR_MS`], with the status code and message; `None` before (gemini retries
+/// by itself and its hooks and screen keep the word).
+pub fn gemini_telemetry(event: &Value) -> Option<AgentReport> {
+    let n = event["errors_in_a_row"].as_u64()?;
+    let ms = event["failing_ms"].as_u64()?;
+    if n < GEMINI_API_FAILURES_IN_A_ROW || ms < GEMINI_API_FAILING_FOR_MS {
+        return None;
+    }
+    let status = event["status_code"]
+        .as_u64()
+        .map_or("network error".to_string(), |c| format!("HTTP {c}"));
+    let model = match s(event, "model") {
+        "" => String::new(),
+        m => format!(" from {m}"),
+    };
+    Some(report(
+        Channel::GeminiTelemetry,
+        VerdictKind::Error,
+        "gemini_cli.api_error",
+        format!(
+            "{status}{model}: {} ({n} API errors in a row over {}s)",
+            s(event, "message"),
+            ms / 1000
+        ),
+    ))
+}
+
+/// The final message in a gemini-cli hook event: `prompt_response` of `AfterAgent` (the turn's
+/// whole answer; gemini-cli 0.61.0, recorded in tests/fixtures/channels/gemini-normal-home.jsonl),
+/// `None` for other events or an empty answer. `switchyard hook --agent gemini` writes it to
+/// `$SWITCHYARD_FINAL_MESSAGE` (the shipped profile sets it to `{final_message}`), since the
+/// transcript heuristic would take gemini's footer for the answer.
+pub fn gemini_final_message(event: &Value) -> Option<&str> {
+    (s(event, "hook_event_name") == "AfterAgent")
+        .then(|| s(event, "prompt_response"))
+        .filter(|m| !m.is_empty())
 }
 
 /// An opencode server event (one `data:` payload of `GET /event`: `{"type", "properties"}`),
@@ -354,8 +483,15 @@ pub fn profile_notes(
     let channel = match program {
         "claude" if mentions("{claude_settings}") => "claude hooks (--settings {claude_settings})",
         "codex" if mentions("notify=") => "codex notify (-c notify=[...])",
+        "gemini" if env.values().any(|v| v.contains("{gemini_home}")) => {
+            if env.values().any(|v| v.contains("{gemini_telemetry}")) {
+                "gemini hooks (GEMINI_CLI_HOME = {gemini_home}) and local telemetry for API errors (GEMINI_TELEMETRY_OUTFILE = {gemini_telemetry})"
+            } else {
+                "gemini hooks (GEMINI_CLI_HOME = {gemini_home})"
+            }
+        }
         "gemini" if env.values().any(|v| v.contains("{gemini_settings}")) => {
-            "gemini hooks (GEMINI_CLI_SYSTEM_SETTINGS_PATH = {gemini_settings})"
+            "gemini hooks (GEMINI_CLI_SYSTEM_SETTINGS_PATH = {gemini_settings}; read only from a root-owned path)"
         }
         "codex" if has("exec") && has("--json") => "events (codex exec --json, on its screen)",
         "opencode" if mentions("{opencode_port}") => {
@@ -512,6 +648,143 @@ mod tests {
             k(o, json!({"type": "message.part.updated", "properties": {}})),
             None
         );
+    }
+
+    /// Replays a trimmed telemetry recording (tests/fixtures/channels/telemetry) through the
+    /// tracker: the reports it makes, with the seconds since the first record.
+    fn replay_telemetry(name: &str) -> (usize, Vec<(u64, AgentReport)>) {
+        let path = format!(
+            "{}/tests/fixtures/channels/telemetry/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut t = GeminiTelemetry::default();
+        let mut records = 0;
+        let mut start = None;
+        let mut out = Vec::new();
+        let used = crate::channel_io::telemetry_records(&text, |r| {
+            records += 1;
+            let at = r["hrTime"][0].as_u64().unwrap_or(0);
+            let start = *start.get_or_insert(at);
+            if let Some(e) = t.observe(&r) {
+                if let Some(rep) = Channel::GeminiTelemetry.report(&e) {
+                    out.push((at - start, rep));
+                }
+            }
+        });
+        assert_eq!(used, text.len(), "{path}: every byte is a record");
+        (records, out)
+    }
+
+    #[test]
+    fn gemini_telemetry_recordings_replay() {
+        // gemini-cli 0.61.0 against a server answering 500 to everything: it retries (errors
+        // about 5, 11, 18 and 35 s apart, then again from the start) and never gives up.
+        // Recorded by the harness (error500, three attempts): the first report comes past 60 s
+        // of errors in a row, with the status and the API's message.
+        for name in [
+            "gemini-error500-a1.json",
+            "gemini-error500-a2.json",
+            "gemini-error500-a3.json",
+        ] {
+            let (n, reports) = replay_telemetry(name);
+            assert!(n >= 15, "{name}: {n} records");
+            let (at, first) = reports
+                .first()
+                .unwrap_or_else(|| panic!("{name}: no error report"));
+            assert_eq!(first.kind, VerdictKind::Error);
+            assert!(
+                (60..=80).contains(at),
+                "{name}: first error report at {at}s"
+            );
+            assert_eq!(first.channel, "gemini telemetry");
+            assert!(
+                first.line.starts_with(
+                    "HTTP 500 from gemini-3.5-flash-lite: scripted model server: internal error (mode error500) (INTERNAL) ("
+                ),
+                "{name}: {}",
+                first.line
+            );
+        }
+        // A normal session: no error, no report.
+        for name in ["gemini-normal.json", "gemini-rate429.json"] {
+            let path = format!(
+                "{}/tests/fixtures/channels/telemetry/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            if std::path::Path::new(&path).exists() {
+                let (n, reports) = replay_telemetry(name);
+                assert!(n > 0, "{name}: no records");
+                assert!(reports.is_empty(), "{name}: {:?}", reports[0].1.line);
+            }
+        }
+    }
+
+    #[test]
+    fn gemini_after_agent_carries_the_final_message() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/channels/gemini-normal-home.jsonl"
+        );
+        let finals: Vec<String> = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                gemini_final_message(&v["event"]).map(str::to_string)
+            })
+            .collect();
+        assert_eq!(
+            finals,
+            vec!["I'll write the file and commit it. \nDone: I wrote HARNESS.md and committed it."]
+        );
+        assert_eq!(
+            gemini_final_message(&json!({"hook_event_name": "AfterAgent", "prompt_response": ""})),
+            None
+        );
+    }
+
+    #[test]
+    fn gemini_api_errors_count_in_a_row_and_a_success_ends_the_run() {
+        let rec = |secs: u64, name: &str, status: Option<u64>| {
+            json!({"hrTime": [secs, 5_000_000], "attributes": {"event.name": name, "status_code": status,
+                "error.message": "fetch failed\nat x", "model": "m"}})
+        };
+        let mut t = GeminiTelemetry::default();
+        let mut verdict = |r: Value| {
+            t.observe(&r)
+                .and_then(|e| gemini_telemetry(&e))
+                .map(|r| r.line)
+        };
+        assert_eq!(verdict(rec(100, "gemini_cli.api_error", Some(503))), None);
+        assert_eq!(verdict(rec(150, "gemini_cli.api_error", Some(503))), None);
+        // A success ends the run: two more errors are not enough, however long.
+        assert_eq!(
+            verdict(rec(151, "gemini_cli.api_response", Some(200))),
+            None
+        );
+        assert_eq!(verdict(rec(160, "gemini_cli.api_error", None)), None);
+        assert_eq!(verdict(rec(200, "gemini_cli.api_error", None)), None);
+        // 429s are the rate-limit rule's: they neither count nor end the run.
+        assert_eq!(verdict(rec(210, "gemini_cli.api_error", Some(429))), None);
+        assert_eq!(
+            verdict(rec(225, "gemini_cli.api_error", None)).as_deref(),
+            Some("network error from m: fetch failed (3 API errors in a row over 65s)")
+        );
+        // Three in a row within a minute are not yet "keeps failing".
+        let mut t = GeminiTelemetry::default();
+        for s in [0, 10, 20, 30] {
+            let e = t
+                .observe(&rec(s, "gemini_cli.api_error", Some(500)))
+                .unwrap();
+            assert!(gemini_telemetry(&e).is_none());
+        }
+        assert!(t
+            .observe(&json!({"resource": {}, "scopeMetrics": []}))
+            .is_none());
+        assert!(t
+            .observe(&json!({"attributes": {"event.name": "gemini_cli.api_error"}}))
+            .is_none());
     }
 
     #[test]

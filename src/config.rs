@@ -378,6 +378,12 @@ pub struct AnswerSpec {
     pub pattern: String,
     /// Text to type; `\r` is Enter.
     pub keys: String,
+    /// Answer this prompt at most once per attempt (default false): for a dialog the agent asks
+    /// once per process and draws again while it restarts itself (gemini-cli 0.61's trust dialog),
+    /// where a second answer would be typed into whatever comes next. A second one in the same
+    /// attempt is left to the `waiting_input` ladder's later steps.
+    #[serde(default)]
+    pub once: bool,
 }
 
 /// The heal policy: what happens automatically, and how often at most.
@@ -436,8 +442,8 @@ pub struct Compiled {
     /// Screen rules per agent profile (the profile's own, then the global ones).
     pub rules: BTreeMap<String, Vec<Rule>>,
     /// Allow-listed answers per agent profile (the profile's own, then the global ones):
-    /// (name, pattern, keys).
-    pub answers: BTreeMap<String, Vec<(String, Regex, String)>>,
+    /// (name, pattern, keys, once).
+    pub answers: BTreeMap<String, Vec<(String, Regex, String, bool)>>,
     /// Deny-list patterns.
     pub deny: Vec<Regex>,
 }
@@ -558,11 +564,11 @@ impl Config {
             .collect::<Result<_, _>>()?;
         let compile_answers = |list: &[AnswerSpec],
                                place: &str|
-         -> Result<Vec<(String, Regex, String)>, String> {
+         -> Result<Vec<(String, Regex, String, bool)>, String> {
             list.iter()
                 .map(|a| {
                     Regex::new(&a.pattern)
-                        .map(|re| (a.name.clone(), re, a.keys.clone()))
+                        .map(|re| (a.name.clone(), re, a.keys.clone(), a.once))
                         .map_err(|e| format!("{place} {:?}: pattern does not compile: {e}", a.name))
                 })
                 .collect()
@@ -648,6 +654,16 @@ pub struct Vars {
     /// `{gemini_settings}`: a gemini-cli settings file whose hooks report the agent's own events
     /// to switchyard (given as `GEMINI_CLI_SYSTEM_SETTINGS_PATH`); see [`gemini_settings`].
     pub gemini_settings: String,
+    /// `{gemini_home}`: a per-run directory given to gemini-cli as `GEMINI_CLI_HOME` (gemini
+    /// 0.61 reads its user files from `$GEMINI_CLI_HOME/.gemini/` instead of `~/.gemini/`):
+    /// `.gemini/settings.json` is the user's settings plus switchyard's hooks
+    /// ([`gemini_user_settings`]), every other entry links to the user's own; see
+    /// [`crate::channel_io::prepare_gemini_home`].
+    pub gemini_home: String,
+    /// `{gemini_telemetry}`: `<workdir>/run/gemini-telemetry-<task id>-a<attempt>.json`, given as
+    /// `GEMINI_TELEMETRY_OUTFILE`; switchyard follows it for API errors (see
+    /// [`crate::channel_io::follow_gemini_telemetry`]).
+    pub gemini_telemetry: String,
     /// `{opencode_port}`: a free port on 127.0.0.1 for opencode's own server, whose event stream
     /// switchyard follows (see [`crate::channel_io::follow_opencode`]); empty when unused.
     pub opencode_port: String,
@@ -681,14 +697,15 @@ pub fn claude_settings(switchyard: &str) -> String {
     .to_string()
 }
 
-/// The gemini-cli settings (JSON, given as `GEMINI_CLI_SYSTEM_SETTINGS_PATH`, so neither the
-/// user's files nor the worktree change) whose hooks run `'<switchyard>' hook --agent gemini`:
-/// SessionStart, BeforeAgent, BeforeTool, AfterTool, AfterAgent, Notification. Format: gemini-cli's
-/// hooks reference (docs/hooks/reference.md: `{"hooks": {EVENT: [{"matcher", "hooks": [{"type":
-/// "command", "command", "name", "timeout" (ms)}]}]}}`, and `hooksConfig.enabled`, which stable
-/// releases need), checked against the documentation of gemini-cli 0.2x–0.61; not against a live
-/// CLI here. A system settings file the machine already
-/// has is replaced for this agent only.
+/// The gemini-cli settings (JSON) whose hooks run `'<switchyard>' hook --agent gemini`:
+/// SessionStart, BeforeAgent, BeforeTool, AfterTool, AfterAgent, Notification. Given to gemini as
+/// the user settings of the per-run `GEMINI_CLI_HOME` (merged into the user's own by
+/// [`gemini_user_settings`]), or in older profiles as `GEMINI_CLI_SYSTEM_SETTINGS_PATH` (which
+/// gemini 0.61 reads only from a root-owned path); neither the user's files nor the worktree
+/// change. Format: gemini-cli's hooks reference (`{"hooks": {EVENT: [{"matcher", "hooks":
+/// [{"type": "command", "command", "name", "timeout" (ms)}]}]}}`, and `hooksConfig.enabled`,
+/// which stable releases need). Checked against gemini-cli 0.61.0 live (the harness records
+/// SessionStart, BeforeAgent, BeforeTool, AfterTool and AfterAgent through it).
 pub fn gemini_settings(switchyard: &str) -> String {
     let command = format!(
         "'{}' hook --agent gemini",
@@ -714,6 +731,98 @@ pub fn gemini_settings(switchyard: &str) -> String {
         }
     })
     .to_string()
+}
+
+/// JSON with comments, as gemini-cli 0.61 reads its settings files (it strips `// …` and
+/// `/* … */` outside strings with strip-json-comments before `JSON.parse`): the same text with
+/// each comment replaced by spaces (newlines kept, so error positions stay right).
+pub fn strip_json_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let (mut in_string, mut escaped) = (false, false);
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('"', _) => {
+                in_string = true;
+                out.push(c);
+            }
+            ('/', Some('/')) => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                    out.push(' ');
+                }
+            }
+            ('/', Some('*')) => {
+                chars.next();
+                out.push_str("  ");
+                let mut prev = ' ';
+                for c in chars.by_ref() {
+                    out.push(if c == '\n' { '\n' } else { ' ' });
+                    if prev == '*' && c == '/' {
+                        break;
+                    }
+                    prev = c;
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The user settings gemini-cli reads from the per-run `{gemini_home}`: `user` (the user's own
+/// `~/.gemini/settings.json`, `None` when there is none) with switchyard's hooks
+/// ([`gemini_settings`]) added after the user's own hooks for each event, and `hooksConfig.enabled`
+/// set. Everything else of the user's is kept as it is. Err: the user's file is not a JSON object
+/// (then gemini itself would refuse it).
+pub fn gemini_user_settings(
+    user: Option<serde_json::Value>,
+    switchyard: &str,
+) -> Result<serde_json::Value, String> {
+    let ours: serde_json::Value =
+        serde_json::from_str(&gemini_settings(switchyard)).map_err(|e| e.to_string())?;
+    let mut merged = user.unwrap_or_else(|| serde_json::json!({}));
+    let Some(obj) = merged.as_object_mut() else {
+        return Err("it is not a JSON object".into());
+    };
+    let config = obj
+        .entry("hooksConfig")
+        .or_insert_with(|| serde_json::json!({}));
+    if let Some(c) = config.as_object_mut() {
+        c.insert("enabled".into(), true.into());
+    } else {
+        *config = serde_json::json!({ "enabled": true });
+    }
+    let Some(hooks) = obj
+        .entry("hooks")
+        .or_insert_with(|| serde_json::json!({}))
+        .as_object_mut()
+    else {
+        return Err("its \"hooks\" is not an object".into());
+    };
+    for (event, groups) in ours["hooks"].as_object().into_iter().flatten() {
+        let list = hooks
+            .entry(event.clone())
+            .or_insert_with(|| serde_json::json!([]));
+        match list.as_array_mut() {
+            Some(a) => a.extend(groups.as_array().into_iter().flatten().cloned()),
+            None => return Err(format!("its \"hooks.{event}\" is not a list")),
+        }
+    }
+    Ok(merged)
 }
 
 /// Fills an argv template. Each element is substituted on its own and stays ONE argv element,
@@ -742,6 +851,8 @@ pub fn render_argv(template: &[String], vars: &Vars) -> Vec<String> {
                     "{claude_settings}" => Some(&vars.claude_settings),
                     "{final_message}" => Some(&vars.final_message),
                     "{gemini_settings}" => Some(&vars.gemini_settings),
+                    "{gemini_home}" => Some(&vars.gemini_home),
+                    "{gemini_telemetry}" => Some(&vars.gemini_telemetry),
                     "{opencode_port}" => Some(&vars.opencode_port),
                     _ => None,
                 };
@@ -916,7 +1027,7 @@ mod tests {
             .any(|d| d.is_match("Overwrite existing file? (y/n)")));
         assert!(compiled.answers["codex"]
             .iter()
-            .any(|(_, re, _)| re.is_match("Apply these edits? (y/n)")));
+            .any(|(_, re, _, _)| re.is_match("Apply these edits? (y/n)")));
     }
 
     #[test]
@@ -986,6 +1097,16 @@ mod tests {
         assert_eq!(argv.len(), 4);
         assert_eq!(argv[2], format!("Fix: {title}"));
         assert_eq!(argv[3], "--id=t1");
+    }
+
+    #[test]
+    fn json_comments_are_stripped_outside_strings() {
+        let text =
+            "{\n  // the theme\n  \"ui\": {\"theme\": \"a//b /* c */\"}, /* x\n y */ \"n\": 1\n}";
+        let v: serde_json::Value = serde_json::from_str(&super::strip_json_comments(text)).unwrap();
+        assert_eq!(v["ui"]["theme"], "a//b /* c */");
+        assert_eq!(v["n"], 1);
+        assert_eq!(super::strip_json_comments("\"\\\"//\""), "\"\\\"//\"");
     }
 
     #[test]

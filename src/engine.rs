@@ -375,6 +375,10 @@ pub struct WorkerState {
     pub live: bool,
     /// Last byte of output, ms.
     pub last_output_at: Ms,
+    /// When the screen first showed any text, ms (the start-up grace counts from here: gemini
+    /// 0.61 on a loaded machine prints nothing for 10 s, then draws its input box seconds before
+    /// it submits the `--prompt-interactive` prompt).
+    pub drawn_at: Option<Ms>,
     /// Last change of the screen text, ms.
     pub last_change_at: Ms,
     /// Last worktree activity, CPU use or heal action, ms.
@@ -398,6 +402,9 @@ pub struct WorkerState {
     /// The prompt answered last: (its line, a hash of its dialog, when), so a dialog still on
     /// screen after the answer (an agent restarting itself) is not answered again.
     answered: Option<(String, u64, Ms)>,
+    /// The names of the `once` answers sent in this attempt (see
+    /// [`crate::config::AnswerSpec::once`]).
+    answered_once: Vec<String>,
     /// The error context this attempt was started with (never taken for a new error).
     echo: Option<crate::classify::Echo>,
     /// An error waits for the branch state before the ladder acts (a moved branch is verified,
@@ -828,6 +835,9 @@ impl Engine {
                         w.last_change_at = now;
                     }
                     w.last_output_at = w.last_output_at.max(last_output_at);
+                    if w.drawn_at.is_none() && screen.rows.iter().any(|r| !r.trim().is_empty()) {
+                        w.drawn_at = Some(now);
+                    }
                     w.screen = screen;
                 }
             }
@@ -1347,6 +1357,7 @@ impl Engine {
             spawned_at: now,
             live: false,
             last_output_at: now,
+            drawn_at: None,
             last_change_at: now,
             last_activity_at: now,
             last_progress_at: now,
@@ -1359,6 +1370,7 @@ impl Engine {
             reported: None,
             reported_at: now,
             answered: None,
+            answered_once: Vec::new(),
             turn_seen: false,
             echo,
             error_check: None,

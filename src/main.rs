@@ -127,7 +127,8 @@ enum Cmd {
     Report(switchyard::report::ReportArgs),
     /// Hands an agent's own event (JSON on stdin, or as the last argument: codex's notify) to
     /// the run's server; used by the channels switchyard configures (`{claude_settings}`,
-    /// `{gemini_settings}`, codex's `-c notify=[...]`). Never fails and never waits long: the
+    /// `{gemini_home}`, codex's `-c notify=[...]`); for gemini's AfterAgent it also keeps the
+    /// answer in `$SWITCHYARD_FINAL_MESSAGE`. Never fails and never waits long: the
     /// agent must not be held up by its supervisor (a permission decision waits at most 3 s).
     #[command(hide = true)]
     Hook {
@@ -784,20 +785,52 @@ fn doctor(manifest: Option<&Path>) -> Result<u8> {
         println!("  {name:<12} {}: {line}", found.display());
         notes();
     }
-    // gemini's hooks come through a system settings file it reads only from a root-owned path.
-    let uses_gemini_hooks = config.agents.values().any(|p| {
-        p.command.iter().any(|a| a.contains("{gemini_settings}"))
-            || p.env.values().any(|v| v.contains("{gemini_settings}"))
-    });
-    if let (true, Some(mpath)) = (uses_gemini_hooks, manifest) {
+    // gemini's hooks: through the per-run GEMINI_CLI_HOME (any user, any path), or, in older
+    // profiles, a system settings file it reads only from a root-owned path.
+    let mentions = |p: &str| {
+        config.agents.values().any(|a| {
+            a.command.iter().any(|x| x.contains(p)) || a.env.values().any(|v| v.contains(p))
+        })
+    };
+    if let (true, Some(mpath)) = (
+        mentions("{gemini_home}") || mentions("{gemini_settings}"),
+        manifest,
+    ) {
         if let Ok(m) = switchyard::manifest::Manifest::load(mpath) {
             if let Ok(paths) = switchyard::runtime::Paths::resolve(mpath, &m, None) {
-                let file = paths.workdir.join("run").join("gemini-settings.json");
-                match switchyard::channel_io::gemini_settings_trusted(&file) {
-                    Ok(()) => println!("gemini hooks: {} will be read", file.display()),
-                    Err(why) => println!(
-                        "gemini hooks: off for this run, {why}; gemini 0.61 reads a system settings file only from a root-owned path no one else can write, so its title and screen rules decide (fix: run as root with the manifest's workdir outside /tmp)"
-                    ),
+                if mentions("{gemini_home}") {
+                    let user = switchyard::channel_io::user_gemini_dir();
+                    let settings = user.as_ref().map(|u| u.join("settings.json"));
+                    if let Some(Ok(text)) = settings
+                        .as_ref()
+                        .filter(|p| p.exists())
+                        .map(std::fs::read_to_string)
+                    {
+                        let text = switchyard::config::strip_json_comments(&text);
+                        if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                            println!(
+                                "gemini hooks: {} is not JSON ({e}): gemini workers will not start; fix the file",
+                                settings.as_ref().map_or(String::new(), |p| p.display().to_string())
+                            );
+                        }
+                    }
+                    println!(
+                        "gemini hooks: on; GEMINI_CLI_HOME = {} holds your gemini settings ({}) plus switchyard's hooks, every other file of that directory linked; settings gemini saves during a run stay in the copy",
+                        paths.workdir.join("run").join("gemini-home").display(),
+                        user.map_or("none: no home directory".into(), |u| u
+                            .join("settings.json")
+                            .display()
+                            .to_string())
+                    );
+                }
+                if mentions("{gemini_settings}") {
+                    let file = paths.workdir.join("run").join("gemini-settings.json");
+                    match switchyard::channel_io::gemini_settings_trusted(&file) {
+                        Ok(()) => println!("gemini hooks ({{gemini_settings}}): {} will be read", file.display()),
+                        Err(why) => println!(
+                            "gemini hooks ({{gemini_settings}}): off for this run, {why}; gemini 0.61 reads a system settings file only from a root-owned path no one else can write (fix: use GEMINI_CLI_HOME = \"{{gemini_home}}\" as the shipped profile does)"
+                        ),
+                    }
                 }
             }
         }
@@ -881,6 +914,16 @@ fn hook(agent: Option<&str>, arg: Option<&str>) -> Option<String> {
     };
     let reply = agent.unwrap_or("claude") == "claude"
         && event.get("hook_event_name").and_then(|n| n.as_str()) == Some("PermissionRequest");
+    // gemini's AfterAgent carries the turn's answer: kept as the final message (before the event
+    // reaches the run, which reads the file once the task settles).
+    if let (Some("gemini"), Some(path)) = (agent, std::env::var_os("SWITCHYARD_FINAL_MESSAGE")) {
+        if let Some(text) = switchyard::channels::gemini_final_message(&event) {
+            let _ = std::fs::write(
+                path,
+                format!("{}\n", switchyard::final_message::clean(text)),
+            );
+        }
+    }
     switchyard::channel_io::send_event(Path::new(&socket), &task, agent, event, reply)
         .map(|o| o.to_string())
 }

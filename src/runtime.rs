@@ -1206,6 +1206,7 @@ impl Runtime {
         let by_file = profile
             .command
             .iter()
+            .chain(profile.env.values())
             .any(|a| a.contains("{final_message}"));
         let channel = profile.final_message.unwrap_or(FinalChannel::Transcript);
         let written = by_file
@@ -1366,6 +1367,19 @@ impl StartContext {
     fn gemini_settings(&self) -> PathBuf {
         self.claude_settings.with_file_name("gemini-settings.json")
     }
+
+    /// `<workdir>/run/gemini-home`, what `{gemini_home}` names (one for every gemini worker of
+    /// the run: its content is the same for all).
+    fn gemini_home(&self) -> PathBuf {
+        self.claude_settings.with_file_name("gemini-home")
+    }
+
+    /// `<workdir>/run/gemini-telemetry-<task id>-a<attempt>.json`, what `{gemini_telemetry}`
+    /// names.
+    fn gemini_telemetry(&self, task_id: &str, attempt: u32) -> PathBuf {
+        self.claude_settings
+            .with_file_name(format!("gemini-telemetry-{task_id}-a{attempt}.json"))
+    }
 }
 
 /// Creates (or reuses) the worktree and spawns the worker. Errors are one readable sentence.
@@ -1436,6 +1450,11 @@ fn prepare_worker(
         claude_settings: ctx.claude_settings.display().to_string(),
         final_message: final_message.display().to_string(),
         gemini_settings: ctx.gemini_settings().display().to_string(),
+        gemini_home: ctx.gemini_home().display().to_string(),
+        gemini_telemetry: ctx
+            .gemini_telemetry(&spec.task_id, spec.attempt)
+            .display()
+            .to_string(),
         opencode_port: String::new(),
     };
     let mut vars = vars;
@@ -1461,6 +1480,23 @@ fn prepare_worker(
             )
         })?;
     }
+    let mentions = |p: &str| {
+        spec.env.values().any(|v| v.contains(p)) || spec.command.iter().any(|a| a.contains(p))
+    };
+    let user_gemini = crate::channel_io::user_gemini_dir();
+    if mentions("{gemini_home}") {
+        crate::channel_io::prepare_gemini_home(
+            &ctx.gemini_home(),
+            user_gemini.as_deref(),
+            &vars.switchyard,
+        )?;
+    }
+    let gemini_telemetry = mentions("{gemini_telemetry}").then(|| {
+        let path = ctx.gemini_telemetry(&spec.task_id, spec.attempt);
+        // A file left by an earlier run of this attempt number is not this worker's.
+        let _ = std::fs::remove_file(&path);
+        path
+    });
     if spec.command.iter().any(|a| a.contains("{claude_settings}")) {
         if let Some(dir) = ctx.claude_settings.parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -1487,6 +1523,20 @@ fn prepare_worker(
             )
         })
         .collect();
+    // The per-run gemini home links the user's files; trust decisions go to the user's own file
+    // (gemini 0.61 replaces trustedFolders.json by a rename, which would cut a link).
+    if mentions("{gemini_home}")
+        && !env
+            .iter()
+            .any(|(k, _)| k == "GEMINI_CLI_TRUSTED_FOLDERS_PATH")
+    {
+        if let Some(dir) = &user_gemini {
+            env.push((
+                "GEMINI_CLI_TRUSTED_FOLDERS_PATH".into(),
+                dir.join("trustedFolders.json").display().to_string(),
+            ));
+        }
+    }
     env.push(("SWITCHYARD_TASK_ID".into(), spec.task_id.clone()));
     env.push(("SWITCHYARD_ATTEMPT".into(), spec.attempt.to_string()));
     env.push(("SWITCHYARD_FILES".into(), spec.files.join(",")));
@@ -1514,6 +1564,29 @@ fn prepare_worker(
         ctx.tx,
         ctx.wake,
     )?;
+    if let (Some(path), Some(socket), Some(pid)) = (gemini_telemetry, socket.clone(), worker.pid) {
+        // gemini's API errors: its local telemetry file, summarised and handed to the run.
+        let task_id = spec.task_id.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("gemini-telemetry-{task_id}"))
+            .spawn(move || {
+                let why = crate::channel_io::follow_gemini_telemetry(
+                    &path,
+                    std::time::Duration::from_secs(120),
+                    || crate::server::files::pid_alive(pid),
+                    |event| {
+                        crate::channel_io::send_event(
+                            &socket,
+                            &task_id,
+                            Some("gemini-telemetry"),
+                            event,
+                            false,
+                        );
+                    },
+                );
+                tracing::debug!("task {task_id}: {why}");
+            });
+    }
     if let (Some(port), Some(socket)) = (opencode_port, socket) {
         // opencode's own word: its server's event stream, handed to the run like a hook's.
         let task_id = spec.task_id.clone();

@@ -808,3 +808,87 @@ command = ["sh", "-c", "sleep 2; echo x > out.txt; git add out.txt; git -c user.
         "never reported as success: {stdout}"
     );
 }
+
+#[test]
+fn gemini_telemetry_reporting_api_errors_in_a_row_ends_in_error_with_the_status() {
+    // A stand-in for gemini-cli 0.61 retrying a dead API: it appends OpenTelemetry records of
+    // `gemini_cli.api_error` (503, its JSON body) to $GEMINI_TELEMETRY_OUTFILE ({gemini_telemetry})
+    // the way gemini does, dated 40 s apart, and keeps "thinking". switchyard reads them, says
+    // `error` with the status and message, restarts, and ends `error`.
+    let r = repo();
+    let records: String = [1000, 1040, 1080]
+        .iter()
+        .map(|t| {
+            let v = serde_json::json!({"hrTime": [t, 0], "attributes": {
+                "event.name": "gemini_cli.api_error", "status_code": 503, "model": "m",
+                "error.message": r#"{"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}"#}});
+            serde_json::to_string_pretty(&v).unwrap() + "\n"
+        })
+        .collect();
+    let fake = tempfile::tempdir().unwrap();
+    let file = fake.path().join("records.json");
+    std::fs::write(&file, records).unwrap();
+    let config = format!(
+        r#"
+default_agent = "gem"
+[heal]
+backoff_ms = 100
+max_attempts = 2
+[agents.gem]
+command = ["sh", "-c", "cat \"$1\" >> \"$GEMINI_TELEMETRY_OUTFILE\"; echo 'Thinking... (esc to cancel, 2m 0s)'; sleep 30", "gem", "{}"]
+env = {{ GEMINI_TELEMETRY_OUTFILE = "{{gemini_telemetry}}" }}
+"#,
+        file.display()
+    );
+    let config = config.as_str();
+    let manifest = write_project(r.path(), r#"{"id":"t","title":"x","files":["a"]}"#, config);
+    let start = std::time::Instant::now();
+    let out = run_headless(&manifest);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let t = tasks(&manifest_status(&manifest));
+    assert_eq!(t[0]["status"], "error", "{stdout}");
+    assert_eq!(t[0]["attempts"], 2, "{stdout}");
+    assert!(
+        stdout.contains(
+            "gemini telemetry: HTTP 503 from m: overloaded (UNAVAILABLE) (3 API errors in a row over 80s)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(25),
+        "not the 30 s sleep"
+    );
+}
+
+#[test]
+fn geminis_after_agent_hook_keeps_the_turns_answer_as_the_final_message() {
+    // A stand-in for gemini-cli 0.61: it commits, then its AfterAgent hook runs
+    // `switchyard hook --agent gemini` with the turn's answer in `prompt_response`, and it keeps
+    // its footer on screen ("YOLO Ctrl+Y", which the transcript heuristic would take).
+    let r = repo();
+    let config = r#"
+default_agent = "gem"
+[agents.gem]
+command = ["sh", "-c", "echo x > out.txt && git add out.txt && git -c user.name=a -c user.email=a@a commit -qm done && echo '{\"hook_event_name\":\"AfterAgent\",\"prompt_response\":\"Done: out.txt committed.\"}' | \"$0\" hook --agent gemini; echo 'YOLO Ctrl+Y'; sleep 20", "{switchyard}"]
+env = { SWITCHYARD_FINAL_MESSAGE = "{final_message}" }
+"#;
+    let manifest = write_project(r.path(), r#"{"id":"t","title":"x","files":["a"]}"#, config);
+    let start = std::time::Instant::now();
+    let out = run_headless(&manifest);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        tasks(&manifest_status(&manifest))[0]["status"],
+        "complete",
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(r.path().join(".sy/logs/t.final.md")).unwrap();
+    assert_eq!(text, "Done: out.txt committed.\n");
+    assert!(
+        stdout.contains("idle [hook:AfterAgent] gemini hooks"),
+        "{stdout}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "done from the hook, not the exit"
+    );
+}

@@ -61,8 +61,8 @@ pub struct Trouble {
     pub channel: bool,
 }
 
-/// How long after a start an idle screen is taken for the agent's start-up while it has not
-/// been seen at work yet (no busy rule matched, no word from its channel), ms. Only for profiles
+/// How long after its screen first shows text an idle screen is taken for the agent's start-up
+/// while it has not been seen at work yet (no busy rule matched, no word from its channel), ms. Only for profiles
 /// that have a busy rule to see work by.
 pub(super) const START_GRACE_MS: Ms = 10_000;
 
@@ -149,7 +149,7 @@ impl Engine {
         let own_word = v.evidence.rule.starts_with("hook:");
         let starting = !w.turn_seen
             && !own_word
-            && now.saturating_sub(w.spawned_at) < START_GRACE_MS
+            && now.saturating_sub(w.drawn_at.unwrap_or(now)) < START_GRACE_MS
             && rules.iter().any(|r| r.verdict == VerdictKind::Running);
         let busy = v.kind == VerdictKind::Running && v.evidence.rule != "output";
         let screen_hash = w.screen_hash;
@@ -590,8 +590,8 @@ impl Engine {
                 let find = |line: &str| {
                     answers
                         .iter()
-                        .find(|(_, re, _)| re.is_match(line))
-                        .map(|(name, _, keys)| (name.clone(), keys.clone()))
+                        .find(|(_, re, _, _)| re.is_match(line))
+                        .map(|(name, _, keys, once)| (name.clone(), keys.clone(), *once))
                 };
                 // A prompt the agent's channel reported (gemini 0.61's Notification hook says
                 // "Tool Confirm Shell Command requires execution") is answered by the dialog it
@@ -601,7 +601,7 @@ impl Engine {
                     w.screen.rows.iter().find_map(|row| find(row))
                 };
                 let found = find(&t.line).or_else(|| if t.channel { on_screen() } else { None });
-                let Some((name, keys)) = found else {
+                let Some((name, keys, once)) = found else {
                     // The channel tells before the dialog is drawn (gemini's Notification hook):
                     // wait a moment for it rather than escalate a prompt that may be allowed.
                     let fresh = self.runs[i]
@@ -612,6 +612,17 @@ impl Engine {
                 };
                 let dialog = dialog_hash(&t.line, &t.context);
                 if let Some(w) = self.runs[i].worker.as_mut() {
+                    if once && w.answered_once.contains(&name) {
+                        // Asked once per process, answered: what shows now is the old dialog
+                        // drawn again while the agent restarts itself (or something a person
+                        // must see: the ladder's next step decides, no second keystroke).
+                        return w.answered.as_ref().is_some_and(|(_, _, at)| {
+                            now.saturating_sub(*at) < ANSWER_AGAIN_AFTER_MS
+                        });
+                    }
+                    if once {
+                        w.answered_once.push(name.clone());
+                    }
                     match &w.answered {
                         Some((line, h, at))
                             if *line == t.line
@@ -907,7 +918,7 @@ impl Engine {
         let answers = &self.policy.compiled.answers[agent];
         let rules = &self.policy.compiled.rules[agent];
         w.screen.rows.iter().position(|row| {
-            answers.iter().any(|(_, re, _)| re.is_match(row))
+            answers.iter().any(|(_, re, _, _)| re.is_match(row))
                 || rules.iter().any(|r| {
                     r.verdict == VerdictKind::WaitingInput
                         && r.source == Source::Screen

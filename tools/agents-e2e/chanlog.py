@@ -10,9 +10,11 @@ stdin and argv and exits with its status, its stdout passed through (a hook's re
 
     chanlog.py wrap-gemini FILE -- gemini [ARGS...]
 
-rewrites the settings file $GEMINI_CLI_SYSTEM_SETTINGS_PATH names (switchyard's generated one) so
-that each hook command runs through `chanlog.py FILE gemini -- sh -c COMMAND`, points the variable
-at the copy and execs gemini: the fixtures get gemini's raw hook payloads while switchyard's hooks
+rewrites the settings file with switchyard's hooks (the user settings in $GEMINI_CLI_HOME/.gemini,
+switchyard's per-run gemini home; older profiles: the file $GEMINI_CLI_SYSTEM_SETTINGS_PATH names)
+so that each hook command runs through `chanlog.py FILE gemini -- sh -c COMMAND`, points the
+variable at the copy (for GEMINI_CLI_HOME: a sibling home whose other entries link to the
+original's) and execs gemini: the fixtures get gemini's raw hook payloads while switchyard's hooks
 still answer.
 """
 import json
@@ -23,18 +25,34 @@ import sys
 import time
 
 
-def wrap_gemini(path, cmd):
-    src = os.environ.get("GEMINI_CLI_SYSTEM_SETTINGS_PATH")
-    if src and os.path.exists(src):
-        settings = json.load(open(src))
-        for groups in settings.get("hooks", {}).values():
-            for group in groups:
-                for hook in group.get("hooks", []):
+def recorded(settings, path):
+    for groups in settings.get("hooks", {}).values():
+        for group in groups:
+            for hook in group.get("hooks", []):
+                if "hook --agent gemini" in hook.get("command", ""):
                     hook["command"] = "%s %s %s gemini -- sh -c %s" % (
                         sys.executable, os.path.abspath(__file__), path, shlex.quote(hook["command"]))
+    return settings
+
+
+def wrap_gemini(path, cmd):
+    home = os.environ.get("GEMINI_CLI_HOME")
+    src = os.environ.get("GEMINI_CLI_SYSTEM_SETTINGS_PATH")
+    if home and os.path.exists(os.path.join(home, ".gemini/settings.json")):
+        copy = home.rstrip("/") + ".recorded"
+        os.makedirs(os.path.join(copy, ".gemini"), exist_ok=True)
+        for name in os.listdir(os.path.join(home, ".gemini")):
+            link = os.path.join(copy, ".gemini", name)
+            if name != "settings.json" and not os.path.lexists(link):
+                os.symlink(os.path.join(home, ".gemini", name), link)
+        settings = recorded(json.load(open(os.path.join(home, ".gemini/settings.json"))), path)
+        with open(os.path.join(copy, ".gemini/settings.json"), "w") as f:
+            json.dump(settings, f)
+        os.environ["GEMINI_CLI_HOME"] = copy
+    elif src and os.path.exists(src):
         copy = src + ".recorded.json"
         with open(copy, "w") as f:
-            json.dump(settings, f)
+            json.dump(recorded(json.load(open(src)), path), f)
         os.environ["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] = copy
     os.execvp(cmd[0], cmd)
 

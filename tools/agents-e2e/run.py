@@ -4,7 +4,7 @@
 npm at pinned versions. Python 3.11 stdlib only.
 
     python3 tools/agents-e2e/run.py [--cli codex,claude,gemini,opencode]
-        [--scenario normal,error500,rate429,deny] [--ask] [--pretrust]
+        [--scenario normal,error500,rate429,deny] [--ask] [--pretrust] [--untrusted]
         [--record DIR] [--keep] [--json FILE]
 
 For each scenario: starts the model server, writes a temp git repo, a fresh HOME with only the
@@ -21,6 +21,9 @@ task per CLI and a `switchyard.toml` overlay whose `[agents.X]` tables add only 
   deny     with --ask: the deny-listed command's approval is escalated (`needs_attention`), no commit.
 With --ask the CLIs run in their asking modes (ASK_COMMANDS) instead of the shipped commands, so
 `normal` checks that switchyard's allow-list answers their approval dialogs.
+
+gemini's local telemetry (the shipped profile's `{gemini_telemetry}`) is exported with --record as
+`gemini-<scenario>-a<N>.telemetry.json` (trimmed by telemetry_fixture.py).
 
 Prints a figures table (CLI, scenario, outcome, time to complete, final message -> done) and
 exits 1 if a check failed. Work files stay in the printed temp dir with --keep.
@@ -140,7 +143,7 @@ def toml_str(s):
     return json.dumps(s)
 
 
-def overlay(clis, envs, shipped, record_dir, scenario, ask=False, stall_ms=None):
+def overlay(clis, envs, shipped, record_dir, scenario, ask=False, stall_ms=None, untrusted=False):
     """switchyard.toml beside the manifest: env per agent (tables merge with the shipped profile);
     with recording, the shipped command wrapped in ptyrec.py."""
     lines = ["max_parallel = %d" % len(clis), ""]
@@ -150,6 +153,8 @@ def overlay(clis, envs, shipped, record_dir, scenario, ask=False, stall_ms=None)
         lines.append("[agents.%s]" % cli)
         env = dict(shipped[cli].get("env", {}))
         env.update(envs[cli])
+        if cli == "gemini" and untrusted:  # --untrusted: gemini's trust dialog shows (see --untrusted)
+            env["GEMINI_CLI_TRUST_WORKSPACE"] = ""
         lines.append("env = { %s }" % ", ".join("%s = %s" % (k, toml_str(v)) for k, v in env.items()))
         cmd = ASK_COMMANDS[cli] if ask else shipped[cli]["command"]
         if record_dir:
@@ -202,7 +207,7 @@ def run_scenario(args, scenario, clis, shipped, tmp):
     mpath = os.path.join(repo, "run.json")
     write(mpath, json.dumps(manifest, indent=2))
     write(os.path.join(repo, "switchyard.toml"), overlay(clis, envs, shipped, record_dir, scenario, args.ask,
-                                                                  args.stall_ms))
+                                                                  args.stall_ms, args.untrusted))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "manifest")
     slog = os.path.join(sdir, "model-server.jsonl")
@@ -328,6 +333,14 @@ def export(sdir, scenario, clis, dest, ask=False):
     hooks = os.path.join(sdir, "claude-hooks.jsonl")
     if "claude" in clis and os.path.exists(hooks):
         shutil.copy(hooks, os.path.join(dest, "claude-%s.hooks.jsonl" % scenario))
+    # gemini's local telemetry (GEMINI_TELEMETRY_OUTFILE), trimmed to the API records, per attempt
+    rundir = os.path.join(sdir, "work/run")
+    for f in sorted(os.listdir(rundir)) if os.path.isdir(rundir) else []:
+        if f.startswith("gemini-telemetry-") and f.endswith(".json") and "gemini" in clis:
+            attempt = f[len("gemini-telemetry-"):-len(".json")].rsplit("-", 1)[-1]
+            subprocess.run([sys.executable, os.path.join(ROOT, "tools/agents-e2e/telemetry_fixture.py"),
+                            os.path.join(rundir, f),
+                            os.path.join(dest, "gemini-%s-%s.telemetry.json" % (scenario, attempt))], check=False)
     model = os.path.join(sdir, "model-server.jsonl")
     events = open(model).read().splitlines() if os.path.exists(model) else []
     for cli in clis:
@@ -348,6 +361,9 @@ def main():
     p.add_argument("--no-install", action="store_true")
     p.add_argument("--pretrust", action="store_true",
                    help="mark the worktrees' folder trusted in gemini's settings (works around its trust-dialog race)")
+    p.add_argument("--untrusted", action="store_true",
+                   help="gemini: GEMINI_CLI_TRUST_WORKSPACE emptied, so its trust dialog shows and the profile's "
+                        "answer rule meets it (the shipped profile trusts the worktree by that variable)")
     p.add_argument("--retry-after", type=int, default=20)
     p.add_argument("--rate-window", type=float, default=300,
                    help="seconds of 429 per CLI (long enough that each CLI gives up its own retries)")
@@ -368,8 +384,8 @@ def main():
     if not args.no_install:
         install(args.prefix)
     shipped = tomllib.load(open(os.path.join(ROOT, "assets/switchyard.toml"), "rb"))["agents"]
-    # Not under /tmp: gemini 0.61 skips a system settings file (switchyard's hooks) unless the
-    # file and every directory above it are owned by root and writable by nobody else.
+    # Not under /tmp: profiles that give gemini its hooks as a system settings file
+    # ({gemini_settings}) need a root-owned path (the shipped one uses {gemini_home}).
     base = os.path.join(ROOT, "target/agents-e2e/runs")
     os.makedirs(base, mode=0o755, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="sy-agents-e2e-", dir=base)
