@@ -442,6 +442,9 @@ pub struct Engine {
     pub started_at: Ms,
     /// Agents paused by a rate limit, until when (ms).
     pub paused_agents: BTreeMap<String, Ms>,
+    /// Per agent, its rate-limit pauses without a reset time on screen since it last worked for
+    /// `heal.stable_ms` (the step of the back-off, see `heal::rate_limit_pause`).
+    rate_limit_streak: BTreeMap<String, u32>,
     /// Keep a worker that needs a person alive for them (the control room); when false (headless,
     /// where nobody can answer) it is stopped and the task stays `needs_attention`.
     pub hold_for_person: bool,
@@ -534,6 +537,7 @@ impl Engine {
             started_at: now,
             hold_for_person: true,
             paused_agents: BTreeMap::new(),
+            rate_limit_streak: BTreeMap::new(),
             quitting: false,
             sched: Sched::default(),
             queue: Default::default(),
@@ -1298,6 +1302,9 @@ impl Engine {
         let echo = context
             .as_ref()
             .map(|_| crate::classify::Echo::new(&prompt));
+        // The profile's resume argv continues the agent's conversation (after a rate-limit
+        // pause or a `resume` step); without one it is a plain restart.
+        let resumed = resume && profile.resume.is_some();
         let spec = StartSpec {
             task: i,
             task_id: t.id.clone(),
@@ -1369,7 +1376,7 @@ impl Engine {
             Some(i),
             "start",
             format!("{what} with agent {agent}"),
-            json!({ "attempt": attempt, "agent": agent, "round": round.label() }),
+            json!({ "attempt": attempt, "agent": agent, "round": round.label(), "resume": resumed }),
         );
         self.set_status(i, round.status(), now, fx);
         self.sched.active.insert(i);

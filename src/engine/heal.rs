@@ -185,8 +185,14 @@ impl Engine {
         let run = &mut self.runs[i];
         if kind == VerdictKind::Running {
             let start = *run.running_since.get_or_insert(now);
-            if now.saturating_sub(start) >= self.policy.heal.stable_ms && !run.ladder.is_empty() {
+            if now.saturating_sub(start) >= self.policy.heal.stable_ms {
                 run.ladder.clear();
+                // Work went on for a stable stretch: the agent's next rate limit backs off
+                // from the first step again.
+                if !self.rate_limit_streak.is_empty() {
+                    let agent = self.agent_of(i).to_string();
+                    self.rate_limit_streak.remove(&agent);
+                }
             }
         } else {
             run.running_since = None;
@@ -770,8 +776,19 @@ impl Engine {
     /// default pause), and starts this one again then: with the profile's `resume` argv when
     /// it has one, so the agent picks its conversation up, else a plain restart.
     pub(super) fn pause_agent(&mut self, i: usize, t: &Trouble, now: Ms, fx: &mut Vec<Effect>) {
-        let wait = reset_after_ms(&t.line).unwrap_or(self.policy.heal.rate_limit_pause_ms);
         let agent = self.agent_of(i).to_string();
+        let reset = reset_after_ms(&t.line);
+        let streak = self.rate_limit_streak.get(&agent).copied().unwrap_or(0);
+        let heal = &self.policy.heal;
+        let wait = rate_limit_pause(
+            reset,
+            streak,
+            heal.rate_limit_backoff_ms,
+            heal.rate_limit_pause_ms,
+        );
+        if reset.is_none() {
+            self.rate_limit_streak.insert(agent.clone(), streak + 1);
+        }
         let until = now + wait;
         self.paused_agents.insert(agent.clone(), until);
         self.stop_worker(i, StopReason::Restart, fx);
@@ -787,11 +804,16 @@ impl Engine {
             Some(i),
             "heal",
             format!(
-                "rate limited: {agent}'s tasks pause for {}s: {}",
+                "rate limited: {agent}'s tasks pause for {}s ({}): {}",
                 wait / 1000,
+                if reset.is_some() {
+                    "the reset time on screen".to_string()
+                } else {
+                    format!("no reset time on screen: back-off step {}", streak + 1)
+                },
                 t.line
             ),
-            json!({ "agent": agent, "untilMs": until }),
+            json!({ "agent": agent, "untilMs": until, "resetOnScreen": reset.is_some() }),
         );
     }
 }
@@ -1080,6 +1102,25 @@ fn dialog_hash(line: &str, context: &[String]) -> u64 {
 
 /// The wait a rate-limit message names ("try again in 20s", "retry after 5 minutes",
 /// "resets in 2h"), in ms.
+/// How long a rate-limited agent's tasks pause, ms: the reset time the CLI printed
+/// (`reset_after`, from [`reset_after_ms`]) when there is one; otherwise a back-off that starts at
+/// `first_ms` and doubles with each earlier pause of that agent without a reset time (`streak`:
+/// 0 for the first), never longer than `cap_ms` (`heal.rate_limit_backoff_ms` and
+/// `heal.rate_limit_pause_ms`). A `first_ms` of 0 means no back-off: always `cap_ms`.
+pub fn rate_limit_pause(reset_after: Option<Ms>, streak: u32, first_ms: Ms, cap_ms: Ms) -> Ms {
+    if let Some(ms) = reset_after {
+        return ms;
+    }
+    if first_ms == 0 {
+        return cap_ms;
+    }
+    first_ms
+        .checked_shl(streak.min(63))
+        .filter(|&ms| ms >> streak.min(63) == first_ms)
+        .unwrap_or(Ms::MAX)
+        .min(cap_ms)
+}
+
 pub fn reset_after_ms(line: &str) -> Option<Ms> {
     let re = regex::Regex::new(
         r"(?i)(?:in|after)\s+(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)\b",
@@ -1103,7 +1144,34 @@ mod supervision_tests;
 
 #[cfg(test)]
 mod tests {
-    use super::reset_after_ms;
+    use super::{rate_limit_pause, reset_after_ms};
+
+    #[test]
+    fn a_pause_without_a_reset_time_backs_off_doubling_up_to_the_cap() {
+        let steps: Vec<_> = (0..8)
+            .map(|n| rate_limit_pause(None, n, 30_000, 900_000))
+            .collect();
+        assert_eq!(
+            steps,
+            [30_000, 60_000, 120_000, 240_000, 480_000, 900_000, 900_000, 900_000]
+        );
+        // A long streak neither overflows nor passes the cap.
+        assert_eq!(rate_limit_pause(None, 200, 30_000, 900_000), 900_000);
+        // No back-off configured: the cap every time (the old behaviour).
+        assert_eq!(rate_limit_pause(None, 0, 0, 900_000), 900_000);
+        // A first step above the cap is cut to it.
+        assert_eq!(rate_limit_pause(None, 0, 1_000_000, 900_000), 900_000);
+    }
+
+    #[test]
+    fn a_reset_time_on_screen_wins_over_the_back_off() {
+        assert_eq!(rate_limit_pause(Some(20_000), 5, 30_000, 900_000), 20_000);
+        // Even past the cap: the provider said when.
+        assert_eq!(
+            rate_limit_pause(Some(3_600_000), 0, 30_000, 900_000),
+            3_600_000
+        );
+    }
 
     #[test]
     fn reset_times_are_read_from_rate_limit_messages() {

@@ -791,3 +791,74 @@ fn a_shell_at_its_prompt_is_idle_and_never_gets_a_nudge_typed_as_a_command() {
     assert!(writes(&fx).is_empty(), "no nudge into bash: {fx:#?}");
     assert_eq!(e.status(0), Status::NeedsAttention);
 }
+
+/// Drives one codex rate limit (no reset time on screen) at `at`: returns when the agent's
+/// tasks are paused until, ms.
+fn codex_rate_limit(e: &mut Engine, at: Ms) -> Ms {
+    show(
+        e,
+        "■ exceeded retry limit, last status: 429 Too Many Requests\n\n› ",
+        "",
+        at,
+    );
+    e.update(Event::Tick, at + 100);
+    e.update(Event::Tick, at + 2_100);
+    e.update(
+        Event::Exited {
+            task: 0,
+            code: 143,
+            commits_ahead: Some(0),
+            uncommitted: Some(0),
+        },
+        at + 2_200,
+    );
+    *e.paused_agents.get("codex").expect("codex is paused")
+}
+
+fn started(e: &mut Engine, now: Ms) -> bool {
+    let fx = e.update(Event::Tick, now);
+    let started = fx
+        .iter()
+        .any(|f| matches!(f, Effect::Start(s) if s.task == 0));
+    if started {
+        e.update(
+            Event::Started {
+                task: 0,
+                worktree: "/w/a".into(),
+                branch: "b".into(),
+                base_commit: "abc".into(),
+                argv: vec!["codex".into()],
+            },
+            now + 100,
+        );
+    }
+    started
+}
+
+#[test]
+fn a_rate_limit_without_a_reset_time_backs_off_from_30s_doubling() {
+    let mut e = engine_for("codex", "rate_limit_backoff_ms = 30000\n");
+    let mut at = 1_000;
+    let mut pauses = vec![];
+    for _ in 0..3 {
+        let until = codex_rate_limit(&mut e, at);
+        let wait = until - (at + 2_100);
+        pauses.push(wait);
+        assert!(!started(&mut e, until - 1), "still paused 1 ms before");
+        assert!(started(&mut e, until), "started again at the end");
+        at = until + 5_000;
+    }
+    assert_eq!(pauses, [30_000, 60_000, 120_000]);
+    // A stable stretch of work (stable_ms) and the back-off starts over.
+    show(&mut e, "• Working (5s • esc to interrupt)", "", at);
+    e.update(Event::Tick, at + 100);
+    show(
+        &mut e,
+        "• Working (200s • esc to interrupt)",
+        "",
+        at + 200_000,
+    );
+    e.update(Event::Tick, at + 200_100);
+    let at = at + 201_000;
+    assert_eq!(codex_rate_limit(&mut e, at) - (at + 2_100), 30_000);
+}
