@@ -173,6 +173,15 @@ pub fn claude(event: &Value) -> Option<AgentReport> {
     Some(r)
 }
 
+/// True for a channel event that reports a failure the agent is retrying by itself (opencode
+/// 1.18.33's `session.status` of type `retry`, the only such event a channel sends as
+/// `rate_limited`): the engine leaves the worker alone and waits, rather than pausing and
+/// resuming it. A rate limit reported by any other event (`session.error`, claude's
+/// `StopFailure`) is one the agent gave up on.
+pub fn is_retry_event(event: &str) -> bool {
+    event == "session.status"
+}
+
 /// The reply a Claude Code `PermissionRequest` hook prints to allow the tool call
 /// (`hookSpecificOutput.decision.behavior = "allow"`). A denied request gets no reply: the
 /// dialog shows and a person decides (the task needs attention).

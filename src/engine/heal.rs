@@ -98,10 +98,14 @@ impl Engine {
             now.saturating_sub(w.last_progress_at),
             stall_ms,
         );
-        let hold_ms = rules
-            .iter()
-            .find(|r| r.name == v.evidence.rule)
-            .map_or(0, |r| r.hold_ms);
+        let rule = rules.iter().find(|r| r.name == v.evidence.rule);
+        let hold_ms = rule.map_or(0, |r| r.hold_ms);
+        let retrying = v.kind == VerdictKind::RateLimited
+            && (rule.is_some_and(|r| r.retrying)
+                || v.evidence
+                    .rule
+                    .strip_prefix("hook:")
+                    .is_some_and(crate::channels::is_retry_event));
         let since = match &w.held {
             Some((k, r, since)) if *k == v.kind && *r == v.evidence.rule => *since,
             _ => now,
@@ -220,6 +224,9 @@ impl Engine {
                     self.set_status(i, self.runs[i].life.round.status(), now, fx);
                 }
             }
+            // The agent retries the rate limit by itself: leave it be (every tick, so the
+            // other tasks' wait follows its countdown).
+            VerdictKind::RateLimited if retrying => self.wait_out_rate_limit(i, &trouble, now, fx),
             // A stall re-arms on its own (every action restarts the silence clock); everything
             // else is acted on once per screen.
             _ if status == Status::NeedsAttention => {}
@@ -287,10 +294,13 @@ impl Engine {
             VerdictKind::Exited(_) => {}
         }
         if let Some(w) = self.runs[i].worker.as_mut() {
-            if !matches!(
-                kind,
-                VerdictKind::Running | VerdictKind::Idle | VerdictKind::Done
-            ) {
+            // Waiting out an agent's own retries acts on nothing: what it shows next is new.
+            if !retrying
+                && !matches!(
+                    kind,
+                    VerdictKind::Running | VerdictKind::Idle | VerdictKind::Done
+                )
+            {
                 w.acted_on = Some(screen_hash);
             }
         }
@@ -819,6 +829,48 @@ impl Engine {
 }
 
 impl Engine {
+    /// The agent retries a rate limit by itself (its retry line is on screen, or its channel
+    /// says so): its worker is left alone — no keys, no restart — and the agent's other tasks
+    /// wait until the reset time the line names (else the back-off's current step), so they do
+    /// not run into the same limit. Journaled once per wait; a pause set by hand stays.
+    pub(super) fn wait_out_rate_limit(
+        &mut self,
+        i: usize,
+        t: &Trouble,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) {
+        let agent = self.agent_of(i).to_string();
+        let streak = self.rate_limit_streak.get(&agent).copied().unwrap_or(0);
+        let heal = &self.policy.heal;
+        let wait = rate_limit_pause(
+            reset_after_ms(&t.line),
+            streak,
+            heal.rate_limit_backoff_ms,
+            heal.rate_limit_pause_ms,
+        );
+        let until = now + wait;
+        let was = self.paused_agents.get(&agent).copied();
+        if was.is_some_and(|w| w >= until) {
+            return;
+        }
+        self.paused_agents.insert(agent.clone(), until);
+        if was.is_none_or(|w| w <= now) {
+            self.journal(
+                fx,
+                now,
+                Some(i),
+                "heal",
+                format!(
+                    "rate limited: {agent} retries by itself, left alone; its other tasks wait {}s: {}",
+                    wait / 1000,
+                    t.line
+                ),
+                json!({ "agent": agent, "untilMs": until, "retrying": true }),
+            );
+        }
+    }
+
     /// The agent said something about itself through its own channel.
     pub(super) fn on_reported(
         &mut self,

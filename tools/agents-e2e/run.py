@@ -158,24 +158,35 @@ def overlay(clis, envs, shipped, record_dir, scenario, ask=False, stall_ms=None)
         env.update(envs[cli])
         lines.append("env = { %s }" % ", ".join("%s = %s" % (k, toml_str(v)) for k, v in env.items()))
         cmd = ASK_COMMANDS[cli] if ask else shipped[cli]["command"]
+        resume = shipped[cli].get("resume")
         if record_dir:
             name = "%s-%s%s" % (cli, scenario, "-ask" if ask else "")
-            chan = os.path.join(record_dir, name + ".channel.jsonl")
-            chanlog = os.path.join(ROOT, "tools/agents-e2e/chanlog.py")
-            if cli == "codex":  # notify goes through chanlog.py
-                cmd = [c.replace("notify=[", "notify=[%s, %s, %s, \"codex\", \"--\", " % (
-                    toml_str(sys.executable), toml_str(chanlog), toml_str(chan))) for c in cmd]
-            elif cli == "gemini":
-                cmd = [sys.executable, chanlog, "wrap-gemini", chan, "--"] + cmd
-            elif cli == "opencode":
-                cmd = [sys.executable, os.path.join(ROOT, "tools/agents-e2e/sselog.py"), chan, "{opencode_port}",
-                       "--"] + cmd
-            out = os.path.join(record_dir, name + "-a{attempt}")
-            cmd = ["python3", os.path.join(ROOT, "tools/agents-e2e/ptyrec.py"), out, "--"] + cmd
+            cmd = record_wrap(cli, cmd, record_dir, name)
+            if resume:  # a resumed attempt is recorded like any other
+                resume = record_wrap(cli, resume, record_dir, name)
         if record_dir or ask:
             lines.append("command = [%s]" % ", ".join(toml_str(c) for c in cmd))
+        if resume:  # the repository's profile, also when the binary was built before it changed
+            lines.append("resume = [%s]" % ", ".join(toml_str(c) for c in resume))
         lines.append("")
     return "\n".join(lines)
+
+
+def record_wrap(cli, cmd, record_dir, name):
+    """An argv wrapped for recording: the PTY's bytes through ptyrec.py, the CLI's own channel
+    (codex notify, gemini hooks, opencode's event stream) through chanlog.py / sselog.py."""
+    chan = os.path.join(record_dir, name + ".channel.jsonl")
+    chanlog = os.path.join(ROOT, "tools/agents-e2e/chanlog.py")
+    if cli == "codex":  # notify goes through chanlog.py
+        cmd = [c.replace("notify=[", "notify=[%s, %s, %s, \"codex\", \"--\", " % (
+            toml_str(sys.executable), toml_str(chanlog), toml_str(chan))) for c in cmd]
+    elif cli == "gemini":
+        cmd = [sys.executable, chanlog, "wrap-gemini", chan, "--"] + cmd
+    elif cli == "opencode":
+        cmd = [sys.executable, os.path.join(ROOT, "tools/agents-e2e/sselog.py"), chan, "{opencode_port}",
+               "--"] + cmd
+    out = os.path.join(record_dir, name + "-a{attempt}")
+    return ["python3", os.path.join(ROOT, "tools/agents-e2e/ptyrec.py"), out, "--"] + cmd
 
 
 def parse_ms(ts):

@@ -202,10 +202,11 @@ fn a_failure_then_idle_from_the_channel_stays_a_failure() {
 fn a_rate_limit_after_a_pause_pauses_again() {
     let mut e = engine_for("opencode", "");
     for (k, at) in [(1, 1_000), (2, 30_000)] {
+        // opencode gave up (session.error), so it is paused and resumed, not left alone.
         let mut r = report(
             VerdictKind::RateLimited,
-            "session.status",
-            "retry 1: Rate limit reached. Please try again in 20s.",
+            "session.error",
+            "Rate limit reached. Please try again in 20s.",
         );
         r.channel = "opencode events".into();
         e.update(Event::Reported { task: 0, report: r }, at);
@@ -861,4 +862,92 @@ fn a_rate_limit_without_a_reset_time_backs_off_from_30s_doubling() {
     e.update(Event::Tick, at + 200_100);
     let at = at + 201_000;
     assert_eq!(codex_rate_limit(&mut e, at) - (at + 2_100), 30_000);
+}
+
+#[test]
+fn an_agent_retrying_a_rate_limit_by_itself_is_left_alone_and_its_other_tasks_wait() {
+    // Claude Code 2.1.330 retrying (10 attempts) under 429 with retry-after 20.
+    let mut e = engine_for("claude", "");
+    let retry = |n: u32| {
+        format!(
+            "✻ Working…\n  ⎿ 429 Rate limit reached. Please try again in 20s. · retrying in 23s · attempt {n}/10\n\n> "
+        )
+    };
+    let mut journaled = 0;
+    for (n, at) in [(2, 1_000), (3, 24_000), (4, 47_000)] {
+        show(&mut e, &retry(n), "◐ claude", at);
+        for t in [at + 100, at + 3_000, at + 10_000] {
+            let fx = e.update(Event::Tick, t);
+            assert!(
+                !fx.iter()
+                    .any(|f| matches!(f, Effect::Kill { .. } | Effect::Write { .. })),
+                "no kill, no keys while it retries: {fx:?}"
+            );
+            journaled += fx
+                .iter()
+                .filter(
+                    |f| matches!(f, Effect::Journal(j) if j.message.contains("retries by itself")),
+                )
+                .count();
+        }
+        assert_eq!(
+            verdict(&e),
+            (
+                VerdictKind::RateLimited,
+                "claude-rate-limit-retrying".into()
+            )
+        );
+        assert_eq!(e.status(0), Status::Running);
+        // The other task of the agent waits until the reset time the line names.
+        let until = e.paused_agents["claude"];
+        assert!(
+            until >= at + 10_000 + 20_000 - 1,
+            "waits with the countdown: {until}"
+        );
+        assert!(
+            e.runs[1].worker.is_none(),
+            "task b not started while claude is rate limited"
+        );
+    }
+    assert_eq!(journaled, 1, "journaled once per wait");
+    // It recovers by itself: back to work, nothing was restarted.
+    show(
+        &mut e,
+        "✻ Working… (3s · esc to interrupt)",
+        "◐ claude",
+        60_000,
+    );
+    e.update(Event::Tick, 60_100);
+    assert_eq!(verdict(&e).0, VerdictKind::Running);
+    assert_eq!(e.task(0).attempts, Some(1));
+}
+
+#[test]
+fn opencodes_retry_status_leaves_it_alone_but_its_error_pauses_it() {
+    let mut e = engine_for("opencode", "");
+    let mut r = report(
+        VerdictKind::RateLimited,
+        "session.status",
+        "retry 3: Rate limit reached. Please try again in 20s.",
+    );
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, 1_000);
+    let fx = e.update(Event::Tick, 1_100);
+    assert!(
+        !fx.iter().any(|f| matches!(f, Effect::Kill { .. })),
+        "{fx:?}"
+    );
+    assert!(e.paused_agents.contains_key("opencode"));
+    let mut r = report(
+        VerdictKind::RateLimited,
+        "session.error",
+        "Rate limit reached. Please try again in 20s.",
+    );
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, 150_000);
+    let fx = e.update(Event::Tick, 150_100);
+    assert!(
+        fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })),
+        "{fx:?}"
+    );
 }
