@@ -389,6 +389,10 @@ pub struct WorkerState {
     answered: Option<(String, u64, Ms)>,
     /// The error context this attempt was started with (never taken for a new error).
     echo: Option<crate::classify::Echo>,
+    /// The echo is the rate-limit line a resumed attempt's history shows again (see
+    /// `TaskRun::resume_echo`): it is dropped once the agent was seen at work and no row shows
+    /// the line any more, so a later rate limit of its own counts.
+    echo_expires: bool,
     /// An error waits for the branch state before the ladder acts (a moved branch is verified,
     /// not restarted).
     error_check: Option<heal::Trouble>,
@@ -407,6 +411,9 @@ pub struct TaskRun {
     /// A (re)start is due at this time.
     pub restart_at: Option<Ms>,
     restart_context: Option<String>,
+    /// The rate-limit line that paused the task: a resumed agent redraws its conversation, that
+    /// line included, and it must not pause the task again.
+    resume_echo: Option<String>,
     /// Where each heal ladder stands: situation → (step, times used).
     pub ladder: BTreeMap<Situation, (usize, u32)>,
     /// Automatic keystroke injections sent (answers, nudges, keys).
@@ -1240,6 +1247,7 @@ impl Engine {
         run.verifying = None;
         let resume = std::mem::take(&mut run.resume_next);
         let context = run.restart_context.take();
+        let resume_echo = run.resume_echo.take();
         if run.run_started_at.is_none() || run.run_ended_at.is_some() {
             run.run_started_at = Some(now);
             run.run_ended_at = None;
@@ -1252,6 +1260,9 @@ impl Engine {
             _ => self.agent_of(i).to_string(),
         };
         let profile = self.policy.agents[&agent].clone();
+        // The profile's resume argv continues the agent's conversation (after a rate-limit
+        // pause or a `resume` step); without one it is a plain restart.
+        let resumed = resume && profile.resume.is_some();
         let t = self.task(i).clone();
         let attempt = match (fresh, t.attempts.unwrap_or(0)) {
             (true, n) => n.max(1),
@@ -1302,9 +1313,12 @@ impl Engine {
         let echo = context
             .as_ref()
             .map(|_| crate::classify::Echo::new(&prompt));
-        // The profile's resume argv continues the agent's conversation (after a rate-limit
-        // pause or a `resume` step); without one it is a plain restart.
-        let resumed = resume && profile.resume.is_some();
+        // A resumed agent shows its conversation again, the rate-limit line that paused it too.
+        let echo_expires = echo.is_none() && resumed && resume_echo.is_some();
+        let echo = match (echo, &resume_echo) {
+            (None, Some(line)) if resumed => Some(crate::classify::Echo::new(line)),
+            (e, _) => e,
+        };
         let spec = StartSpec {
             task: i,
             task_id: t.id.clone(),
@@ -1357,6 +1371,7 @@ impl Engine {
             answered: None,
             turn_seen: false,
             echo,
+            echo_expires,
             error_check: None,
         });
         {

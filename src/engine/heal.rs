@@ -161,6 +161,18 @@ impl Engine {
         if let Some(w) = self.runs[i].worker.as_mut() {
             w.held = Some((v.kind, v.evidence.rule.clone(), since));
             w.turn_seen |= busy;
+            // The resumed conversation's old rate-limit line is gone from the screen and the
+            // agent works: a line like it from now on is a new rate limit.
+            if w.echo_expires
+                && w.turn_seen
+                && !w
+                    .echo
+                    .as_ref()
+                    .is_some_and(|e| w.screen.rows.iter().any(|r| e.covers(r)))
+            {
+                w.echo = None;
+                w.echo_expires = false;
+            }
         }
         // A failure that must hold before it counts (an agent retrying with a live timer) is
         // shown as running until then, with the line it holds.
@@ -805,6 +817,7 @@ impl Engine {
         let run = &mut self.runs[i];
         run.restart_at = Some(until);
         run.restart_context = None;
+        run.resume_echo = Some(t.line.clone());
         // The conversation is worth keeping: the start after the pause uses the profile's
         // `resume` argv when it has one (a plain restart otherwise).
         run.resume_next = true;

@@ -796,6 +796,9 @@ fn a_shell_at_its_prompt_is_idle_and_never_gets_a_nudge_typed_as_a_command() {
 /// Drives one codex rate limit (no reset time on screen) at `at`: returns when the agent's
 /// tasks are paused until, ms.
 fn codex_rate_limit(e: &mut Engine, at: Ms) -> Ms {
+    // At work first (a resumed codex's old line is not taken for a new one before that).
+    show(e, "• Working (0s • esc to interrupt)", "", at - 900);
+    e.update(Event::Tick, at - 800);
     show(
         e,
         "■ exceeded retry limit, last status: 429 Too Many Requests\n\n› ",
@@ -949,5 +952,51 @@ fn opencodes_retry_status_leaves_it_alone_but_its_error_pauses_it() {
     assert!(
         fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })),
         "{fx:?}"
+    );
+}
+
+#[test]
+fn a_resumed_agent_redrawing_its_old_rate_limit_line_is_not_paused_again() {
+    let mut e = engine_for(
+        "opencode",
+        "[agents.opencode]\nresume = [\"opencode\", \"--continue\", \"--prompt\", \"Continue.\"]\n",
+    );
+    let gave_up = "┃  Rate limit reached. Please try again in 20s.\n┃\n\n  ▣  Build · Mock Model";
+    show(&mut e, gave_up, "", 1_000);
+    e.update(Event::Tick, 2_100);
+    let fx = e.update(Event::Tick, 2_200);
+    let paused = e.paused_agents.contains_key("opencode");
+    assert!(paused, "paused: {fx:?}");
+    e.update(
+        Event::Exited {
+            task: 0,
+            code: 1,
+            commits_ahead: Some(0),
+            uncommitted: Some(0),
+        },
+        2_300,
+    );
+    assert!(started(&mut e, 30_000), "resumed after the pause");
+    // Its history on screen again, the old line included: not a new rate limit.
+    show(&mut e, gave_up, "", 31_000);
+    for t in [32_100, 34_000, 40_000] {
+        let fx = e.update(Event::Tick, t);
+        assert!(
+            !fx.iter().any(|f| matches!(f, Effect::Kill { .. })),
+            "not paused by its own history at {t}: {fx:?}"
+        );
+    }
+    assert_ne!(verdict(&e).0, VerdictKind::RateLimited);
+    // It works, the old line scrolls away; a new rate limit later counts again.
+    show(&mut e, "  ⬝⬝■■ esc interrupt", "", 41_000);
+    e.update(Event::Tick, 41_100);
+    show(&mut e, "  ⬝■■⬝ esc interrupt", "", 42_000);
+    e.update(Event::Tick, 42_100);
+    show(&mut e, gave_up, "", 50_000);
+    let mut fx = e.update(Event::Tick, 51_100);
+    fx.extend(e.update(Event::Tick, 51_200));
+    assert!(
+        fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })),
+        "a new rate limit pauses it: {fx:?}"
     );
 }
