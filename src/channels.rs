@@ -161,7 +161,10 @@ pub fn claude(event: &Value) -> Option<AgentReport> {
             } else {
                 message
             };
-            let kind = if crate::classify::is_rate_limit(&line) {
+            // Claude Code 2.1.330 names the failure's kind in `error` ("rate_limit" after its
+            // 10 attempts at a 429; the message with the reset time is on its screen).
+            let kind = if s(event, "error") == "rate_limit" || crate::classify::is_rate_limit(&line)
+            {
                 VerdictKind::RateLimited
             } else {
                 VerdictKind::Error

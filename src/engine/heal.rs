@@ -799,7 +799,7 @@ impl Engine {
     /// it has one, so the agent picks its conversation up, else a plain restart.
     pub(super) fn pause_agent(&mut self, i: usize, t: &Trouble, now: Ms, fx: &mut Vec<Effect>) {
         let agent = self.agent_of(i).to_string();
-        let reset = reset_after_ms(&t.line);
+        let (reset, line) = rate_limit_line(t);
         let streak = self.rate_limit_streak.get(&agent).copied().unwrap_or(0);
         let heal = &self.policy.heal;
         let wait = rate_limit_pause(
@@ -817,7 +817,7 @@ impl Engine {
         let run = &mut self.runs[i];
         run.restart_at = Some(until);
         run.restart_context = None;
-        run.resume_echo = Some(t.line.clone());
+        run.resume_echo = Some(line.clone());
         // The conversation is worth keeping: the start after the pause uses the profile's
         // `resume` argv when it has one (a plain restart otherwise).
         run.resume_next = true;
@@ -834,7 +834,7 @@ impl Engine {
                 } else {
                     format!("no reset time on screen: back-off step {}", streak + 1)
                 },
-                t.line
+                line
             ),
             json!({ "agent": agent, "untilMs": until, "resetOnScreen": reset.is_some() }),
         );
@@ -1167,6 +1167,27 @@ fn dialog_hash(line: &str, context: &[String]) -> u64 {
 
 /// The wait a rate-limit message names ("try again in 20s", "retry after 5 minutes",
 /// "resets in 2h"), in ms.
+/// The rate-limit line a pause goes by and the reset time it names (ms, when it names one): the
+/// trouble's own line when it names a reset time or no screen row is a rate-limit line, else the
+/// last rate-limit line of the screen tail (a channel's word — claude's StopFailure
+/// `rate_limit` — names no time; the message on screen does).
+pub fn rate_limit_line(t: &Trouble) -> (Option<Ms>, String) {
+    if let Some(ms) = reset_after_ms(&t.line) {
+        return (Some(ms), t.line.clone());
+    }
+    let on_screen = t
+        .tail
+        .lines()
+        .rev()
+        .filter(|l| crate::classify::is_rate_limit(l))
+        .map(|l| (reset_after_ms(l), l.trim().to_string()))
+        .max_by_key(|(ms, _)| ms.is_some());
+    match on_screen {
+        Some((ms, l)) if t.channel || ms.is_some() => (ms, l),
+        _ => (None, t.line.clone()),
+    }
+}
+
 /// How long a rate-limited agent's tasks pause, ms: the reset time the CLI printed
 /// (`reset_after`, from [`reset_after_ms`]) when there is one; otherwise a back-off that starts at
 /// `first_ms` and doubles with each earlier pause of that agent without a reset time (`streak`:
@@ -1226,6 +1247,37 @@ mod tests {
         assert_eq!(rate_limit_pause(None, 0, 0, 900_000), 900_000);
         // A first step above the cap is cut to it.
         assert_eq!(rate_limit_pause(None, 0, 1_000_000, 900_000), 900_000);
+    }
+
+    #[test]
+    fn a_channels_rate_limit_takes_the_reset_time_from_the_screen() {
+        let t = |line: &str, tail: &str, channel: bool| super::Trouble {
+            line: line.into(),
+            tail: tail.into(),
+            channel,
+            ..Default::default()
+        };
+        // Claude Code 2.1.330's StopFailure says only "rate_limit"; its screen says when.
+        let screen = "> Create HARNESS.md\n● API Error: Request rejected (429) · Rate limit reached. Please try again in 20s.\n\n> ";
+        assert_eq!(
+            super::rate_limit_line(&t("claude hooks: rate_limit", screen, true)),
+            (
+                Some(20_000),
+                "● API Error: Request rejected (429) · Rate limit reached. Please try again in 20s."
+                    .into()
+            )
+        );
+        // Nothing on screen: the channel's line, no reset time (the back-off decides).
+        assert_eq!(
+            super::rate_limit_line(&t("claude hooks: rate_limit", "> ", true)),
+            (None, "claude hooks: rate_limit".into())
+        );
+        // A screen rule's own line with a time wins.
+        let l = "Rate limit reached. Try again in 5s.";
+        assert_eq!(
+            super::rate_limit_line(&t(l, screen, false)),
+            (Some(5_000), l.into())
+        );
     }
 
     #[test]

@@ -120,7 +120,7 @@ def setup_home(home, port, prefix, trust_dir=None, ask=False, hook_log=None):
     if hook_log:  # recording: claude's raw hook events, beside switchyard's own hooks
         cmd = "%s %s %s" % (sys.executable, os.path.join(ROOT, "tools/agents-e2e/hooklog.py"), hook_log)
         entry = [{"hooks": [{"type": "command", "command": cmd, "timeout": 5}]}]
-        events = ["SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Notification", "Stop"]
+        events = ["SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Notification", "Stop", "StopFailure"]
         write(os.path.join(home, ".claude/settings.json"), json.dumps({"hooks": {
             e: [dict(entry[0], matcher="*")] if "ToolUse" in e else entry for e in events}}))
     write(os.path.join(home, ".gemini/settings.json"), json.dumps({
