@@ -153,6 +153,11 @@ pub struct AgentProfile {
     /// `resume` acts as `restart` without it.
     #[serde(default)]
     pub resume: Option<Vec<String>>,
+    /// Typed (then Enter) into a resumed agent once, the first time it sits at its prompt: for a
+    /// CLI whose `resume` argv cannot carry a prompt (opencode 1.18.33 continues the session with
+    /// `--continue` but ignores `--prompt` there).
+    #[serde(default)]
+    pub resume_prompt: Option<String>,
     /// A verify command (argv, run in the worktree) every task of this profile must pass before
     /// it is `complete`; a task's own `verify` wins.
     #[serde(default)]

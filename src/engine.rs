@@ -393,6 +393,10 @@ pub struct WorkerState {
     /// `TaskRun::resume_echo`): it is dropped once the agent was seen at work and no row shows
     /// the line any more, so a later rate limit of its own counts.
     echo_expires: bool,
+    /// The most rows that showed that line at once before the agent worked (its history).
+    echo_rows: usize,
+    /// The profile's `resume_prompt`, for a resumed attempt until it was typed.
+    resume_prompt: Option<String>,
     /// An error waits for the branch state before the ladder acts (a moved branch is verified,
     /// not restarted).
     error_check: Option<heal::Trouble>,
@@ -1372,6 +1376,12 @@ impl Engine {
             turn_seen: false,
             echo,
             echo_expires,
+            echo_rows: 0,
+            resume_prompt: if resumed {
+                profile.resume_prompt.clone()
+            } else {
+                None
+            },
             error_check: None,
         });
         {

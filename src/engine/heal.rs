@@ -69,6 +69,9 @@ pub(super) const START_GRACE_MS: Ms = 10_000;
 impl Engine {
     /// Classifies a live worker and starts the matching ladder when its verdict calls for it.
     pub(super) fn classify_and_heal(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
+        if let Some(w) = self.runs[i].worker.as_mut() {
+            lapse_resume_echo(w);
+        }
         let Some(w) = self.runs[i].worker.as_ref() else {
             return;
         };
@@ -161,18 +164,6 @@ impl Engine {
         if let Some(w) = self.runs[i].worker.as_mut() {
             w.held = Some((v.kind, v.evidence.rule.clone(), since));
             w.turn_seen |= busy;
-            // The resumed conversation's old rate-limit line is gone from the screen and the
-            // agent works: a line like it from now on is a new rate limit.
-            if w.echo_expires
-                && w.turn_seen
-                && !w
-                    .echo
-                    .as_ref()
-                    .is_some_and(|e| w.screen.rows.iter().any(|r| e.covers(r)))
-            {
-                w.echo = None;
-                w.echo_expires = false;
-            }
         }
         // A failure that must hold before it counts (an agent retrying with a live timer) is
         // shown as running until then, with the line it holds.
@@ -294,6 +285,30 @@ impl Engine {
             // its start-up (gemini 0.61 draws its empty input box ~2 s before it submits the
             // --prompt-interactive prompt): nothing is done yet, and nothing is typed into it.
             VerdictKind::Idle | VerdictKind::Done if starting => {}
+            // A resumed agent whose resume argv carries no prompt waits at its prompt: say
+            // what to do, once.
+            VerdictKind::Idle | VerdictKind::Done
+                if self.runs[i]
+                    .worker
+                    .as_ref()
+                    .is_some_and(|w| w.resume_prompt.is_some())
+                    && self.at_its_prompt(i, Situation::Idle).is_ok() =>
+            {
+                let text = self.runs[i]
+                    .worker
+                    .as_mut()
+                    .and_then(|w| w.resume_prompt.take())
+                    .unwrap_or_default();
+                self.runs[i].auto_keys += 1;
+                self.send(
+                    i,
+                    format!("{text}\r").into_bytes(),
+                    "heal",
+                    "resumed: the profile's resume_prompt typed at the agent's prompt",
+                    now,
+                    fx,
+                );
+            }
             VerdictKind::Idle | VerdictKind::Done => {
                 if !inspecting {
                     if let Some(w) = self.runs[i].worker.as_mut() {
@@ -1167,6 +1182,26 @@ fn dialog_hash(line: &str, context: &[String]) -> u64 {
 
 /// The wait a rate-limit message names ("try again in 20s", "retry after 5 minutes",
 /// "resets in 2h"), in ms.
+/// A resumed attempt's echo (the rate-limit line that paused it, which the agent redraws with
+/// its conversation: codex-cli 0.169.0 `resume`, opencode 1.18.33 `--continue`) lapses once the
+/// agent has worked and its screen shows the line on more rows than the redrawn history did, or
+/// on none: from then on such a line is a new rate limit.
+fn lapse_resume_echo(w: &mut super::WorkerState) {
+    if !w.echo_expires {
+        return;
+    }
+    let Some(e) = &w.echo else {
+        return;
+    };
+    let rows = w.screen.rows.iter().filter(|r| e.covers(r)).count();
+    if w.turn_seen && (rows == 0 || rows > w.echo_rows) {
+        w.echo = None;
+        w.echo_expires = false;
+    } else {
+        w.echo_rows = w.echo_rows.max(rows);
+    }
+}
+
 /// The rate-limit line a pause goes by and the reset time it names (ms, when it names one): the
 /// trouble's own line when it names a reset time or no screen row is a rate-limit line, else the
 /// last rate-limit line of the screen tail (a channel's word — claude's StopFailure

@@ -60,6 +60,7 @@ ASK_COMMANDS = {
 }
 TIMEOUT = {"normal": 240, "error500": 420, "rate429": 600, "rate429mid": 600, "deny": 240}
 MARKER = "This is a test of"  # in every task prompt (manifest below): the task's own user message
+RESUMED = "Continue where you left off"  # the shipped profiles' resume prompt
 
 
 def say(*a):
@@ -168,6 +169,8 @@ def overlay(clis, envs, shipped, record_dir, scenario, ask=False, stall_ms=None)
             lines.append("command = [%s]" % ", ".join(toml_str(c) for c in cmd))
         if resume:  # the repository's profile, also when the binary was built before it changed
             lines.append("resume = [%s]" % ", ".join(toml_str(c) for c in resume))
+        if shipped[cli].get("resume_prompt"):
+            lines.append("resume_prompt = %s" % toml_str(shipped[cli]["resume_prompt"]))
         lines.append("")
     return "\n".join(lines)
 
@@ -335,9 +338,8 @@ def check(scenario, clis, sdir, repo, workdir, slog, code, wall, ask=False):
 def rate_figures(cli, mine, events, start_ms):
     """A rate429 run's figures for one task: seconds from the run's start to its first
     `rate_limited` verdict; each pause (seconds, from the journal's heal line); each start after
-    the first as `resume` (the profile's resume argv) or `restart`; whether a main request after
-    the first carried the earlier conversation (the task's prompt followed by a later user
-    message); how many tool calls the model made (1 = the task was not run again)."""
+    the first as `resume` (the profile's resume argv) or `restart`; how many main requests carried
+    the earlier conversation (the task's prompt, then the resume prompt); how many tool calls the model made (1 = the task was not run again)."""
     first = next((e["tsMs"] for e in mine if e.get("kind") == "verdict"
                   and (e.get("data") or {}).get("verdict") == "rate_limited"), None)
     pauses = []
@@ -350,10 +352,9 @@ def rate_figures(cli, mine, events, start_ms):
               for e in mine if e.get("kind") == "start"][1:]
     mains = [e for e in events if e.get("family") == FAMILY[cli] and e.get("event") == "request" and e.get("main")]
     carried = 0
-    for e in mains:
-        users = e.get("users") or []
-        at = [k for k, u in enumerate(users) if MARKER in u]
-        if at and at[0] < len(users) - 1:
+    for e in mains:  # claude merges the two user turns into one message: look at the joined text
+        text = "\n".join(e.get("users") or [])
+        if MARKER in text and text.find(MARKER) < text.rfind(RESUMED):
             carried += 1
     return {"first_rate_limited_s": round((first - start_ms) / 1000, 1) if first else None,
             "pauses_s": pauses, "starts": starts, "requests_carrying_conversation": carried,

@@ -1000,3 +1000,88 @@ fn a_resumed_agent_redrawing_its_old_rate_limit_line_is_not_paused_again() {
         "a new rate limit pauses it: {fx:?}"
     );
 }
+
+#[test]
+fn a_resumed_codex_giving_up_again_with_the_same_line_is_paused_again() {
+    // codex-cli 0.169.0 `resume` redraws the conversation, the old give-up line included; when
+    // it gives up again the same line shows twice.
+    let mut e = engine_for("codex", "rate_limit_backoff_ms = 30000\n");
+    let old = "› Do the task.\n■ exceeded retry limit, last status: 429 Too Many Requests";
+    let until = codex_rate_limit(&mut e, 1_000);
+    assert!(started(&mut e, until));
+    show(
+        &mut e,
+        &format!("{old}\n\n› Continue where you left off.\n\n› "),
+        "",
+        until + 1_000,
+    );
+    let fx = e.update(Event::Tick, until + 3_000);
+    assert!(
+        !fx.iter().any(|f| matches!(f, Effect::Kill { .. })),
+        "{fx:?}"
+    );
+    show(
+        &mut e,
+        &format!("{old}\n\n› Continue where you left off.\n• Working (3s • esc to interrupt)"),
+        "",
+        until + 4_000,
+    );
+    e.update(Event::Tick, until + 4_100);
+    assert_eq!(verdict(&e).0, VerdictKind::Running);
+    let again = format!(
+        "{old}\n\n› Continue where you left off.\n■ exceeded retry limit, last status: 429 Too Many Requests\n\n› "
+    );
+    show(&mut e, &again, "", until + 100_000);
+    let fx = e.update(Event::Tick, until + 100_600);
+    assert!(
+        fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })),
+        "paused again: {fx:?}"
+    );
+    assert_eq!(
+        e.paused_agents["codex"] - (until + 100_600),
+        60_000,
+        "the back-off's second step"
+    );
+}
+
+#[test]
+fn a_resume_prompt_is_typed_once_the_resumed_agent_sits_at_its_prompt() {
+    let mut e = engine_for(
+        "opencode",
+        "[agents.opencode]\nresume = [\"opencode\", \"--continue\"]\nresume_prompt = \"Continue where you left off.\"\n",
+    );
+    let mut r = report(
+        VerdictKind::RateLimited,
+        "session.error",
+        "Rate limit reached. Please try again in 20s.",
+    );
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, 1_000);
+    e.update(Event::Tick, 1_100);
+    e.update(
+        Event::Exited {
+            task: 0,
+            code: 0,
+            commits_ahead: Some(0),
+            uncommitted: Some(0),
+        },
+        1_200,
+    );
+    assert!(started(&mut e, 21_100));
+    let idle =
+        "┃  Create HARNESS.md\n\n  ▣  Build · Mock Model\n\n  ~/w/a    tab agents  ctrl+p commands";
+    let mut typed = vec![];
+    for t in [32_000, 34_000, 36_000] {
+        show(&mut e, idle, "", t);
+        for f in e.update(Event::Tick, t + 1_600) {
+            if let Effect::Write { bytes, submit, .. } = f {
+                typed.push((String::from_utf8(bytes).unwrap(), submit));
+            }
+        }
+    }
+    assert_eq!(
+        typed,
+        [("Continue where you left off.".to_string(), true)],
+        "typed and submitted, once"
+    );
+}
