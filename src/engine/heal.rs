@@ -158,7 +158,8 @@ impl Engine {
             && !own_word
             && now.saturating_sub(w.spawned_at) < START_GRACE_MS
             && rules.iter().any(|r| r.verdict == VerdictKind::Running);
-        let busy = v.kind == VerdictKind::Running && v.evidence.rule != "output";
+        // An agent retrying its request (a rate limit it retries by itself) is at work too.
+        let busy = (v.kind == VerdictKind::Running && v.evidence.rule != "output") || retrying;
         let screen_hash = w.screen_hash;
         let kind = v.kind;
         if let Some(w) = self.runs[i].worker.as_mut() {

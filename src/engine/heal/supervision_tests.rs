@@ -1020,14 +1020,24 @@ fn a_resumed_codex_giving_up_again_with_the_same_line_is_paused_again() {
         !fx.iter().any(|f| matches!(f, Effect::Kill { .. })),
         "{fx:?}"
     );
+    // Live (codex-cli 0.169.0, harness rate429): its first sign of work is its own retrying.
     show(
         &mut e,
-        &format!("{old}\n\n› Continue where you left off.\n• Working (3s • esc to interrupt)"),
+        &format!(
+            "{old}\n\n› Continue where you left off.\n• Server is busy, reconnecting 1/5 (3s • esc to interrupt)"
+        ),
         "",
         until + 4_000,
     );
-    e.update(Event::Tick, until + 4_100);
-    assert_eq!(verdict(&e).0, VerdictKind::Running);
+    let fx = e.update(Event::Tick, until + 4_100);
+    assert!(
+        !fx.iter().any(|f| matches!(f, Effect::Kill { .. })),
+        "{fx:?}"
+    );
+    assert_eq!(
+        verdict(&e),
+        (VerdictKind::RateLimited, "codex-rate-limit-retrying".into())
+    );
     let again = format!(
         "{old}\n\n› Continue where you left off.\n■ exceeded retry limit, last status: 429 Too Many Requests\n\n› "
     );
