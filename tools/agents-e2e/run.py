@@ -337,17 +337,19 @@ def check(scenario, clis, sdir, repo, workdir, slog, code, wall, ask=False):
 
 def rate_figures(cli, mine, events, start_ms):
     """A rate429 run's figures for one task: seconds from the run's start to its first
-    `rate_limited` verdict; each pause (seconds, from the journal's heal line); each start after
+    `rate_limited` verdict; each pause (seconds, from the journal's heal line) and each wait while
+    the agent retried by itself (left alone; its other tasks waited that long); each start after
     the first as `resume` (the profile's resume argv) or `restart`; how many main requests carried
     the earlier conversation (the task's prompt, then the resume prompt); how many tool calls the model made (1 = the task was not run again)."""
     first = next((e["tsMs"] for e in mine if e.get("kind") == "verdict"
                   and (e.get("data") or {}).get("verdict") == "rate_limited"), None)
-    pauses = []
+    pauses, left_alone = [], []
     for e in mine:
         m = str(e.get("message"))
         if e.get("kind") == "heal" and m.startswith("rate limited"):
             until = (e.get("data") or {}).get("untilMs")
-            pauses.append(round((until - e["tsMs"]) / 1000, 1) if until else m)
+            secs = round((until - e["tsMs"]) / 1000, 1) if until else m
+            (left_alone if (e.get("data") or {}).get("retrying") else pauses).append(secs)
     starts = ["resume" if (e.get("data") or {}).get("resume") else "restart"
               for e in mine if e.get("kind") == "start"][1:]
     mains = [e for e in events if e.get("family") == FAMILY[cli] and e.get("event") == "request" and e.get("main")]
@@ -357,7 +359,7 @@ def rate_figures(cli, mine, events, start_ms):
         if MARKER in text and text.find(MARKER) < text.rfind(RESUMED):
             carried += 1
     return {"first_rate_limited_s": round((first - start_ms) / 1000, 1) if first else None,
-            "pauses_s": pauses, "starts": starts, "requests_carrying_conversation": carried,
+            "pauses_s": pauses, "left_alone_waits_s": left_alone, "starts": starts, "requests_carrying_conversation": carried,
             "main_requests": len(mains),
             "tool_calls": sum(1 for e in events if e.get("family") == FAMILY[cli] and e.get("event") == "tool_call")}
 
