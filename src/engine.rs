@@ -393,8 +393,9 @@ pub struct WorkerState {
     /// `TaskRun::resume_echo`): it is dropped once the agent was seen at work and no row shows
     /// the line any more, so a later rate limit of its own counts.
     echo_expires: bool,
-    /// The most rows that showed that line at once before the agent worked (its history).
-    echo_rows: usize,
+    /// How many rows showed that line at most, and the lowest row that showed it last time
+    /// (where the redrawn history has it).
+    echo_rows: (usize, Option<usize>),
     /// The profile's `resume_prompt`, for a resumed attempt until it was typed.
     resume_prompt: Option<String>,
     /// An error waits for the branch state before the ladder acts (a moved branch is verified,
@@ -1376,7 +1377,7 @@ impl Engine {
             turn_seen: false,
             echo,
             echo_expires,
-            echo_rows: 0,
+            echo_rows: (0, None),
             resume_prompt: if resumed {
                 profile.resume_prompt.clone()
             } else {

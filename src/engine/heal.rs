@@ -1185,8 +1185,9 @@ fn dialog_hash(line: &str, context: &[String]) -> u64 {
 /// "resets in 2h"), in ms.
 /// A resumed attempt's echo (the rate-limit line that paused it, which the agent redraws with
 /// its conversation: codex-cli 0.169.0 `resume`, opencode 1.18.33 `--continue`) lapses once the
-/// agent has worked and its screen shows the line on more rows than the redrawn history did, or
-/// on none: from then on such a line is a new rate limit.
+/// agent has worked and its screen shows the line on more rows than before, on a row below where
+/// it last showed (a new line under the redrawn one: codex's history scrolls the old one up or
+/// away as the new one comes), or on none: from then on such a line is a new rate limit.
 fn lapse_resume_echo(w: &mut super::WorkerState) {
     if !w.echo_expires {
         return;
@@ -1194,12 +1195,17 @@ fn lapse_resume_echo(w: &mut super::WorkerState) {
     let Some(e) = &w.echo else {
         return;
     };
-    let rows = w.screen.rows.iter().filter(|r| e.covers(r)).count();
-    if w.turn_seen && (rows == 0 || rows > w.echo_rows) {
+    let covered: Vec<usize> = (0..w.screen.rows.len())
+        .filter(|&r| e.covers(&w.screen.rows[r]))
+        .collect();
+    let lowest = covered.last().copied();
+    let (count, last_lowest) = w.echo_rows;
+    let new_line = covered.len() > count || lowest.zip(last_lowest).is_some_and(|(l, o)| l > o);
+    if w.turn_seen && (covered.is_empty() || new_line) {
         w.echo = None;
         w.echo_expires = false;
     } else {
-        w.echo_rows = w.echo_rows.max(rows);
+        w.echo_rows = (count.max(covered.len()), lowest.or(last_lowest));
     }
 }
 

@@ -1004,7 +1004,13 @@ fn a_resumed_agent_redrawing_its_old_rate_limit_line_is_not_paused_again() {
 #[test]
 fn a_resumed_codex_giving_up_again_with_the_same_line_is_paused_again() {
     // codex-cli 0.169.0 `resume` redraws the conversation, the old give-up line included; when
-    // it gives up again the same line shows twice.
+    // it gives up again the same line shows twice, or (the history scrolled away) once, lower.
+    for scrolled in [false, true] {
+        resumed_codex_gives_up_again(scrolled);
+    }
+}
+
+fn resumed_codex_gives_up_again(scrolled: bool) {
     let mut e = engine_for("codex", "rate_limit_backoff_ms = 30000\n");
     let old = "› Do the task.\n■ exceeded retry limit, last status: 429 Too Many Requests";
     let until = codex_rate_limit(&mut e, 1_000);
@@ -1038,9 +1044,13 @@ fn a_resumed_codex_giving_up_again_with_the_same_line_is_paused_again() {
         verdict(&e),
         (VerdictKind::RateLimited, "codex-rate-limit-retrying".into())
     );
-    let again = format!(
-        "{old}\n\n› Continue where you left off.\n■ exceeded retry limit, last status: 429 Too Many Requests\n\n› "
-    );
+    let again = if scrolled {
+        "› Continue where you left off.\n\n\n■ exceeded retry limit, last status: 429 Too Many Requests\n\n› ".to_string()
+    } else {
+        format!(
+            "{old}\n\n› Continue where you left off.\n■ exceeded retry limit, last status: 429 Too Many Requests\n\n› "
+        )
+    };
     show(&mut e, &again, "", until + 100_000);
     let fx = e.update(Event::Tick, until + 100_600);
     assert!(
