@@ -66,6 +66,10 @@ pub struct Trouble {
 /// that have a busy rule to see work by.
 pub(super) const START_GRACE_MS: Ms = 10_000;
 
+/// How long after its start a resumed agent that still shows the broken-off turn as running
+/// (and whose channel has not said it works) gets its `resume_prompt` anyway, ms.
+pub(super) const RESUME_PROMPT_AFTER_MS: Ms = 15_000;
+
 impl Engine {
     /// Classifies a live worker and starts the matching ladder when its verdict calls for it.
     pub(super) fn classify_and_heal(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
@@ -154,6 +158,16 @@ impl Engine {
         let acted = w.acted_on == Some(w.screen_hash);
         let inspecting = w.inspecting;
         let own_word = v.evidence.rule.starts_with("hook:");
+        // A resumed agent that still shows the turn the rate limit broke off as running, with no
+        // word of work from its own channel (opencode 1.18.33 `--continue` after a limit that hit
+        // mid-turn draws that turn's spinner forever): it waits for the resume prompt too.
+        let stale_resume = w.resume_prompt.is_some()
+            && v.kind == VerdictKind::Running
+            && !own_word
+            && now.saturating_sub(w.spawned_at) >= RESUME_PROMPT_AFTER_MS
+            && w.reported
+                .as_ref()
+                .is_none_or(|r| r.kind != VerdictKind::Running);
         let starting = !w.turn_seen
             && !own_word
             && now.saturating_sub(w.spawned_at) < START_GRACE_MS
@@ -224,6 +238,9 @@ impl Engine {
         }
         match kind {
             VerdictKind::Running => {
+                if stale_resume {
+                    self.type_resume_prompt(i, now, fx);
+                }
                 if matches!(status, Status::Stuck | Status::NeedsAttention) {
                     self.set_status(i, self.runs[i].life.round.status(), now, fx);
                 }
@@ -295,20 +312,7 @@ impl Engine {
                     .is_some_and(|w| w.resume_prompt.is_some())
                     && self.at_its_prompt(i, Situation::Idle).is_ok() =>
             {
-                let text = self.runs[i]
-                    .worker
-                    .as_mut()
-                    .and_then(|w| w.resume_prompt.take())
-                    .unwrap_or_default();
-                self.runs[i].auto_keys += 1;
-                self.send(
-                    i,
-                    format!("{text}\r").into_bytes(),
-                    "heal",
-                    "resumed: the profile's resume_prompt typed at the agent's prompt",
-                    now,
-                    fx,
-                );
+                self.type_resume_prompt(i, now, fx);
             }
             VerdictKind::Idle | VerdictKind::Done => {
                 if !inspecting {
@@ -858,6 +862,26 @@ impl Engine {
 }
 
 impl Engine {
+    /// Types the profile's `resume_prompt` (then Enter) into a resumed agent, once.
+    fn type_resume_prompt(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
+        let Some(text) = self.runs[i]
+            .worker
+            .as_mut()
+            .and_then(|w| w.resume_prompt.take())
+        else {
+            return;
+        };
+        self.runs[i].auto_keys += 1;
+        self.send(
+            i,
+            format!("{text}\r").into_bytes(),
+            "heal",
+            "resumed: the profile's resume_prompt typed at the agent's prompt",
+            now,
+            fx,
+        );
+    }
+
     /// The agent retries a rate limit by itself (its retry line is on screen, or its channel
     /// says so): its worker is left alone — no keys, no restart — and the agent's other tasks
     /// wait until the reset time the line names (else the back-off's current step), so they do

@@ -1105,3 +1105,46 @@ fn a_resume_prompt_is_typed_once_the_resumed_agent_sits_at_its_prompt() {
         "typed and submitted, once"
     );
 }
+
+#[test]
+fn a_resumed_agent_showing_its_broken_off_turn_as_running_gets_the_resume_prompt() {
+    // opencode 1.18.33 `--continue` after a limit that hit mid-turn: the old turn's spinner.
+    let mut e = engine_for(
+        "opencode",
+        "[agents.opencode]\nresume = [\"opencode\", \"--continue\"]\nresume_prompt = \"Continue where you left off.\"\n",
+    );
+    let mut r = report(
+        VerdictKind::RateLimited,
+        "session.error",
+        "Rate limit reached. Please try again in 20s.",
+    );
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, 1_000);
+    e.update(Event::Tick, 1_100);
+    e.update(
+        Event::Exited {
+            task: 0,
+            code: 0,
+            commits_ahead: Some(1),
+            uncommitted: Some(0),
+        },
+        1_200,
+    );
+    assert!(started(&mut e, 21_100));
+    let mut typed = vec![];
+    for t in (22_000..60_000).step_by(2_000) {
+        show(
+            &mut e,
+            &format!("┃  bash git commit\n\n  ⬝⬝■■ {t} esc interrupt"),
+            "",
+            t,
+        );
+        for f in e.update(Event::Tick, t + 100) {
+            if let Effect::Write { bytes, .. } = f {
+                typed.push((t, String::from_utf8(bytes).unwrap()));
+            }
+        }
+    }
+    assert_eq!(typed.len(), 1, "{typed:?}");
+    assert!(typed[0].0 >= 36_000, "not before 15 s: {typed:?}");
+}
