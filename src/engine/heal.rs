@@ -179,6 +179,13 @@ impl Engine {
         if let Some(w) = self.runs[i].worker.as_mut() {
             w.held = Some((v.kind, v.evidence.rule.clone(), since));
             w.turn_seen |= busy;
+            // Retrying a rate limit of its own: from here on a rate-limit line is about this one
+            // (codex-cli 0.169.0 shows "└ Exceeded retry limit, last status: 429" under its retry
+            // line, the same words as the redrawn one, so counting rows cannot tell).
+            if retrying && w.echo_expires {
+                w.echo = None;
+                w.echo_expires = false;
+            }
         }
         // A failure that must hold before it counts (an agent retrying with a live timer) is
         // shown as running until then, with the line it holds.

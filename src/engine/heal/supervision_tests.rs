@@ -1030,7 +1030,7 @@ fn resumed_codex_gives_up_again(scrolled: bool) {
     show(
         &mut e,
         &format!(
-            "{old}\n\n› Continue where you left off.\n• Server is busy, reconnecting 1/5 (3s • esc to interrupt)"
+            "{old}\n\n› Continue where you left off.\n• Server is busy, reconnecting 1/5 (3s • esc to interrupt)\n  └ Exceeded retry limit, last status: 429 Too Many Requests\n\n"
         ),
         "",
         until + 4_000,
