@@ -390,8 +390,9 @@ pub struct WorkerState {
     /// The error context this attempt was started with (never taken for a new error).
     echo: Option<crate::classify::Echo>,
     /// The echo is the rate-limit line a resumed attempt's history shows again (see
-    /// `TaskRun::resume_echo`): it is dropped once the agent was seen at work and no row shows
-    /// the line any more, so a later rate limit of its own counts.
+    /// `TaskRun::resume_echo`): it lapses once the agent retries a rate limit of its own, or has
+    /// worked and the line shows on no row, on more rows, or lower down than before (see
+    /// `heal::lapse_resume_echo`), so a later rate limit of its own counts.
     echo_expires: bool,
     /// How many rows showed that line at most, and the lowest row that showed it last time
     /// (where the redrawn history has it).
