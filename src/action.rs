@@ -39,7 +39,8 @@ pub enum ActionKind {
     Commit,
     /// Hand the task to a person: `needs_attention`, bell, notify command.
     Escalate,
-    /// Pause every task of an agent (until the reset time a rate-limit message named, or
+    /// Pause every task of an agent (until the reset time a rate-limit message named, else for
+    /// the back-off's next step: `heal.rate_limit_backoff_ms` doubling up to
     /// `heal.rate_limit_pause_ms`). In a ladder `pause` is accepted as the old name.
     #[serde(alias = "pause")]
     PauseAgent,

@@ -167,7 +167,10 @@ pub fn claude(event: &Value) -> Option<AgentReport> {
             } else {
                 message
             };
-            let kind = if crate::classify::is_rate_limit(&line) {
+            // Claude Code 2.1.330 names the failure's kind in `error` ("rate_limit" after its
+            // 10 attempts at a 429; the message with the reset time is on its screen).
+            let kind = if s(event, "error") == "rate_limit" || crate::classify::is_rate_limit(&line)
+            {
                 VerdictKind::RateLimited
             } else {
                 VerdictKind::Error
@@ -177,6 +180,15 @@ pub fn claude(event: &Value) -> Option<AgentReport> {
         _ => return None,
     };
     Some(r)
+}
+
+/// True for a channel event that reports a failure the agent is retrying by itself (opencode
+/// 1.18.33's `session.status` of type `retry`, the only such event a channel sends as
+/// `rate_limited`): the engine leaves the worker alone and waits, rather than pausing and
+/// resuming it. A rate limit reported by any other event (`session.error`, claude's
+/// `StopFailure`) is one the agent gave up on.
+pub fn is_retry_event(event: &str) -> bool {
+    event == "session.status"
 }
 
 /// The reply a Claude Code `PermissionRequest` hook prints to allow the tool call

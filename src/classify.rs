@@ -162,6 +162,12 @@ pub struct RuleSpec {
     /// with a hold instead.
     #[serde(default)]
     pub hold_ms: u64,
+    /// For a `rate_limited` rule: the line says the agent is retrying by itself (claude's
+    /// "retrying in 23s · attempt 3/10", opencode's "[retrying in 1s attempt #4]"). Its worker is
+    /// left alone (no keys, no restart) while the agent's other tasks wait; only a rate limit
+    /// the agent gave up on pauses and resumes it. Default false.
+    #[serde(default)]
+    pub retrying: bool,
 }
 
 fn default_source() -> String {
@@ -191,6 +197,8 @@ pub struct Rule {
     pub quiet_ms: u64,
     /// How long the match must persist before a heal action acts, ms.
     pub hold_ms: u64,
+    /// A `rate_limited` match means the agent retries by itself (see [`RuleSpec::retrying`]).
+    pub retrying: bool,
 }
 
 impl Rule {
@@ -226,6 +234,7 @@ impl Rule {
             source,
             quiet_ms: spec.quiet_ms,
             hold_ms: spec.hold_ms,
+            retrying: spec.retrying,
         })
     }
 }
@@ -934,6 +943,7 @@ mod tests {
             source: "screen".into(),
             quiet_ms: 500,
             hold_ms: 0,
+            retrying: false,
         })
         .unwrap()
     }
@@ -1012,6 +1022,7 @@ mod tests {
             source: "screen".into(),
             quiet_ms: 0,
             hold_ms: 0,
+            retrying: false,
         };
         let e = Rule::compile(&spec).unwrap_err();
         assert!(

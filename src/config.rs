@@ -158,6 +158,11 @@ pub struct AgentProfile {
     /// `resume` acts as `restart` without it.
     #[serde(default)]
     pub resume: Option<Vec<String>>,
+    /// Typed (then Enter) into a resumed agent once, the first time it sits at its prompt: for a
+    /// CLI whose `resume` argv cannot carry a prompt (opencode 1.18.33 continues the session with
+    /// `--continue` but ignores `--prompt` there).
+    #[serde(default)]
+    pub resume_prompt: Option<String>,
     /// A verify command (argv, run in the worktree) every task of this profile must pass before
     /// it is `complete`; a task's own `verify` wins.
     #[serde(default)]
@@ -405,8 +410,13 @@ pub struct HealPolicy {
     pub max_auto_keys: u32,
     /// A worker that has been `running` this long (ms) gets its heal ladders reset.
     pub stable_ms: u64,
-    /// How long a rate-limited agent's tasks pause when the CLI printed no reset time (ms).
+    /// The longest a rate-limited agent's tasks pause when the CLI printed no reset time (ms):
+    /// the cap of the back-off.
     pub rate_limit_pause_ms: u64,
+    /// The first pause of a rate-limited agent whose CLI printed no reset time (ms); each further
+    /// pause of that agent doubles it, up to `rate_limit_pause_ms`, until one of its workers has
+    /// been `running` for `stable_ms`. 0 = always `rate_limit_pause_ms`.
+    pub rate_limit_backoff_ms: u64,
     /// What happens, step by step, in each situation.
     pub ladder: Ladder,
     /// Rows of screen tail given to a restarted agent and kept in its log.

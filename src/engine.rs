@@ -407,6 +407,16 @@ pub struct WorkerState {
     answered_once: Vec<String>,
     /// The error context this attempt was started with (never taken for a new error).
     echo: Option<crate::classify::Echo>,
+    /// The echo is the rate-limit line a resumed attempt's history shows again (see
+    /// `TaskRun::resume_echo`): it lapses once the agent retries a rate limit of its own, or has
+    /// worked and the line shows on no row, on more rows, or lower down than before (see
+    /// `heal::lapse_resume_echo`), so a later rate limit of its own counts.
+    echo_expires: bool,
+    /// How many rows showed that line at most, and the lowest row that showed it last time
+    /// (where the redrawn history has it).
+    echo_rows: (usize, Option<usize>),
+    /// The profile's `resume_prompt`, for a resumed attempt until it was typed.
+    resume_prompt: Option<String>,
     /// An error waits for the branch state before the ladder acts (a moved branch is verified,
     /// not restarted).
     error_check: Option<heal::Trouble>,
@@ -425,6 +435,9 @@ pub struct TaskRun {
     /// A (re)start is due at this time.
     pub restart_at: Option<Ms>,
     restart_context: Option<String>,
+    /// The rate-limit line that paused the task: a resumed agent redraws its conversation, that
+    /// line included, and it must not pause the task again.
+    resume_echo: Option<String>,
     /// Where each heal ladder stands: situation → (step, times used).
     pub ladder: BTreeMap<Situation, (usize, u32)>,
     /// Automatic keystroke injections sent (answers, nudges, keys).
@@ -460,6 +473,9 @@ pub struct Engine {
     pub started_at: Ms,
     /// Agents paused by a rate limit, until when (ms).
     pub paused_agents: BTreeMap<String, Ms>,
+    /// Per agent, its rate-limit pauses without a reset time on screen since it last worked for
+    /// `heal.stable_ms` (the step of the back-off, see `heal::rate_limit_pause`).
+    rate_limit_streak: BTreeMap<String, u32>,
     /// Keep a worker that needs a person alive for them (the control room); when false (headless,
     /// where nobody can answer) it is stopped and the task stays `needs_attention`.
     pub hold_for_person: bool,
@@ -552,6 +568,7 @@ impl Engine {
             started_at: now,
             hold_for_person: true,
             paused_agents: BTreeMap::new(),
+            rate_limit_streak: BTreeMap::new(),
             quitting: false,
             sched: Sched::default(),
             queue: Default::default(),
@@ -1257,6 +1274,7 @@ impl Engine {
         run.verifying = None;
         let resume = std::mem::take(&mut run.resume_next);
         let context = run.restart_context.take();
+        let resume_echo = run.resume_echo.take();
         if run.run_started_at.is_none() || run.run_ended_at.is_some() {
             run.run_started_at = Some(now);
             run.run_ended_at = None;
@@ -1269,6 +1287,9 @@ impl Engine {
             _ => self.agent_of(i).to_string(),
         };
         let profile = self.policy.agents[&agent].clone();
+        // The profile's resume argv continues the agent's conversation (after a rate-limit
+        // pause or a `resume` step); without one it is a plain restart.
+        let resumed = resume && profile.resume.is_some();
         let t = self.task(i).clone();
         let attempt = match (fresh, t.attempts.unwrap_or(0)) {
             (true, n) => n.max(1),
@@ -1319,6 +1340,12 @@ impl Engine {
         let echo = context
             .as_ref()
             .map(|_| crate::classify::Echo::new(&prompt));
+        // A resumed agent shows its conversation again, the rate-limit line that paused it too.
+        let echo_expires = echo.is_none() && resumed && resume_echo.is_some();
+        let echo = match (echo, &resume_echo) {
+            (None, Some(line)) if resumed => Some(crate::classify::Echo::new(line)),
+            (e, _) => e,
+        };
         let spec = StartSpec {
             task: i,
             task_id: t.id.clone(),
@@ -1373,6 +1400,13 @@ impl Engine {
             answered_once: Vec::new(),
             turn_seen: false,
             echo,
+            echo_expires,
+            echo_rows: (0, None),
+            resume_prompt: if resumed {
+                profile.resume_prompt.clone()
+            } else {
+                None
+            },
             error_check: None,
         });
         {
@@ -1392,7 +1426,7 @@ impl Engine {
             Some(i),
             "start",
             format!("{what} with agent {agent}"),
-            json!({ "attempt": attempt, "agent": agent, "round": round.label() }),
+            json!({ "attempt": attempt, "agent": agent, "round": round.label(), "resume": resumed }),
         );
         self.set_status(i, round.status(), now, fx);
         self.sched.active.insert(i);

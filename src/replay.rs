@@ -208,6 +208,7 @@ mod tests {
             source: "screen".into(),
             quiet_ms,
             hold_ms,
+            retrying: false,
         };
         vec![
             Rule::compile(&spec(

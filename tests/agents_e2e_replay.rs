@@ -180,3 +180,70 @@ fn claude_hook_events_recorded_by_the_harness_read_as_the_turn_went() {
     assert!(!deny.is_empty() && deny.iter().all(|r| r.2 == "running"));
     assert!(deny.iter().all(|r| r.1 != "Stop"));
 }
+
+/// The `rate429` sessions recorded with resuming (codex-cli 0.169.0, Claude Code 2.1.330,
+/// opencode 1.18.33; 300 s of 429 with retry-after 20 from the model server;
+/// `<cli>-rate429resume.*`): each agent was left alone while it retried by itself, paused once
+/// it gave up, started again with its profile's `resume` argv and ended `complete`; the model
+/// server saw the resumed conversation (the task's prompt, then the resume prompt) and one tool
+/// call per task. Replayed through today's rules, the first attempt's screen shows the agent's
+/// own retrying (a `retrying` rule, or opencode's retry line) before the limit it gave up on.
+#[test]
+fn rate_limited_agents_are_left_alone_while_retrying_then_resumed_with_their_conversation() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e2e");
+    let config = Config::defaults();
+    let compiled = config.compile().unwrap();
+    for cli in ["codex", "claude", "opencode"] {
+        let name = format!("{cli}-rate429resume");
+        let journal = jsonl(&root.join(format!("{name}.journal.jsonl")));
+        let text = |e: &serde_json::Value| e["message"].as_str().unwrap_or("").to_string();
+        let at = |pred: &dyn Fn(&serde_json::Value) -> bool| journal.iter().position(pred);
+        let left_alone = at(&|e| e["kind"] == "heal" && text(e).contains("retries by itself"))
+            .unwrap_or_else(|| panic!("{name}: never left alone while retrying"));
+        let paused = at(&|e| e["kind"] == "heal" && text(e).contains("tasks pause for"))
+            .unwrap_or_else(|| panic!("{name}: never paused"));
+        let resumed = at(&|e| e["kind"] == "start" && e["data"]["resume"] == true)
+            .unwrap_or_else(|| panic!("{name}: never started with the resume argv"));
+        assert!(
+            left_alone < paused && paused < resumed,
+            "{name}: left alone, paused, resumed in that order"
+        );
+        let last_status = journal
+            .iter()
+            .rev()
+            .find(|e| e["kind"] == "status")
+            .map(|e| e["data"]["to"].clone());
+        assert_eq!(last_status, Some("complete".into()), "{name}");
+        let model = jsonl(&root.join(format!("{name}.model.jsonl")));
+        let carried = model.iter().any(|e| {
+            let users: Vec<&str> = e["users"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|u| u.as_str()).collect())
+                .unwrap_or_default();
+            let joined = users.join("\n");
+            e["event"] == "request"
+                && joined.find("This is a test of").is_some_and(|task| {
+                    joined
+                        .rfind("Continue where you left off")
+                        .is_some_and(|r| task < r)
+                })
+        });
+        assert!(
+            carried,
+            "{name}: no request carried the earlier conversation"
+        );
+        let tool_calls = model.iter().filter(|e| e["event"] == "tool_call").count();
+        assert!(tool_calls >= 1, "{name}: the task's tool was called");
+        let rec = Recording::load(&root.join(format!("{name}-a1.bytes")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let steps = replay(&rec, &compiled.rules[cli], config.heal.stall_ms, 10_000);
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.verdict.kind == VerdictKind::RateLimited
+                    && s.verdict.evidence.rule.ends_with("-rate-limit-retrying")),
+            "{name}: the first attempt's retrying is recognised\n{}",
+            switchyard::replay::render(&steps)
+        );
+    }
+}

@@ -66,9 +66,16 @@ pub struct Trouble {
 /// that have a busy rule to see work by.
 pub(super) const START_GRACE_MS: Ms = 10_000;
 
+/// How long after its start a resumed agent that still shows the broken-off turn as running
+/// (and whose channel has not said it works) gets its `resume_prompt` anyway, ms.
+pub(super) const RESUME_PROMPT_AFTER_MS: Ms = 15_000;
+
 impl Engine {
     /// Classifies a live worker and starts the matching ladder when its verdict calls for it.
     pub(super) fn classify_and_heal(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
+        if let Some(w) = self.runs[i].worker.as_mut() {
+            lapse_resume_echo(w);
+        }
         let Some(w) = self.runs[i].worker.as_ref() else {
             return;
         };
@@ -98,10 +105,14 @@ impl Engine {
             now.saturating_sub(w.last_progress_at),
             stall_ms,
         );
-        let hold_ms = rules
-            .iter()
-            .find(|r| r.name == v.evidence.rule)
-            .map_or(0, |r| r.hold_ms);
+        let rule = rules.iter().find(|r| r.name == v.evidence.rule);
+        let hold_ms = rule.map_or(0, |r| r.hold_ms);
+        let retrying = v.kind == VerdictKind::RateLimited
+            && (rule.is_some_and(|r| r.retrying)
+                || v.evidence
+                    .rule
+                    .strip_prefix("hook:")
+                    .is_some_and(crate::channels::is_retry_event));
         let since = match &w.held {
             Some((k, r, since)) if *k == v.kind && *r == v.evidence.rule => *since,
             _ => now,
@@ -147,16 +158,36 @@ impl Engine {
         let acted = w.acted_on == Some(w.screen_hash);
         let inspecting = w.inspecting;
         let own_word = v.evidence.rule.starts_with("hook:");
+        // A resumed agent that still shows the turn the rate limit broke off as running, with no
+        // word of work from its own channel (opencode 1.18.33 `--continue` after a limit that hit
+        // mid-turn draws that turn's spinner forever): it waits for the resume prompt too.
+        let stale_resume = w.resume_prompt.is_some()
+            && v.kind == VerdictKind::Running
+            && !own_word
+            && now.saturating_sub(w.spawned_at) >= RESUME_PROMPT_AFTER_MS
+            && w.reported
+                .as_ref()
+                .is_none_or(|r| r.kind != VerdictKind::Running);
+        // (A resumed agent waiting for its `resume_prompt` submits nothing of its own.)
         let starting = !w.turn_seen
             && !own_word
+            && w.resume_prompt.is_none()
             && now.saturating_sub(w.drawn_at.unwrap_or(now)) < START_GRACE_MS
             && rules.iter().any(|r| r.verdict == VerdictKind::Running);
-        let busy = v.kind == VerdictKind::Running && v.evidence.rule != "output";
+        // An agent retrying its request (a rate limit it retries by itself) is at work too.
+        let busy = (v.kind == VerdictKind::Running && v.evidence.rule != "output") || retrying;
         let screen_hash = w.screen_hash;
         let kind = v.kind;
         if let Some(w) = self.runs[i].worker.as_mut() {
             w.held = Some((v.kind, v.evidence.rule.clone(), since));
             w.turn_seen |= busy;
+            // Retrying a rate limit of its own: from here on a rate-limit line is about this one
+            // (codex-cli 0.169.0 shows "└ Exceeded retry limit, last status: 429" under its retry
+            // line, the same words as the redrawn one, so counting rows cannot tell).
+            if retrying && w.echo_expires {
+                w.echo = None;
+                w.echo_expires = false;
+            }
         }
         // A failure that must hold before it counts (an agent retrying with a live timer) is
         // shown as running until then, with the line it holds.
@@ -185,8 +216,14 @@ impl Engine {
         let run = &mut self.runs[i];
         if kind == VerdictKind::Running {
             let start = *run.running_since.get_or_insert(now);
-            if now.saturating_sub(start) >= self.policy.heal.stable_ms && !run.ladder.is_empty() {
+            if now.saturating_sub(start) >= self.policy.heal.stable_ms {
                 run.ladder.clear();
+                // Work went on for a stable stretch: the agent's next rate limit backs off
+                // from the first step again.
+                if !self.rate_limit_streak.is_empty() {
+                    let agent = self.agent_of(i).to_string();
+                    self.rate_limit_streak.remove(&agent);
+                }
             }
         } else {
             run.running_since = None;
@@ -210,10 +247,16 @@ impl Engine {
         }
         match kind {
             VerdictKind::Running => {
+                if stale_resume {
+                    self.type_resume_prompt(i, now, fx);
+                }
                 if matches!(status, Status::Stuck | Status::NeedsAttention) {
                     self.set_status(i, self.runs[i].life.round.status(), now, fx);
                 }
             }
+            // The agent retries the rate limit by itself: leave it be (every tick, so the
+            // other tasks' wait follows its countdown).
+            VerdictKind::RateLimited if retrying => self.wait_out_rate_limit(i, &trouble, now, fx),
             // A stall re-arms on its own (every action restarts the silence clock); everything
             // else is acted on once per screen.
             _ if status == Status::NeedsAttention => {}
@@ -269,6 +312,17 @@ impl Engine {
             // its start-up (gemini 0.61 draws its empty input box ~2 s before it submits the
             // --prompt-interactive prompt): nothing is done yet, and nothing is typed into it.
             VerdictKind::Idle | VerdictKind::Done if starting => {}
+            // A resumed agent whose resume argv carries no prompt waits at its prompt: say
+            // what to do, once.
+            VerdictKind::Idle | VerdictKind::Done
+                if self.runs[i]
+                    .worker
+                    .as_ref()
+                    .is_some_and(|w| w.resume_prompt.is_some())
+                    && self.at_its_prompt(i, Situation::Idle).is_ok() =>
+            {
+                self.type_resume_prompt(i, now, fx);
+            }
             VerdictKind::Idle | VerdictKind::Done => {
                 if !inspecting {
                     if let Some(w) = self.runs[i].worker.as_mut() {
@@ -281,10 +335,13 @@ impl Engine {
             VerdictKind::Exited(_) => {}
         }
         if let Some(w) = self.runs[i].worker.as_mut() {
-            if !matches!(
-                kind,
-                VerdictKind::Running | VerdictKind::Idle | VerdictKind::Done
-            ) {
+            // Waiting out an agent's own retries acts on nothing: what it shows next is new.
+            if !retrying
+                && !matches!(
+                    kind,
+                    VerdictKind::Running | VerdictKind::Idle | VerdictKind::Done
+                )
+            {
                 w.acted_on = Some(screen_hash);
             }
         }
@@ -781,14 +838,26 @@ impl Engine {
     /// default pause), and starts this one again then: with the profile's `resume` argv when
     /// it has one, so the agent picks its conversation up, else a plain restart.
     pub(super) fn pause_agent(&mut self, i: usize, t: &Trouble, now: Ms, fx: &mut Vec<Effect>) {
-        let wait = reset_after_ms(&t.line).unwrap_or(self.policy.heal.rate_limit_pause_ms);
         let agent = self.agent_of(i).to_string();
+        let (reset, line) = rate_limit_line(t);
+        let streak = self.rate_limit_streak.get(&agent).copied().unwrap_or(0);
+        let heal = &self.policy.heal;
+        let wait = rate_limit_pause(
+            reset,
+            streak,
+            heal.rate_limit_backoff_ms,
+            heal.rate_limit_pause_ms,
+        );
+        if reset.is_none() {
+            self.rate_limit_streak.insert(agent.clone(), streak + 1);
+        }
         let until = now + wait;
         self.paused_agents.insert(agent.clone(), until);
         self.stop_worker(i, StopReason::Restart, fx);
         let run = &mut self.runs[i];
         run.restart_at = Some(until);
         run.restart_context = None;
+        run.resume_echo = Some(line.clone());
         // The conversation is worth keeping: the start after the pause uses the profile's
         // `resume` argv when it has one (a plain restart otherwise).
         run.resume_next = true;
@@ -798,16 +867,83 @@ impl Engine {
             Some(i),
             "heal",
             format!(
-                "rate limited: {agent}'s tasks pause for {}s: {}",
+                "rate limited: {agent}'s tasks pause for {}s ({}): {}",
                 wait / 1000,
-                t.line
+                if reset.is_some() {
+                    "the reset time on screen".to_string()
+                } else {
+                    format!("no reset time on screen: back-off step {}", streak + 1)
+                },
+                line
             ),
-            json!({ "agent": agent, "untilMs": until }),
+            json!({ "agent": agent, "untilMs": until, "resetOnScreen": reset.is_some() }),
         );
     }
 }
 
 impl Engine {
+    /// Types the profile's `resume_prompt` (then Enter) into a resumed agent, once.
+    fn type_resume_prompt(&mut self, i: usize, now: Ms, fx: &mut Vec<Effect>) {
+        let Some(text) = self.runs[i]
+            .worker
+            .as_mut()
+            .and_then(|w| w.resume_prompt.take())
+        else {
+            return;
+        };
+        self.runs[i].auto_keys += 1;
+        self.send(
+            i,
+            format!("{text}\r").into_bytes(),
+            "heal",
+            "resumed: the profile's resume_prompt typed at the agent's prompt",
+            now,
+            fx,
+        );
+    }
+
+    /// The agent retries a rate limit by itself (its retry line is on screen, or its channel
+    /// says so): its worker is left alone — no keys, no restart — and the agent's other tasks
+    /// wait until the reset time the line names (else the back-off's current step), so they do
+    /// not run into the same limit. Journaled once per wait; a pause set by hand stays.
+    pub(super) fn wait_out_rate_limit(
+        &mut self,
+        i: usize,
+        t: &Trouble,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) {
+        let agent = self.agent_of(i).to_string();
+        let streak = self.rate_limit_streak.get(&agent).copied().unwrap_or(0);
+        let heal = &self.policy.heal;
+        let wait = rate_limit_pause(
+            reset_after_ms(&t.line),
+            streak,
+            heal.rate_limit_backoff_ms,
+            heal.rate_limit_pause_ms,
+        );
+        let until = now + wait;
+        let was = self.paused_agents.get(&agent).copied();
+        if was.is_some_and(|w| w >= until) {
+            return;
+        }
+        self.paused_agents.insert(agent.clone(), until);
+        if was.is_none_or(|w| w <= now) {
+            self.journal(
+                fx,
+                now,
+                Some(i),
+                "heal",
+                format!(
+                    "rate limited: {agent} retries by itself, left alone; its other tasks wait {}s: {}",
+                    wait / 1000,
+                    t.line
+                ),
+                json!({ "agent": agent, "untilMs": until, "retrying": true }),
+            );
+        }
+    }
+
     /// The agent said something about itself through its own channel.
     pub(super) fn on_reported(
         &mut self,
@@ -1091,6 +1227,72 @@ fn dialog_hash(line: &str, context: &[String]) -> u64 {
 
 /// The wait a rate-limit message names ("try again in 20s", "retry after 5 minutes",
 /// "resets in 2h"), in ms.
+/// A resumed attempt's echo (the rate-limit line that paused it, which the agent redraws with
+/// its conversation: codex-cli 0.169.0 `resume`, opencode 1.18.33 `--continue`) lapses once the
+/// agent has worked and its screen shows the line on more rows than before, on a row below where
+/// it last showed (a new line under the redrawn one: codex's history scrolls the old one up or
+/// away as the new one comes), or on none: from then on such a line is a new rate limit.
+fn lapse_resume_echo(w: &mut super::WorkerState) {
+    if !w.echo_expires {
+        return;
+    }
+    let Some(e) = &w.echo else {
+        return;
+    };
+    let covered: Vec<usize> = (0..w.screen.rows.len())
+        .filter(|&r| e.covers(&w.screen.rows[r]))
+        .collect();
+    let lowest = covered.last().copied();
+    let (count, last_lowest) = w.echo_rows;
+    let new_line = covered.len() > count || lowest.zip(last_lowest).is_some_and(|(l, o)| l > o);
+    if w.turn_seen && (covered.is_empty() || new_line) {
+        w.echo = None;
+        w.echo_expires = false;
+    } else {
+        w.echo_rows = (count.max(covered.len()), lowest.or(last_lowest));
+    }
+}
+
+/// The rate-limit line a pause goes by and the reset time it names (ms, when it names one): the
+/// trouble's own line when it names a reset time or no screen row is a rate-limit line, else the
+/// last rate-limit line of the screen tail (a channel's word — claude's StopFailure
+/// `rate_limit` — names no time; the message on screen does).
+pub fn rate_limit_line(t: &Trouble) -> (Option<Ms>, String) {
+    if let Some(ms) = reset_after_ms(&t.line) {
+        return (Some(ms), t.line.clone());
+    }
+    let on_screen = t
+        .tail
+        .lines()
+        .rev()
+        .filter(|l| crate::classify::is_rate_limit(l))
+        .map(|l| (reset_after_ms(l), l.trim().to_string()))
+        .max_by_key(|(ms, _)| ms.is_some());
+    match on_screen {
+        Some((ms, l)) if t.channel || ms.is_some() => (ms, l),
+        _ => (None, t.line.clone()),
+    }
+}
+
+/// How long a rate-limited agent's tasks pause, ms: the reset time the CLI printed
+/// (`reset_after`, from [`reset_after_ms`]) when there is one; otherwise a back-off that starts at
+/// `first_ms` and doubles with each earlier pause of that agent without a reset time (`streak`:
+/// 0 for the first), never longer than `cap_ms` (`heal.rate_limit_backoff_ms` and
+/// `heal.rate_limit_pause_ms`). A `first_ms` of 0 means no back-off: always `cap_ms`.
+pub fn rate_limit_pause(reset_after: Option<Ms>, streak: u32, first_ms: Ms, cap_ms: Ms) -> Ms {
+    if let Some(ms) = reset_after {
+        return ms;
+    }
+    if first_ms == 0 {
+        return cap_ms;
+    }
+    first_ms
+        .checked_shl(streak.min(63))
+        .filter(|&ms| ms >> streak.min(63) == first_ms)
+        .unwrap_or(Ms::MAX)
+        .min(cap_ms)
+}
+
 pub fn reset_after_ms(line: &str) -> Option<Ms> {
     let re = regex::Regex::new(
         r"(?i)(?:in|after)\s+(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)\b",
@@ -1114,7 +1316,65 @@ mod supervision_tests;
 
 #[cfg(test)]
 mod tests {
-    use super::reset_after_ms;
+    use super::{rate_limit_pause, reset_after_ms};
+
+    #[test]
+    fn a_pause_without_a_reset_time_backs_off_doubling_up_to_the_cap() {
+        let steps: Vec<_> = (0..8)
+            .map(|n| rate_limit_pause(None, n, 30_000, 900_000))
+            .collect();
+        assert_eq!(
+            steps,
+            [30_000, 60_000, 120_000, 240_000, 480_000, 900_000, 900_000, 900_000]
+        );
+        // A long streak neither overflows nor passes the cap.
+        assert_eq!(rate_limit_pause(None, 200, 30_000, 900_000), 900_000);
+        // No back-off configured: the cap every time (the old behaviour).
+        assert_eq!(rate_limit_pause(None, 0, 0, 900_000), 900_000);
+        // A first step above the cap is cut to it.
+        assert_eq!(rate_limit_pause(None, 0, 1_000_000, 900_000), 900_000);
+    }
+
+    #[test]
+    fn a_channels_rate_limit_takes_the_reset_time_from_the_screen() {
+        let t = |line: &str, tail: &str, channel: bool| super::Trouble {
+            line: line.into(),
+            tail: tail.into(),
+            channel,
+            ..Default::default()
+        };
+        // Claude Code 2.1.330's StopFailure says only "rate_limit"; its screen says when.
+        let screen = "> Create HARNESS.md\n● API Error: Request rejected (429) · Rate limit reached. Please try again in 20s.\n\n> ";
+        assert_eq!(
+            super::rate_limit_line(&t("claude hooks: rate_limit", screen, true)),
+            (
+                Some(20_000),
+                "● API Error: Request rejected (429) · Rate limit reached. Please try again in 20s."
+                    .into()
+            )
+        );
+        // Nothing on screen: the channel's line, no reset time (the back-off decides).
+        assert_eq!(
+            super::rate_limit_line(&t("claude hooks: rate_limit", "> ", true)),
+            (None, "claude hooks: rate_limit".into())
+        );
+        // A screen rule's own line with a time wins.
+        let l = "Rate limit reached. Try again in 5s.";
+        assert_eq!(
+            super::rate_limit_line(&t(l, screen, false)),
+            (Some(5_000), l.into())
+        );
+    }
+
+    #[test]
+    fn a_reset_time_on_screen_wins_over_the_back_off() {
+        assert_eq!(rate_limit_pause(Some(20_000), 5, 30_000, 900_000), 20_000);
+        // Even past the cap: the provider said when.
+        assert_eq!(
+            rate_limit_pause(Some(3_600_000), 0, 30_000, 900_000),
+            3_600_000
+        );
+    }
 
     #[test]
     fn reset_times_are_read_from_rate_limit_messages() {

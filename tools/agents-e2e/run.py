@@ -18,6 +18,9 @@ task per CLI and a `switchyard.toml` overlay whose `[agents.X]` tables add only 
            within 2 s of the model's final message (server log `final` -> journal status).
   error500 every task ends `error` (after restarts), never a hang, with evidence.
   rate429  the task is `rate_limited` (paused) at least once, then resumes and ends `complete`.
+  rate429mid  like rate429, but the 429 window starts after the scripted commit (at the first
+           request carrying a tool result): a resumed agent carries that conversation and answers
+           with its final message; a restarted one runs the task again.
   deny     with --ask: the deny-listed command's approval is escalated (`needs_attention`), no commit.
 With --ask the CLIs run in their asking modes (ASK_COMMANDS) instead of the shipped commands, so
 `normal` checks that switchyard's allow-list answers their approval dialogs.
@@ -58,17 +61,21 @@ ASK_COMMANDS = {
     "gemini": ["gemini", "--prompt-interactive", "{prompt}"],
     "opencode": ["opencode", "--port", "{opencode_port}", "--prompt", "{prompt}"],
 }
-TIMEOUT = {"normal": 240, "error500": 420, "rate429": 600, "deny": 240}
+TIMEOUT = {"normal": 240, "error500": 420, "rate429": 600, "rate429mid": 600, "deny": 240}
+MARKER = "This is a test of"  # in every task prompt (manifest below): the task's own user message
+RESUMED = "Continue where you left off"  # the shipped profiles' resume prompt
 
 
 def say(*a):
     print(*a, flush=True)
 
 
-def install(prefix):
-    """npm install -g --prefix PREFIX of the pinned CLIs that are missing or at another version."""
+def install(prefix, clis):
+    """npm install -g --prefix PREFIX of the pinned CLIs (of `clis`) missing or at another version."""
     missing = []
     for cli, (pkg, ver) in PINNED.items():
+        if cli not in clis:
+            continue
         exe = os.path.join(prefix, "bin", cli)
         try:
             out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60).stdout
@@ -117,7 +124,7 @@ def setup_home(home, port, prefix, trust_dir=None, ask=False, hook_log=None):
     if hook_log:  # recording: claude's raw hook events, beside switchyard's own hooks
         cmd = "%s %s %s" % (sys.executable, os.path.join(ROOT, "tools/agents-e2e/hooklog.py"), hook_log)
         entry = [{"hooks": [{"type": "command", "command": cmd, "timeout": 5}]}]
-        events = ["SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Notification", "Stop"]
+        events = ["SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Notification", "Stop", "StopFailure"]
         write(os.path.join(home, ".claude/settings.json"), json.dumps({"hooks": {
             e: [dict(entry[0], matcher="*")] if "ToolUse" in e else entry for e in events}}))
     write(os.path.join(home, ".gemini/settings.json"), json.dumps({
@@ -157,24 +164,37 @@ def overlay(clis, envs, shipped, record_dir, scenario, ask=False, stall_ms=None,
             env["GEMINI_CLI_TRUST_WORKSPACE"] = ""
         lines.append("env = { %s }" % ", ".join("%s = %s" % (k, toml_str(v)) for k, v in env.items()))
         cmd = ASK_COMMANDS[cli] if ask else shipped[cli]["command"]
+        resume = shipped[cli].get("resume")
         if record_dir:
             name = "%s-%s%s" % (cli, scenario, "-ask" if ask else "")
-            chan = os.path.join(record_dir, name + ".channel.jsonl")
-            chanlog = os.path.join(ROOT, "tools/agents-e2e/chanlog.py")
-            if cli == "codex":  # notify goes through chanlog.py
-                cmd = [c.replace("notify=[", "notify=[%s, %s, %s, \"codex\", \"--\", " % (
-                    toml_str(sys.executable), toml_str(chanlog), toml_str(chan))) for c in cmd]
-            elif cli == "gemini":
-                cmd = [sys.executable, chanlog, "wrap-gemini", chan, "--"] + cmd
-            elif cli == "opencode":
-                cmd = [sys.executable, os.path.join(ROOT, "tools/agents-e2e/sselog.py"), chan, "{opencode_port}",
-                       "--"] + cmd
-            out = os.path.join(record_dir, name + "-a{attempt}")
-            cmd = ["python3", os.path.join(ROOT, "tools/agents-e2e/ptyrec.py"), out, "--"] + cmd
+            cmd = record_wrap(cli, cmd, record_dir, name)
+            if resume:  # a resumed attempt is recorded like any other
+                resume = record_wrap(cli, resume, record_dir, name)
         if record_dir or ask:
             lines.append("command = [%s]" % ", ".join(toml_str(c) for c in cmd))
+        if resume:  # the repository's profile, also when the binary was built before it changed
+            lines.append("resume = [%s]" % ", ".join(toml_str(c) for c in resume))
+        if shipped[cli].get("resume_prompt"):
+            lines.append("resume_prompt = %s" % toml_str(shipped[cli]["resume_prompt"]))
         lines.append("")
     return "\n".join(lines)
+
+
+def record_wrap(cli, cmd, record_dir, name):
+    """An argv wrapped for recording: the PTY's bytes through ptyrec.py, the CLI's own channel
+    (codex notify, gemini hooks, opencode's event stream) through chanlog.py / sselog.py."""
+    chan = os.path.join(record_dir, name + ".channel.jsonl")
+    chanlog = os.path.join(ROOT, "tools/agents-e2e/chanlog.py")
+    if cli == "codex":  # notify goes through chanlog.py
+        cmd = [c.replace("notify=[", "notify=[%s, %s, %s, \"codex\", \"--\", " % (
+            toml_str(sys.executable), toml_str(chanlog), toml_str(chan))) for c in cmd]
+    elif cli == "gemini":
+        cmd = [sys.executable, chanlog, "wrap-gemini", chan, "--"] + cmd
+    elif cli == "opencode":
+        cmd = [sys.executable, os.path.join(ROOT, "tools/agents-e2e/sselog.py"), chan, "{opencode_port}",
+               "--"] + cmd
+    out = os.path.join(record_dir, name + "-a{attempt}")
+    return ["python3", os.path.join(ROOT, "tools/agents-e2e/ptyrec.py"), out, "--"] + cmd
 
 
 def parse_ms(ts):
@@ -211,10 +231,12 @@ def run_scenario(args, scenario, clis, shipped, tmp):
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "manifest")
     slog = os.path.join(sdir, "model-server.jsonl")
+    mode = "rate429" if scenario == "rate429mid" else scenario
     server = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools/model-server/server.py"),
-                               "--port", str(port), "--mode", scenario, "--log", slog,
+                               "--port", str(port), "--mode", mode, "--log", slog,
                                "--retry-after", str(args.retry_after), "--rate-window", str(args.rate_window)]
-                              + (["--escalate"] if args.ask else []),
+                              + (["--escalate"] if args.ask else [])
+                              + (["--rate-after-tool"] if scenario == "rate429mid" else []),
                               stdout=subprocess.DEVNULL)
     time.sleep(0.5)
     env = dict(os.environ, HOME=home, PATH=os.path.join(args.prefix, "bin") + os.pathsep + os.environ["PATH"],
@@ -300,20 +322,51 @@ def check(scenario, clis, sdir, repo, workdir, slog, code, wall, ask=False):
                 ok, why = False, why + ["status %s, expected error" % status]
             if not any(e.get("kind") in ("restart", "heal") or "restart" in str(e.get("message")) for e in mine):
                 why.append("(no restart journaled)")
-        if scenario == "rate429":
-            paused = any(e.get("kind") == "verdict" and (e.get("data") or {}).get("verdict") == "rate_limited"
-                         for e in mine)
-            if not paused:
+        rate = None
+        if scenario.startswith("rate429"):
+            rate = rate_figures(cli, mine, events, start_ms)
+            if rate["first_rate_limited_s"] is None:
                 ok, why = False, why + ["never rate_limited"]
             if status != "complete":
                 ok, why = False, why + ["status %s after the pause" % status]
+            if scenario == "rate429mid" and rate["tool_calls"] != 1:
+                why.append("(the task ran %d times: %d tool calls)" % (rate["tool_calls"], rate["tool_calls"]))
         evidence = (t.get("lastVerdict") or {}).get("evidence") if isinstance(t.get("lastVerdict"), dict) else t.get("lastVerdict")
         rows.append({"cli": cli, "scenario": scenario, "ok": ok, "status": status, "attempts": t.get("attempts"),
                      "to_done_s": round((done_at - start_ms) / 1000, 1) if done_at else None,
                      "final_to_done_s": round(lag, 2) if lag is not None else None,
                      "why": "; ".join(why), "evidence": evidence, "exit": code, "wall_s": round(wall, 1),
-                     "dir": sdir, "verdicts": verdicts[-12:]})
+                     "dir": sdir, "verdicts": verdicts[-12:], "rate": rate})
     return rows
+
+
+def rate_figures(cli, mine, events, start_ms):
+    """A rate429 run's figures for one task: seconds from the run's start to its first
+    `rate_limited` verdict; each pause (seconds, from the journal's heal line) and each wait while
+    the agent retried by itself (left alone; its other tasks waited that long); each start after
+    the first as `resume` (the profile's resume argv) or `restart`; how many main requests carried
+    the earlier conversation (the task's prompt, then the resume prompt); how many tool calls the model made (1 = the task was not run again)."""
+    first = next((e["tsMs"] for e in mine if e.get("kind") == "verdict"
+                  and (e.get("data") or {}).get("verdict") == "rate_limited"), None)
+    pauses, left_alone = [], []
+    for e in mine:
+        m = str(e.get("message"))
+        if e.get("kind") == "heal" and m.startswith("rate limited"):
+            until = (e.get("data") or {}).get("untilMs")
+            secs = round((until - e["tsMs"]) / 1000, 1) if until else m
+            (left_alone if (e.get("data") or {}).get("retrying") else pauses).append(secs)
+    starts = ["resume" if (e.get("data") or {}).get("resume") else "restart"
+              for e in mine if e.get("kind") == "start"][1:]
+    mains = [e for e in events if e.get("family") == FAMILY[cli] and e.get("event") == "request" and e.get("main")]
+    carried = 0
+    for e in mains:  # claude merges the two user turns into one message: look at the joined text
+        text = "\n".join(e.get("users") or [])
+        if MARKER in text and text.find(MARKER) < text.rfind(RESUMED):
+            carried += 1
+    return {"first_rate_limited_s": round((first - start_ms) / 1000, 1) if first else None,
+            "pauses_s": pauses, "left_alone_waits_s": left_alone, "starts": starts, "requests_carrying_conversation": carried,
+            "main_requests": len(mains),
+            "tool_calls": sum(1 for e in events if e.get("family") == FAMILY[cli] and e.get("event") == "tool_call")}
 
 
 def export(sdir, scenario, clis, dest, ask=False):
@@ -382,7 +435,7 @@ def main():
     if not os.access(args.switchyard, os.X_OK):
         sys.exit("%s: not built; run `cargo build --release` first" % args.switchyard)
     if not args.no_install:
-        install(args.prefix)
+        install(args.prefix, clis)
     shipped = tomllib.load(open(os.path.join(ROOT, "assets/switchyard.toml"), "rb"))["agents"]
     # Not under /tmp: profiles that give gemini its hooks as a system settings file
     # ({gemini_settings}) need a root-owned path (the shipped one uses {gemini_home}).
@@ -404,6 +457,9 @@ def main():
         say("%-9s %-9s %-5s %-14s %-8s %-14s %-16s %s" % (
             r["cli"], r["scenario"], "yes" if r["ok"] else "NO", r["status"], r["attempts"],
             r["to_done_s"], r["final_to_done_s"], r["why"] or (r["evidence"] or "")))
+    for r in rows:
+        if r.get("rate"):
+            say("%-9s %-9s %s" % (r["cli"], r["scenario"], json.dumps(r["rate"])))
     if args.json:
         write(args.json, json.dumps(rows, indent=2))
     if args.keep:

@@ -24,13 +24,16 @@ Modes (--mode):
   rate429  main requests answer HTTP 429 with `retry-after: N` (--retry-after, default 20) and a
            message "Rate limit reached. Please try again in Ns." until --rate-window seconds
            (default 30) after the first main request of that family; then the normal script.
+           With --rate-after-tool the window starts at the first main request that carries a
+           tool result (the limit hits mid-task, after the scripted commit).
   deny     like normal, but the command starts with `rm -rf build-cache &&` (matches the default
            deny-list) so an approval dialog, where the CLI shows one, must be escalated.
 With --escalate (any mode) codex's shell call requests escalated permissions, so codex run with
 `-a on-request` shows its approval dialog.
 
 Every event is one JSON line on --log: {"t": epoch seconds, "family", "event", ...} with events
-`request` (path, main, tool_result), `tool_call`, `final` (written once the final message's last
+`request` (path, main, tool_result; `users`: the last 80 characters of each user message of a
+main request, oldest first, for codex/claude/opencode), `tool_call`, `final` (written once the final message's last
 byte is sent: the harness measures "final message -> done" from it), `side`, `error` (status).
 """
 import argparse
@@ -65,14 +68,39 @@ def log(family, event, **kw):
         f.write(json.dumps(entry) + "\n")
 
 
-def rate_limited(family):
-    """True while a main request of `family` must get 429 (mode rate429)."""
-    if ARGS.mode != "rate429":
+def rate_limited(family, tool_result=False):
+    """True while a main request of `family` must get 429 (mode rate429). With --rate-after-tool
+    the window starts at the first request that carries a tool result (the limit hits mid-task,
+    after the commit: a resumed agent answers with its final message, a restarted one redoes the
+    task)."""
+    if ARGS.mode != "rate429" or (ARGS.rate_after_tool and not tool_result):
         return False
     now = time.time()
     with LOCK:
         first = FIRST_MAIN.setdefault(family, now)
     return now - first < ARGS.rate_window
+
+
+def texts(content):
+    """The text of a message's content: a string, or the text parts of a list of blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(b.get("text", "") for b in content
+                         if isinstance(b, dict) and b.get("type") in ("text", "input_text"))
+    return ""
+
+
+def user_texts(messages, role_key="role"):
+    """The tail (last 80 characters) of every user message with text, oldest first: a resumed
+    conversation carries the task's prompt and then the resume prompt, a restart only the prompt."""
+    out = []
+    for m in messages or []:
+        if isinstance(m, dict) and m.get(role_key) == "user" and m.get("type", "message") == "message":
+            t = texts(m.get("content")).strip()
+            if t:
+                out.append(t[-80:])
+    return out
 
 
 def names_in(x, out):
@@ -186,13 +214,16 @@ class Handler(BaseHTTPRequestHandler):
         log(family, "request", method="POST", path=self.path)
         self._json(404, {"error": {"message": "scripted model server: unknown path %s" % self.path}})
 
-    def _begin(self, family, main, tool_result):
-        """Logs the request; answers it with an error when the mode says so. True = handled."""
-        log(family, "request", method="POST", path=self.path.split("?")[0], main=main, tool_result=tool_result)
+    def _begin(self, family, main, tool_result, users=None):
+        """Logs the request (with `users`, the tails of its user messages, when given); answers
+        it with an error when the mode says so. True = handled."""
+        extra = {} if users is None else {"users": users}
+        log(family, "request", method="POST", path=self.path.split("?")[0], main=main, tool_result=tool_result,
+            **extra)
         if ARGS.mode == "error500":
             self._fail(family, 500)
             return True
-        if main and rate_limited(family):
+        if main and rate_limited(family, tool_result):
             self._fail(family, 429)
             return True
         return False
@@ -201,7 +232,7 @@ class Handler(BaseHTTPRequestHandler):
     def post_responses(self, body, family):
         types = [i.get("type") for i in body.get("input") or [] if isinstance(i, dict)]
         tool_result = "function_call_output" in types or "custom_tool_call_output" in types
-        if self._begin(family, True, tool_result):
+        if self._begin(family, True, tool_result, user_texts(body.get("input"))):
             return
 
         def ev(obj):
@@ -255,7 +286,7 @@ class Handler(BaseHTTPRequestHandler):
             isinstance(b, dict) and b.get("type") == "tool_result"
             for m in body.get("messages") or [] if isinstance(m.get("content"), list)
             for b in m["content"])
-        if self._begin(family, main, tool_result):
+        if self._begin(family, main, tool_result, user_texts(body.get("messages")) if main else None):
             return
         model = body.get("model", "claude-mock")
         if not main:
@@ -353,7 +384,7 @@ class Handler(BaseHTTPRequestHandler):
         msgs = body.get("messages") or []
         main = bool(body.get("tools"))
         tool_result = any(isinstance(m, dict) and m.get("role") == "tool" for m in msgs)
-        if self._begin(family, main, tool_result):
+        if self._begin(family, main, tool_result, user_texts(msgs) if main else None):
             return
         model = body.get("model", "mock-model")
         call = None
@@ -406,6 +437,8 @@ def main():
     p.add_argument("--escalate", action="store_true",
                    help="codex: the shell call requests escalated permissions (so `-a on-request` asks)")
     p.add_argument("--rate-window", type=float, default=30.0, help="seconds of 429 per family (rate429)")
+    p.add_argument("--rate-after-tool", action="store_true",
+                   help="rate429: the 429 window starts at the first request carrying a tool result")
     ARGS = p.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
     server.daemon_threads = True

@@ -202,10 +202,11 @@ fn a_failure_then_idle_from_the_channel_stays_a_failure() {
 fn a_rate_limit_after_a_pause_pauses_again() {
     let mut e = engine_for("opencode", "");
     for (k, at) in [(1, 1_000), (2, 30_000)] {
+        // opencode gave up (session.error), so it is paused and resumed, not left alone.
         let mut r = report(
             VerdictKind::RateLimited,
-            "session.status",
-            "retry 1: Rate limit reached. Please try again in 20s.",
+            "session.error",
+            "Rate limit reached. Please try again in 20s.",
         );
         r.channel = "opencode events".into();
         e.update(Event::Reported { task: 0, report: r }, at);
@@ -885,4 +886,360 @@ fn gemini_slow_to_start_is_not_nudged_before_it_submits_its_prompt() {
     let mut e = engine_for("gemini", "");
     let heals = replay_heals(&mut e, "gemini-normal-home-a1", 15_000);
     assert!(heals.is_empty(), "{heals:#?}");
+}
+
+/// Drives one codex rate limit (no reset time on screen) at `at`: returns when the agent's
+/// tasks are paused until, ms.
+fn codex_rate_limit(e: &mut Engine, at: Ms) -> Ms {
+    // At work first (a resumed codex's old line is not taken for a new one before that).
+    show(e, "• Working (0s • esc to interrupt)", "", at - 900);
+    e.update(Event::Tick, at - 800);
+    show(
+        e,
+        "■ exceeded retry limit, last status: 429 Too Many Requests\n\n› ",
+        "",
+        at,
+    );
+    e.update(Event::Tick, at + 100);
+    e.update(Event::Tick, at + 2_100);
+    e.update(
+        Event::Exited {
+            task: 0,
+            code: 143,
+            commits_ahead: Some(0),
+            uncommitted: Some(0),
+        },
+        at + 2_200,
+    );
+    *e.paused_agents.get("codex").expect("codex is paused")
+}
+
+fn started(e: &mut Engine, now: Ms) -> bool {
+    let fx = e.update(Event::Tick, now);
+    let started = fx
+        .iter()
+        .any(|f| matches!(f, Effect::Start(s) if s.task == 0));
+    if started {
+        e.update(
+            Event::Started {
+                task: 0,
+                worktree: "/w/a".into(),
+                branch: "b".into(),
+                base_commit: "abc".into(),
+                argv: vec!["codex".into()],
+            },
+            now + 100,
+        );
+    }
+    started
+}
+
+#[test]
+fn a_rate_limit_without_a_reset_time_backs_off_from_30s_doubling() {
+    let mut e = engine_for("codex", "rate_limit_backoff_ms = 30000\n");
+    let mut at = 1_000;
+    let mut pauses = vec![];
+    for _ in 0..3 {
+        let until = codex_rate_limit(&mut e, at);
+        let wait = until - (at + 2_100);
+        pauses.push(wait);
+        assert!(!started(&mut e, until - 1), "still paused 1 ms before");
+        assert!(started(&mut e, until), "started again at the end");
+        at = until + 5_000;
+    }
+    assert_eq!(pauses, [30_000, 60_000, 120_000]);
+    // A stable stretch of work (stable_ms) and the back-off starts over.
+    show(&mut e, "• Working (5s • esc to interrupt)", "", at);
+    e.update(Event::Tick, at + 100);
+    show(
+        &mut e,
+        "• Working (200s • esc to interrupt)",
+        "",
+        at + 200_000,
+    );
+    e.update(Event::Tick, at + 200_100);
+    let at = at + 201_000;
+    assert_eq!(codex_rate_limit(&mut e, at) - (at + 2_100), 30_000);
+}
+
+#[test]
+fn an_agent_retrying_a_rate_limit_by_itself_is_left_alone_and_its_other_tasks_wait() {
+    // Claude Code 2.1.330 retrying (10 attempts) under 429 with retry-after 20.
+    let mut e = engine_for("claude", "");
+    let retry = |n: u32| {
+        format!(
+            "✻ Working…\n  ⎿ 429 Rate limit reached. Please try again in 20s. · retrying in 23s · attempt {n}/10\n\n> "
+        )
+    };
+    let mut journaled = 0;
+    for (n, at) in [(2, 1_000), (3, 24_000), (4, 47_000)] {
+        show(&mut e, &retry(n), "◐ claude", at);
+        for t in [at + 100, at + 3_000, at + 10_000] {
+            let fx = e.update(Event::Tick, t);
+            assert!(
+                !fx.iter()
+                    .any(|f| matches!(f, Effect::Kill { .. } | Effect::Write { .. })),
+                "no kill, no keys while it retries: {fx:?}"
+            );
+            journaled += fx
+                .iter()
+                .filter(
+                    |f| matches!(f, Effect::Journal(j) if j.message.contains("retries by itself")),
+                )
+                .count();
+        }
+        assert_eq!(
+            verdict(&e),
+            (
+                VerdictKind::RateLimited,
+                "claude-rate-limit-retrying".into()
+            )
+        );
+        assert_eq!(e.status(0), Status::Running);
+        // The other task of the agent waits until the reset time the line names.
+        let until = e.paused_agents["claude"];
+        assert!(
+            until >= at + 10_000 + 20_000 - 1,
+            "waits with the countdown: {until}"
+        );
+        assert!(
+            e.runs[1].worker.is_none(),
+            "task b not started while claude is rate limited"
+        );
+    }
+    assert_eq!(journaled, 1, "journaled once per wait");
+    // It recovers by itself: back to work, nothing was restarted.
+    show(
+        &mut e,
+        "✻ Working… (3s · esc to interrupt)",
+        "◐ claude",
+        60_000,
+    );
+    e.update(Event::Tick, 60_100);
+    assert_eq!(verdict(&e).0, VerdictKind::Running);
+    assert_eq!(e.task(0).attempts, Some(1));
+}
+
+#[test]
+fn opencodes_retry_status_leaves_it_alone_but_its_error_pauses_it() {
+    let mut e = engine_for("opencode", "");
+    let mut r = report(
+        VerdictKind::RateLimited,
+        "session.status",
+        "retry 3: Rate limit reached. Please try again in 20s.",
+    );
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, 1_000);
+    let fx = e.update(Event::Tick, 1_100);
+    assert!(
+        !fx.iter().any(|f| matches!(f, Effect::Kill { .. })),
+        "{fx:?}"
+    );
+    assert!(e.paused_agents.contains_key("opencode"));
+    let mut r = report(
+        VerdictKind::RateLimited,
+        "session.error",
+        "Rate limit reached. Please try again in 20s.",
+    );
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, 150_000);
+    let fx = e.update(Event::Tick, 150_100);
+    assert!(
+        fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn a_resumed_agent_redrawing_its_old_rate_limit_line_is_not_paused_again() {
+    let mut e = engine_for(
+        "opencode",
+        "[agents.opencode]\nresume = [\"opencode\", \"--continue\", \"--prompt\", \"Continue.\"]\n",
+    );
+    let gave_up = "┃  Rate limit reached. Please try again in 20s.\n┃\n\n  ▣  Build · Mock Model";
+    show(&mut e, gave_up, "", 1_000);
+    e.update(Event::Tick, 2_100);
+    let fx = e.update(Event::Tick, 2_200);
+    let paused = e.paused_agents.contains_key("opencode");
+    assert!(paused, "paused: {fx:?}");
+    e.update(
+        Event::Exited {
+            task: 0,
+            code: 1,
+            commits_ahead: Some(0),
+            uncommitted: Some(0),
+        },
+        2_300,
+    );
+    assert!(started(&mut e, 30_000), "resumed after the pause");
+    // Its history on screen again, the old line included: not a new rate limit.
+    show(&mut e, gave_up, "", 31_000);
+    for t in [32_100, 34_000, 40_000] {
+        let fx = e.update(Event::Tick, t);
+        assert!(
+            !fx.iter().any(|f| matches!(f, Effect::Kill { .. })),
+            "not paused by its own history at {t}: {fx:?}"
+        );
+    }
+    assert_ne!(verdict(&e).0, VerdictKind::RateLimited);
+    // It works, the old line scrolls away; a new rate limit later counts again.
+    show(&mut e, "  ⬝⬝■■ esc interrupt", "", 41_000);
+    e.update(Event::Tick, 41_100);
+    show(&mut e, "  ⬝■■⬝ esc interrupt", "", 42_000);
+    e.update(Event::Tick, 42_100);
+    show(&mut e, gave_up, "", 50_000);
+    let mut fx = e.update(Event::Tick, 51_100);
+    fx.extend(e.update(Event::Tick, 51_200));
+    assert!(
+        fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })),
+        "a new rate limit pauses it: {fx:?}"
+    );
+}
+
+#[test]
+fn a_resumed_codex_giving_up_again_with_the_same_line_is_paused_again() {
+    // codex-cli 0.169.0 `resume` redraws the conversation, the old give-up line included; when
+    // it gives up again the same line shows twice, or (the history scrolled away) once, lower.
+    for scrolled in [false, true] {
+        resumed_codex_gives_up_again(scrolled);
+    }
+}
+
+fn resumed_codex_gives_up_again(scrolled: bool) {
+    let mut e = engine_for("codex", "rate_limit_backoff_ms = 30000\n");
+    let old = "› Do the task.\n■ exceeded retry limit, last status: 429 Too Many Requests";
+    let until = codex_rate_limit(&mut e, 1_000);
+    assert!(started(&mut e, until));
+    show(
+        &mut e,
+        &format!("{old}\n\n› Continue where you left off.\n\n› "),
+        "",
+        until + 1_000,
+    );
+    let fx = e.update(Event::Tick, until + 3_000);
+    assert!(
+        !fx.iter().any(|f| matches!(f, Effect::Kill { .. })),
+        "{fx:?}"
+    );
+    // Live (codex-cli 0.169.0, harness rate429): its first sign of work is its own retrying.
+    show(
+        &mut e,
+        &format!(
+            "{old}\n\n› Continue where you left off.\n• Server is busy, reconnecting 1/5 (3s • esc to interrupt)\n  └ Exceeded retry limit, last status: 429 Too Many Requests\n\n"
+        ),
+        "",
+        until + 4_000,
+    );
+    let fx = e.update(Event::Tick, until + 4_100);
+    assert!(
+        !fx.iter().any(|f| matches!(f, Effect::Kill { .. })),
+        "{fx:?}"
+    );
+    assert_eq!(
+        verdict(&e),
+        (VerdictKind::RateLimited, "codex-rate-limit-retrying".into())
+    );
+    let again = if scrolled {
+        "› Continue where you left off.\n\n\n■ exceeded retry limit, last status: 429 Too Many Requests\n\n› ".to_string()
+    } else {
+        format!(
+            "{old}\n\n› Continue where you left off.\n■ exceeded retry limit, last status: 429 Too Many Requests\n\n› "
+        )
+    };
+    show(&mut e, &again, "", until + 100_000);
+    let fx = e.update(Event::Tick, until + 100_600);
+    assert!(
+        fx.iter().any(|f| matches!(f, Effect::Kill { task: 0 })),
+        "paused again: {fx:?}"
+    );
+    assert_eq!(
+        e.paused_agents["codex"] - (until + 100_600),
+        60_000,
+        "the back-off's second step"
+    );
+}
+
+#[test]
+fn a_resume_prompt_is_typed_once_the_resumed_agent_sits_at_its_prompt() {
+    let mut e = engine_for(
+        "opencode",
+        "[agents.opencode]\nresume = [\"opencode\", \"--continue\"]\nresume_prompt = \"Continue where you left off.\"\n",
+    );
+    let mut r = report(
+        VerdictKind::RateLimited,
+        "session.error",
+        "Rate limit reached. Please try again in 20s.",
+    );
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, 1_000);
+    e.update(Event::Tick, 1_100);
+    e.update(
+        Event::Exited {
+            task: 0,
+            code: 0,
+            commits_ahead: Some(0),
+            uncommitted: Some(0),
+        },
+        1_200,
+    );
+    assert!(started(&mut e, 21_100));
+    let idle =
+        "┃  Create HARNESS.md\n\n  ▣  Build · Mock Model\n\n  ~/w/a    tab agents  ctrl+p commands";
+    let mut typed = vec![];
+    for t in [32_000, 34_000, 36_000] {
+        show(&mut e, idle, "", t);
+        for f in e.update(Event::Tick, t + 1_600) {
+            if let Effect::Write { bytes, submit, .. } = f {
+                typed.push((String::from_utf8(bytes).unwrap(), submit));
+            }
+        }
+    }
+    assert_eq!(
+        typed,
+        [("Continue where you left off.".to_string(), true)],
+        "typed and submitted, once"
+    );
+}
+
+#[test]
+fn a_resumed_agent_showing_its_broken_off_turn_as_running_gets_the_resume_prompt() {
+    // opencode 1.18.33 `--continue` after a limit that hit mid-turn: the old turn's spinner.
+    let mut e = engine_for(
+        "opencode",
+        "[agents.opencode]\nresume = [\"opencode\", \"--continue\"]\nresume_prompt = \"Continue where you left off.\"\n",
+    );
+    let mut r = report(
+        VerdictKind::RateLimited,
+        "session.error",
+        "Rate limit reached. Please try again in 20s.",
+    );
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, 1_000);
+    e.update(Event::Tick, 1_100);
+    e.update(
+        Event::Exited {
+            task: 0,
+            code: 0,
+            commits_ahead: Some(1),
+            uncommitted: Some(0),
+        },
+        1_200,
+    );
+    assert!(started(&mut e, 21_100));
+    let mut typed = vec![];
+    for t in (22_000..60_000).step_by(2_000) {
+        show(
+            &mut e,
+            &format!("┃  bash git commit\n\n  ⬝⬝■■ {t} esc interrupt"),
+            "",
+            t,
+        );
+        for f in e.update(Event::Tick, t + 100) {
+            if let Effect::Write { bytes, .. } = f {
+                typed.push((t, String::from_utf8(bytes).unwrap()));
+            }
+        }
+    }
+    assert_eq!(typed.len(), 1, "{typed:?}");
+    assert!(typed[0].0 >= 36_000, "not before 15 s: {typed:?}");
 }
