@@ -124,6 +124,22 @@ pub fn feed(p: &mut Emulator, bytes: &[u8]) {
     p.callbacks_mut().generation += 1;
 }
 
+/// Waits at most `wait` for `fd` to have bytes to read (or to be closed); true when it does.
+/// Without a descriptor, true at once (the reader then reads as it always did).
+fn readable(fd: Option<&std::os::fd::OwnedFd>, wait: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let Some(fd) = fd else { return true };
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let r = unsafe { libc::poll(&mut p, 1, ms) };
+    r != 0
+}
+
 /// Most terminal-query replies a worker gets per [`REPLY_WINDOW`]: a TUI asks a handful at
 /// start-up and on resize; a child that asks thousands a second (a flood) gets no more, so
 /// neither the reader nor the child's input is swamped by answers it never reads.
@@ -470,6 +486,16 @@ impl Worker {
             let count = bytes_read.clone();
             let writer = writer.clone();
             let tx = tx.clone();
+            let scrollback = spec.scrollback;
+            // The reader waits on its own copy of the PTY's descriptor (the master may close
+            // first): a flooding worker's backlog is parsed once the PTY stays quiet.
+            let poll_fd = pair.master.as_raw_fd().and_then(|fd| {
+                use std::os::fd::BorrowedFd;
+                // SAFETY: the master's descriptor is open for this call (pair.master is alive).
+                unsafe { BorrowedFd::borrow_raw(fd) }
+                    .try_clone_to_owned()
+                    .ok()
+            });
             std::thread::Builder::new()
                 .name(format!("pty-read-{}", spec.task))
                 .spawn(move || {
@@ -478,43 +504,78 @@ impl Worker {
                     // end (the transcript keeps the raw bytes, bounded on its own).
                     let mut cap = crate::stream_cap::StreamCap::default();
                     let mut window = std::time::Instant::now();
+                    // Interactive output is parsed as it comes; while the worker floods, what
+                    // it prints is held (at most flood::BACKLOG_CAP) and parsed in batches whose
+                    // head, scrolled out of sight, is skipped when that is exact (crate::flood).
+                    let mut gate = crate::flood::Gate::new(window);
+                    let mut tracker = crate::flood::Tracker::new();
+                    let mut backlog: Vec<u8> = Vec::new();
                     parser
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .callbacks_mut()
                         .reply_allowance = Some(REPLIES_PER_WINDOW);
-                    loop {
-                        let n = match reader.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        let chunk = &buf[..n];
-                        let _ = transcript.write_all(chunk);
+                    let mut parse = |backlog: &mut Vec<u8>, window: &mut std::time::Instant| {
+                        if backlog.is_empty() {
+                            return;
+                        }
+                        let rows = parser
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .screen()
+                            .size()
+                            .0;
+                        let plan = tracker.plan(backlog, rows, scrollback);
                         let replies = {
                             let mut p = parser.lock().unwrap_or_else(|e| e.into_inner());
                             if window.elapsed() >= REPLY_WINDOW {
-                                window = std::time::Instant::now();
+                                *window = std::time::Instant::now();
                                 p.callbacks_mut().reply_allowance = Some(REPLIES_PER_WINDOW);
                             }
-                            cap.feed(chunk, |part| p.process(part));
+                            crate::flood::apply(&mut p, backlog, plan, scrollback);
                             p.callbacks_mut().generation += 1;
                             std::mem::take(&mut p.callbacks_mut().replies)
                         };
+                        backlog.clear();
+                        if backlog.capacity() > 256 * 1024 {
+                            // Give a flood's batch memory back once it is over.
+                            backlog.shrink_to(64 * 1024);
+                        }
                         if !replies.is_empty() {
                             // At most REPLIES_PER_WINDOW answers per window; a child that floods
                             // queries and never reads the replies loses replies once its queue
                             // is full too: the reader never waits on it.
                             let _ = writer.try_send(WriteJob::Now(replies));
                         }
-                        last.store(now_ms(), Ordering::Relaxed);
-                        count.fetch_add(n as u64, Ordering::Relaxed);
                         dirty.store(true, Ordering::Release);
                         // Shared by every worker: read first, so a flag already set costs no
                         // write to a cache line the other readers use.
                         if !wake.load(Ordering::Acquire) && !wake.swap(true, Ordering::AcqRel) {
                             let _ = tx.try_send(ShellMsg::Wake);
                         }
+                    };
+                    loop {
+                        if !backlog.is_empty()
+                            && !readable(poll_fd.as_ref(), gate.wait(std::time::Instant::now()))
+                        {
+                            gate.on_quiet();
+                            parse(&mut backlog, &mut window);
+                            continue;
+                        }
+                        let n = match reader.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        let _ = transcript.write_all(chunk);
+                        cap.feed(chunk, |part| backlog.extend_from_slice(part));
+                        last.store(now_ms(), Ordering::Relaxed);
+                        count.fetch_add(n as u64, Ordering::Relaxed);
+                        if gate.on_read(n, backlog.len(), std::time::Instant::now()) {
+                            parse(&mut backlog, &mut window);
+                        }
                     }
+                    parse(&mut backlog, &mut window);
                     let _ = done_tx.send(());
                 })
                 .map_err(|e| format!("cannot start the reader thread: {e}"))?;
