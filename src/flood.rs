@@ -632,13 +632,11 @@ impl vte::Perform for State {
     }
 }
 
-/// Bytes read within [`FLOOD_WINDOW`] that make a worker count as flooding: 256 KiB in 50 ms
-/// (5 MiB/s). An agent's TUI redraws a few KiB a frame; a build log or `cat` of a big file goes
-/// far over.
+/// Bytes read without the PTY once running dry that make a worker count as flooding: 256 KiB.
+/// An agent's TUI redraws a few KiB at a time and waits; a build log or `cat` of a big file
+/// keeps the PTY full. Counted in bytes the PTY had ready, not in time, so a reader slowed down
+/// by parsing still sees the flood.
 pub const FLOOD_BYTES: usize = 256 * 1024;
-
-/// The window [`FLOOD_BYTES`] counts in.
-pub const FLOOD_WINDOW: Duration = Duration::from_millis(50);
 
 /// While flooding, a batch is parsed once the worker has been quiet this long…
 pub const QUIET: Duration = Duration::from_millis(10);
@@ -652,24 +650,18 @@ pub const MAX_AGE: Duration = Duration::from_millis(250);
 pub const BACKLOG_CAP: usize = 4 * 1024 * 1024;
 
 /// When a worker's reader parses what it read: at once while output is interactive, in
-/// batches while the worker floods. Pure: the caller passes the clock.
-#[derive(Debug)]
+/// batches while the worker floods. Pure: the caller passes the clock and what the PTY holds.
+#[derive(Debug, Default)]
 pub struct Gate {
-    window_start: Instant,
-    window_bytes: usize,
+    burst: usize,
     flooding: bool,
     batch_start: Option<Instant>,
 }
 
 impl Gate {
     /// A gate for a worker that has not printed yet.
-    pub fn new(now: Instant) -> Gate {
-        Gate {
-            window_start: now,
-            window_bytes: 0,
-            flooding: false,
-            batch_start: None,
-        }
+    pub fn new() -> Gate {
+        Gate::default()
     }
 
     /// True while the worker counts as flooding.
@@ -677,20 +669,16 @@ impl Gate {
         self.flooding
     }
 
-    /// Records `n` bytes read at `now` into a backlog now `backlog` bytes long; true when the
-    /// backlog should be parsed now (interactive output, a full or old batch).
-    pub fn on_read(&mut self, n: usize, backlog: usize, now: Instant) -> bool {
-        if now.duration_since(self.window_start) > FLOOD_WINDOW {
-            self.window_start = now;
-            self.window_bytes = 0;
-        }
-        self.window_bytes += n;
-        if self.window_bytes >= FLOOD_BYTES {
-            self.flooding = true;
-        }
+    /// Records `n` bytes read at `now` into a backlog now `backlog` bytes long, with `more`
+    /// telling whether the PTY had more ready right after (asked only while not flooding);
+    /// true when the backlog should be parsed now (interactive output, a full or old batch).
+    pub fn on_read(&mut self, n: usize, backlog: usize, more: bool, now: Instant) -> bool {
         if !self.flooding {
-            self.batch_start = None;
-            return true;
+            self.burst = if more { self.burst + n } else { 0 };
+            if self.burst < FLOOD_BYTES {
+                return true;
+            }
+            self.flooding = true;
         }
         let start = *self.batch_start.get_or_insert(now);
         if backlog >= BACKLOG_CAP || now.duration_since(start) >= MAX_AGE {
@@ -713,7 +701,7 @@ impl Gate {
     pub fn on_quiet(&mut self) {
         self.flooding = false;
         self.batch_start = None;
-        self.window_bytes = 0;
+        self.burst = 0;
     }
 }
 
@@ -941,29 +929,35 @@ mod tests {
     #[test]
     fn the_gate_batches_only_a_flood() {
         let t0 = Instant::now();
-        let mut g = Gate::new(t0);
-        // Interactive: parsed at once.
-        assert!(g.on_read(4096, 4096, t0));
+        let mut g = Gate::new();
+        // Interactive: parsed at once, even in large pieces when the PTY runs dry after each.
+        assert!(g.on_read(4096, 4096, true, t0));
+        for _ in 0..10 {
+            assert!(g.on_read(65536, 65536, false, t0));
+        }
         assert!(!g.flooding());
-        // 256 KiB within 50 ms: a flood, held from the read that shows it.
+        // 256 KiB while the PTY stays full: a flood, held from the read that shows it.
+        for _ in 0..3 {
+            assert!(g.on_read(65536, 65536, true, t0));
+        }
         let t1 = t0 + Duration::from_millis(5);
-        assert!(!g.on_read(FLOOD_BYTES, FLOOD_BYTES, t1));
+        assert!(!g.on_read(65536, 65536, true, t1));
         assert!(g.flooding());
-        assert!(!g.on_read(65536, FLOOD_BYTES + 65536, t1));
+        assert!(!g.on_read(65536, 131072, false, t1));
         assert_eq!(g.wait(t1), QUIET);
         // Until the batch is old…
         assert_eq!(
             g.wait(t1 + MAX_AGE - Duration::from_millis(3)),
             Duration::from_millis(3)
         );
-        assert!(g.on_read(65536, 131072, t1 + MAX_AGE));
+        assert!(g.on_read(65536, 196608, true, t1 + MAX_AGE));
         // …or full.
-        assert!(!g.on_read(65536, 65536, t1 + MAX_AGE));
-        assert!(g.on_read(65536, BACKLOG_CAP, t1 + MAX_AGE));
+        assert!(!g.on_read(65536, 65536, true, t1 + MAX_AGE));
+        assert!(g.on_read(65536, BACKLOG_CAP, true, t1 + MAX_AGE));
         // A quiet PTY ends the flood.
         g.on_quiet();
         assert!(!g.flooding());
-        assert!(g.on_read(100, 100, t1 + MAX_AGE * 2));
+        assert!(g.on_read(100, 100, true, t1 + MAX_AGE * 2));
     }
 
     /// Pieces of log-like output a cut may skip: text, long lines that wrap, SGR, CR/LF, titles,

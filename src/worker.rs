@@ -306,6 +306,9 @@ pub struct Worker {
     pub last_output_ms: Arc<AtomicU64>,
     /// Total bytes read.
     pub bytes_read: Arc<AtomicU64>,
+    /// Bytes of a flood not parsed into the emulator because they had scrolled out of its
+    /// history before they were parsed ([`crate::flood`]; the transcript has them).
+    pub bytes_skipped: Arc<AtomicU64>,
     writer: std::sync::mpsc::SyncSender<WriteJob>,
     master: Box<dyn MasterPty + Send>,
     killer: Box<dyn ChildKiller + Send + Sync>,
@@ -476,6 +479,7 @@ impl Worker {
         let dirty = Arc::new(AtomicBool::new(false));
         let last_output_ms = Arc::new(AtomicU64::new(now_ms()));
         let bytes_read = Arc::new(AtomicU64::new(0));
+        let bytes_skipped = Arc::new(AtomicU64::new(0));
 
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         {
@@ -484,6 +488,7 @@ impl Worker {
             let wake = wake.clone();
             let last = last_output_ms.clone();
             let count = bytes_read.clone();
+            let skipped = bytes_skipped.clone();
             let writer = writer.clone();
             let tx = tx.clone();
             let scrollback = spec.scrollback;
@@ -507,7 +512,7 @@ impl Worker {
                     // Interactive output is parsed as it comes; while the worker floods, what
                     // it prints is held (at most flood::BACKLOG_CAP) and parsed in batches whose
                     // head, scrolled out of sight, is skipped when that is exact (crate::flood).
-                    let mut gate = crate::flood::Gate::new(window);
+                    let mut gate = crate::flood::Gate::new();
                     let mut tracker = crate::flood::Tracker::new();
                     let mut backlog: Vec<u8> = Vec::new();
                     parser
@@ -532,7 +537,10 @@ impl Worker {
                                 *window = std::time::Instant::now();
                                 p.callbacks_mut().reply_allowance = Some(REPLIES_PER_WINDOW);
                             }
-                            crate::flood::apply(&mut p, backlog, plan, scrollback);
+                            let outcome = crate::flood::apply(&mut p, backlog, plan, scrollback);
+                            if let crate::flood::Outcome::Cut { skipped: n } = outcome {
+                                skipped.fetch_add(n as u64, Ordering::Relaxed);
+                            }
                             p.callbacks_mut().generation += 1;
                             std::mem::take(&mut p.callbacks_mut().replies)
                         };
@@ -571,7 +579,10 @@ impl Worker {
                         cap.feed(chunk, |part| backlog.extend_from_slice(part));
                         last.store(now_ms(), Ordering::Relaxed);
                         count.fetch_add(n as u64, Ordering::Relaxed);
-                        if gate.on_read(n, backlog.len(), std::time::Instant::now()) {
+                        // Outside a flood, whether the PTY already holds more (a poll that
+                        // does not wait) tells a flood from bursts of interactive output.
+                        let more = !gate.flooding() && readable(poll_fd.as_ref(), Duration::ZERO);
+                        if gate.on_read(n, backlog.len(), more, std::time::Instant::now()) {
                             parse(&mut backlog, &mut window);
                         }
                     }
@@ -617,6 +628,7 @@ impl Worker {
             wake,
             last_output_ms,
             bytes_read,
+            bytes_skipped,
             writer,
             master: pair.master,
             killer,
@@ -1035,5 +1047,75 @@ mod kill_tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod flood_tests {
+    use super::*;
+
+    /// A worker flooding a real PTY ends with the screen and scrollback a full parse of its
+    /// transcript gives, though most of the flood was never parsed into the emulator.
+    #[test]
+    fn a_flooding_worker_ends_as_a_full_parse_of_its_transcript() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let (rows, cols, scrollback) = (10, 60, 40);
+        let spec = SpawnSpec {
+            task: 3,
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                // ~3 MiB of coloured log (under the transcript's 4 MiB tail: it keeps it all),
+                // then a title and a last line.
+                "printf '\\033]0;flooding\\007'; yes \"$(printf '\\033[32mok\\033[0m a line of coloured build log output')\" | head -n 60000; printf 'done\\n'".into(),
+            ],
+            cwd: dir.path().to_path_buf(),
+            env: vec![],
+            rows,
+            cols,
+            scrollback,
+            transcript: dir.path().join("t.log"),
+        };
+        let w = Worker::spawn(spec, tx).unwrap();
+        let start = std::time::Instant::now();
+        loop {
+            match rx.try_recv() {
+                Ok(ShellMsg::Exited { .. }) => break,
+                _ => {
+                    assert!(start.elapsed() < Duration::from_secs(60), "the flood ended");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        // Under the transcript's bounds (256 KiB head + 4 MiB tail) it holds every byte, with
+        // no marker line.
+        let raw = std::fs::read(dir.path().join("t.log")).unwrap();
+        assert_eq!(raw.len() as u64, w.bytes_read.load(Ordering::Relaxed));
+        let mut full = vt100::Parser::new_with_callbacks(rows, cols, scrollback, Term::default());
+        full.process(&raw);
+        let mut p = w.parser.lock().unwrap();
+        assert_eq!(
+            p.screen().contents_formatted(),
+            full.screen().contents_formatted()
+        );
+        for off in [1, scrollback / 2, scrollback] {
+            p.screen_mut().set_scrollback(off);
+            full.screen_mut().set_scrollback(off);
+            assert_eq!(
+                p.screen().contents(),
+                full.screen().contents(),
+                "offset {off}"
+            );
+        }
+        p.screen_mut().set_scrollback(0);
+        assert_eq!(p.callbacks().title, "flooding");
+        assert!(p.screen().contents().contains("done"));
+        let skipped = w.bytes_skipped.load(Ordering::Relaxed);
+        assert!(
+            skipped > raw.len() as u64 / 2,
+            "most of the flood was skipped ({skipped} of {} bytes)",
+            raw.len()
+        );
     }
 }
