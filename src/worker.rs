@@ -8,7 +8,10 @@
 //! emulator so full-screen TUIs such as codex start correctly; at most [`REPLIES_PER_WINDOW`]
 //! answers per [`REPLY_WINDOW`], so a query flood swamps nothing. Between the PTY and the
 //! emulator, [`crate::stream_cap::StreamCap`] keeps an OSC/DCS that never ends from growing the
-//! emulator's buffer past 64 KiB.
+//! emulator's buffer past 64 KiB. While a worker floods (256 KiB read with the PTY never running
+//! dry), its reader holds what it reads (at most [`crate::flood::BACKLOG_CAP`], at most
+//! [`crate::flood::MAX_AGE`] old, parsed once the PTY is quiet for [`crate::flood::QUIET`]) and
+//! parses only the part of each batch that can still be seen ([`crate::flood`]).
 
 use crate::classify::ScreenSnapshot;
 use portable_pty::{native_pty_system, ChildKiller, CommandBuilder, MasterPty, PtySize};
