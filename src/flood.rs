@@ -382,9 +382,11 @@ pub fn apply(p: &mut Emulator, batch: &[u8], plan: Plan, scrollback: usize) -> O
     let mut fresh = vt100::Parser::new_with_callbacks(rows, cols, scrollback, term);
     fresh.process(&prelude);
     fresh.callbacks_mut().bells += cut.bells;
-    fresh.process(&batch[cut.cut..]);
-    fresh.screen_mut().set_scrollback(offset);
+    // The old emulator (its full scrollback) goes before the tail fills the new one: one
+    // scrollback's memory at a time.
     *p = fresh;
+    p.process(&batch[cut.cut..]);
+    p.screen_mut().set_scrollback(offset);
     Outcome::Cut { skipped: cut.cut }
 }
 
