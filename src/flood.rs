@@ -166,6 +166,12 @@ struct State {
     grids: [GridFlags; 2],
     /// Dispatches and CAN/SUB seen (each returns vte to ground).
     closing: u64,
+    /// vte stops once `closing` reaches this ([`vte::Perform::terminated`]).
+    stop_at: u64,
+    /// The sequence vte reads now starts with its ESC in the bytes at hand.
+    raw_ok: bool,
+    /// It was an SGR, to be copied into `pending` as it is.
+    sgr_raw: bool,
     /// A vt100 emulator of one cell fed only SGR, DECSET/DECRST, ESC 7/8/=/>/c.
     shadow: vt100::Parser,
     /// Shadow input not parsed yet (SGRs since the last reset are dropped when a reset comes).
@@ -215,6 +221,9 @@ impl Tracker {
                 alt47: false,
                 grids: [GridFlags::default(); 2],
                 closing: 0,
+                stop_at: u64::MAX,
+                raw_ok: false,
+                sgr_raw: false,
                 shadow: vt100::Parser::new(1, 1, 0),
                 pending: Vec::new(),
                 sgr_run: 0,
@@ -229,23 +238,37 @@ impl Tracker {
         }
     }
 
-    /// Feeds bytes (split after the last ESC, so `esc_open` says whether the sequence it opened
-    /// has ended).
+    /// Feeds bytes. Text between sequences (the bulk of a log) is scanned here, counting line
+    /// feeds and bells; vte reads each sequence from its ESC until a dispatch or CAN/SUB returns
+    /// it to ground ([`vte::Parser::advance_until_terminated`]), so its per-character path never
+    /// runs over text. Same result as feeding vte everything: in ground, vte leaves only on ESC,
+    /// and text changes no tracked state but the counts.
     fn feed(&mut self, bytes: &[u8]) {
-        match bytes.iter().rposition(|&b| b == 0x1b) {
-            Some(e) => {
-                self.vte.advance(&mut self.st, &bytes[..=e]);
-                let before = self.st.closing;
-                self.vte.advance(&mut self.st, &bytes[e + 1..]);
-                self.esc_open = self.st.closing == before;
-            }
-            None => {
-                let before = self.st.closing;
-                self.vte.advance(&mut self.st, bytes);
-                if self.st.closing != before {
-                    self.esc_open = false;
+        let mut i = 0;
+        while i < bytes.len() {
+            if !self.esc_open {
+                let rest = &bytes[i..];
+                let run = rest.iter().position(|&b| b == 0x1b).unwrap_or(rest.len());
+                self.st.text(&rest[..run]);
+                i += run;
+                if i == bytes.len() {
+                    break;
                 }
             }
+            let start = self.st.closing;
+            self.st.stop_at = start + 1;
+            self.st.raw_ok = bytes[i] == 0x1b;
+            let used = self.vte.advance_until_terminated(&mut self.st, &bytes[i..]);
+            self.st.stop_at = u64::MAX;
+            self.st.raw_ok = false;
+            if std::mem::take(&mut self.st.sgr_raw) {
+                self.st.pending.extend_from_slice(&bytes[i..i + used]);
+                self.st.maybe_flush();
+            }
+            i += used;
+            // An OSC or DCS ended by ESC dispatches on that ESC, which starts the next
+            // sequence: vte is in its escape state then, not in ground.
+            self.esc_open = self.st.closing == start || bytes[i - 1] == 0x1b;
         }
     }
 
@@ -391,6 +414,14 @@ pub fn apply(p: &mut Emulator, batch: &[u8], plan: Plan, scrollback: usize) -> O
 }
 
 impl State {
+    /// Text vte would read in ground: only line feeds (LF, VT, FF) and bells count.
+    fn text(&mut self, run: &[u8]) {
+        self.tail_lfs += run.iter().filter(|&&b| (0x0a..=0x0c).contains(&b)).count();
+        if self.phase == Phase::Head {
+            self.bells += run.iter().filter(|&&b| b == 0x07).count() as u32;
+        }
+    }
+
     fn flush(&mut self) {
         if !self.pending.is_empty() {
             self.shadow.process(&self.pending);
@@ -399,13 +430,17 @@ impl State {
         self.sgr_run = 0;
     }
 
+    fn maybe_flush(&mut self) {
+        if self.pending.len() > PENDING_FLUSH {
+            self.flush();
+        }
+    }
+
     /// Queues a non-SGR shadow sequence.
     fn push_other(&mut self, bytes: &[u8]) {
         self.pending.extend_from_slice(bytes);
         self.sgr_run = self.pending.len();
-        if self.pending.len() > PENDING_FLUSH {
-            self.flush();
-        }
+        self.maybe_flush();
     }
 
     fn head(&mut self, r: Refusal) {
@@ -475,6 +510,10 @@ fn first(params: &vte::Params) -> u16 {
 }
 
 impl vte::Perform for State {
+    fn terminated(&self) -> bool {
+        self.closing >= self.stop_at
+    }
+
     fn execute(&mut self, b: u8) {
         match b {
             0x07 => {
@@ -561,11 +600,14 @@ impl vte::Perform for State {
                     // A leading reset makes the SGRs before it (since anything else) moot.
                     self.pending.truncate(self.sgr_run);
                 }
-                let mut seq = std::mem::take(&mut self.pending);
-                write_csi(&mut seq, params, intermediates, c);
-                self.pending = seq;
-                if self.pending.len() > PENDING_FLUSH {
-                    self.flush();
+                if self.raw_ok {
+                    // The caller copies the sequence's own bytes (cheaper than writing it).
+                    self.sgr_raw = true;
+                } else {
+                    let mut seq = std::mem::take(&mut self.pending);
+                    write_csi(&mut seq, params, intermediates, c);
+                    self.pending = seq;
+                    self.maybe_flush();
                 }
             }
             (Some(b'?'), 'h' | 'l') => {
@@ -645,7 +687,7 @@ pub const QUIET: Duration = Duration::from_millis(10);
 
 /// …or once its first byte is this old (the screen of a flooding worker updates at least this
 /// often)…
-pub const MAX_AGE: Duration = Duration::from_millis(250);
+pub const MAX_AGE: Duration = Duration::from_millis(1000);
 
 /// …or once it holds this many bytes: the most a worker's reader holds besides its 64 KiB read
 /// buffer (the bound on memory under flood).
