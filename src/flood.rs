@@ -255,6 +255,13 @@ impl Tracker {
                     break;
                 }
             }
+            if !self.esc_open {
+                if let Some(len) = plain_sgr(&bytes[i..]) {
+                    self.st.sgr_bytes(&bytes[i..i + len]);
+                    i += len;
+                    continue;
+                }
+            }
             let start = self.st.closing;
             self.st.stop_at = start + 1;
             self.st.raw_ok = bytes[i] == 0x1b;
@@ -338,6 +345,20 @@ impl Tracker {
         v.extend(s.attributes_formatted());
         v
     }
+}
+
+/// The length of the SGR at the start of `bytes` when it is the plain kind a coloured log is made
+/// of — `ESC [`, digits and `;`, `m`, all within `bytes` — which vte would dispatch as
+/// `csi_dispatch(params, [], _, 'm')` and nothing else.
+fn plain_sgr(bytes: &[u8]) -> Option<usize> {
+    if bytes.get(1) != Some(&b'[') {
+        return None;
+    }
+    let body = bytes[2..]
+        .iter()
+        .take(64)
+        .position(|&b| !(b.is_ascii_digit() || b == b';'))?;
+    (bytes[2 + body] == b'm').then_some(body + 3)
 }
 
 /// The position right after a `\r\n` with at least `lines` `\n` bytes after it (the latest such
@@ -428,6 +449,18 @@ impl State {
             self.pending.clear();
         }
         self.sgr_run = 0;
+    }
+
+    /// A plain SGR (see [`plain_sgr`]), as its bytes.
+    fn sgr_bytes(&mut self, seq: &[u8]) {
+        let body = &seq[2..seq.len() - 1];
+        let first = body.split(|&b| b == b';').next().unwrap_or_default();
+        if first.iter().all(|&b| b == b'0') {
+            // Empty, or a leading 0: a reset (as `csi_dispatch` sees it).
+            self.pending.truncate(self.sgr_run);
+        }
+        self.pending.extend_from_slice(seq);
+        self.maybe_flush();
     }
 
     fn maybe_flush(&mut self) {

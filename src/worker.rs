@@ -523,7 +523,9 @@ impl Worker {
                         .unwrap_or_else(|e| e.into_inner())
                         .callbacks_mut()
                         .reply_allowance = Some(REPLIES_PER_WINDOW);
-                    let mut parse = |backlog: &mut Vec<u8>, window: &mut std::time::Instant| {
+                    let mut parse = |backlog: &mut Vec<u8>,
+                                     window: &mut std::time::Instant,
+                                     flooding: bool| {
                         if backlog.is_empty() {
                             return;
                         }
@@ -548,8 +550,9 @@ impl Worker {
                             std::mem::take(&mut p.callbacks_mut().replies)
                         };
                         backlog.clear();
-                        if backlog.capacity() > 256 * 1024 {
-                            // Give a flood's batch memory back once it is over.
+                        if !flooding && backlog.capacity() > 256 * 1024 {
+                            // Give a flood's batch memory back once it is over (kept while it
+                            // lasts: a buffer grown anew for every batch costs page faults).
                             backlog.shrink_to(64 * 1024);
                         }
                         if !replies.is_empty() {
@@ -570,7 +573,7 @@ impl Worker {
                             && !readable(poll_fd.as_ref(), gate.wait(std::time::Instant::now()))
                         {
                             gate.on_quiet();
-                            parse(&mut backlog, &mut window);
+                            parse(&mut backlog, &mut window, false);
                             continue;
                         }
                         let n = match reader.read(&mut buf) {
@@ -586,10 +589,10 @@ impl Worker {
                         // does not wait) tells a flood from bursts of interactive output.
                         let more = !gate.flooding() && readable(poll_fd.as_ref(), Duration::ZERO);
                         if gate.on_read(n, backlog.len(), more, std::time::Instant::now()) {
-                            parse(&mut backlog, &mut window);
+                            parse(&mut backlog, &mut window, gate.flooding());
                         }
                     }
-                    parse(&mut backlog, &mut window);
+                    parse(&mut backlog, &mut window, false);
                     let _ = done_tx.send(());
                 })
                 .map_err(|e| format!("cannot start the reader thread: {e}"))?;
