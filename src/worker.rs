@@ -518,6 +518,7 @@ impl Worker {
                     let mut gate = crate::flood::Gate::new();
                     let mut tracker = crate::flood::Tracker::new();
                     let mut backlog: Vec<u8> = Vec::new();
+                    let mut log: Vec<u8> = Vec::new();
                     parser
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -573,6 +574,8 @@ impl Worker {
                             && !readable(poll_fd.as_ref(), gate.wait(std::time::Instant::now()))
                         {
                             gate.on_quiet();
+                            let _ = transcript.write_all(&log);
+                            log.clear();
                             parse(&mut backlog, &mut window, false);
                             continue;
                         }
@@ -581,7 +584,19 @@ impl Worker {
                             Ok(n) => n,
                         };
                         let chunk = &buf[..n];
-                        let _ = transcript.write_all(chunk);
+                        // A PTY gives at most 4 KiB a read: under a flood the transcript is
+                        // written 64 KiB at a time (one write instead of sixteen).
+                        if gate.flooding() {
+                            log.extend_from_slice(chunk);
+                            if log.len() >= 64 * 1024 {
+                                let _ = transcript.write_all(&log);
+                                log.clear();
+                            }
+                        } else {
+                            let _ = transcript.write_all(&log);
+                            log.clear();
+                            let _ = transcript.write_all(chunk);
+                        }
                         cap.feed(chunk, |part| backlog.extend_from_slice(part));
                         last.store(now_ms(), Ordering::Relaxed);
                         count.fetch_add(n as u64, Ordering::Relaxed);
@@ -592,6 +607,7 @@ impl Worker {
                             parse(&mut backlog, &mut window, gate.flooding());
                         }
                     }
+                    let _ = transcript.write_all(&log);
                     parse(&mut backlog, &mut window, false);
                     let _ = done_tx.send(());
                 })
