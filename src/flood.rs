@@ -549,11 +549,7 @@ impl vte::Perform for State {
 
     fn execute(&mut self, b: u8) {
         match b {
-            0x07 => {
-                if self.phase == Phase::Head {
-                    self.bells += 1;
-                }
-            }
+            0x07 if self.phase == Phase::Head => self.bells += 1,
             0x0a..=0x0c => self.tail_lfs += 1,
             0x18 | 0x1a => self.closing += 1,
             _ => {}
