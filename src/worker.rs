@@ -601,8 +601,11 @@ impl Worker {
                         last.store(now_ms(), Ordering::Relaxed);
                         count.fetch_add(n as u64, Ordering::Relaxed);
                         // Outside a flood, whether the PTY already holds more (a poll that
-                        // does not wait) tells a flood from bursts of interactive output.
-                        let more = !gate.flooding() && readable(poll_fd.as_ref(), Duration::ZERO);
+                        // does not wait) tells a flood from bursts of interactive output. A PTY
+                        // hands out up to 4 KiB a read: a short read means it ran dry (no poll).
+                        let more = !gate.flooding()
+                            && n >= 2048
+                            && readable(poll_fd.as_ref(), Duration::ZERO);
                         if gate.on_read(n, backlog.len(), more, std::time::Instant::now()) {
                             parse(&mut backlog, &mut window, gate.flooding());
                         }
