@@ -17,6 +17,7 @@ pub mod engine;
 pub mod fake_agent;
 pub mod final_message;
 pub mod findings;
+pub mod flood;
 pub mod git;
 pub mod headless;
 pub mod import;

@@ -8,7 +8,10 @@
 //! emulator so full-screen TUIs such as codex start correctly; at most [`REPLIES_PER_WINDOW`]
 //! answers per [`REPLY_WINDOW`], so a query flood swamps nothing. Between the PTY and the
 //! emulator, [`crate::stream_cap::StreamCap`] keeps an OSC/DCS that never ends from growing the
-//! emulator's buffer past 64 KiB.
+//! emulator's buffer past 64 KiB. While a worker floods (256 KiB read with the PTY never running
+//! dry), its reader holds what it reads (at most [`crate::flood::BACKLOG_CAP`], at most
+//! [`crate::flood::MAX_AGE`] old, parsed once the PTY is quiet for [`crate::flood::QUIET`]) and
+//! parses only the part of each batch that can still be seen ([`crate::flood`]).
 
 use crate::classify::ScreenSnapshot;
 use portable_pty::{native_pty_system, ChildKiller, CommandBuilder, MasterPty, PtySize};
@@ -122,6 +125,22 @@ pub struct Term {
 pub fn feed(p: &mut Emulator, bytes: &[u8]) {
     p.process(bytes);
     p.callbacks_mut().generation += 1;
+}
+
+/// Waits at most `wait` for `fd` to have bytes to read (or to be closed); true when it does.
+/// Without a descriptor, true at once (the reader then reads as it always did).
+fn readable(fd: Option<&std::os::fd::OwnedFd>, wait: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let Some(fd) = fd else { return true };
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let r = unsafe { libc::poll(&mut p, 1, ms) };
+    r != 0
 }
 
 /// Most terminal-query replies a worker gets per [`REPLY_WINDOW`]: a TUI asks a handful at
@@ -290,6 +309,9 @@ pub struct Worker {
     pub last_output_ms: Arc<AtomicU64>,
     /// Total bytes read.
     pub bytes_read: Arc<AtomicU64>,
+    /// Bytes of a flood not parsed into the emulator because they had scrolled out of its
+    /// history before they were parsed ([`crate::flood`]; the transcript has them).
+    pub bytes_skipped: Arc<AtomicU64>,
     writer: std::sync::mpsc::SyncSender<WriteJob>,
     master: Box<dyn MasterPty + Send>,
     killer: Box<dyn ChildKiller + Send + Sync>,
@@ -460,6 +482,7 @@ impl Worker {
         let dirty = Arc::new(AtomicBool::new(false));
         let last_output_ms = Arc::new(AtomicU64::new(now_ms()));
         let bytes_read = Arc::new(AtomicU64::new(0));
+        let bytes_skipped = Arc::new(AtomicU64::new(0));
 
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         {
@@ -468,8 +491,19 @@ impl Worker {
             let wake = wake.clone();
             let last = last_output_ms.clone();
             let count = bytes_read.clone();
+            let skipped = bytes_skipped.clone();
             let writer = writer.clone();
             let tx = tx.clone();
+            let scrollback = spec.scrollback;
+            // The reader waits on its own copy of the PTY's descriptor (the master may close
+            // first): a flooding worker's backlog is parsed once the PTY stays quiet.
+            let poll_fd = pair.master.as_raw_fd().and_then(|fd| {
+                use std::os::fd::BorrowedFd;
+                // SAFETY: the master's descriptor is open for this call (pair.master is alive).
+                unsafe { BorrowedFd::borrow_raw(fd) }
+                    .try_clone_to_owned()
+                    .ok()
+            });
             std::thread::Builder::new()
                 .name(format!("pty-read-{}", spec.task))
                 .spawn(move || {
@@ -478,43 +512,106 @@ impl Worker {
                     // end (the transcript keeps the raw bytes, bounded on its own).
                     let mut cap = crate::stream_cap::StreamCap::default();
                     let mut window = std::time::Instant::now();
+                    // Interactive output is parsed as it comes; while the worker floods, what
+                    // it prints is held (at most flood::BACKLOG_CAP) and parsed in batches whose
+                    // head, scrolled out of sight, is skipped when that is exact (crate::flood).
+                    let mut gate = crate::flood::Gate::new();
+                    let mut tracker = crate::flood::Tracker::new();
+                    let mut backlog: Vec<u8> = Vec::new();
+                    let mut log: Vec<u8> = Vec::new();
                     parser
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .callbacks_mut()
                         .reply_allowance = Some(REPLIES_PER_WINDOW);
-                    loop {
-                        let n = match reader.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        let chunk = &buf[..n];
-                        let _ = transcript.write_all(chunk);
+                    let mut parse = |backlog: &mut Vec<u8>,
+                                     window: &mut std::time::Instant,
+                                     flooding: bool| {
+                        if backlog.is_empty() {
+                            return;
+                        }
+                        let rows = parser
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .screen()
+                            .size()
+                            .0;
+                        let plan = tracker.plan(backlog, rows, scrollback);
                         let replies = {
                             let mut p = parser.lock().unwrap_or_else(|e| e.into_inner());
                             if window.elapsed() >= REPLY_WINDOW {
-                                window = std::time::Instant::now();
+                                *window = std::time::Instant::now();
                                 p.callbacks_mut().reply_allowance = Some(REPLIES_PER_WINDOW);
                             }
-                            cap.feed(chunk, |part| p.process(part));
+                            let outcome = crate::flood::apply(&mut p, backlog, plan, scrollback);
+                            if let crate::flood::Outcome::Cut { skipped: n } = outcome {
+                                skipped.fetch_add(n as u64, Ordering::Relaxed);
+                            }
                             p.callbacks_mut().generation += 1;
                             std::mem::take(&mut p.callbacks_mut().replies)
                         };
+                        backlog.clear();
+                        if !flooding && backlog.capacity() > 256 * 1024 {
+                            // Give a flood's batch memory back once it is over (kept while it
+                            // lasts: a buffer grown anew for every batch costs page faults).
+                            backlog.shrink_to(64 * 1024);
+                        }
                         if !replies.is_empty() {
                             // At most REPLIES_PER_WINDOW answers per window; a child that floods
                             // queries and never reads the replies loses replies once its queue
                             // is full too: the reader never waits on it.
                             let _ = writer.try_send(WriteJob::Now(replies));
                         }
-                        last.store(now_ms(), Ordering::Relaxed);
-                        count.fetch_add(n as u64, Ordering::Relaxed);
                         dirty.store(true, Ordering::Release);
                         // Shared by every worker: read first, so a flag already set costs no
                         // write to a cache line the other readers use.
                         if !wake.load(Ordering::Acquire) && !wake.swap(true, Ordering::AcqRel) {
                             let _ = tx.try_send(ShellMsg::Wake);
                         }
+                    };
+                    loop {
+                        if !backlog.is_empty()
+                            && !readable(poll_fd.as_ref(), gate.wait(std::time::Instant::now()))
+                        {
+                            gate.on_quiet();
+                            let _ = transcript.write_all(&log);
+                            log.clear();
+                            parse(&mut backlog, &mut window, false);
+                            continue;
+                        }
+                        let n = match reader.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        // A PTY gives at most 4 KiB a read: under a flood the transcript is
+                        // written 64 KiB at a time (one write instead of sixteen).
+                        if gate.flooding() {
+                            log.extend_from_slice(chunk);
+                            if log.len() >= 64 * 1024 {
+                                let _ = transcript.write_all(&log);
+                                log.clear();
+                            }
+                        } else {
+                            let _ = transcript.write_all(&log);
+                            log.clear();
+                            let _ = transcript.write_all(chunk);
+                        }
+                        cap.feed(chunk, |part| backlog.extend_from_slice(part));
+                        last.store(now_ms(), Ordering::Relaxed);
+                        count.fetch_add(n as u64, Ordering::Relaxed);
+                        // Outside a flood, whether the PTY already holds more (a poll that
+                        // does not wait) tells a flood from bursts of interactive output. A PTY
+                        // hands out up to 4 KiB a read: a short read means it ran dry (no poll).
+                        let more = !gate.flooding()
+                            && n >= 2048
+                            && readable(poll_fd.as_ref(), Duration::ZERO);
+                        if gate.on_read(n, backlog.len(), more, std::time::Instant::now()) {
+                            parse(&mut backlog, &mut window, gate.flooding());
+                        }
                     }
+                    let _ = transcript.write_all(&log);
+                    parse(&mut backlog, &mut window, false);
                     let _ = done_tx.send(());
                 })
                 .map_err(|e| format!("cannot start the reader thread: {e}"))?;
@@ -556,6 +653,7 @@ impl Worker {
             wake,
             last_output_ms,
             bytes_read,
+            bytes_skipped,
             writer,
             master: pair.master,
             killer,
@@ -974,5 +1072,75 @@ mod kill_tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod flood_tests {
+    use super::*;
+
+    /// A worker flooding a real PTY ends with the screen and scrollback a full parse of its
+    /// transcript gives, though most of the flood was never parsed into the emulator.
+    #[test]
+    fn a_flooding_worker_ends_as_a_full_parse_of_its_transcript() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let (rows, cols, scrollback) = (10, 60, 40);
+        let spec = SpawnSpec {
+            task: 3,
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                // ~3 MiB of coloured log (under the transcript's 4 MiB tail: it keeps it all),
+                // then a title and a last line.
+                "printf '\\033]0;flooding\\007'; yes \"$(printf '\\033[32mok\\033[0m a line of coloured build log output')\" | head -n 60000; printf 'done\\n'".into(),
+            ],
+            cwd: dir.path().to_path_buf(),
+            env: vec![],
+            rows,
+            cols,
+            scrollback,
+            transcript: dir.path().join("t.log"),
+        };
+        let w = Worker::spawn(spec, tx).unwrap();
+        let start = std::time::Instant::now();
+        loop {
+            match rx.try_recv() {
+                Ok(ShellMsg::Exited { .. }) => break,
+                _ => {
+                    assert!(start.elapsed() < Duration::from_secs(60), "the flood ended");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        // Under the transcript's bounds (256 KiB head + 4 MiB tail) it holds every byte, with
+        // no marker line.
+        let raw = std::fs::read(dir.path().join("t.log")).unwrap();
+        assert_eq!(raw.len() as u64, w.bytes_read.load(Ordering::Relaxed));
+        let mut full = vt100::Parser::new_with_callbacks(rows, cols, scrollback, Term::default());
+        full.process(&raw);
+        let mut p = w.parser.lock().unwrap();
+        assert_eq!(
+            p.screen().contents_formatted(),
+            full.screen().contents_formatted()
+        );
+        for off in [1, scrollback / 2, scrollback] {
+            p.screen_mut().set_scrollback(off);
+            full.screen_mut().set_scrollback(off);
+            assert_eq!(
+                p.screen().contents(),
+                full.screen().contents(),
+                "offset {off}"
+            );
+        }
+        p.screen_mut().set_scrollback(0);
+        assert_eq!(p.callbacks().title, "flooding");
+        assert!(p.screen().contents().contains("done"));
+        let skipped = w.bytes_skipped.load(Ordering::Relaxed);
+        assert!(
+            skipped > raw.len() as u64 / 2,
+            "most of the flood was skipped ({skipped} of {} bytes)",
+            raw.len()
+        );
     }
 }
