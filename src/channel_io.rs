@@ -40,6 +40,7 @@ pub fn send_event(
         event,
         agent: agent.map(str::to_string),
         reply,
+        sent_us: Some(stamp_us()),
     }));
     stream.write_all(&bytes).ok()?;
     let _ = stream.flush();
@@ -64,6 +65,24 @@ pub fn send_event(
         }
     }
     None
+}
+
+/// Now as Unix µs, strictly greater than any earlier stamp of this process (two events read in
+/// the same microsecond keep their order).
+fn stamp_us() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 /// A free TCP port on 127.0.0.1 for an agent's own server (`{opencode_port}`): bound, read and

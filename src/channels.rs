@@ -81,6 +81,7 @@ fn report(channel: Channel, kind: VerdictKind, event: &str, line: String) -> Age
         channel: channel.label().to_string(),
         permission: None,
         answered: None,
+        sent_us: None,
     }
 }
 

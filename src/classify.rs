@@ -435,6 +435,10 @@ pub struct AgentReport {
     pub permission: Option<String>,
     /// Set when switchyard answered the request through the channel itself (the answer given).
     pub answered: Option<String>,
+    /// When the sender read the event (Unix µs, increasing per sender); `None` when unknown. A
+    /// report sent before the one the engine holds is stale: it counts as activity, never as
+    /// the agent's latest word.
+    pub sent_us: Option<u64>,
 }
 
 /// Reads a Claude Code hook event; see [`crate::channels::claude`].

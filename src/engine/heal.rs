@@ -967,10 +967,19 @@ impl Engine {
         if report.kind == VerdictKind::Idle && failed_just_now {
             return;
         }
-        w.reported_at = now;
+        // Events come on connections of their own and may arrive out of order (opencode's
+        // permission.replied after the session.idle it sent next): an older one is not the
+        // agent's latest word.
+        let stale = match (report.sent_us, w.reported.as_ref().and_then(|r| r.sent_us)) {
+            (Some(new), Some(held)) => new < held,
+            _ => false,
+        };
         let answered = report.answered.clone();
         let channel = report.channel.clone();
-        w.reported = Some(report);
+        if !stale {
+            w.reported_at = now;
+            w.reported = Some(report);
+        }
         if let Some(a) = answered {
             self.runs[i].auto_keys += 1;
             self.journal(

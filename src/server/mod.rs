@@ -458,6 +458,7 @@ fn on_message(
                 event,
                 agent,
                 reply,
+                sent_us,
             },
         ) => {
             let channel = agent
@@ -467,6 +468,7 @@ fn on_message(
             let mut output = None;
             match (rt.engine.index_of(&task), channel.report(&event)) {
                 (Some(i), Some(mut report)) => {
+                    report.sent_us = sent_us;
                     tracing::debug!(
                         "task {task}: {} {} ({:?})",
                         report.channel,

@@ -85,6 +85,11 @@ pub enum ClientMsg {
         /// The hook waits for a decision: the server answers [`ServerMsg::HookReply`].
         #[serde(default)]
         reply: bool,
+        /// When the sender read the event, Unix µs, strictly increasing within one sending
+        /// process ([`crate::channel_io::send_event`]). Each event comes on a connection of its
+        /// own and the server reads connections side by side, so this, not arrival, orders them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_us: Option<u64>,
     },
     /// Ask why a task's verdict is what it is; the server answers [`ServerMsg::Explain`], or
     /// [`ServerMsg::Ack`] with `ok: false` for an unknown task.

@@ -184,6 +184,46 @@ fn a_dialog_still_drawn_after_its_channel_answer_is_not_escalated() {
 }
 
 #[test]
+fn channel_events_count_in_the_order_they_were_sent_not_received() {
+    // opencode's permission.replied and session.idle, sent a moment apart, each on its own
+    // connection to the server: under load the idle one was read first, and the replied one
+    // (busy) then stood as the agent's word for good — the task sat `running` for 10 minutes.
+    let mut e = engine_for("opencode", "");
+    let sent = |kind, event: &str, line: &str, us| {
+        let mut r = report(kind, event, line);
+        r.channel = "opencode events".into();
+        r.sent_us = Some(us);
+        r
+    };
+    e.update(
+        Event::Reported {
+            task: 0,
+            report: sent(VerdictKind::Idle, "session.idle", "idle", 3),
+        },
+        1_000,
+    );
+    e.update(
+        Event::Reported {
+            task: 0,
+            report: sent(VerdictKind::Running, "permission.replied", "replied", 2),
+        },
+        1_001,
+    );
+    e.update(Event::Tick, 1_100);
+    assert_eq!(verdict(&e).0, VerdictKind::Idle, "the later word stands");
+    // A newer word replaces it as before.
+    e.update(
+        Event::Reported {
+            task: 0,
+            report: sent(VerdictKind::Running, "session.status", "busy", 4),
+        },
+        1_200,
+    );
+    e.update(Event::Tick, 1_300);
+    assert_eq!(verdict(&e).0, VerdictKind::Running);
+}
+
+#[test]
 fn a_failure_then_idle_from_the_channel_stays_a_failure() {
     // opencode 1.18.33 after its own retries: session.error, then idle, in the same millisecond.
     let mut e = engine_for("opencode", "");
@@ -567,6 +607,7 @@ fn report(kind: VerdictKind, event: &str, line: &str) -> AgentReport {
         channel: "claude hooks".into(),
         permission: None,
         answered: None,
+        sent_us: None,
     }
 }
 
