@@ -501,8 +501,10 @@ GIT_COMMITTER_EMAIL = "a@a"
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    common::wait_until("the fix round started", 60, || {
+    // The fix round's agent started and the manifest (saved a moment after a change) says so.
+    common::wait_until("the fix round started and was saved", 60, || {
         out.path().join("once").exists()
+            && std::fs::read_to_string(&manifest).is_ok_and(|t| t.contains("\"status\": \"fix\""))
     });
     // --foreground: the client is the server. Kill it outright, as a crash would.
     first.kill().unwrap();
