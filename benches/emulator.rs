@@ -17,8 +17,8 @@
 
 use std::path::Path;
 use std::time::Instant;
-use switchyard::stream_cap::StreamCap;
-use switchyard::worker::{Emulator, Term};
+use switchyard::host::stream_cap::StreamCap;
+use switchyard::host::worker::{Emulator, Term};
 
 const ROWS: u16 = 47;
 const COLS: u16 = 160;
@@ -103,7 +103,7 @@ fn fixtures() -> Vec<(String, u16, u16, Vec<u8>)> {
             if path.is_dir() {
                 dirs.push(path);
             } else if path.extension().is_some_and(|x| x == "bytes") {
-                if let Ok(rec) = switchyard::replay::Recording::load(&path) {
+                if let Ok(rec) = switchyard::host::replay::Recording::load(&path) {
                     let bytes: Vec<u8> = rec.chunks.into_iter().flat_map(|(_, b)| b).collect();
                     let name = path.file_stem().unwrap().to_string_lossy().into_owned();
                     out.push((name, rec.rows, rec.cols, bytes));

@@ -324,7 +324,7 @@ fn rss_under_flood(argv: Vec<String>) -> (u64, u64) {
 /// Times [`switchyard::ui::scroll::replay_history`] on two 4 MiB transcripts (see the module
 /// documentation) and prints the figures.
 fn replay_times() {
-    use switchyard::transcript::{Transcript, TranscriptLimits};
+    use switchyard::host::transcript::{Transcript, TranscriptLimits};
     use switchyard::ui::scroll::{replay_history, HistoryRequest};
     println!("\nscrollback replay from the transcript into 47×160 with 5 000 lines (best of 3)");
     let dir = tempfile::tempdir().expect("a temp dir");

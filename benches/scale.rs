@@ -17,14 +17,14 @@ use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard::classify::ScreenSnapshot;
-use switchyard::config::Config;
-use switchyard::engine::{Effect, Engine, Event};
-use switchyard::manifest::{Manifest, Phase, Task};
-use switchyard::plan::Plan;
+use switchyard::core::classify::ScreenSnapshot;
+use switchyard::core::config::Config;
+use switchyard::core::engine::{Effect, Engine, Event};
+use switchyard::core::manifest::{Manifest, Phase, Task};
+use switchyard::core::plan::Plan;
+use switchyard::host::worker::Term;
 use switchyard::ui::app::App;
 use switchyard::ui::view::{self, Screens};
-use switchyard::worker::Term;
 
 /// Shared files in the manifest.
 const FILES: u64 = 500;
@@ -104,7 +104,7 @@ fn manifest(n: usize) -> Manifest {
 
 fn config() -> Config {
     Config::from_layers(&[
-        ("defaults".into(), switchyard::config::DEFAULTS.into()),
+        ("defaults".into(), switchyard::core::config::DEFAULTS.into()),
         (
             "bench".into(),
             format!(

@@ -19,13 +19,13 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard::config::Config;
-use switchyard::engine::{Engine, Event};
-use switchyard::manifest::{Manifest, Phase, Task};
-use switchyard::plan::Plan;
+use switchyard::core::config::Config;
+use switchyard::core::engine::{Engine, Event};
+use switchyard::core::manifest::{Manifest, Phase, Task};
+use switchyard::core::plan::Plan;
+use switchyard::host::worker::{ShellMsg, SpawnSpec, Term, Worker};
 use switchyard::ui::app::App;
 use switchyard::ui::view::{self, Screens};
-use switchyard::worker::{ShellMsg, SpawnSpec, Term, Worker};
 
 /// A manifest of `n` independent tasks using the `bench` agent.
 fn manifest(n: usize) -> Manifest {
@@ -91,7 +91,7 @@ fn frame_times() {
     let m = manifest(n);
     let plan = Plan::build(&m).unwrap();
     let cfg = Config::from_layers(&[
-        ("defaults".into(), switchyard::config::DEFAULTS.into()),
+        ("defaults".into(), switchyard::core::config::DEFAULTS.into()),
         ("bench".into(), format!("default_agent = \"bench\"\nmax_parallel = {n}\n[agents.bench]\ncommand = [\"true\"]\n")),
     ])
     .unwrap();
@@ -115,7 +115,7 @@ fn frame_times() {
             if changing {
                 for p in screens.values() {
                     let spin = ["|", "/", "-", "\\"][k as usize % 4];
-                    switchyard::worker::feed(
+                    switchyard::host::worker::feed(
                         &mut p.lock().unwrap(),
                         format!("\r{spin}").as_bytes(),
                     );

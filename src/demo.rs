@@ -3,8 +3,8 @@
 //! are the scripted fake agent (`switchyard fake-agent`) in its scenarios: asks a y/n question,
 //! fails once, stalls until nudged, draws a full-screen TUI.
 
-use crate::git;
-use crate::manifest::{Manifest, Phase, Task};
+use crate::core::manifest::{Manifest, Phase, Task};
+use crate::host::git;
 use color_eyre::eyre::{bail, eyre, Result, WrapErr};
 use std::path::{Path, PathBuf};
 
@@ -147,7 +147,7 @@ fn base_manifest() -> Manifest {
         project: "switchyard-demo".into(),
         repo: Some("local/wordcount".into()),
         workdir: Some(".switchyard".into()),
-        created: Some(crate::engine::rfc3339(crate::worker::now_ms())),
+        created: Some(crate::core::engine::rfc3339(crate::host::worker::now_ms())),
         model: Some("fake-agent".into()),
         model_tier: None,
         phases: vec![
@@ -175,7 +175,7 @@ pub fn imported_manifest() -> Result<(Manifest, Vec<String>)> {
     let opts = gh::GhOptions {
         project: "switchyard-demo".into(),
         repo: Some("local/wordcount".into()),
-        created: Some(crate::engine::rfc3339(crate::worker::now_ms())),
+        created: Some(crate::core::engine::rfc3339(crate::host::worker::now_ms())),
         ..Default::default()
     };
     let exists = |p: &str| PROJECT.iter().any(|(f, _)| *f == p);
@@ -285,7 +285,7 @@ fn lifecycle_tasks(m: &mut Manifest) {
 }
 
 /// Plans d4 beside d1 in the imported demo (`"dependsOn": []`, replacing the dependency its issue
-/// names; trusted as its author's plan although both edit `src/parse.rs`, see [`crate::plan`]),
+/// names; trusted as its author's plan although both edit `src/parse.rs`, see [`crate::core::plan`]),
 /// so the demo shows a conflict predicted while both are under way, then resolved in a resolve
 /// round by whichever of the two reaches the merge queue second.
 fn conflicting_pair(m: &mut Manifest) {
@@ -332,7 +332,7 @@ pub fn create(dir: &Path, speed: f64) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Plan;
+    use crate::core::plan::Plan;
 
     #[test]
     fn the_demo_manifest_plans_into_two_phases_with_serialized_files() {
@@ -351,8 +351,8 @@ mod tests {
 
     #[test]
     fn the_demo_config_loads_over_the_defaults() {
-        let c = crate::config::Config::from_layers(&[
-            ("defaults".into(), crate::config::DEFAULTS.into()),
+        let c = crate::core::config::Config::from_layers(&[
+            ("defaults".into(), crate::core::config::DEFAULTS.into()),
             ("demo".into(), config_toml(0.5)),
         ])
         .unwrap();

@@ -965,9 +965,9 @@ mod tests {
             .rsplit("────────────────────────────────────────")
             .next()
             .unwrap();
-        let f = crate::findings::parse(last).unwrap();
+        let f = crate::core::findings::parse(last).unwrap();
         assert_eq!(f.len(), 2);
-        assert_eq!(f[0].severity, crate::findings::Severity::Critical);
+        assert_eq!(f[0].severity, crate::core::findings::Severity::Critical);
         assert_eq!(f[1].message, "risks: name the unit of the count.");
     }
 

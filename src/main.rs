@@ -4,10 +4,12 @@ use clap::{Parser, Subcommand};
 use color_eyre::eyre::{eyre, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use switchyard::client::{self, ClientError, Joined, StartArgs};
+use switchyard::server::client::{self, ClientError, Joined, StartArgs};
 use switchyard::server::files::{Probe, ServerFiles};
 use switchyard::server::protocol::Role;
-use switchyard::{demo, fake_agent, git, manifest::Manifest, plan::Plan, runtime, ui};
+use switchyard::{
+    core::manifest::Manifest, core::plan::Plan, demo, fake_agent, host::git, host::runtime, ui,
+};
 
 /// Exit code for bad input (manifest, config or arguments) — nothing was run.
 const EXIT_BAD_INPUT: u8 = 3;
@@ -428,7 +430,7 @@ fn run(
             return Ok(client::headless(conn, &files).await);
         }
         let end = ui::run_client(conn).await?;
-        println!("{}", switchyard::text::escape_lines(&end.reason));
+        println!("{}", switchyard::core::text::escape_lines(&end.reason));
         Ok(end.code.unwrap_or(0))
     })?;
     Ok(code as u8)
@@ -464,7 +466,7 @@ fn run_foreground(
             client::headless(conn, &files).await
         } else {
             let end = ui::run_client(conn).await?;
-            println!("{}", switchyard::text::escape_lines(&end.reason));
+            println!("{}", switchyard::core::text::escape_lines(&end.reason));
             end.code.unwrap_or(0)
         };
         let code = server.await.unwrap_or(client_code);
@@ -582,7 +584,7 @@ fn attach(manifest: Option<&Path>) -> Result<u8> {
             Err(e) => return Err(eyre!("{e}")),
         };
         let end = ui::run_client(conn).await?;
-        println!("{}", switchyard::text::escape_lines(&end.reason));
+        println!("{}", switchyard::core::text::escape_lines(&end.reason));
         Ok(end.code.unwrap_or(0) as u8)
     })
 }
@@ -590,7 +592,7 @@ fn attach(manifest: Option<&Path>) -> Result<u8> {
 /// Asks which of several live servers to attach to (on a terminal); None without an answer.
 fn pick_server(live: &[client::Listed]) -> Option<usize> {
     use std::io::IsTerminal;
-    let now = switchyard::worker::now_ms();
+    let now = switchyard::host::worker::now_ms();
     eprintln!("several switchyard servers run:");
     for (i, l) in live.iter().enumerate() {
         eprintln!("  {}  {}", i + 1, client::ls_line(l, now));
@@ -618,7 +620,7 @@ fn ls() -> Result<u8> {
         println!("no switchyard server runs");
         return Ok(0);
     }
-    let now = switchyard::worker::now_ms();
+    let now = switchyard::host::worker::now_ms();
     for l in &live {
         println!("{}", client::ls_line(l, now));
     }
@@ -626,7 +628,7 @@ fn ls() -> Result<u8> {
 }
 
 fn ctl(manifest: &Path, action: &str, args: &[String]) -> Result<u8> {
-    let action = match switchyard::action::Action::parse(action, args) {
+    let action = match switchyard::core::action::Action::parse(action, args) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("switchyard ctl: {e}");
@@ -637,13 +639,13 @@ fn ctl(manifest: &Path, action: &str, args: &[String]) -> Result<u8> {
     let tokio = tokio_rt()?;
     match tokio.block_on(client::act(&files, action)) {
         Ok((true, message)) => {
-            println!("{}", switchyard::text::escape_control(&message));
+            println!("{}", switchyard::core::text::escape_control(&message));
             Ok(0)
         }
         Ok((false, message)) => {
             eprintln!(
                 "switchyard ctl: {}",
-                switchyard::text::escape_control(&message)
+                switchyard::core::text::escape_control(&message)
             );
             Ok(1)
         }
@@ -674,7 +676,7 @@ fn explain(manifest: &Path, task: &str, json: bool) -> Result<u8> {
     if m.task(task).is_none() {
         eprintln!(
             "no task {:?} in {}",
-            switchyard::text::escape_control(task),
+            switchyard::core::text::escape_control(task),
             manifest.display()
         );
         return Ok(1);
@@ -695,17 +697,17 @@ fn explain(manifest: &Path, task: &str, json: bool) -> Result<u8> {
             Ok(0)
         }
         Some(Err(message)) => {
-            eprintln!("{}", switchyard::text::escape_control(&message));
+            eprintln!("{}", switchyard::core::text::escape_control(&message));
             Ok(1)
         }
         None => {
             // No server: what the manifest and the journal remember.
             let t = m.task(task).expect("checked above");
             let paths = runtime::Paths::resolve(manifest, &m, None)?;
-            let journal = switchyard::journal::read_journal(&paths.logs.join("events.jsonl"))
+            let journal = switchyard::host::journal::read_journal(&paths.logs.join("events.jsonl"))
                 .map(|j| j.entries)
                 .unwrap_or_default();
-            let esc = |s: &str| switchyard::text::escape_control(s).into_owned();
+            let esc = |s: &str| switchyard::core::text::escape_control(s).into_owned();
             println!(
                 "{} — {} (no server runs; from the manifest and the journal)",
                 esc(&t.id),
@@ -733,12 +735,12 @@ fn explain(manifest: &Path, task: &str, json: bool) -> Result<u8> {
 }
 
 fn doctor(manifest: Option<&Path>) -> Result<u8> {
-    use switchyard::config::{compare_versions, VersionCheck};
+    use switchyard::core::config::{compare_versions, VersionCheck};
     let anchor = manifest
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/nonexistent/switchyard.toml"));
     let (config, files) =
-        switchyard::config::Config::load_for(&anchor).map_err(|e| eyre!("{e}"))?;
+        switchyard::core::config::Config::load_for(&anchor).map_err(|e| eyre!("{e}"))?;
     println!(
         "config: {}",
         files
@@ -759,11 +761,11 @@ fn doctor(manifest: Option<&Path>) -> Result<u8> {
             continue;
         }
         let notes = || {
-            for n in switchyard::channels::profile_notes(&profile.command, &profile.env) {
+            for n in switchyard::core::channels::profile_notes(&profile.command, &profile.env) {
                 println!("  {:<12}   {n}", "");
             }
         };
-        let Some(found) = switchyard::worker::find_program(program, path.as_deref()) else {
+        let Some(found) = switchyard::host::worker::find_program(program, path.as_deref()) else {
             println!("  {name:<12} {program}: not installed (not on PATH)");
             notes();
             continue;
@@ -779,7 +781,8 @@ fn doctor(manifest: Option<&Path>) -> Result<u8> {
             }
             VersionCheck::Unknown => format!(
                 "version {:?}; no checked version to compare",
-                switchyard::text::escape_control(version.lines().next().unwrap_or("")).into_owned()
+                switchyard::core::text::escape_control(version.lines().next().unwrap_or(""))
+                    .into_owned()
             ),
         };
         println!("  {name:<12} {}: {line}", found.display());
@@ -796,17 +799,17 @@ fn doctor(manifest: Option<&Path>) -> Result<u8> {
         mentions("{gemini_home}") || mentions("{gemini_settings}"),
         manifest,
     ) {
-        if let Ok(m) = switchyard::manifest::Manifest::load(mpath) {
-            if let Ok(paths) = switchyard::runtime::Paths::resolve(mpath, &m, None) {
+        if let Ok(m) = switchyard::core::manifest::Manifest::load(mpath) {
+            if let Ok(paths) = switchyard::host::runtime::Paths::resolve(mpath, &m, None) {
                 if mentions("{gemini_home}") {
-                    let user = switchyard::channel_io::user_gemini_dir();
+                    let user = switchyard::host::channel_io::user_gemini_dir();
                     let settings = user.as_ref().map(|u| u.join("settings.json"));
                     if let Some(Ok(text)) = settings
                         .as_ref()
                         .filter(|p| p.exists())
                         .map(std::fs::read_to_string)
                     {
-                        let text = switchyard::config::strip_json_comments(&text);
+                        let text = switchyard::core::config::strip_json_comments(&text);
                         if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
                             println!(
                                 "gemini hooks: {} is not JSON ({e}): gemini workers will not start; fix the file",
@@ -825,7 +828,7 @@ fn doctor(manifest: Option<&Path>) -> Result<u8> {
                 }
                 if mentions("{gemini_settings}") {
                     let file = paths.workdir.join("run").join("gemini-settings.json");
-                    match switchyard::channel_io::gemini_settings_trusted(&file) {
+                    match switchyard::host::channel_io::gemini_settings_trusted(&file) {
                         Ok(()) => println!("gemini hooks ({{gemini_settings}}): {} will be read", file.display()),
                         Err(why) => println!(
                             "gemini hooks ({{gemini_settings}}): off for this run, {why}; gemini 0.61 reads a system settings file only from a root-owned path no one else can write (fix: use GEMINI_CLI_HOME = \"{{gemini_home}}\" as the shipped profile does)"
@@ -849,7 +852,7 @@ fn doctor(manifest: Option<&Path>) -> Result<u8> {
     );
     println!(
         "terminal-read channel (/proc/<pid>/syscall): {}",
-        if switchyard::procfs::available() {
+        if switchyard::host::procfs::available() {
             "available"
         } else {
             "not available here: prompts of plain programs are read from the screen only"
@@ -897,7 +900,7 @@ fn version_output(program: &Path) -> String {
 
 /// `switchyard hook`: takes the event's JSON (the argument, else at most 1 MiB of stdin) and
 /// sends it to the socket in `SWITCHYARD_SOCKET` for the task in `SWITCHYARD_TASK_ID`. A Claude
-/// Code `PermissionRequest` waits up to [`switchyard::channel_io::DECISION_WAIT`] for the server's
+/// Code `PermissionRequest` waits up to [`switchyard::host::channel_io::DECISION_WAIT`] for the server's
 /// decision and returns the JSON to print; everything else returns at once. Any failure (no
 /// server, bad JSON, no answer in time) is silent and prints nothing.
 fn hook(agent: Option<&str>, arg: Option<&str>) -> Option<String> {
@@ -917,27 +920,27 @@ fn hook(agent: Option<&str>, arg: Option<&str>) -> Option<String> {
     // gemini's AfterAgent carries the turn's answer: kept as the final message (before the event
     // reaches the run, which reads the file once the task settles).
     if let (Some("gemini"), Some(path)) = (agent, std::env::var_os("SWITCHYARD_FINAL_MESSAGE")) {
-        if let Some(text) = switchyard::channels::gemini_final_message(&event) {
+        if let Some(text) = switchyard::core::channels::gemini_final_message(&event) {
             let _ = std::fs::write(
                 path,
-                format!("{}\n", switchyard::final_message::clean(text)),
+                format!("{}\n", switchyard::core::final_message::clean(text)),
             );
         }
     }
-    switchyard::channel_io::send_event(Path::new(&socket), &task, agent, event, reply)
+    switchyard::host::channel_io::send_event(Path::new(&socket), &task, agent, event, reply)
         .map(|o| o.to_string())
 }
 
 fn ctl_help() -> String {
     let mut s = String::from("Actions:\n");
-    for k in switchyard::action::ActionKind::ALL {
+    for k in switchyard::core::action::ActionKind::ALL {
         let args = match k.needs() {
-            switchyard::action::Needs::Nothing => "",
-            switchyard::action::Needs::Task => " TASK",
-            switchyard::action::Needs::TaskText => " TASK [TEXT]",
-            switchyard::action::Needs::TaskAndText => " TASK TEXT",
-            switchyard::action::Needs::Agent => " TASK|AGENT",
-            switchyard::action::Needs::Number => " N",
+            switchyard::core::action::Needs::Nothing => "",
+            switchyard::core::action::Needs::Task => " TASK",
+            switchyard::core::action::Needs::TaskText => " TASK [TEXT]",
+            switchyard::core::action::Needs::TaskAndText => " TASK TEXT",
+            switchyard::core::action::Needs::Agent => " TASK|AGENT",
+            switchyard::core::action::Needs::Number => " N",
         };
         s.push_str(&format!(
             "  {:<28} {}\n",
@@ -957,7 +960,7 @@ fn plan(manifest_path: &Path, max_parallel: Option<usize>) -> Result<u8> {
             return Ok(EXIT_BAD_INPUT);
         }
     };
-    let config = switchyard::config::Config::load_for(manifest_path)
+    let config = switchyard::core::config::Config::load_for(manifest_path)
         .map(|(c, _)| c)
         .map_err(|e| eyre!("{e}"))?;
     let max = max_parallel.unwrap_or(config.max_parallel);
@@ -969,7 +972,7 @@ fn plan(manifest_path: &Path, max_parallel: Option<usize>) -> Result<u8> {
     if !unknown.is_empty() {
         eprintln!(
             "{}",
-            switchyard::manifest::ManifestError::Invalid {
+            switchyard::core::manifest::ManifestError::Invalid {
                 path: manifest_path.to_path_buf(),
                 problems: unknown
             }
@@ -981,14 +984,14 @@ fn plan(manifest_path: &Path, max_parallel: Option<usize>) -> Result<u8> {
             // Ids are validated, but the project name and file names are text from the manifest.
             print!(
                 "{}",
-                switchyard::text::escape_lines(&plan.render(&manifest.project, max))
+                switchyard::core::text::escape_lines(&plan.render(&manifest.project, max))
             );
             Ok(0)
         }
         Err(problems) => {
             eprintln!(
                 "{}",
-                switchyard::manifest::ManifestError::Invalid {
+                switchyard::core::manifest::ManifestError::Invalid {
                     path: manifest_path.to_path_buf(),
                     problems
                 }
@@ -1015,12 +1018,12 @@ fn status(manifest_path: &Path, json: bool) -> Result<u8> {
     };
     let view = live
         .map(|(v, _)| v)
-        .unwrap_or_else(|| switchyard::engine::RunView::of_manifest(&manifest));
+        .unwrap_or_else(|| switchyard::core::engine::RunView::of_manifest(&manifest));
     if json {
         println!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(0);
     }
-    let esc = |s: &str| switchyard::text::escape_control(s).into_owned();
+    let esc = |s: &str| switchyard::core::text::escape_control(s).into_owned();
     println!(
         "{} ({source})",
         if view.project.is_empty() {
@@ -1038,10 +1041,10 @@ fn status(manifest_path: &Path, json: bool) -> Result<u8> {
         println!(
             "  {} {:<16} attempts {:<2} {}{}{}",
             // Columns in display width (CJK and emoji count 2), text escaped.
-            switchyard::text::cell(&t.id, 10),
+            switchyard::core::text::cell(&t.id, 10),
             t.status,
             t.attempts,
-            switchyard::text::cell(&t.title, 40).trim_end(),
+            switchyard::core::text::cell(&t.title, 40).trim_end(),
             if t.worker { "  [worker]" } else { "" },
             esc(&verdict)
         );
@@ -1061,7 +1064,7 @@ fn classify(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/nonexistent/switchyard.toml"));
     let (config, files) =
-        switchyard::config::Config::load_for(&anchor).map_err(|e| eyre!("{e}"))?;
+        switchyard::core::config::Config::load_for(&anchor).map_err(|e| eyre!("{e}"))?;
     let compiled = config.compile().map_err(|e| eyre!("{e}"))?;
     let Some(rules) = compiled.rules.get(profile) else {
         return Err(eyre!(
@@ -1079,8 +1082,8 @@ fn classify(
                 .join(", ")
         ));
     };
-    let rec = switchyard::replay::Recording::load(recording).map_err(|e| eyre!("{e}"))?;
-    let steps = switchyard::replay::replay(&rec, rules, config.heal.stall_ms, settle_ms);
+    let rec = switchyard::host::replay::Recording::load(recording).map_err(|e| eyre!("{e}"))?;
+    let steps = switchyard::host::replay::replay(&rec, rules, config.heal.stall_ms, settle_ms);
     println!(
         "{} — {} chunks over {:.1}s, {}x{}, profile {profile}",
         recording.display(),
@@ -1089,11 +1092,11 @@ fn classify(
         rec.cols,
         rec.rows
     );
-    print!("{}", switchyard::replay::render(&steps));
+    print!("{}", switchyard::host::replay::render(&steps));
     if seed {
         println!(
             "seed regexes: {}",
-            switchyard::replay::seed_classify(&rec).label()
+            switchyard::host::replay::seed_classify(&rec).label()
         );
     }
     Ok(0)
@@ -1102,7 +1105,7 @@ fn classify(
 fn clean(manifest_path: &Path, repo: Option<&Path>, force: bool) -> Result<u8> {
     let manifest = Manifest::load(manifest_path).map_err(|e| eyre!("{e}"))?;
     let paths = runtime::Paths::resolve(manifest_path, &manifest, repo)?;
-    let (config, _) = switchyard::config::Config::load_for(&paths.manifest)?;
+    let (config, _) = switchyard::core::config::Config::load_for(&paths.manifest)?;
     let files = ServerFiles::new(&paths.manifest, &paths.workdir);
     if let Probe::Live(info) = files.probe() {
         eprintln!(

@@ -8,7 +8,7 @@
 //! findings), and the time of the report. All text from tasks and the journal is stripped of
 //! terminal control characters ([`strip_controls`]) and escaped for Markdown ([`escape_md`]).
 
-use crate::manifest::{Manifest, Status, Task};
+use crate::core::manifest::{Manifest, Status, Task};
 use chrono::{DateTime, FixedOffset};
 use color_eyre::eyre::Result;
 use serde_json::Value;
@@ -466,7 +466,7 @@ pub fn cli(args: ReportArgs) -> Result<u8> {
             return Ok(3);
         }
     };
-    let paths = crate::runtime::Paths::resolve(&args.manifest, &manifest, None).ok();
+    let paths = crate::host::runtime::Paths::resolve(&args.manifest, &manifest, None).ok();
     let journal_path = args
         .journal
         .clone()
@@ -507,7 +507,7 @@ pub fn cli(args: ReportArgs) -> Result<u8> {
     });
     match &args.output {
         Some(path) => {
-            if let Err(e) = crate::manifest::write_atomic(path, text.as_bytes()) {
+            if let Err(e) = crate::core::manifest::write_atomic(path, text.as_bytes()) {
                 eprintln!("{e}. Fix: choose a writable -o path");
                 return Ok(3);
             }
@@ -521,7 +521,7 @@ pub fn cli(args: ReportArgs) -> Result<u8> {
 /// The report of a run as it stands: the manifest, its journal (`<logs>/events.jsonl`, lines
 /// that do not parse skipped) and the files changed on each branch. The headless run writes it
 /// to `<workdir>/logs/report.md` when the run settles.
-pub fn render_for_run(manifest: &Manifest, paths: &crate::runtime::Paths) -> String {
+pub fn render_for_run(manifest: &Manifest, paths: &crate::host::runtime::Paths) -> String {
     let journal = std::fs::read_to_string(paths.logs.join("events.jsonl"))
         .map(|t| parse_journal(&t).0)
         .unwrap_or_default();
@@ -536,9 +536,9 @@ pub fn render_for_run(manifest: &Manifest, paths: &crate::runtime::Paths) -> Str
 }
 
 /// What the run's logs hold for each task: its final message and the merged review findings it
-/// was given (their paths, and the findings one per line; see [`crate::final_message`]).
+/// was given (their paths, and the findings one per line; see [`crate::core::final_message`]).
 fn log_facts(logs: &Path, m: &Manifest, facts: &mut HashMap<String, TaskFacts>) {
-    use crate::final_message as fm;
+    use crate::core::final_message as fm;
     for t in m.tasks() {
         let last = logs.join(fm::file_name(&t.id));
         let merged = logs.join(fm::findings_file_name(&t.id));

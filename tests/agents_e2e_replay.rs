@@ -8,9 +8,9 @@
 //! and are only printed, so the file is also the list of rule defects left to fix.
 
 use std::path::Path;
-use switchyard::classify::VerdictKind;
-use switchyard::config::Config;
-use switchyard::replay::{replay, Recording, Step};
+use switchyard::core::classify::VerdictKind;
+use switchyard::core::config::Config;
+use switchyard::host::replay::{replay, Recording, Step};
 
 #[derive(serde::Deserialize)]
 struct Labels {
@@ -103,7 +103,7 @@ fn real_agent_sessions_from_the_harness_give_the_labelled_verdicts_in_order() {
                 "{}: got {got:?}, want {:?} in order\n{}",
                 l.path,
                 l.sequence,
-                switchyard::replay::render(&steps)
+                switchyard::host::replay::render(&steps)
             )),
             (Some(w), _) => known_wrong.push(format!("{}: {w} (rules now: {got:?})", l.path)),
         }
@@ -137,7 +137,7 @@ fn claude_hook_events_recorded_by_the_harness_read_as_the_turn_went() {
         jsonl(&root.join(format!("{name}.hooks.jsonl")))
             .iter()
             .filter_map(|e| {
-                let r = switchyard::classify::report_from_claude_hook(&e["hook"])?;
+                let r = switchyard::core::classify::report_from_claude_hook(&e["hook"])?;
                 Some((e["t"].as_f64().unwrap(), r.event, label(r.kind)))
             })
             .collect()
@@ -243,7 +243,7 @@ fn rate_limited_agents_are_left_alone_while_retrying_then_resumed_with_their_con
                 .any(|s| s.verdict.kind == VerdictKind::RateLimited
                     && s.verdict.evidence.rule.ends_with("-rate-limit-retrying")),
             "{name}: the first attempt's retrying is recognised\n{}",
-            switchyard::replay::render(&steps)
+            switchyard::host::replay::render(&steps)
         );
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
-use switchyard::git::{
+use switchyard::host::git::{
     commit_all, commits_ahead, ensure_worktree, ensure_worktree_from, init_repo_with,
     recover_stale_state, remove_worktrees, remove_worktrees_at, uncommitted,
 };
@@ -269,7 +269,7 @@ fn a_new_branch_starts_at_base() {
 #[test]
 fn a_flooding_process_leaves_a_bounded_transcript_with_head_and_tail() {
     use std::io::{Read, Write};
-    use switchyard::transcript::{Transcript, TranscriptLimits};
+    use switchyard::host::transcript::{Transcript, TranscriptLimits};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("logs/t1.log");
     let limits = TranscriptLimits {
@@ -312,7 +312,7 @@ fn a_flooding_process_leaves_a_bounded_transcript_with_head_and_tail() {
 
 #[test]
 fn a_journal_torn_by_a_killed_writer_is_repaired_and_read() {
-    use switchyard::journal::{read_journal, Journal};
+    use switchyard::host::journal::{read_journal, Journal};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
     // A writer killed with -9 after half a line.
@@ -358,7 +358,7 @@ fn a_recorded_base_that_is_gone_says_how_to_recover() {
 
 #[test]
 fn branch_work_reports_commits_after_the_recorded_base_and_uncommitted_files() {
-    use switchyard::resume::branch_work;
+    use switchyard::host::resume::branch_work;
     let (_tmp, repo, wt) = repo();
     let info = ensure_worktree(&repo, "t1", &wt, "task/t1", "main").unwrap();
     let w = branch_work(&wt, &info.base_commit).unwrap();
@@ -376,7 +376,7 @@ fn branch_work_reports_commits_after_the_recorded_base_and_uncommitted_files() {
 
 #[test]
 fn unrecorded_work_names_in_flight_tasks_with_commits_on_their_branch() {
-    use switchyard::resume::unrecorded_work;
+    use switchyard::host::resume::unrecorded_work;
     let (tmp, repo, _) = repo();
     let work = tmp.path().join("work/worktrees");
     let mut tasks = Vec::new();
@@ -404,8 +404,8 @@ fn unrecorded_work_names_in_flight_tasks_with_commits_on_their_branch() {
         serde_json::json!({"project": "p", "phases": [{"name": "p", "tasks": tasks}]}).to_string(),
     )
     .unwrap();
-    let (m, plan, config, _) = switchyard::runtime::load(&manifest).unwrap();
-    let engine = switchyard::engine::Engine::new(m, plan, config, 0).unwrap();
+    let (m, plan, config, _) = switchyard::host::runtime::load(&manifest).unwrap();
+    let engine = switchyard::core::engine::Engine::new(m, plan, config, 0).unwrap();
     let found: Vec<(String, usize, usize)> = unrecorded_work(&engine)
         .into_iter()
         .map(|u| (u.id, u.work.commits_ahead, u.work.uncommitted))

@@ -3,9 +3,9 @@
 //! regexes get right, in the same run. Needs neither the agent CLIs nor a network.
 
 use std::path::Path;
-use switchyard::classify::VerdictKind;
-use switchyard::config::Config;
-use switchyard::replay::{replay, seed_classify, Recording};
+use switchyard::core::classify::VerdictKind;
+use switchyard::core::config::Config;
+use switchyard::host::replay::{replay, seed_classify, Recording};
 
 #[derive(serde::Deserialize)]
 struct Labels {

@@ -7,7 +7,7 @@ mod git_fixture;
 use git_fixture::Fixture;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use switchyard::integrate::{ensure_branch, merge_into, MergeMode, DEFAULT_BRANCH};
+use switchyard::host::integrate::{ensure_branch, merge_into, MergeMode, DEFAULT_BRANCH};
 
 fn clean(manifest: &Path, force: bool) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
@@ -51,7 +51,7 @@ fn clean_keeps_unmerged_work_and_says_why() {
     .unwrap();
     let wt = |id: &str| -> PathBuf { work.join("worktrees").join(id) };
     for id in ["t1", "t2", "t3", "t4", "t6"] {
-        switchyard::git::ensure_worktree(&f.repo, id, &wt(id), &format!("task/{id}"), "main")
+        switchyard::host::git::ensure_worktree(&f.repo, id, &wt(id), &format!("task/{id}"), "main")
             .unwrap();
     }
     for id in ["t1", "t2", "t3", "t4"] {
@@ -70,7 +70,7 @@ fn clean_keeps_unmerged_work_and_says_why() {
         "m",
     )
     .unwrap();
-    switchyard::pr::push(&f.repo, "origin", "task/t2").unwrap();
+    switchyard::host::pr::push(&f.repo, "origin", "task/t2").unwrap();
     std::fs::write(wt("t4").join("unsaved.txt"), "x\n").unwrap();
     let t3_tip = f.tip("task/t3").to_string();
 
@@ -146,7 +146,7 @@ fn clean_reads_the_integration_branch_from_merge_into() {
     )
     .unwrap();
     let wt = work.join("worktrees/t1");
-    switchyard::git::ensure_worktree(&f.repo, "t1", &wt, "task/t1", "main").unwrap();
+    switchyard::host::git::ensure_worktree(&f.repo, "t1", &wt, "task/t1", "main").unwrap();
     std::fs::write(wt.join("b.txt"), "b\n").unwrap();
     f.git_cli(&wt, &["add", "-A"]);
     f.git_cli(&wt, &["commit", "-qm", "t1"]);

@@ -4,7 +4,7 @@
 mod git_fixture;
 
 use git_fixture::{lines, Fixture};
-use switchyard::integrate::{
+use switchyard::host::integrate::{
     ensure_branch, merge_into, predict, MergeMode, MergeResult, DEFAULT_BRANCH,
 };
 
@@ -306,7 +306,7 @@ fn hunk_text_is_bounded() {
     f.commit("task/b", &[("big.txt", Some(&lines("b", 3000)))], "b");
     let c = predict(&f.repo, "task/a", "task/b").unwrap();
     assert!(
-        c[0].hunks.len() <= switchyard::integrate::MAX_HUNK_BYTES + 40,
+        c[0].hunks.len() <= switchyard::host::integrate::MAX_HUNK_BYTES + 40,
         "{}",
         c[0].hunks.len()
     );
@@ -335,7 +335,7 @@ fn a_checked_out_target_is_updated_when_clean_and_refused_when_dirty() {
         edit(1, "T1"),
         "the clean checkout follows its branch"
     );
-    assert_eq!(switchyard::git::uncommitted(&f.repo).unwrap(), 0);
+    assert_eq!(switchyard::host::git::uncommitted(&f.repo).unwrap(), 0);
     assert_eq!(f.git_cli(&f.repo, &["status", "--porcelain"]), "");
 
     // An untracked file (a manifest kept in the repository) does not stop it, and stays.
@@ -440,7 +440,7 @@ fn the_predictor_caches_per_commit_pair_and_sees_new_commits() {
     let f = Fixture::new(&[("a.txt", &ten())]);
     f.commit("task/t1", &[("a.txt", Some(&edit(4, "ONE")))], "t1");
     f.commit("task/t2", &[("b.txt", Some("b\n"))], "t2");
-    let mut p = switchyard::integrate::Predictor::open(&f.repo).unwrap();
+    let mut p = switchyard::host::integrate::Predictor::open(&f.repo).unwrap();
     assert_eq!(p.predict("task/t1", "task/t2").unwrap(), vec![]);
     assert_eq!(p.predict("task/t1", "task/t2").unwrap(), vec![]);
     // t2 moves on and now touches line 4: the new pair is merged afresh.
@@ -524,7 +524,7 @@ fn measure_predict() {
         assert!(predict(&f.repo, "task/a", "main").unwrap().is_empty());
     }
     let ancestor = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
-    let mut p = switchyard::integrate::Predictor::open(&f.repo).unwrap();
+    let mut p = switchyard::host::integrate::Predictor::open(&f.repo).unwrap();
     assert_eq!(p.predict("task/a", "task/b").unwrap().len(), 1);
     let t = std::time::Instant::now();
     for _ in 0..n {
@@ -544,7 +544,7 @@ fn measure_predict() {
     let t = std::time::Instant::now();
     let mut snap = String::new();
     for _ in 0..n {
-        snap = switchyard::integrate::snapshot_worktree(&f.repo).unwrap();
+        snap = switchyard::host::integrate::snapshot_worktree(&f.repo).unwrap();
     }
     let snap_ms = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
     assert_eq!(predict(&f.repo, &snap, "task/a").unwrap().len(), 1);
@@ -553,11 +553,12 @@ fn measure_predict() {
 
 mod resolve_round {
     use super::*;
-    use switchyard::integrate::{merge_in_worktree, WorktreeMerge};
+    use switchyard::host::integrate::{merge_in_worktree, WorktreeMerge};
 
     fn task_worktree(f: &Fixture, id: &str) -> std::path::PathBuf {
         let wt = f.tmp.path().join("work").join(id);
-        switchyard::git::ensure_worktree(&f.repo, id, &wt, &format!("task/{id}"), "main").unwrap();
+        switchyard::host::git::ensure_worktree(&f.repo, id, &wt, &format!("task/{id}"), "main")
+            .unwrap();
         wt
     }
 
@@ -673,7 +674,7 @@ mod resolve_round {
 
 #[test]
 fn a_snapshot_sees_uncommitted_work_and_changes_nothing() {
-    use switchyard::integrate::snapshot_worktree;
+    use switchyard::host::integrate::snapshot_worktree;
     let f = Fixture::new(&[("a.txt", &ten()), ("gone.txt", "g\n")]);
     ensure_branch(&f.repo, DEFAULT_BRANCH, "main").unwrap();
     f.commit(
@@ -682,7 +683,7 @@ fn a_snapshot_sees_uncommitted_work_and_changes_nothing() {
         "other task",
     );
     let wt = f.tmp.path().join("work/t1");
-    switchyard::git::ensure_worktree(&f.repo, "t1", &wt, "task/t1", "main").unwrap();
+    switchyard::host::git::ensure_worktree(&f.repo, "t1", &wt, "task/t1", "main").unwrap();
     assert_eq!(
         snapshot_worktree(&wt).unwrap(),
         f.tip("task/t1").to_string(),

@@ -4,7 +4,7 @@ mod git_fixture;
 
 use git_fixture::Fixture;
 use std::path::Path;
-use switchyard::pr::{self, PrError, PrSpec, PrState};
+use switchyard::host::pr::{self, PrError, PrSpec, PrState};
 
 /// A fake `gh` in `dir`: each call writes its argv (NUL-separated) to `dir/calls/N`, then acts
 /// on `dir/mode`: `ok` (answers like gh 2.x), `auth` (exit 4 with gh's login hint), `fail`.
@@ -271,7 +271,7 @@ fn changed_paths_for_the_summary() {
         "t1",
     );
     assert_eq!(
-        switchyard::git::changed_paths(&f.repo, "main", "task/t1").unwrap(),
+        switchyard::host::git::changed_paths(&f.repo, "main", "task/t1").unwrap(),
         vec!["a.txt", "b.txt", "src/c.rs"]
     );
 }

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use switchyard::core::manifest::{Manifest, Status};
+use switchyard::core::plan::Plan;
 use switchyard::import::{self, gh, kiro, ImportError, Imported, MergeKey};
-use switchyard::manifest::{Manifest, Status};
-use switchyard::plan::Plan;
 use switchyard::report;
 
 const NOW: &str = "2026-11-22T12:00:00Z";

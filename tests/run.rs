@@ -184,7 +184,7 @@ fn a_missing_agent_binary_is_an_error_on_that_task_not_a_crash() {
 fn a_plain_programs_prompt_is_seen_as_a_terminal_read_and_never_answered() {
     // `rm -i` asks in words no rule knows; it blocks reading its terminal, which the PTY's owner
     // sees in /proc: waiting for input, and on the deny-list ("remove"), so a person decides.
-    if !switchyard::procfs::available() {
+    if !switchyard::host::procfs::available() {
         eprintln!("skipped: this kernel does not show /proc/<pid>/syscall");
         return;
     }

@@ -3,7 +3,7 @@
 //! [`super::kiro`] and [`super::merge`].
 
 use super::{gh, kiro, merge, ImportError, Imported, MergeKey};
-use crate::manifest::Manifest;
+use crate::core::manifest::Manifest;
 use color_eyre::eyre::Result;
 use std::ffi::OsStr;
 use std::io::Read as _;

@@ -21,7 +21,7 @@
 //!   later phase moves to that phase.
 
 use super::{multi_line, one_line, paths, phase, settle, ImportError, Imported};
-use crate::manifest::{Manifest, Task};
+use crate::core::manifest::{Manifest, Task};
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;

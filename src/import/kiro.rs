@@ -28,7 +28,7 @@
 //! referenced requirements with their acceptance criteria as the success check — not whole files.
 
 use super::{multi_line, one_line, paths, phase, settle, ImportError, Imported};
-use crate::manifest::{Manifest, Status, Task};
+use crate::core::manifest::{Manifest, Status, Task};
 use regex::Regex;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;

@@ -8,7 +8,7 @@
 //! import lacks is reported (an issue no longer open, a task no longer in tasks.md) and kept.
 
 use super::{phase, settle, untouched, ImportError, Imported};
-use crate::manifest::{Manifest, Task};
+use crate::core::manifest::{Manifest, Task};
 use regex::Regex;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;

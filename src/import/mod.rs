@@ -20,8 +20,8 @@ mod paths;
 pub use cli::{cli, GhArgs, ImportArgs, ImportCmd, KiroArgs};
 pub use merge::{merge, MergeKey};
 
-use crate::manifest::{Manifest, Phase, Task};
-use crate::plan::Plan;
+use crate::core::manifest::{Manifest, Phase, Task};
+use crate::core::plan::Plan;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
@@ -142,7 +142,7 @@ pub(crate) fn multi_line(s: &str) -> String {
 /// True when a task has not been started: `pending`, never given a start time or an attempt.
 /// Only such tasks are updated by a re-import.
 pub fn untouched(t: &Task) -> bool {
-    t.status == crate::manifest::Status::Pending
+    t.status == crate::core::manifest::Status::Pending
         && t.started_at.is_none()
         && t.attempts.unwrap_or(0) == 0
         && t.worktree.is_none()

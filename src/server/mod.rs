@@ -17,13 +17,14 @@
 //! The server ends when `stop` is asked (ctl, a control room, SIGTERM or SIGINT), or when the run
 //! has settled, no worker is alive and no client is connected.
 
+pub mod client;
 pub mod files;
 pub mod protocol;
 
-use crate::action::ActionKind;
-use crate::runtime::Runtime;
+use crate::core::action::ActionKind;
+use crate::host::runtime::Runtime;
+use crate::host::worker::now_ms;
 use crate::ui::room::{Room, RoomOut};
-use crate::worker::now_ms;
 use files::{ServerFiles, ServerInfo};
 use protocol::{ClientMsg, Frame, Role, ServerMsg, PROTOCOL};
 use std::collections::BTreeMap;
@@ -141,7 +142,7 @@ pub async fn serve(
         .expect("a SIGINT handler");
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .expect("a SIGHUP handler");
-    rt.apply(crate::engine::Event::Tick);
+    rt.apply(crate::core::engine::Event::Tick);
     tracing::info!(
         "server {} for {} on {}",
         std::process::id(),
@@ -285,7 +286,7 @@ pub async fn serve(
     }
     rt.shutdown(&mut shell, Duration::from_secs(3)).await;
     let code = rt.exit_code();
-    let reason = crate::client::ended_line(code);
+    let reason = crate::server::client::ended_line(code);
     send_lines(&mut rt, &mut clients);
     let headless = clients.values().any(|c| c.role == Some(Role::Headless));
     let summary = (headless && !was_settled).then(|| summarize(&mut rt, started));
@@ -406,7 +407,7 @@ fn on_message(
                             // Nothing left to run: the server ends once nobody is attached.
                             format!(
                                 "left the control room; the run is over — {}",
-                                crate::engine::Engine::exit_meaning(rt.exit_code())
+                                crate::core::engine::Engine::exit_meaning(rt.exit_code())
                             )
                         } else {
                             format!(
@@ -463,8 +464,8 @@ fn on_message(
         ) => {
             let channel = agent
                 .as_deref()
-                .and_then(crate::channels::Channel::parse)
-                .unwrap_or(crate::channels::Channel::Claude);
+                .and_then(crate::core::channels::Channel::parse)
+                .unwrap_or(crate::core::channels::Channel::Claude);
             let mut output = None;
             match (rt.engine.index_of(&task), channel.report(&event)) {
                 (Some(i), Some(mut report)) => {
@@ -479,24 +480,24 @@ fn on_message(
                         // Decided by the allow/deny policy and answered through the hook; a
                         // denied one stays a waiting prompt, which escalates.
                         let allow = match channel {
-                            crate::channels::Channel::Claude => {
-                                Some(crate::channels::claude_permission_allow())
+                            crate::core::channels::Channel::Claude => {
+                                Some(crate::core::channels::claude_permission_allow())
                             }
-                            crate::channels::Channel::Opencode => {
-                                Some(crate::channels::opencode_permission_allow())
+                            crate::core::channels::Channel::Opencode => {
+                                Some(crate::core::channels::opencode_permission_allow())
                             }
                             _ => None,
                         };
                         if let Some(allow) =
                             allow.filter(|_| rt.engine.permission_decision(i, &what).is_ok())
                         {
-                            report.kind = crate::classify::VerdictKind::Running;
+                            report.kind = crate::core::classify::VerdictKind::Running;
                             report.line = format!("allowed {what}");
                             report.answered = Some(format!("allow {what}"));
                             output = Some(allow);
                         }
                     }
-                    rt.apply(crate::engine::Event::Reported { task: i, report });
+                    rt.apply(crate::core::engine::Event::Reported { task: i, report });
                 }
                 (None, _) => tracing::warn!("a hook for an unknown task {task:?}"),
                 (_, None) => {}
@@ -537,7 +538,7 @@ fn on_message(
 fn summarize(rt: &mut Runtime, started: u64) -> ServerMsg {
     rt.persist();
     ServerMsg::Summary {
-        text: crate::headless::summary(rt, now_ms().saturating_sub(started)),
+        text: crate::ui::headless::summary(rt, now_ms().saturating_sub(started)),
         code: rt.exit_code(),
     }
 }
@@ -562,7 +563,7 @@ fn send_lines(rt: &mut Runtime, clients: &mut BTreeMap<ClientId, Client>) {
 fn write_report(rt: &mut Runtime) {
     let path = rt.paths.logs.join("report.md");
     let text = crate::report::render_for_run(&rt.engine.manifest, &rt.paths);
-    let line = match crate::manifest::write_atomic(&path, text.as_bytes()) {
+    let line = match crate::core::manifest::write_atomic(&path, text.as_bytes()) {
         Ok(()) => format!("report: {}", path.display()),
         Err(e) => format!("cannot write the report: {e}"),
     };
@@ -575,7 +576,7 @@ fn display_project(rt: &Runtime) -> String {
     if p.is_empty() {
         rt.paths.manifest.display().to_string()
     } else {
-        crate::text::escape_control(p).into_owned()
+        crate::core::text::escape_control(p).into_owned()
     }
 }
 

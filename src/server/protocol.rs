@@ -11,7 +11,7 @@
 //! naming both). A connection that sends anything else, a frame over the limit or bad JSON is
 //! closed; the server goes on.
 
-use crate::action::Action;
+use crate::core::action::Action;
 use serde::{Deserialize, Serialize};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -79,14 +79,14 @@ pub enum ClientMsg {
         /// The event as the agent gave it.
         event: serde_json::Value,
         /// Whose channel it is: `claude` (the default), `codex`, `gemini` or `opencode` (see
-        /// [`crate::channels::Channel`]).
+        /// [`crate::core::channels::Channel`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         agent: Option<String>,
         /// The hook waits for a decision: the server answers [`ServerMsg::HookReply`].
         #[serde(default)]
         reply: bool,
         /// When the sender read the event, Unix µs, strictly increasing within one sending
-        /// process ([`crate::channel_io::send_event`]). Each event comes on a connection of its
+        /// process ([`crate::host::channel_io::send_event`]). Each event comes on a connection of its
         /// own and the server reads connections side by side, so this, not arrival, orders them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sent_us: Option<u64>,
@@ -141,12 +141,12 @@ pub enum ServerMsg {
     /// The answer to [`ClientMsg::Status`].
     Status {
         /// The run's state.
-        view: crate::engine::RunView,
+        view: crate::core::engine::RunView,
     },
     /// The answer to [`ClientMsg::Explain`].
     Explain {
         /// Every channel's word, the verdict and why it won.
-        explanation: crate::engine::Explanation,
+        explanation: crate::core::engine::Explanation,
     },
     /// The answer to a [`ClientMsg::Hook`] that waits for one: the JSON the hook prints for the
     /// agent (e.g. Claude Code's PermissionRequest decision), or nothing (the agent decides as if

@@ -7,9 +7,9 @@ use super::encode::{encode_key, encode_mouse, encode_paste, Modes};
 use super::keys::{KeyCommand, KeyMap};
 use super::scroll::{self, ScrollState};
 use super::view::Screens;
-use crate::action::{Action, ActionKind};
-use crate::engine::Engine;
-use crate::manifest::Status;
+use crate::core::action::{Action, ActionKind};
+use crate::core::engine::Engine;
+use crate::core::manifest::Status;
 use crossterm::event::{
     Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind,
 };
@@ -834,7 +834,7 @@ impl App {
             Err(e) => {
                 self.message = Some(format!(
                     "older lines are not available: {}",
-                    crate::text::escape_control(&e)
+                    crate::core::text::escape_control(&e)
                 ));
                 return;
             }
@@ -860,7 +860,7 @@ impl App {
     }
 }
 
-type SharedEmulator = std::sync::Arc<std::sync::Mutex<crate::worker::Emulator>>;
+type SharedEmulator = std::sync::Arc<std::sync::Mutex<crate::host::worker::Emulator>>;
 
 impl Default for App {
     fn default() -> Self {
@@ -871,10 +871,10 @@ impl Default for App {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::manifest::Manifest;
-    use crate::plan::Plan;
-    use crate::worker::Term;
+    use crate::core::config::Config;
+    use crate::core::manifest::Manifest;
+    use crate::core::plan::Plan;
+    use crate::host::worker::Term;
     use std::sync::{Arc, Mutex};
 
     fn engine() -> Engine {
@@ -953,8 +953,8 @@ mod tests {
     ) -> (tempfile::TempDir, scroll::HistoryRequest, Screens, App) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t1.log");
-        let limits = crate::transcript::TranscriptLimits::default();
-        let mut t = crate::transcript::Transcript::open(&path, limits).unwrap();
+        let limits = crate::host::transcript::TranscriptLimits::default();
+        let mut t = crate::host::transcript::Transcript::open(&path, limits).unwrap();
         let mut p = vt100::Parser::new_with_callbacks(6, 30, memory, Term::default());
         for i in 0..printed {
             let line = format!("row {i}.\r\n");

@@ -5,8 +5,8 @@
 //! edges whose box crosses it, so manifests of 10 000 tasks stay usable.
 
 use super::view::status_style;
-use crate::engine::Engine;
-use crate::plan::{EdgeKind, Plan};
+use crate::core::engine::Engine;
+use crate::core::plan::{EdgeKind, Plan};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -322,7 +322,7 @@ fn draw_conflicts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Manifest;
+    use crate::core::manifest::Manifest;
 
     #[test]
     fn seed_layout_puts_depths_in_columns_and_keeps_chains_on_one_row() {
@@ -353,8 +353,8 @@ mod tests {
         let json = r#"{"phases":[{"tasks":[{"id":"a","files":["x"]},{"id":"b","files":["y"]},{"id":"c","files":["z"]}]}]}"#;
         let m = Manifest::parse(json).unwrap();
         let plan = Plan::build(&m).unwrap();
-        let config = crate::config::Config::from_layers(&[
-            ("defaults".into(), crate::config::DEFAULTS.into()),
+        let config = crate::core::config::Config::from_layers(&[
+            ("defaults".into(), crate::core::config::DEFAULTS.into()),
             (
                 "t".into(),
                 "default_agent = \"fake\"\n[agents.fake]\ncommand = [\"true\"]\n".into(),
@@ -362,14 +362,14 @@ mod tests {
         ])
         .unwrap();
         let mut e = Engine::new(m, plan, config, 0).unwrap();
-        let conflict = crate::engine::ConflictInfo {
+        let conflict = crate::core::engine::ConflictInfo {
             path: "x".into(),
             ours: vec![(1, 2)],
             theirs: vec![(1, 3)],
             hunks: String::new(),
         };
         e.update(
-            crate::engine::Event::Predicted {
+            crate::core::engine::Event::Predicted {
                 task: 0,
                 results: vec![(Some(2), vec![conflict])],
                 error: None,
@@ -430,8 +430,8 @@ mod tests {
         );
         let m = Manifest::parse(&json).unwrap();
         let plan = Plan::build(&m).unwrap();
-        let config = crate::config::Config::from_layers(&[
-            ("defaults".into(), crate::config::DEFAULTS.into()),
+        let config = crate::core::config::Config::from_layers(&[
+            ("defaults".into(), crate::core::config::DEFAULTS.into()),
             (
                 "t".into(),
                 "default_agent = \"fake\"\n[agents.fake]\ncommand = [\"true\"]\n".into(),
@@ -439,7 +439,7 @@ mod tests {
         ])
         .unwrap();
         let mut e = Engine::new(m, plan, config, 0).unwrap();
-        e.update(crate::engine::Event::Tick, 0);
+        e.update(crate::core::engine::Event::Tick, 0);
         e
     }
 

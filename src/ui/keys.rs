@@ -2,8 +2,8 @@
 //! changed in `switchyard.toml` under `[keys]` (`retry = "R"`, `quit = ["q", "ctrl-c"]`,
 //! `detach = "ctrl-b"`); key names are described at [`parse_key`].
 
-use crate::action::ActionKind;
-use crate::config::KeyNames;
+use crate::core::action::ActionKind;
+use crate::core::config::KeyNames;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeMap;
 
@@ -583,15 +583,15 @@ mod tests {
                 .find(|(_, c, ..)| c.action() == Some(kind))
                 .unwrap_or_else(|| panic!("no key for the ladder action {kind}"));
             assert_eq!(cmd.action(), Some(kind));
-            let step: crate::config::Step =
+            let step: crate::core::config::Step =
                 toml::from_str(&format!("action = \"{}\"", kind.name())).unwrap();
             assert_eq!(step.action, kind, "ladder step {name}");
             let args = match kind.needs() {
-                crate::action::Needs::TaskAndText => vec!["t1".to_string(), "y".to_string()],
+                crate::core::action::Needs::TaskAndText => vec!["t1".to_string(), "y".to_string()],
                 _ => vec!["t1".to_string()],
             };
             assert_eq!(
-                crate::action::Action::parse(kind.name(), &args)
+                crate::core::action::Action::parse(kind.name(), &args)
                     .unwrap()
                     .kind,
                 kind

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod dag;
 pub mod encode;
+pub mod headless;
 pub mod keys;
 pub mod pane;
 pub mod room;
@@ -15,7 +16,7 @@ pub mod view;
 #[cfg(test)]
 mod tests;
 
-use crate::runtime::Runtime;
+use crate::host::runtime::Runtime;
 use color_eyre::eyre::Result;
 use crossterm::event::{
     DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
@@ -65,7 +66,7 @@ pub struct ClientEnd {
 /// The thin control-room client: raw mode and the alternate screen here, every terminal event
 /// up the socket, and the server's rendered output (changed cells, bell, OSC 52) written to the
 /// terminal as it comes. The terminal is restored on every way out, panics included.
-pub async fn run_client(mut conn: crate::client::Conn) -> Result<ClientEnd> {
+pub async fn run_client(mut conn: crate::server::client::Conn) -> Result<ClientEnd> {
     use crate::server::protocol::{ClientMsg, Frame, ServerMsg};
     enable_raw_mode()?;
     let _guard = TerminalGuard;

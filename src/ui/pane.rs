@@ -8,13 +8,13 @@
 //! key ([`Fit`]).
 //!
 //! [`Tiles`] caches each tile's cells keyed by the emulator's generation
-//! ([`crate::worker::Term::generation`]), the tile's size and the fit: a pane whose emulator did
+//! ([`crate::host::worker::Term::generation`]), the tile's size and the fit: a pane whose emulator did
 //! not move since the last frame is copied from the cache, not rebuilt from the emulator. Which
 //! rows changed is sampled at most every [`SAMPLE_MS`] from each screen row's text, so a spinner
 //! redrawing twelve times a second costs one row scan per sample, not one per frame; a row that
 //! changes in every sample (a spinner, a timer) weighs less than the text an agent writes.
 
-use crate::worker::Emulator;
+use crate::host::worker::Emulator;
 use ratatui::buffer::{Buffer, Cell};
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -458,7 +458,7 @@ fn color(c: vt100::Color) -> Color {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::{feed, Term};
+    use crate::host::worker::{feed, Term};
 
     fn emulator(rows: u16, cols: u16) -> Emulator {
         vt100::Parser::new_with_callbacks(rows, cols, 100, Term::default())
@@ -612,12 +612,12 @@ mod tests {
 #[cfg(test)]
 mod replay_tests {
     use super::*;
-    use crate::worker::{feed, Term};
+    use crate::host::worker::{feed, Term};
 
     /// The crop of a recorded session's tile (10 × 60) at the end, drawn as the session ran.
     fn tile_at_end(fixture: &str) -> Vec<String> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(fixture);
-        let rec = crate::replay::Recording::load(&path).unwrap();
+        let rec = crate::host::replay::Recording::load(&path).unwrap();
         let mut p = vt100::Parser::new_with_callbacks(rec.rows, rec.cols, 0, Term::default());
         let area = Rect::new(0, 0, 60, 10);
         let mut tiles = Tiles::default();

@@ -5,7 +5,7 @@
 
 use super::app::{App, Intent, Mode};
 use super::{encode, keys, scroll, view};
-use crate::runtime::Runtime;
+use crate::host::runtime::Runtime;
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
 use ratatui::{Terminal, TerminalOptions, Viewport};
@@ -187,7 +187,7 @@ impl Room {
         let req = scroll::HistoryRequest {
             task,
             transcript: rt.paths.transcript(&rt.engine.plan.ids[task]),
-            limits: crate::transcript::TranscriptLimits::default(),
+            limits: crate::host::transcript::TranscriptLimits::default(),
             size,
             lines: rt.config.scrollback_lines,
         };

@@ -8,8 +8,8 @@
 //! [`History`] (off the loop, [`replay_history`]) and reads that until the person leaves
 //! scrollback.
 
-use crate::transcript::{TranscriptError, TranscriptLimits, TranscriptReader};
-use crate::worker::{Emulator, Term};
+use crate::host::transcript::{TranscriptError, TranscriptLimits, TranscriptReader};
+use crate::host::worker::{Emulator, Term};
 use std::path::PathBuf;
 
 /// The person's place in one worker's scrollback.
@@ -125,7 +125,7 @@ pub fn replay_history(req: &HistoryRequest) -> Result<History, TranscriptError> 
         let (bytes, whole) = reader.newest_lines(want, REPLAY_MAX_BYTES)?;
         let mut em = vt100::Parser::new_with_callbacks(rows, cols, req.lines, Term::default());
         em.callbacks_mut().reply_allowance = Some(0);
-        let mut cap = crate::stream_cap::StreamCap::default();
+        let mut cap = crate::host::stream_cap::StreamCap::default();
         for chunk in bytes.chunks(64 * 1024) {
             cap.feed(chunk, |part| em.process(part));
         }
@@ -212,7 +212,7 @@ pub fn osc52(text: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::Term;
+    use crate::host::worker::Term;
 
     fn emulator_with(lines: usize) -> Emulator {
         let mut p = vt100::Parser::new_with_callbacks(5, 20, 100, Term::default());
@@ -246,7 +246,7 @@ mod tests {
     fn transcript_of(dir: &std::path::Path, bytes: &[u8]) -> HistoryRequest {
         let path = dir.join("t1.log");
         let limits = TranscriptLimits::default();
-        let mut t = crate::transcript::Transcript::open(&path, limits).unwrap();
+        let mut t = crate::host::transcript::Transcript::open(&path, limits).unwrap();
         std::io::Write::write_all(&mut t, bytes).unwrap();
         HistoryRequest {
             task: 3,

@@ -3,9 +3,9 @@
 use super::app::{App, Mode, TopViews};
 use super::scroll::ScrollState;
 use super::view::{self, Screens};
-use crate::config::Config;
-use crate::engine::{Engine, Event};
-use crate::worker::Term;
+use crate::core::config::Config;
+use crate::core::engine::{Engine, Event};
+use crate::host::worker::Term;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use std::sync::{Arc, Mutex};
@@ -15,9 +15,9 @@ const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
 /// The demo manifest, started at t=0, with d1..d3 running and d2 at its y/n prompt.
 fn fixture() -> (Engine, Screens) {
     let manifest = crate::demo::manifest();
-    let plan = crate::plan::Plan::build(&manifest).unwrap();
+    let plan = crate::core::plan::Plan::build(&manifest).unwrap();
     let config = Config::from_layers(&[
-        ("defaults".into(), crate::config::DEFAULTS.into()),
+        ("defaults".into(), crate::core::config::DEFAULTS.into()),
         ("demo".into(), crate::demo::config_toml(1.0)),
     ])
     .unwrap();
@@ -48,7 +48,7 @@ fn fixture() -> (Engine, Screens) {
         e.update(
             Event::Screen {
                 task: i,
-                screen: crate::worker::snapshot_of(&p),
+                screen: crate::host::worker::snapshot_of(&p),
                 last_output_at: 500,
             },
             500,
@@ -196,7 +196,7 @@ fn an_unchanged_frame_ships_nothing_and_rebuilds_no_pane() {
     assert_eq!(app.table_cache.rebuilds, 1, "an unchanged table is copied");
     assert_eq!(app.dag_cache.rebuilds, 1, "an unchanged DAG is copied");
     // One pane changes: only it is rebuilt, and only its changed cells are shipped.
-    crate::worker::feed(&mut screens[&1].lock().unwrap(), b"\x1b[2K\rnew words");
+    crate::host::worker::feed(&mut screens[&1].lock().unwrap(), b"\x1b[2K\rnew words");
     let bytes = frame_bytes(&mut t, &out, &e, &screens, &mut app, 65_000);
     assert_eq!(app.tiles.rebuilds, 4);
     let shipped = String::from_utf8_lossy(&bytes);
@@ -211,7 +211,7 @@ fn an_unchanged_frame_ships_nothing_and_rebuilds_no_pane() {
 #[test]
 fn a_finished_tasks_last_screen_stays_in_its_log_and_zoom() {
     let (e, mut screens) = fixture();
-    let mut last = crate::worker::LastScreens::default();
+    let mut last = crate::host::worker::LastScreens::default();
     last.keep(2, &screens[&2].lock().unwrap());
     screens.remove(&2);
     for mode in [Mode::Log { task: 2, offset: 0 }, Mode::Normal] {

@@ -2,9 +2,9 @@
 
 use super::app::{App, HitKind, InputPurpose, Mode, TopViews};
 use super::dag::{self, DagLayout};
-use crate::engine::Engine;
-use crate::manifest::Status;
-use crate::worker::{Emulator, LastScreens};
+use crate::core::engine::Engine;
+use crate::core::manifest::Status;
+use crate::host::worker::{Emulator, LastScreens};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -186,16 +186,16 @@ const LOG_FINDINGS: usize = 3;
 
 /// The log view's lines for the latest review's findings: the severity counts, then the worst
 /// [`LOG_FINDINGS`] (reviewer text, escaped).
-fn findings_lines(list: &[crate::findings::Finding]) -> Vec<Line<'static>> {
+fn findings_lines(list: &[crate::core::findings::Finding]) -> Vec<Line<'static>> {
     if list.is_empty() {
         return Vec::new();
     }
     let cyan = Style::default().fg(Color::Cyan);
     let mut out = vec![Line::from(vec![
         Span::styled(" findings   ", cyan),
-        Span::raw(crate::findings::count_line(list)),
+        Span::raw(crate::core::findings::count_line(list)),
     ])];
-    let mut worst: Vec<&crate::findings::Finding> = list.iter().collect();
+    let mut worst: Vec<&crate::core::findings::Finding> = list.iter().collect();
     worst.sort_by_key(|f| std::cmp::Reverse(f.severity));
     for f in worst.iter().take(LOG_FINDINGS) {
         let place = match (&f.file, f.line) {
@@ -209,7 +209,7 @@ fn findings_lines(list: &[crate::findings::Finding]) -> Vec<Line<'static>> {
         );
         out.push(Line::from(vec![
             Span::styled(format!("   {:<9}", f.severity.as_str()), cyan),
-            Span::raw(crate::text::escape_control(&text).into_owned()),
+            Span::raw(crate::core::text::escape_control(&text).into_owned()),
         ]));
     }
     if list.len() > LOG_FINDINGS {
@@ -238,7 +238,7 @@ fn draw_log(
             ("transcript", format!("{}.log", t.id)),
             ("error log", format!("{}.errors.log", t.id)),
             ("verify log", format!("{}.verify.log", t.id)),
-            ("final msg", crate::final_message::file_name(&t.id)),
+            ("final msg", crate::core::final_message::file_name(&t.id)),
             ("review", format!("{}.review.md", t.id)),
             ("journal", "events.jsonl".to_string()),
         ] {

@@ -53,7 +53,7 @@ pub fn repo() -> tempfile::TempDir {
 
 /// The binary running in a PTY, its screen parsed by vt100 as a person would see it.
 pub struct PtyApp {
-    parser: Arc<Mutex<vt100::Parser<switchyard::worker::Term>>>,
+    parser: Arc<Mutex<vt100::Parser<switchyard::host::worker::Term>>>,
     writer: Arc<Mutex<Box<dyn Write + Send>>>,
     child: Box<dyn portable_pty::Child + Send + Sync>,
     _master: Box<dyn portable_pty::MasterPty + Send>,
@@ -82,7 +82,7 @@ impl PtyApp {
             rows,
             cols,
             0,
-            switchyard::worker::Term::default(),
+            switchyard::host::worker::Term::default(),
         )));
         let mut reader = pair.master.try_clone_reader().unwrap();
         let writer = Arc::new(Mutex::new(pair.master.take_writer().unwrap()));

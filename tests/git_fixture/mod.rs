@@ -21,7 +21,7 @@ impl Fixture {
     pub fn new(files: &[(&str, &str)]) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let repo = tmp.path().join("repo");
-        switchyard::git::init_repo_with(&repo, files, "init").unwrap();
+        switchyard::host::git::init_repo_with(&repo, files, "init").unwrap();
         Fixture { tmp, repo }
     }
 

@@ -3,7 +3,7 @@
 chanlog.py / sselog.py, `claude-<scenario>.hooks.jsonl` from hooklog.py) into replay fixtures in
 tests/fixtures/channels/ (format: that directory's README). The expected verdict of each event is
 written here from the CLIs' documented meaning of the event, independently of switchyard's
-reader (src/channels.rs), so `cargo test` checks the reader against it. Events that say nothing
+reader (src/core/channels.rs), so `cargo test` checks the reader against it. Events that say nothing
 about the agent's state and repeat (opencode's message/part/plugin updates) are dropped; paths
 under the harness's temp dir are shortened to /HARNESS.
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A transparent PTY recorder: runs COMMAND in a pseudo-terminal of its own, passes every byte
 through both ways unchanged, and records the output with its timing in switchyard's replay
-format (src/replay.rs), so a worker's real session under `switchyard run` becomes a fixture.
+format (src/host/replay.rs), so a worker's real session under `switchyard run` becomes a fixture.
 
     ptyrec.py OUTBASE -- COMMAND ARGS...
 

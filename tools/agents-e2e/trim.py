@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cuts a recording (NAME.bytes + NAME.timing.jsonl, the replay format of src/replay.rs) down to
+"""Cuts a recording (NAME.bytes + NAME.timing.jsonl, the replay format of src/host/replay.rs) down to
 its first SECONDS, for fixtures of sessions that ran for minutes (a CLI spinning on a dead API
 writes megabytes). Rewrites both files in place; NAME.meta.json gets `"trimmed_at_ms"`.
 

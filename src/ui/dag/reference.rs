@@ -4,8 +4,8 @@
 
 use super::super::view::status_style;
 use super::{box_char, DOWN, GAP, LEFT, RIGHT, SLOT, UP};
-use crate::engine::Engine;
-use crate::plan::{EdgeKind, Plan};
+use crate::core::engine::Engine;
+use crate::core::plan::{EdgeKind, Plan};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
