@@ -190,8 +190,12 @@ pub fn claude(event: &Value) -> Option<AgentReport> {
 /// resuming it. A rate limit reported by any other event (`session.error`, claude's
 /// `StopFailure`) is one the agent gave up on.
 pub fn is_retry_event(event: &str) -> bool {
-    event == "session.status"
+    event == "session.status" || event == GEMINI_RATE_LIMIT_EVENT
 }
+
+/// The event name of a gemini 429 from its telemetry ([`gemini_telemetry`]): gemini-cli 0.61.0
+/// retries a rate limit by itself until the window passes.
+pub const GEMINI_RATE_LIMIT_EVENT: &str = "gemini_cli.rate_limit";
 
 /// The reply a Claude Code `PermissionRequest` hook prints to allow the tool call
 /// (`hookSpecificOutput.decision.behavior = "allow"`). A denied request gets no reply: the
@@ -299,19 +303,25 @@ pub const GEMINI_API_FAILING_FOR_MS: u64 = 60_000;
 /// `gemini_cli.api_error`: `status_code` (absent for network errors), `error.message` (the API's
 /// JSON error body or a plain message), `model`). Checked against gemini-cli 0.61.0 (live run
 /// against tools/model-server/server.py, error500 and normal). Spans and metrics in the same
-/// file, and every other event, are skipped. A 429 is left to the screen's rate-limit rule
-/// (gemini rides a rate window out itself): it neither counts nor ends the run of errors.
+/// file, and every other event, are skipped. A 429 neither counts nor ends the run of errors:
+/// gemini rides a rate window out itself (it shows only "Thinking…"), so it is reported as a
+/// rate limit the agent retries by itself (its other tasks wait, it is left alone), and the
+/// first success after it as the API answering again.
 #[derive(Debug, Default, Clone)]
 pub struct GeminiTelemetry {
     errors: u64,
     first_ms: u64,
+    /// A 429 came since the last success.
+    limited: bool,
 }
 
 impl GeminiTelemetry {
     /// One record of the file: for an API error, the event switchyard hands to the run (see
     /// [`gemini_telemetry`]): `{"event.name", "status_code", "message", "model", "errors_in_a_row",
-    /// "failing_ms"}`; `None` for everything else (a successful `gemini_cli.api_response` ends the
-    /// run of errors).
+    /// "failing_ms"}`, or for a 429 `{"event.name", "status_code", "message", "model",
+    /// "rate_limited": true}`; for the first success after a 429 `{"event.name", "recovered":
+    /// true}`; `None` for everything else (a successful `gemini_cli.api_response` ends the run of
+    /// errors).
     pub fn observe(&mut self, record: &Value) -> Option<Value> {
         let a = &record["attributes"];
         let at_ms =
@@ -321,6 +331,12 @@ impl GeminiTelemetry {
                 let ok = a["status_code"].as_u64().is_none_or(|c| c < 400);
                 if ok {
                     self.errors = 0;
+                    if std::mem::take(&mut self.limited) {
+                        return Some(serde_json::json!({
+                            "event.name": "gemini_cli.api_response",
+                            "recovered": true,
+                        }));
+                    }
                 }
                 None
             }
@@ -328,7 +344,14 @@ impl GeminiTelemetry {
                 let status = a["status_code"].as_u64();
                 let message = api_error_message(s(a, "error.message"));
                 if status == Some(429) || crate::core::classify::is_rate_limit(&message) {
-                    return None;
+                    self.limited = true;
+                    return Some(serde_json::json!({
+                        "event.name": "gemini_cli.api_error",
+                        "status_code": status,
+                        "message": message,
+                        "model": s(a, "model"),
+                        "rate_limited": true,
+                    }));
                 }
                 if self.errors == 0 {
                     self.first_ms = at_ms;
@@ -368,7 +391,34 @@ fn api_error_message(raw: &str) -> String {
 /// API has failed [`GEMINI_API_FAILURES_IN_A_ROW`] times in a row over at least
 /// [`GEMINI_API_FAILING_FOR_MS`], with the status code and message; `None` before (gemini retries
 /// by itself and its hooks and screen keep the word).
+///
+/// A 429 is `rate_limited` with the event name [`GEMINI_RATE_LIMIT_EVENT`] (an agent retrying by
+/// itself: see [`is_retry_event`]); the first success after it is `running`.
 pub fn gemini_telemetry(event: &Value) -> Option<AgentReport> {
+    let model = |e: &Value| match s(e, "model") {
+        "" => String::new(),
+        m => format!(" from {m}"),
+    };
+    if event["rate_limited"].as_bool() == Some(true) {
+        return Some(report(
+            Channel::GeminiTelemetry,
+            VerdictKind::RateLimited,
+            GEMINI_RATE_LIMIT_EVENT,
+            format!(
+                "HTTP 429{}: {} (gemini retries by itself)",
+                model(event),
+                s(event, "message")
+            ),
+        ));
+    }
+    if event["recovered"].as_bool() == Some(true) {
+        return Some(report(
+            Channel::GeminiTelemetry,
+            VerdictKind::Running,
+            "gemini_cli.api_response",
+            "the API answers again after a rate limit".into(),
+        ));
+    }
     let n = event["errors_in_a_row"].as_u64()?;
     let ms = event["failing_ms"].as_u64()?;
     if n < GEMINI_API_FAILURES_IN_A_ROW || ms < GEMINI_API_FAILING_FOR_MS {
@@ -721,17 +771,26 @@ mod tests {
             );
         }
         // A normal session: no error, no report.
-        for name in ["gemini-normal.json", "gemini-rate429.json"] {
-            let path = format!(
-                "{}/tests/fixtures/channels/telemetry/{name}",
-                env!("CARGO_MANIFEST_DIR")
-            );
-            if std::path::Path::new(&path).exists() {
-                let (n, reports) = replay_telemetry(name);
-                assert!(n > 0, "{name}: no records");
-                assert!(reports.is_empty(), "{name}: {:?}", reports[0].1.line);
-            }
-        }
+        let (n, reports) = replay_telemetry("gemini-normal.json");
+        assert!(n > 0, "no records");
+        assert!(reports.is_empty(), "{:?}", reports[0].1.line);
+        // A 300 s window of 429s (gemini-cli 0.61.0 rides it out): rate limits it retries by
+        // itself, then the API answering again; never an error.
+        let (_, reports) = replay_telemetry("gemini-rate429.json");
+        let kinds: Vec<VerdictKind> = reports.iter().map(|(_, r)| r.kind).collect();
+        assert!(kinds.len() >= 2, "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&VerdictKind::Running), "{kinds:?}");
+        assert!(kinds[..kinds.len() - 1]
+            .iter()
+            .all(|k| *k == VerdictKind::RateLimited));
+        let first = &reports[0].1;
+        assert_eq!(first.event, GEMINI_RATE_LIMIT_EVENT);
+        assert!(is_retry_event(&first.event));
+        assert!(
+            first.line.contains("HTTP 429") && first.line.contains("try again in 20s"),
+            "{}",
+            first.line
+        );
     }
 
     #[test]
@@ -779,8 +838,11 @@ mod tests {
         );
         assert_eq!(verdict(rec(160, "gemini_cli.api_error", None)), None);
         assert_eq!(verdict(rec(200, "gemini_cli.api_error", None)), None);
-        // 429s are the rate-limit rule's: they neither count nor end the run.
-        assert_eq!(verdict(rec(210, "gemini_cli.api_error", Some(429))), None);
+        // 429s neither count nor end the run of errors: they are a rate limit gemini retries.
+        assert_eq!(
+            verdict(rec(210, "gemini_cli.api_error", Some(429))).as_deref(),
+            Some("HTTP 429 from m: fetch failed (gemini retries by itself)")
+        );
         assert_eq!(
             verdict(rec(225, "gemini_cli.api_error", None)).as_deref(),
             Some("network error from m: fetch failed (3 API errors in a row over 65s)")

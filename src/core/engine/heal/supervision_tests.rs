@@ -1096,6 +1096,35 @@ fn opencodes_retry_status_leaves_it_alone_but_its_error_pauses_it() {
 }
 
 #[test]
+fn gemini_riding_out_a_rate_limit_is_left_alone_and_runs_on_when_the_api_answers() {
+    // gemini-cli 0.61.0 under a 300 s window of 429s shows only "Thinking…"; its telemetry
+    // logs each 429 (tests/fixtures/channels/telemetry/gemini-rate429.json).
+    let mut e = engine_for("gemini", "");
+    let event = serde_json::json!({"event.name": "gemini_cli.api_error", "status_code": 429,
+        "message": "Rate limit reached. Please try again in 20s. (RESOURCE_EXHAUSTED)",
+        "model": "m", "rate_limited": true});
+    let r = crate::core::channels::gemini_telemetry(&event).unwrap();
+    e.update(Event::Reported { task: 0, report: r }, 1_000);
+    let fx = e.update(Event::Tick, 1_100);
+    assert!(
+        !fx.iter().any(|f| matches!(f, Effect::Kill { .. })) && writes(&fx).is_empty(),
+        "left alone: {fx:?}"
+    );
+    assert_eq!(verdict(&e).0, VerdictKind::RateLimited);
+    assert!(
+        e.paused_agents.contains_key("gemini"),
+        "its other tasks wait"
+    );
+    let event = serde_json::json!({"event.name": "gemini_cli.api_response", "recovered": true});
+    let r = crate::core::channels::gemini_telemetry(&event).unwrap();
+    e.update(Event::Reported { task: 0, report: r }, 40_000);
+    let fx = e.update(Event::Tick, 40_100);
+    assert!(!fx.iter().any(|f| matches!(f, Effect::Kill { .. })));
+    assert_eq!(verdict(&e).0, VerdictKind::Running);
+    assert_ne!(e.status(0), Status::NeedsAttention);
+}
+
+#[test]
 fn a_resumed_agent_redrawing_its_old_rate_limit_line_is_not_paused_again() {
     let mut e = engine_for(
         "opencode",
