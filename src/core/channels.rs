@@ -395,7 +395,7 @@ fn api_error_message(raw: &str) -> String {
 /// A 429 is `rate_limited` with the event name [`GEMINI_RATE_LIMIT_EVENT`] (an agent retrying by
 /// itself: see [`is_retry_event`]); the first success after it is `running`.
 pub fn gemini_telemetry(event: &Value) -> Option<AgentReport> {
-    let model = |e: &Value| match s(e, "model") {
+    let model = match s(event, "model") {
         "" => String::new(),
         m => format!(" from {m}"),
     };
@@ -405,8 +405,7 @@ pub fn gemini_telemetry(event: &Value) -> Option<AgentReport> {
             VerdictKind::RateLimited,
             GEMINI_RATE_LIMIT_EVENT,
             format!(
-                "HTTP 429{}: {} (gemini retries by itself)",
-                model(event),
+                "HTTP 429{model}: {} (gemini retries by itself)",
                 s(event, "message")
             ),
         ));
@@ -427,10 +426,6 @@ pub fn gemini_telemetry(event: &Value) -> Option<AgentReport> {
     let status = event["status_code"]
         .as_u64()
         .map_or("network error".to_string(), |c| format!("HTTP {c}"));
-    let model = match s(event, "model") {
-        "" => String::new(),
-        m => format!(" from {m}"),
-    };
     Some(report(
         Channel::GeminiTelemetry,
         VerdictKind::Error,
