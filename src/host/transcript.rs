@@ -81,14 +81,7 @@ impl Transcript {
             tail_bytes: limits.tail_bytes.max(1),
             ..limits
         };
-        let e = |action| {
-            let path = path.to_path_buf();
-            move |source| TranscriptError {
-                path,
-                action,
-                source,
-            }
-        };
+        let e = |action| failed(path, action);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(e("create the log directory"))?;
         }
@@ -174,38 +167,27 @@ impl Transcript {
     fn write_raw(&mut self, bytes: &[u8]) -> Result<(), TranscriptError> {
         self.file
             .write_all(bytes)
-            .map_err(|source| TranscriptError {
-                path: self.path.clone(),
-                action: "write",
-                source,
-            })
+            .map_err(failed(&self.path, "write"))
     }
 
     /// Moves the current tail segment to `<id>.log.1` and cuts `<id>.log` back to head + marker.
     fn rotate(&mut self) -> Result<(), TranscriptError> {
-        let e = |path: &Path, action| {
-            let path = path.to_path_buf();
-            move |source| TranscriptError {
-                path,
-                action,
-                source,
-            }
-        };
         let start = self.tail_start();
         let mut tmp = self.rotated.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         {
-            let mut src = File::open(&self.path).map_err(e(&self.path, "rotate (read)"))?;
+            let mut src = File::open(&self.path).map_err(failed(&self.path, "rotate (read)"))?;
             src.seek(SeekFrom::Start(start))
-                .map_err(e(&self.path, "rotate (read)"))?;
-            let mut dst = File::create(&tmp).map_err(e(&tmp, "rotate (write)"))?;
-            std::io::copy(&mut src.take(self.tail), &mut dst).map_err(e(&tmp, "rotate (write)"))?;
+                .map_err(failed(&self.path, "rotate (read)"))?;
+            let mut dst = File::create(&tmp).map_err(failed(&tmp, "rotate (write)"))?;
+            std::io::copy(&mut src.take(self.tail), &mut dst)
+                .map_err(failed(&tmp, "rotate (write)"))?;
         }
-        std::fs::rename(&tmp, &self.rotated).map_err(e(&self.rotated, "rotate (rename)"))?;
+        std::fs::rename(&tmp, &self.rotated).map_err(failed(&self.rotated, "rotate (rename)"))?;
         self.file
             .set_len(start)
-            .map_err(e(&self.path, "rotate (truncate)"))?;
+            .map_err(failed(&self.path, "rotate (truncate)"))?;
         self.tail = 0;
         if !self.marked {
             let marker = self.marker();
@@ -227,6 +209,16 @@ fn marker_for(rotated: &Path, limits: TranscriptLimits) -> Vec<u8> {
         limits.head_bytes
     )
     .into_bytes()
+}
+
+/// The error of `action` on the file at `path`, for `map_err`.
+fn failed(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> TranscriptError {
+    let path = path.to_path_buf();
+    move |source| TranscriptError {
+        path,
+        action,
+        source,
+    }
 }
 
 fn rotated_of(path: &Path) -> PathBuf {
@@ -283,13 +275,8 @@ impl TranscriptReader {
         let mut tries = 0;
         loop {
             let mut parts = self.parts()?;
-            let got = read_newest(&mut parts.files, lines, max_bytes).map_err(|source| {
-                TranscriptError {
-                    path: self.path.clone(),
-                    action: "read",
-                    source,
-                }
-            })?;
+            let got = read_newest(&mut parts.files, lines, max_bytes)
+                .map_err(failed(&self.path, "read"))?;
             tries += 1;
             if tries >= 3 || ino(&rotated_of(&self.path)) == parts.rotated_ino {
                 return Ok(got);
@@ -298,44 +285,36 @@ impl TranscriptReader {
     }
 
     fn parts(&self) -> Result<Parts, TranscriptError> {
-        let e = |path: &Path, action| {
-            let path = path.to_path_buf();
-            move |source| TranscriptError {
-                path,
-                action,
-                source,
-            }
-        };
         let rotated = rotated_of(&self.path);
         // `<id>.log.1` first: a rotation after this leaves `<id>.log` shorter than its head +
         // marker + tail only for an instant, and the inode check catches it.
         let older = match File::open(&rotated) {
             Ok(f) => Some(f),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-            Err(err) => return Err(e(&rotated, "open")(err)),
+            Err(err) => return Err(failed(&rotated, "open")(err)),
         };
         let rotated_ino = match &older {
             Some(f) => Some(std::os::unix::fs::MetadataExt::ino(
-                &f.metadata().map_err(e(&rotated, "read"))?,
+                &f.metadata().map_err(failed(&rotated, "read"))?,
             )),
             None => None,
         };
-        let mut log = File::open(&self.path).map_err(e(&self.path, "open"))?;
-        let len = log.metadata().map_err(e(&self.path, "read"))?.len();
+        let mut log = File::open(&self.path).map_err(failed(&self.path, "open"))?;
+        let len = log.metadata().map_err(failed(&self.path, "read"))?.len();
         let marker = marker_for(&rotated, self.limits);
         let head_end = self.limits.head_bytes + marker.len() as u64;
         let marked = len >= head_end && {
             let mut found = vec![0u8; marker.len()];
             log.seek(SeekFrom::Start(self.limits.head_bytes))
-                .map_err(e(&self.path, "read"))?;
+                .map_err(failed(&self.path, "read"))?;
             log.read_exact(&mut found).is_ok() && found == marker
         };
         let mut files = Vec::new();
         if marked {
-            let again = File::open(&self.path).map_err(e(&self.path, "open"))?;
+            let again = File::open(&self.path).map_err(failed(&self.path, "open"))?;
             files.push((again, 0, head_end));
             if let Some(f) = older {
-                let n = f.metadata().map_err(e(&rotated, "read"))?.len();
+                let n = f.metadata().map_err(failed(&rotated, "read"))?.len();
                 files.push((f, 0, n));
             }
             files.push((log, head_end, len));
