@@ -448,7 +448,7 @@ fn run_foreground(
     files: ServerFiles,
     role: Role,
 ) -> Result<u8> {
-    let (rt, listener, _lock) = tokio
+    let (rt, listener, lock) = tokio
         .block_on(async { open_server(manifest, repo, max_parallel, &files) })
         .map_err(|e| eyre!("{e}"))?;
     let opts = switchyard::server::ServeOptions {
@@ -456,8 +456,13 @@ fn run_foreground(
         foreground: true,
     };
     let server_files = files.clone();
-    let server = tokio
-        .spawn(async move { switchyard::server::serve(rt, server_files, listener, opts).await });
+    // The server task owns the lock: it is released the moment the server ends, so the client
+    // (which waits for that before it returns) does not wait out its 5 s limit.
+    let server = tokio.spawn(async move {
+        let code = switchyard::server::serve(rt, server_files, listener, opts).await;
+        drop(lock);
+        code
+    });
     let code = tokio.block_on(async {
         let conn = client::connect(&files.socket, &files.manifest.display().to_string(), role)
             .await

@@ -892,3 +892,43 @@ env = { SWITCHYARD_FINAL_MESSAGE = "{final_message}" }
         "done from the hook, not the exit"
     );
 }
+
+#[test]
+fn a_foreground_run_returns_as_soon_as_its_server_has_ended() {
+    // The client waits (up to 5 s) until the server has released its lock, so that the next
+    // command does not find it still going. In one process the server's lock was held by the
+    // caller until the client returned, so every foreground run waited out the whole 5 s.
+    let r = repo();
+    let config = r#"
+default_agent = "quick"
+[agents.quick]
+command = ["sh", "-c", "echo x > out.txt; git add out.txt; git -c user.name=a -c user.email=a@a commit -qm done"]
+"#;
+    let manifest = write_project(
+        r.path(),
+        r#"{"id":"t1","title":"Quick","files":["out.txt"]}"#,
+        config,
+    );
+    let out = Command::new(bin())
+        .args(["run", "--headless", "--foreground"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let ended_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let j = journal(&r.path().join(".sy/logs"));
+    let last = j.iter().filter_map(|e| e["tsMs"].as_u64()).max().unwrap();
+    let after = ended_ms.saturating_sub(last);
+    assert!(
+        after < 4_000,
+        "the command returned {after} ms after the server's last journal entry"
+    );
+}
