@@ -7,14 +7,21 @@
 //!
 //! - `<id>.log` holds the head, then, once the output went past it, a one-line marker, then the
 //!   newest tail segment (at most `tail_bytes`).
-//! - When that segment is full it is moved to `<id>.log.1` (replacing the older one) and
-//!   `<id>.log` goes back to head + marker.
+//! - When that segment is full, `<id>.log` *becomes* `<id>.log.1` (replacing the older one, by
+//!   a hard link and two renames: no copy of the segment) and a new `<id>.log` starts with a
+//!   copy of the head and the marker. The first rotation, whose file has no marker yet, copies
+//!   its segment into `<id>.log.1` instead (so a transcript shorter than head + tail stays the
+//!   plain output, with no marker in it).
+//! - So `<id>.log.1` is either the tail segment alone (the first rotation, or a transcript of
+//!   an older version) or head + marker + tail segment; a reader tells them apart by the marker
+//!   at `head_bytes`.
 //!
-//! So the files never exceed `head_bytes + marker + tail_bytes` and `tail_bytes`, and the newest
-//! `tail_bytes` of output (or more) are always on disk. Read in order: the head part of
-//! `<id>.log`, then `<id>.log.1`, then the rest of `<id>.log`. Output in the middle is dropped.
-//! Reopening the same file (a new attempt of the task) carries on where it was, provided the
-//! limits are the same.
+//! So each file stays within `head_bytes + marker + tail_bytes`, and the newest `tail_bytes` of
+//! output (or more) are always on disk; a rotation copies at most the head (not the 4 MiB
+//! segment) after the first one. Read in order: the head part of `<id>.log`, then the segment
+//! of `<id>.log.1`, then the rest of `<id>.log`. Output in the middle is dropped. Reopening the
+//! same file (a new attempt of the task) carries on where it was, provided the limits are the
+//! same.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -170,12 +177,59 @@ impl Transcript {
             .map_err(failed(&self.path, "write"))
     }
 
-    /// Moves the current tail segment to `<id>.log.1` and cuts `<id>.log` back to head + marker.
+    /// Moves the current tail segment to `<id>.log.1` and starts `<id>.log` again at head +
+    /// marker: by renaming the whole file once it has its marker (see the module documentation),
+    /// by copying the segment before that (and where the file system has no hard links).
     fn rotate(&mut self) -> Result<(), TranscriptError> {
+        if !self.marked || !self.rotate_by_rename()? {
+            self.rotate_by_copy()?;
+        }
+        self.tail = 0;
+        if !self.marked {
+            let marker = self.marker();
+            self.write_raw(&marker)?;
+            self.marked = true;
+        }
+        Ok(())
+    }
+
+    /// `<id>.log` (head + marker + segment) becomes `<id>.log.1`; a new `<id>.log` holds a copy
+    /// of the head and the marker. Both names exist at every moment: the new file is written
+    /// beside, `<id>.log` is linked to a temporary name that replaces `<id>.log.1`, and the new
+    /// file replaces `<id>.log`. Returns false (nothing changed) when the file system refuses
+    /// the hard link.
+    fn rotate_by_rename(&mut self) -> Result<bool, TranscriptError> {
+        let head_end = self.tail_start();
+        let fresh_path = sibling(&self.path, ".new");
+        let linked = sibling(&self.rotated, ".tmp");
+        let _ = std::fs::remove_file(&linked);
+        if std::fs::hard_link(&self.path, &linked).is_err() {
+            return Ok(false);
+        }
+        let mut fresh = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&fresh_path)
+            .map_err(failed(&fresh_path, "rotate (write)"))?;
+        {
+            let mut src = File::open(&self.path).map_err(failed(&self.path, "rotate (read)"))?;
+            std::io::copy(&mut (&mut src).take(head_end), &mut fresh)
+                .map_err(failed(&fresh_path, "rotate (write)"))?;
+        }
+        std::fs::rename(&linked, &self.rotated)
+            .map_err(failed(&self.rotated, "rotate (rename)"))?;
+        std::fs::rename(&fresh_path, &self.path).map_err(failed(&self.path, "rotate (rename)"))?;
+        self.file = fresh;
+        Ok(true)
+    }
+
+    /// Copies the current segment to `<id>.log.1` (by way of a temporary file) and cuts
+    /// `<id>.log` back to its head (and marker, when it has one).
+    fn rotate_by_copy(&mut self) -> Result<(), TranscriptError> {
         let start = self.tail_start();
-        let mut tmp = self.rotated.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
+        let tmp = sibling(&self.rotated, ".tmp");
         {
             let mut src = File::open(&self.path).map_err(failed(&self.path, "rotate (read)"))?;
             src.seek(SeekFrom::Start(start))
@@ -188,14 +242,15 @@ impl Transcript {
         self.file
             .set_len(start)
             .map_err(failed(&self.path, "rotate (truncate)"))?;
-        self.tail = 0;
-        if !self.marked {
-            let marker = self.marker();
-            self.write_raw(&marker)?;
-            self.marked = true;
-        }
         Ok(())
     }
+}
+
+/// `path` with `suffix` added to its file name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// The marker line a transcript with these limits writes after its head (names `rotated`).
@@ -313,9 +368,22 @@ impl TranscriptReader {
         if marked {
             let again = File::open(&self.path).map_err(failed(&self.path, "open"))?;
             files.push((again, 0, head_end));
-            if let Some(f) = older {
+            let log_ino = std::os::unix::fs::MetadataExt::ino(
+                &log.metadata().map_err(failed(&self.path, "read"))?,
+            );
+            // The same file under both names: a rotation is half done and `<id>.log` still
+            // holds everything (`<id>.log.1` is its link).
+            if let Some(mut f) = older.filter(|_| rotated_ino != Some(log_ino)) {
                 let n = f.metadata().map_err(failed(&rotated, "read"))?.len();
-                files.push((f, 0, n));
+                // A segment renamed with its file keeps the head and marker before it; the
+                // first rotation's (or an older version's) segment is alone in the file.
+                let with_head = n >= head_end && {
+                    let mut found = vec![0u8; marker.len()];
+                    f.seek(SeekFrom::Start(self.limits.head_bytes))
+                        .map_err(failed(&rotated, "read"))?;
+                    f.read_exact(&mut found).is_ok() && found == marker
+                };
+                files.push((f, if with_head { head_end } else { 0 }, n));
             }
             files.push((log, head_end, len));
         } else {
@@ -438,7 +506,13 @@ mod tests {
         let log = std::fs::read(&path).unwrap();
         let older = std::fs::read(t.rotated_path()).unwrap();
         assert!(log.len() as u64 <= 100 + marker_len + 1000);
-        assert_eq!(older.len(), 1000);
+        // Rotated by renaming: `.log.1` is a whole former `.log` (head, marker, segment).
+        assert_eq!(older.len() as u64, 100 + marker_len + 1000);
+        assert_eq!(
+            &older[..100 + marker_len as usize],
+            &log[..100 + marker_len as usize]
+        );
+        let older = older[100 + marker_len as usize..].to_vec();
         assert_eq!(&log[..100], &all[..100], "the head is the first bytes");
         assert_eq!(&log[100..100 + marker_len as usize], &t.marker()[..]);
         let newest = &log[100 + marker_len as usize..];
@@ -470,10 +544,88 @@ mod tests {
         let marker = t.marker();
         assert_eq!(&log[..50], &all[..50]);
         assert_eq!(&log[50..50 + marker.len()], &marker[..], "one marker only");
-        let mut kept = std::fs::read(t.rotated_path()).unwrap();
+        let mut kept = segment(&std::fs::read(t.rotated_path()).unwrap(), 50, &marker);
         kept.extend_from_slice(&log[50 + marker.len()..]);
         assert!(all.ends_with(&kept));
         assert!(log.len() <= 50 + marker.len() + 300);
+    }
+
+    /// The tail segment of a `.log.1`: after the head and marker when it has them.
+    fn segment(older: &[u8], head: usize, marker: &[u8]) -> Vec<u8> {
+        if older.len() >= head + marker.len() && &older[head..head + marker.len()] == marker {
+            older[head + marker.len()..].to_vec()
+        } else {
+            older.to_vec()
+        }
+    }
+
+    #[test]
+    fn rotations_after_the_first_rename_the_file_instead_of_copying_the_segment() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t1.log");
+        let lim = limits(100, 1000);
+        let mut t = Transcript::open(&path, lim).unwrap();
+        let marker = t.marker();
+        let line = |i: u32| format!("line {i:05}\n");
+        let mut i = 0;
+        // The first rotation copies the segment: `.log.1` is the segment alone.
+        while !t.rotated_path().exists() {
+            t.write_all(line(i).as_bytes()).unwrap();
+            i += 1;
+        }
+        let first = std::fs::read(t.rotated_path()).unwrap();
+        assert_eq!(first.len(), 1000);
+        assert!(!first.windows(marker.len()).any(|w| w == marker));
+        // The next one moves the file itself: the inode `.log` had becomes `.log.1`.
+        let before = std::fs::metadata(&path).unwrap().ino();
+        while std::fs::metadata(t.rotated_path()).unwrap().ino() != before {
+            t.write_all(line(i).as_bytes()).unwrap();
+            i += 1;
+            assert!(i < 10_000, "a second rotation happened");
+        }
+        let log = std::fs::read(&path).unwrap();
+        assert_eq!(
+            &log[..100 + marker.len()],
+            &std::fs::read(t.rotated_path()).unwrap()[..100 + marker.len()]
+        );
+        assert!(!dir.path().join("t1.log.new").exists());
+        assert!(!dir.path().join("t1.log.1.tmp").exists());
+        // Read back across `.log.1` (a whole former `.log`) and `.log`: the printed lines, in
+        // order (the newest 1 000 bytes, 90 lines, are always kept).
+        let (bytes, _) = TranscriptReader::new(&path, lim)
+            .newest_lines(90, u64::MAX)
+            .unwrap();
+        let expect: String = (i - 90..i).map(line).collect();
+        assert_eq!(String::from_utf8(bytes).unwrap(), expect);
+    }
+
+    #[test]
+    fn the_reader_reads_a_rotation_caught_halfway_once() {
+        // Between the hard link and the last rename, `.log` and `.log.1` are one file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t1.log");
+        let lim = limits(100, 1000);
+        let mut t = Transcript::open(&path, lim).unwrap();
+        let all = lines_text(0, 400);
+        t.write_all(all.as_bytes()).unwrap();
+        let (before, _) = TranscriptReader::new(&path, lim)
+            .newest_lines(usize::MAX, u64::MAX)
+            .unwrap();
+        std::fs::remove_file(t.rotated_path()).unwrap();
+        std::fs::hard_link(&path, t.rotated_path()).unwrap();
+        let (during, _) = TranscriptReader::new(&path, lim)
+            .newest_lines(usize::MAX, u64::MAX)
+            .unwrap();
+        let marker = t.marker();
+        let mut expect = std::fs::read(&path).unwrap();
+        assert_eq!(&expect[100..100 + marker.len()], &marker[..]);
+        assert_eq!(
+            during,
+            std::mem::take(&mut expect),
+            "head, marker and segment, once"
+        );
+        assert!(before.ends_with(&during[100 + marker.len()..]));
     }
 
     fn lines_text(from: u32, to: u32) -> String {
@@ -519,7 +671,7 @@ mod tests {
             t.write_all(piece).unwrap();
         }
         let marker = t.marker();
-        let older = std::fs::read(t.rotated_path()).unwrap();
+        let older = segment(&std::fs::read(t.rotated_path()).unwrap(), 100, &marker);
         let log = std::fs::read(&path).unwrap();
         let r = TranscriptReader::new(&path, lim);
 
@@ -575,7 +727,7 @@ mod tests {
                 prop_assert!(len <= head + marker + tail);
             }
             let rotated = std::fs::metadata(t.rotated_path()).map(|m| m.len()).unwrap_or(0);
-            prop_assert!(rotated <= tail);
+            prop_assert!(rotated <= head + marker + tail);
             let len = std::fs::metadata(&path).unwrap().len();
             if total <= head + tail {
                 prop_assert_eq!(len, total, "nothing dropped below the caps");
