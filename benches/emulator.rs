@@ -13,7 +13,13 @@
 //!    resident memory per terminal with 5 000 lines of scrollback, and fidelity: the share of
 //!    the recorded sessions whose final visible text is row for row the same as vt100's.
 //!
-//! Environment: `SY_BENCH_FLOOD_MB` (default 200) for part 2.
+//! 4. **The flood path**: what a worker's reader does per byte while it floods (see
+//!    `switchyard::host::flood`), MB/s of one thread on 64 MiB, at 47×160 with 1 000 lines in
+//!    memory: the stream cap alone, the tracker's plan of 4 MiB batches alone, and the whole
+//!    path (cap, batch, plan, then the cut or the whole parse).
+//!
+//! Environment: `SY_BENCH_FLOOD_MB` (default 200) for part 2; `SY_BENCH_ONLY=flood` runs part 4
+//! alone.
 
 use std::path::Path;
 use std::time::Instant;
@@ -255,6 +261,10 @@ fn main() {
     println!("terminal emulator: vt100 0.16 + switchyard callbacks + stream cap, 4 KiB chunks");
     let lines = log_lines(16);
     let noise = random(16 << 20);
+    if std::env::var("SY_BENCH_ONLY").as_deref() == Ok("flood") {
+        flood_path(&lines, &noise);
+        return;
+    }
     let fx = fixtures();
     let fx_bytes: usize = fx.iter().map(|f| f.3.len()).sum();
 
@@ -317,8 +327,72 @@ fn main() {
         );
     }
 
+    flood_path(&lines, &noise);
+
     #[cfg(feature = "compare-alacritty")]
     compare_alacritty(&lines, &noise, &fx);
+}
+
+/// Part 4: the reader's work per byte under a flood, MB/s of one thread over 64 MiB.
+fn flood_path(lines: &[u8], noise: &[u8]) {
+    use switchyard::host::flood::{apply, Tracker, BACKLOG_CAP};
+    const TOTAL: usize = 64 << 20;
+    const KEPT: usize = 1000;
+    let rate = |start: Instant| TOTAL as f64 / 1e6 / start.elapsed().as_secs_f64();
+    // The input as the PTY hands it over: 4 KiB reads, cycling through the corpus.
+    let reads = |bytes: &[u8]| -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        for _ in 0..TOTAL / 4096 {
+            let end = (at + 4096).min(bytes.len());
+            out.push(bytes[at..end].to_vec());
+            at = if end == bytes.len() { 0 } else { end };
+        }
+        out
+    };
+    println!("\nthe flood path, MB/s of one thread ({ROWS}x{COLS}, {KEPT} lines in memory, 4 MiB batches)");
+    println!("  corpus                 stream cap   tracker plan   whole path (parsed whole)");
+    for (name, bytes) in [("coloured log (flood)", lines), ("random bytes", noise)] {
+        let input = reads(bytes);
+        let mut batches: Vec<Vec<u8>> = vec![Vec::new()];
+        let start = Instant::now();
+        let mut cap = StreamCap::default();
+        for r in &input {
+            let b = batches.last_mut().expect("one batch");
+            cap.feed(r, |part| b.extend_from_slice(part));
+            if b.len() >= BACKLOG_CAP {
+                batches.push(Vec::new());
+            }
+        }
+        let cap_rate = rate(start);
+        let start = Instant::now();
+        let mut tracker = Tracker::new();
+        for b in &batches {
+            std::hint::black_box(tracker.plan(b, ROWS, KEPT));
+        }
+        let plan_rate = rate(start);
+        let start = Instant::now();
+        let mut p = emulator(ROWS, COLS, KEPT);
+        let mut tracker = Tracker::new();
+        let mut cap = StreamCap::default();
+        let mut backlog = Vec::new();
+        let mut whole = 0usize;
+        let mut n = 0usize;
+        for r in &input {
+            cap.feed(r, |part| backlog.extend_from_slice(part));
+            if backlog.len() >= BACKLOG_CAP {
+                let plan = tracker.plan(&backlog, ROWS, KEPT);
+                let out = apply(&mut p, &backlog, plan, KEPT);
+                n += 1;
+                whole += usize::from(matches!(out, switchyard::host::flood::Outcome::Whole(_)));
+                backlog.clear();
+            }
+        }
+        let path_rate = rate(start);
+        println!(
+            "  {name:<22} {cap_rate:>10.0}   {plan_rate:>12.0}   {path_rate:>10.0} ({whole} of {n} batches)"
+        );
+    }
 }
 
 /// Part 3: alacritty_terminal on the same corpora.

@@ -250,7 +250,7 @@ impl Tracker {
         while i < bytes.len() {
             if !self.esc_open {
                 let rest = &bytes[i..];
-                let run = rest.iter().position(|&b| b == 0x1b).unwrap_or(rest.len());
+                let run = memchr::memchr(0x1b, rest).unwrap_or(rest.len());
                 self.st.text(&rest[..run]);
                 i += run;
                 if i == bytes.len() {
@@ -437,11 +437,13 @@ pub fn apply(p: &mut Emulator, batch: &[u8], plan: Plan, scrollback: usize) -> O
 }
 
 impl State {
-    /// Text vte would read in ground: only line feeds (LF, VT, FF) and bells count.
+    /// Text vte would read in ground: only line feeds (LF, VT, FF) in the tail and bells in
+    /// the head count (nothing else reads either).
     fn text(&mut self, run: &[u8]) {
-        self.tail_lfs += run.iter().filter(|&&b| (0x0a..=0x0c).contains(&b)).count();
-        if self.phase == Phase::Head {
-            self.bells += run.iter().filter(|&&b| b == 0x07).count() as u32;
+        match self.phase {
+            Phase::Tail => self.tail_lfs += memchr::memchr3_iter(0x0a, 0x0b, 0x0c, run).count(),
+            Phase::Head => self.bells += memchr::memchr_iter(0x07, run).count() as u32,
+            Phase::Live => {}
         }
     }
 

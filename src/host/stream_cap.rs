@@ -90,8 +90,20 @@ impl StreamCap {
         while i < input.len() {
             // Fast paths: skip what cannot change the state.
             match self.state {
-                State::Ground => match input[i..].iter().position(|&b| b == ESC) {
-                    Some(k) => i += k,
+                State::Ground => match memchr::memchr(ESC, &input[i..]) {
+                    Some(k) => {
+                        i += k;
+                        // ESC and a final byte that starts no string (`ESC [` of every CSI,
+                        // `ESC 7`, …): back in ground, as two steps would leave it.
+                        if let Some(&next) = input.get(i + 1) {
+                            if (0x30..=0x7e).contains(&next)
+                                && !matches!(next, b']' | b'P' | b'X' | b'^' | b'_')
+                            {
+                                i += 2;
+                                continue;
+                            }
+                        }
+                    }
                     None => break,
                 },
                 State::Str {
@@ -104,10 +116,15 @@ impl StreamCap {
                     } else {
                         (self.cap - len).min(input.len() - i)
                     };
-                    let k = input[i..i + room]
-                        .iter()
-                        .position(|&b| matches!(b, BEL | CAN | SUB | ESC | ST))
-                        .unwrap_or(room);
+                    let window = &input[i..i + room];
+                    // The terminators: BEL, CAN, SUB, ESC and C1 ST (three at a time for memchr).
+                    let k = match (
+                        memchr::memchr3(BEL, CAN, SUB, window),
+                        memchr::memchr2(ESC, ST, window),
+                    ) {
+                        (Some(a), Some(b)) => a.min(b),
+                        (a, b) => a.or(b).unwrap_or(room),
+                    };
                     if k > 0 {
                         if dropping {
                             if kept_from < i {
