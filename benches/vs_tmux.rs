@@ -14,7 +14,8 @@
 //!
 //! Needs `tmux` on PATH (skips the tmux columns otherwise). Environment: `SY_BENCH_BUSY_S`
 //! (default 20; 0 skips the busy workload), `SY_BENCH_FLOOD` (default `8x8,16x20`: N×MiB
-//! pairs), `SY_BENCH_BASELINE` (the path of another switchyard binary, e.g. built from an older
+//! pairs), `SY_BENCH_ROUNDS` (default 3: flood rounds, interleaved; medians are printed),
+//! `SY_BENCH_BASELINE` (the path of another switchyard binary, e.g. built from an older
 //! commit: measured in the same run on the same workloads, for before/after figures).
 
 mod common;
@@ -377,6 +378,24 @@ fn flood_tmux(n: usize, mb: u64) -> f64 {
     t
 }
 
+/// The median of `v` (the mean of the middle two for an even count; NaN when empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Each round's figure, for the spread.
+fn rounds(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.2}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 /// The switchyard binaries measured: this build, then `SY_BENCH_BASELINE` (another build's
 /// binary, e.g. of an older commit) when set, each as (label, path).
 fn measured() -> Vec<(String, Option<PathBuf>)> {
@@ -426,6 +445,7 @@ fn main() {
     }
 
     let spec = std::env::var("SY_BENCH_FLOOD").unwrap_or_else(|_| "8x8,16x20".into());
+    let repeat = common::env_num("SY_BENCH_ROUNDS", 3).max(1) as usize;
     for pair in spec.split(',') {
         let Some((n, mb)) = pair.split_once('x') else {
             continue;
@@ -433,27 +453,48 @@ fn main() {
         let (Ok(n), Ok(mb)) = (n.trim().parse::<usize>(), mb.trim().parse::<u64>()) else {
             continue;
         };
-        println!("\nflood: {n} workers x {mb} MiB of coloured log, seconds to drain");
-        let plain = flood_plain(n, mb);
-        let t = with_tmux.then(|| flood_tmux(n, mb));
-        println!("  plain PTY readers (floor)          {plain:6.2} s");
-        if let Some(t) = t {
+        println!(
+            "\nflood: {n} workers x {mb} MiB of coloured log, seconds to drain (median of {repeat} interleaved rounds)"
+        );
+        // Rounds interleave the measured programs so that a busy spell of the machine falls on
+        // all of them; each ratio is the median of the per-round ratios.
+        let mut plain = Vec::new();
+        let mut t = Vec::new();
+        let mut sy: Vec<Vec<f64>> = vec![Vec::new(); bins.len()];
+        for _ in 0..repeat {
+            plain.push(flood_plain(n, mb));
+            if with_tmux {
+                t.push(flood_tmux(n, mb));
+            }
+            for (k, (_, path)) in bins.iter().enumerate() {
+                measure_with(path);
+                sy[k].push(flood_switchyard(n, mb));
+            }
+        }
+        let ratio = |a: &[f64], b: &[f64]| median(a.iter().zip(b).map(|(x, y)| x / y).collect());
+        println!(
+            "  plain PTY readers (floor)          {:6.2} s   (rounds: {})",
+            median(plain.clone()),
+            rounds(&plain)
+        );
+        if with_tmux {
             println!(
-                "  tmux, detached windows             {t:6.2} s   {:5.2}x floor",
-                t / plain
+                "  tmux, detached windows             {:6.2} s   {:5.2}x floor   (rounds: {})",
+                median(t.clone()),
+                ratio(&t, &plain),
+                rounds(&t)
             );
         }
-        for (label, path) in &bins {
-            measure_with(path);
-            let sy = flood_switchyard(n, mb);
+        for (k, (label, _)) in bins.iter().enumerate() {
             print!(
-                "  {label:<34} {sy:6.2} s   {:5.2}x floor (target ≤ 1.5)",
-                sy / plain
+                "  {label:<34} {:6.2} s   {:5.2}x floor (target ≤ 1.5)",
+                median(sy[k].clone()),
+                ratio(&sy[k], &plain)
             );
-            match t {
-                Some(t) => println!("; / tmux {:5.2} (target ≤ 0.5)", sy / t),
-                None => println!(),
+            if with_tmux {
+                print!("; / tmux {:5.2} (target ≤ 0.5)", ratio(&sy[k], &t));
             }
+            println!("   (rounds: {})", rounds(&sy[k]));
         }
     }
 }
