@@ -184,6 +184,8 @@ struct State {
     head_refusal: Option<Refusal>,
     osc: Vec<u8>,
     bells: u32,
+    /// The head holds a BEL byte somewhere (else its text runs need no count).
+    head_bells: bool,
     tail_refusal: Option<Refusal>,
     tail_lfs: usize,
 }
@@ -233,6 +235,7 @@ impl Tracker {
                 head_refusal: None,
                 osc: Vec::new(),
                 bells: 0,
+                head_bells: false,
                 tail_refusal: None,
                 tail_lfs: 0,
             },
@@ -250,7 +253,7 @@ impl Tracker {
         while i < bytes.len() {
             if !self.esc_open {
                 let rest = &bytes[i..];
-                let run = memchr::memchr(0x1b, rest).unwrap_or(rest.len());
+                let run = crate::host::stream_cap::find_byte(0x1b, rest).unwrap_or(rest.len());
                 self.st.text(&rest[..run]);
                 i += run;
                 if i == bytes.len() {
@@ -296,6 +299,7 @@ impl Tracker {
         self.st.head_refusal = None;
         self.st.osc.clear();
         self.st.bells = 0;
+        self.st.head_bells = memchr::memchr(0x07, &batch[..cut]).is_some();
         self.feed(&batch[..cut]);
         let at_cut = self.refusal_at_cut();
         let prelude = self.prelude();
@@ -442,7 +446,10 @@ impl State {
     fn text(&mut self, run: &[u8]) {
         match self.phase {
             Phase::Tail => self.tail_lfs += memchr::memchr3_iter(0x0a, 0x0b, 0x0c, run).count(),
-            Phase::Head => self.bells += memchr::memchr_iter(0x07, run).count() as u32,
+            Phase::Head if self.head_bells => {
+                self.bells += memchr::memchr_iter(0x07, run).count() as u32
+            }
+            Phase::Head => {}
             Phase::Live => {}
         }
     }
