@@ -148,7 +148,6 @@ pub struct Runtime {
     starting: std::collections::BTreeSet<usize>,
     early_exits: BTreeMap<usize, ShellMsg>,
     git_lock: std::sync::Arc<std::sync::Mutex<()>>,
-    start_lane: crate::host::jobs::Lane,
     inspect_lane: crate::host::jobs::Lane,
     /// Merges, conflict predictions, pushes and pull requests (crate::host::stages), one at a time.
     life_lane: crate::host::jobs::Lane,
@@ -235,8 +234,6 @@ impl Runtime {
             starting: Default::default(),
             early_exits: BTreeMap::new(),
             git_lock: Default::default(),
-            start_lane: crate::host::jobs::Lane::new("start")
-                .wrap_err("starting the start lane")?,
             inspect_lane: crate::host::jobs::Lane::new("inspect")
                 .wrap_err("starting the inspect lane")?,
             life_lane: crate::host::jobs::Lane::new("lifecycle")
@@ -1102,9 +1099,10 @@ impl Runtime {
         }
     }
 
-    /// Starts a worker off the loop: worktree creation (git) and the spawn happen on the start
-    /// lane, one after another, so a large repository never freezes the control room; the
-    /// result comes back as [`ShellMsg::Spawned`].
+    /// Starts a worker off the loop, on a thread of its own (at most `max_parallel` at once), so
+    /// a large repository never freezes the control room and starts do not wait on each other:
+    /// worktree operations take turns (`git_lock`), set-up commands and spawns run side by side.
+    /// The result comes back as [`ShellMsg::Spawned`].
     fn start(&mut self, mut spec: crate::core::engine::StartSpec) {
         let task = spec.task;
         if let crate::core::engine::Round::Review(round) = spec.round {
@@ -1145,21 +1143,17 @@ impl Runtime {
             let result = prepare_worker(spec, ctx).map(Box::new);
             let _ = tx.blocking_send(ShellMsg::Spawned { task, result });
         };
-        // Set-up commands (`npm ci`, …) may take minutes: a start that may run them gets a
-        // thread of its own instead of holding up the other starts (at most max_parallel).
-        let queued = if self.config.setup.commands().is_empty() {
-            self.start_lane.push(None, job)
-        } else {
-            std::thread::Builder::new()
-                .name("start-setup".into())
-                .spawn(job)
-                .is_ok()
-        };
-        if !queued {
+        // One after another, a start waited for the spawns before it: under load (other workers
+        // busy on every core) the last of 16 began more than a second after the first. Set-up
+        // commands (`npm ci`, …) may take minutes and must not hold up the other starts either.
+        if let Err(e) = std::thread::Builder::new()
+            .name(format!("start-{task}"))
+            .spawn(job)
+        {
             self.starting.remove(&task);
             self.apply(Event::StartFailed {
                 task,
-                error: "the start lane has stopped".into(),
+                error: format!("cannot start a thread for the start: {e}"),
             });
         }
     }
@@ -1387,6 +1381,22 @@ impl StartContext {
     }
 }
 
+/// Writes a file that every start of the run writes (the same content for all): to a temporary
+/// file of its own, then renamed over it, so starts running side by side never leave it torn
+/// for an agent that reads it at that moment.
+fn write_shared(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}-{n}.tmp", std::process::id()));
+    let tmp = PathBuf::from(name);
+    std::fs::write(&tmp, contents)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
 /// Creates (or reuses) the worktree and spawns the worker. Errors are one readable sentence.
 fn prepare_worker(
     mut spec: crate::core::engine::StartSpec,
@@ -1478,9 +1488,9 @@ fn prepare_worker(
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        std::fs::write(
+        write_shared(
             &path,
-            crate::core::config::gemini_settings(&vars.switchyard),
+            crate::core::config::gemini_settings(&vars.switchyard).as_bytes(),
         )
         .map_err(|e| {
             format!(
@@ -1510,9 +1520,9 @@ fn prepare_worker(
         if let Some(dir) = ctx.claude_settings.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        std::fs::write(
+        write_shared(
             &ctx.claude_settings,
-            crate::core::config::claude_settings(&vars.switchyard),
+            crate::core::config::claude_settings(&vars.switchyard).as_bytes(),
         )
         .map_err(|e| {
             format!(
