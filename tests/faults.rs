@@ -303,7 +303,10 @@ fn a_flooding_process_leaves_a_bounded_transcript_with_head_and_tail() {
     let older = std::fs::metadata(t.rotated_path()).unwrap().len();
     assert!(log <= 4096 + 300 + 64 * 1024, "{log}");
     // From the second rotation on, `.log.1` is a whole former `.log`: head, marker, segment.
-    assert!(older > 4096 + 64 * 1024 && older <= 4096 + 300 + 64 * 1024, "{older}");
+    assert!(
+        older > 4096 + 64 * 1024 && older <= 4096 + 300 + 64 * 1024,
+        "{older}"
+    );
     let text = std::fs::read(&path).unwrap();
     assert!(
         text.ends_with(b"the last line\n"),

@@ -147,6 +147,8 @@ pub struct Runtime {
     cpu: BTreeMap<usize, (std::time::Instant, u64)>,
     starting: std::collections::BTreeSet<usize>,
     early_exits: BTreeMap<usize, ShellMsg>,
+    /// Tasks whose exit is being read off the loop ([`ShellMsg::ExitRead`] not back yet).
+    exiting: std::collections::BTreeSet<usize>,
     git_lock: std::sync::Arc<std::sync::Mutex<()>>,
     inspect_lane: crate::host::jobs::Lane,
     /// Merges, conflict predictions, pushes and pull requests (crate::host::stages), one at a time.
@@ -233,6 +235,7 @@ impl Runtime {
             cpu: BTreeMap::new(),
             starting: Default::default(),
             early_exits: BTreeMap::new(),
+            exiting: Default::default(),
             git_lock: Default::default(),
             inspect_lane: crate::host::jobs::Lane::new("inspect")
                 .wrap_err("starting the inspect lane")?,
@@ -558,8 +561,6 @@ impl Runtime {
                 signal,
                 pid,
             } => {
-                // What the worker left in its session or started elsewhere goes with it.
-                self.reap_workers(&pid.into_iter().collect::<Vec<_>>());
                 // The final screen first, so the engine's error context is the last thing shown.
                 if let Some(w) = self.workers.get(&task) {
                     self.last_screens
@@ -574,30 +575,116 @@ impl Runtime {
                     });
                 }
                 self.workers.remove(&task);
+                // What the worker left in its session or started elsewhere goes with it.
+                let records: Vec<_> = pid
+                    .iter()
+                    .filter_map(|p| self.worker_records.remove(p))
+                    .collect();
+                if !records.is_empty() {
+                    self.save_worker_records();
+                }
                 // Workers switchyard stopped had theirs captured when they were stopped.
                 let stopped = self.engine.runs[task]
                     .worker
                     .as_ref()
                     .is_some_and(|w| w.stop.is_some());
-                if !stopped {
-                    self.capture_final_message(task);
-                }
+                let final_job = if stopped {
+                    None
+                } else {
+                    self.final_message_job(task)
+                };
+                let attempt = self.engine.runs[task]
+                    .worker
+                    .as_ref()
+                    .map_or(0, |w| w.attempt);
                 let t = self.engine.task(task);
-                let (commits, uncommitted) = branch_state(
-                    t.worktree.as_deref().map(Path::new),
-                    t.base_commit.as_deref(),
-                );
+                let worktree = t.worktree.clone().map(PathBuf::from);
+                let base = t.base_commit.clone();
                 let code = if signal.is_some() && code == 0 {
                     1
                 } else {
                     code
                 };
-                self.apply(Event::Exited {
+                // The rest reads /proc, the transcript and git: off the loop, one thread per
+                // exit (16 workers ending together took 10–50 ms each on the loop under load,
+                // and a large repository's status scan takes seconds).
+                let tx = self.tx.clone();
+                let job = move || {
+                    let killed = if records.is_empty() {
+                        Vec::new()
+                    } else {
+                        crate::host::orphans::kill_all(&crate::host::orphans::leftovers(&records))
+                    };
+                    let final_message = final_job.and_then(|j| j());
+                    let (commits_ahead, uncommitted) =
+                        branch_state(worktree.as_deref(), base.as_deref());
+                    let _ = tx.blocking_send(ShellMsg::ExitRead(Box::new(
+                        crate::host::worker::ExitRead {
+                            task,
+                            attempt,
+                            code,
+                            killed,
+                            final_message,
+                            commits_ahead,
+                            uncommitted,
+                        },
+                    )));
+                };
+                self.exiting.insert(task);
+                if let Err(e) = std::thread::Builder::new()
+                    .name(format!("exit-{task}"))
+                    .spawn(job)
+                {
+                    self.exiting.remove(&task);
+                    self.push_recent(format!(
+                        "cannot start a thread to read an exit ({e}): its branch state is unknown"
+                    ));
+                    self.apply(Event::Exited {
+                        task,
+                        code,
+                        commits_ahead: None,
+                        uncommitted: None,
+                    });
+                }
+                self.changed = true;
+            }
+            ShellMsg::ExitRead(read) => {
+                let crate::host::worker::ExitRead {
                     task,
+                    attempt,
                     code,
-                    commits_ahead: commits,
+                    killed,
+                    final_message,
+                    commits_ahead,
                     uncommitted,
-                });
+                } = *read;
+                self.exiting.remove(&task);
+                if !killed.is_empty() {
+                    self.journal(&JournalEntry {
+                        at: now_ms(),
+                        task: Some(self.engine.plan.ids[task].clone()),
+                        kind: "reap",
+                        message: format!(
+                            "killed {} process(es) a worker left behind: {}",
+                            killed.len(),
+                            crate::host::orphans::describe(&killed)
+                        ),
+                        data: serde_json::json!({
+                            "pids": killed.iter().map(|l| l.pid).collect::<Vec<_>>(),
+                        }),
+                    });
+                }
+                self.journal_final_message(task, final_message);
+                // Only for the attempt that exited: a newer one may have started meanwhile.
+                let current = self.engine.runs[task].worker.as_ref().map(|w| w.attempt);
+                if current == Some(attempt) && !self.workers.contains_key(&task) {
+                    self.apply(Event::Exited {
+                        task,
+                        code,
+                        commits_ahead,
+                        uncommitted,
+                    });
+                }
                 self.changed = true;
             }
         }
@@ -745,7 +832,7 @@ impl Runtime {
             crate::core::action::ActionKind::Stop,
         )));
         let deadline = tokio::time::Instant::now() + grace;
-        while !self.workers.is_empty() || !self.starting.is_empty() {
+        while !self.workers.is_empty() || !self.starting.is_empty() || !self.exiting.is_empty() {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(msg)) => self.handle(msg),
                 _ => break,
@@ -1186,10 +1273,24 @@ impl Runtime {
     }
 
     /// Keeps the exited worker's final message at `<workdir>/logs/<id>.final.md` (see
-    /// [`crate::core::final_message`]): the file the agent wrote through `{final_message}`, else its
-    /// JSON events (`final_message = "json"`), else the transcript heuristic; journaled with its
-    /// first line. Nothing is written when no message is found.
+    /// [`crate::core::final_message`]) now, on the loop: for a worker switchyard stops (its Kill
+    /// comes before any dependent starts). Journaled with its first line; nothing is written
+    /// when no message is found.
     fn capture_final_message(&mut self, task: usize) {
+        if let Some(job) = self.final_message_job(task) {
+            let read = job();
+            self.journal_final_message(task, read);
+        }
+    }
+
+    /// What reading a task's final message needs, taken on the loop; the returned job reads it
+    /// (the agent's `{final_message}` file, else its JSON output or the transcript's heuristic;
+    /// see [`crate::core::final_message`]) and writes it to `logs/<id>.final.md`, off the loop.
+    /// `None` when the task's profile is unknown.
+    fn final_message_job(
+        &self,
+        task: usize,
+    ) -> Option<impl FnOnce() -> FinalRead + Send + 'static> {
         use crate::core::config::FinalChannel;
         use crate::core::final_message as fm;
         let t = self.engine.task(task);
@@ -1198,61 +1299,70 @@ impl Runtime {
             .agent
             .clone()
             .unwrap_or_else(|| self.engine.policy.default_agent.clone());
-        let Some(profile) = self.engine.policy.agents.get(&agent) else {
-            return;
-        };
+        let profile = self.engine.policy.agents.get(&agent)?;
         let path = self.paths.logs.join(fm::file_name(&id));
+        let transcript = self.paths.logs.join(format!("{id}.log"));
         let by_file = profile
             .command
             .iter()
             .chain(profile.env.values())
             .any(|a| a.contains("{final_message}"));
         let channel = profile.final_message.unwrap_or(FinalChannel::Transcript);
-        let written = by_file
-            .then(|| std::fs::read_to_string(&path).ok())
-            .flatten()
-            .filter(|t| !t.trim().is_empty());
-        let (text, from) = match written {
-            Some(t) => (Some(t), "the agent's file"),
-            None => {
-                // The newest output across the transcript's rotation (`<id>.log.1` then the
-                // rest of `<id>.log`), not just the current file's end.
-                let tail = crate::host::transcript::TranscriptReader::new(
-                    &self.paths.logs.join(format!("{id}.log")),
-                    crate::host::transcript::TranscriptLimits::default(),
-                )
-                .newest_lines(usize::MAX, fm::TAIL_BYTES)
-                .map(|(bytes, _)| bytes)
-                .unwrap_or_default();
-                let json = (channel == FinalChannel::Json)
-                    .then(|| fm::from_json_lines(&String::from_utf8_lossy(&tail)))
-                    .flatten();
-                match json {
-                    Some(t) => (Some(t), "its JSON output"),
-                    None => (fm::from_transcript(&tail), "the transcript"),
+        Some(move || {
+            let written = by_file
+                .then(|| std::fs::read_to_string(&path).ok())
+                .flatten()
+                .filter(|t| !t.trim().is_empty());
+            let (text, from) = match written {
+                Some(t) => (Some(t), "the agent's file"),
+                None => {
+                    // The newest output across the transcript's rotation (`<id>.log.1` then the
+                    // rest of `<id>.log`), not just the current file's end.
+                    let tail = crate::host::transcript::TranscriptReader::new(
+                        &transcript,
+                        crate::host::transcript::TranscriptLimits::default(),
+                    )
+                    .newest_lines(usize::MAX, fm::TAIL_BYTES)
+                    .map(|(bytes, _)| bytes)
+                    .unwrap_or_default();
+                    let json = (channel == FinalChannel::Json)
+                        .then(|| fm::from_json_lines(&String::from_utf8_lossy(&tail)))
+                        .flatten();
+                    match json {
+                        Some(t) => (Some(t), "its JSON output"),
+                        None => (fm::from_transcript(&tail), "the transcript"),
+                    }
                 }
+            };
+            let text = text.map(|t| fm::clean(&t)).filter(|t| !t.is_empty())?;
+            Some(match std::fs::write(&path, format!("{text}\n")) {
+                Ok(()) => Ok((text, from, path)),
+                Err(e) => Err(format!("{id}: cannot write {}: {e}", path.display())),
+            })
+        })
+    }
+
+    /// Journals a final message [`Runtime::final_message_job`] read (or why it was not written).
+    fn journal_final_message(&mut self, task: usize, read: FinalRead) {
+        match read {
+            None => {}
+            Some(Err(why)) => self.push_recent(why),
+            Some(Ok((text, from, path))) => {
+                let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+                let entry = JournalEntry {
+                    at: now_ms(),
+                    task: Some(self.engine.plan.ids[task].clone()),
+                    kind: "final",
+                    message: format!(
+                        "final message from {from} in {}: {}",
+                        path.display(),
+                        crate::core::text::truncate_to_width(first, 100)
+                    ),
+                    data: serde_json::json!({ "path": path.display().to_string(), "from": from, "bytes": text.len() }),
+                };
+                self.journal(&entry);
             }
-        };
-        let Some(text) = text.map(|t| fm::clean(&t)).filter(|t| !t.is_empty()) else {
-            return;
-        };
-        if let Err(e) = std::fs::write(&path, format!("{text}\n")) {
-            self.push_recent(format!("{id}: cannot write {}: {e}", path.display()));
-            return;
         }
-        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        let entry = JournalEntry {
-            at: now_ms(),
-            task: Some(id),
-            kind: "final",
-            message: format!(
-                "final message from {from} in {}: {}",
-                path.display(),
-                crate::core::text::truncate_to_width(first, 100)
-            ),
-            data: serde_json::json!({ "path": path.display().to_string(), "from": from, "bytes": text.len() }),
-        };
-        self.journal(&entry);
     }
 
     /// Stops a verify command still running for this task (killed, retried, restarted, quit).
@@ -1380,6 +1490,10 @@ impl StartContext {
             .with_file_name(format!("gemini-telemetry-{task_id}-a{attempt}.json"))
     }
 }
+
+/// A final message read after an exit: (text, where from, the file it was written to), why it
+/// could not be written, or `None` when there was none.
+type FinalRead = Option<Result<(String, &'static str, PathBuf), String>>;
 
 /// Writes a file that every start of the run writes (the same content for all): to a temporary
 /// file of its own, then renamed over it, so starts running side by side never leave it torn

@@ -65,6 +65,9 @@ pub enum ShellMsg {
         /// Its process id, if known (tells this worker from a newer one of the same task).
         pid: Option<u32>,
     },
+    /// What an exit left, read off the loop (see `Runtime`'s handling of [`ShellMsg::Exited`]):
+    /// the exit is applied to the engine when this comes back.
+    ExitRead(Box<ExitRead>),
     /// A file changed in a task's worktree (from the file watcher).
     Activity {
         /// Task index.
@@ -92,6 +95,28 @@ pub enum ShellMsg {
         /// The tail of its output.
         output: String,
     },
+}
+
+/// An exited worker's leftovers, final message and branch state, read on a thread of its own
+/// so that a large repository's status scan or a long transcript never holds up the loop.
+#[derive(Debug)]
+pub struct ExitRead {
+    /// Task index.
+    pub task: usize,
+    /// The attempt that exited (an answer for an earlier attempt is not applied).
+    pub attempt: u32,
+    /// Exit status, as in [`ShellMsg::Exited`] (a signal death with status 0 made 1).
+    pub code: i32,
+    /// Processes the worker left behind that were killed (for the journal).
+    pub killed: Vec<crate::host::orphans::Leftover>,
+    /// The final message found: (text, where from, the file it was written to), why it could
+    /// not be written, or `None` when there was none (or the worker was stopped by switchyard,
+    /// whose message was read when it was stopped).
+    pub final_message: Option<Result<(String, &'static str, std::path::PathBuf), String>>,
+    /// Commits ahead of base (`None`: unknown).
+    pub commits_ahead: Option<usize>,
+    /// Files with uncommitted changes (`None`: unknown).
+    pub uncommitted: Option<usize>,
 }
 
 /// What the vt100 callbacks collect: replies to terminal queries, the title, bells, notifications.
