@@ -1110,7 +1110,9 @@ impl Engine {
     fn set_verdict(&mut self, i: usize, v: Verdict, now: Ms, fx: &mut Vec<Effect>) {
         let changed = self.runs[i].verdict.as_ref().is_none_or(|old| {
             old.kind != v.kind
-                || (old.kind != VerdictKind::Running && old.evidence.line != v.evidence.line)
+                || (old.kind != VerdictKind::Running
+                    && !same_retry_line(old, &v)
+                    && old.evidence.line != v.evidence.line)
         });
         if changed {
             let text = v.to_string();
@@ -1476,3 +1478,26 @@ pub fn rfc3339(ms: Ms) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Two rate-limit verdicts by the same rule whose lines differ only in their numbers: an agent
+/// retrying by itself redraws its countdown and attempt every second ("retrying in 4s · attempt
+/// 2/10", claude 2.1.330), which is not news for the journal or the manifest.
+fn same_retry_line(old: &Verdict, new: &Verdict) -> bool {
+    let shape = |line: &str| -> String {
+        let mut out = String::with_capacity(line.len());
+        for c in line.chars() {
+            if c.is_ascii_digit() {
+                if !out.ends_with('#') {
+                    out.push('#');
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    old.kind == VerdictKind::RateLimited
+        && new.kind == VerdictKind::RateLimited
+        && old.evidence.rule == new.evidence.rule
+        && shape(&old.evidence.line) == shape(&new.evidence.line)
+}

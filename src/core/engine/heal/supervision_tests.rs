@@ -474,6 +474,55 @@ fn an_api_that_keeps_retrying_becomes_an_error_with_that_line() {
 }
 
 #[test]
+fn a_rate_limit_counting_down_is_one_journal_line_not_one_a_second() {
+    // claude 2.1.330 redraws "retrying in Ns · attempt k/10" every second while it rides out a
+    // 429 by itself: the verdict stays rate_limited by the same rule; only its numbers move.
+    let mut e = engine_for("claude", "");
+    let retry = |s: u32, k: u32| {
+        format!("✶ Working…\n  ⎿ API Error (429) · Rate limit reached · retrying in {s}s · attempt {k}/10\n\n> ")
+    };
+    let mut lines = Vec::new();
+    let mut now = 1_000;
+    for k in 1..=3 {
+        for s in (1..=5).rev() {
+            let mut shown = ScreenSnapshot::from_text(&retry(s, k));
+            shown.title = "◐ claude".into();
+            let mut fx = e.update(
+                Event::Screen {
+                    task: 0,
+                    screen: shown,
+                    last_output_at: now,
+                },
+                now,
+            );
+            fx.extend(e.update(Event::Tick, now + 100));
+            lines.extend(fx.into_iter().filter_map(|f| match f {
+                Effect::Journal(j) if j.kind == "verdict" => Some(j.message),
+                _ => None,
+            }));
+            now += 1_000;
+        }
+    }
+    assert_eq!(verdict(&e).0, VerdictKind::RateLimited);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    // Another line of the same kind is still news: a different error is journaled.
+    let mut fx = e.update(
+        Event::Screen {
+            task: 0,
+            screen: ScreenSnapshot::from_text("● API Error: Request rejected (429) · Rate limit reached for requests · try again in 20s\n\n> "),
+            last_output_at: now,
+        },
+        now,
+    );
+    fx.extend(e.update(Event::Tick, now + 100));
+    assert!(
+        fx.iter()
+            .any(|f| matches!(f, Effect::Journal(j) if j.kind == "verdict")),
+        "{fx:#?}"
+    );
+}
+
+#[test]
 fn a_stall_in_an_unclassified_dialog_gets_no_keystroke() {
     let mut e = engine_for("opencode", "");
     // A dialog no rule knows, no idle footer: a stall restarts instead of typing into it.
