@@ -1078,6 +1078,27 @@ impl Engine {
         });
     }
 
+    /// Journals `what` (as `kind`: "command" by hand, "heal" from a ladder) and asks the shell
+    /// to commit everything in the task's worktree with the message "<id>: <title>", then
+    /// "Committed by switchyard<how>." (`how`: " at a person's request", ": the agent left…").
+    fn commit_worktree(
+        &mut self,
+        i: usize,
+        kind: &'static str,
+        what: String,
+        how: &str,
+        now: Ms,
+        fx: &mut Vec<Effect>,
+    ) {
+        let id = self.plan.ids[i].clone();
+        let title = self.task(i).title.clone();
+        self.journal(fx, now, Some(i), kind, what, Value::Null);
+        fx.push(Effect::Commit {
+            task: i,
+            message: format!("{id}: {title}\n\nCommitted by switchyard{how}."),
+        });
+    }
+
     fn escalate(&mut self, i: usize, reason: String, now: Ms, fx: &mut Vec<Effect>) {
         if self.status(i) == Status::NeedsAttention {
             return;

@@ -258,24 +258,14 @@ impl Engine {
                 self.runs[i].restart_at = None;
                 self.complete(i, now, fx);
             }
-            ActionKind::Commit => {
-                let id = self.plan.ids[i].clone();
-                let title = self.task(i).title.clone();
-                self.journal(
-                    fx,
-                    now,
-                    Some(i),
-                    "command",
-                    "commit the worktree's changes by hand".into(),
-                    Value::Null,
-                );
-                fx.push(Effect::Commit {
-                    task: i,
-                    message: format!(
-                        "{id}: {title}\n\nCommitted by switchyard at a person's request."
-                    ),
-                });
-            }
+            ActionKind::Commit => self.commit_worktree(
+                i,
+                "command",
+                "commit the worktree's changes by hand".into(),
+                " at a person's request",
+                now,
+                fx,
+            ),
             ActionKind::Escalate => {
                 let why = a.text.unwrap_or_else(|| "escalated by hand".into());
                 self.escalate(i, why, now, fx);

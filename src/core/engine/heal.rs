@@ -742,22 +742,14 @@ impl Engine {
                 now,
                 fx,
             ),
-            HealAction::Commit => {
-                let id = self.plan.ids[i].clone();
-                let title = self.task(i).title.clone();
-                self.journal(
-                    fx,
-                    now,
-                    Some(i),
-                    "heal",
-                    format!("commit the worktree's changes: {}", t.why),
-                    Value::Null,
-                );
-                fx.push(Effect::Commit {
-                    task: i,
-                    message: format!("{id}: {title}\n\nCommitted by switchyard: the agent left these changes uncommitted."),
-                });
-            }
+            HealAction::Commit => self.commit_worktree(
+                i,
+                "heal",
+                format!("commit the worktree's changes: {}", t.why),
+                ": the agent left these changes uncommitted",
+                now,
+                fx,
+            ),
             HealAction::Escalate => self.escalate(i, t.why.clone(), now, fx),
             HealAction::Fail => self.fail(i, &t.why, now, fx),
             HealAction::PauseAgent => self.pause_agent(i, t, now, fx),
