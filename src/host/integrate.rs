@@ -118,6 +118,31 @@ fn open(repo: &Path) -> Result<Repository, GitError> {
     Repository::open(repo).map_err(gerr(format!("opening the repository {}", repo.display())))
 }
 
+/// How a commit to merge (`theirs`) stands to the branch it goes into (`ours`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relation {
+    /// `ours` already holds it (the same commit, or one of its ancestors): nothing to merge.
+    Holds,
+    /// `ours` is one of its ancestors: a fast-forward takes it.
+    FastForward,
+    /// Each has commits the other lacks: a merge.
+    Diverged,
+}
+
+/// Where `theirs` stands to `ours` in `r`'s history. Errors: git cannot walk the history.
+fn relation(r: &Repository, ours: Oid, theirs: Oid) -> Result<Relation, GitError> {
+    let walk = gerr("comparing histories");
+    if ours == theirs || r.graph_descendant_of(ours, theirs).map_err(walk)? {
+        return Ok(Relation::Holds);
+    }
+    if r.graph_descendant_of(theirs, ours)
+        .map_err(gerr("comparing histories"))?
+    {
+        return Ok(Relation::FastForward);
+    }
+    Ok(Relation::Diverged)
+}
+
 fn commit_of<'r>(repo: &'r Repository, rev: &str) -> Result<git2::Commit<'r>, GitError> {
     repo.revparse_single(rev)
         .and_then(|o| o.peel_to_commit())
@@ -197,15 +222,11 @@ pub fn merge_into(
         })?;
     let source_commit = commit_of(&r, source)?;
     let (t, s) = (target_commit.id(), source_commit.id());
-    if t == s
-        || r.graph_descendant_of(t, s)
-            .map_err(gerr("comparing histories"))?
-    {
-        return Ok(MergeResult::UpToDate);
-    }
-    let can_ff = r
-        .graph_descendant_of(s, t)
-        .map_err(gerr("comparing histories"))?;
+    let can_ff = match relation(&r, t, s)? {
+        Relation::Holds => return Ok(MergeResult::UpToDate),
+        Relation::FastForward => true,
+        Relation::Diverged => false,
+    };
     let new_tip = if can_ff && mode != MergeMode::MergeCommit {
         s
     } else {

@@ -1,7 +1,7 @@
 //! The start of a resolve round: the integration branch merged into a task's own worktree (see
 //! [`super`]).
 
-use super::{commit_of, conflicts::conflicts_between, gerr, Conflict};
+use super::{commit_of, conflicts::conflicts_between, gerr, relation, Conflict, Relation};
 use crate::host::git::GitError;
 use git2::Repository;
 use serde::{Deserialize, Serialize};
@@ -76,17 +76,13 @@ pub fn merge_in_worktree(
     }
     let theirs = commit_of(&r, source)?;
     let (o, t) = (ours.id(), theirs.id());
-    if o == t
-        || r.graph_descendant_of(o, t)
-            .map_err(gerr("comparing histories"))?
-    {
+    let relation = relation(&r, o, t)?;
+    if relation == Relation::Holds {
         return Ok(WorktreeMerge::UpToDate);
     }
     let mut checkout = git2::build::CheckoutBuilder::new();
     checkout.safe();
-    if r.graph_descendant_of(t, o)
-        .map_err(gerr("comparing histories"))?
-    {
+    if relation == Relation::FastForward {
         let tree = theirs.tree().map_err(gerr(format!("reading {source}")))?;
         r.checkout_tree(tree.as_object(), Some(&mut checkout))
             .map_err(gerr(format!(
