@@ -487,14 +487,9 @@ pub fn prepare_gemini_home(
                 .map_or("(none)".into(), |p| p.display().to_string())
         )
     })?;
-    let target = dir.join("settings.json");
-    // One temporary file per call: starts of several gemini workers may run at once.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!("settings.json.{}-{n}.tmp", std::process::id()));
-    std::fs::write(&tmp, merged.to_string())
-        .and_then(|()| std::fs::rename(&tmp, &target))
-        .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    // Atomically: starts of several gemini workers may run at once.
+    crate::core::manifest::write_atomic(&dir.join("settings.json"), merged.to_string().as_bytes())
+        .map_err(|e| format!("cannot write the gemini settings: {e}"))?;
     let mut links: Vec<(std::path::PathBuf, std::path::PathBuf)> = Vec::new();
     if let Some(user_dir) = user_dir {
         for entry in std::fs::read_dir(user_dir).into_iter().flatten().flatten() {

@@ -449,8 +449,7 @@ impl State {
             Phase::Head if self.head_bells => {
                 self.bells += memchr::memchr_iter(0x07, run).count() as u32
             }
-            Phase::Head => {}
-            Phase::Live => {}
+            Phase::Head | Phase::Live => {}
         }
     }
 

@@ -399,31 +399,45 @@ impl Runtime {
     /// Kills what is left of ended workers (their session, and everything carrying their
     /// token), forgets their records, and journals what was killed.
     fn reap_workers(&mut self, pids: &[u32]) {
-        let records: Vec<_> = pids
-            .iter()
-            .filter_map(|p| self.worker_records.remove(p))
-            .collect();
+        let records = self.take_worker_records(pids);
         if records.is_empty() {
             return;
         }
         let killed = crate::host::orphans::kill_all(&crate::host::orphans::leftovers(&records));
-        if !killed.is_empty() {
-            let task = (records.len() == 1).then(|| records[0].task.clone());
-            self.journal(&JournalEntry {
-                at: now_ms(),
-                task,
-                kind: "reap",
-                message: format!(
-                    "killed {} process(es) a worker left behind: {}",
-                    killed.len(),
-                    crate::host::orphans::describe(&killed)
-                ),
-                data: serde_json::json!({
-                    "pids": killed.iter().map(|l| l.pid).collect::<Vec<_>>(),
-                }),
-            });
+        let task = (records.len() == 1).then(|| records[0].task.clone());
+        self.journal_reaped(task, &killed);
+    }
+
+    /// Forgets the records of the workers with these pids (saved at once) and returns them.
+    fn take_worker_records(&mut self, pids: &[u32]) -> Vec<crate::host::orphans::WorkerRecord> {
+        let records: Vec<_> = pids
+            .iter()
+            .filter_map(|p| self.worker_records.remove(p))
+            .collect();
+        if !records.is_empty() {
+            self.save_worker_records();
         }
-        self.save_worker_records();
+        records
+    }
+
+    /// Journals the processes that workers left behind and that were killed (nothing when none).
+    fn journal_reaped(&mut self, task: Option<String>, killed: &[crate::host::orphans::Leftover]) {
+        if killed.is_empty() {
+            return;
+        }
+        self.journal(&JournalEntry {
+            at: now_ms(),
+            task,
+            kind: "reap",
+            message: format!(
+                "killed {} process(es) a worker left behind: {}",
+                killed.len(),
+                crate::host::orphans::describe(killed)
+            ),
+            data: serde_json::json!({
+                "pids": killed.iter().map(|l| l.pid).collect::<Vec<_>>(),
+            }),
+        });
     }
 
     /// Takes the receiving end of the shell's channel (once), for the caller's select loop.
@@ -576,13 +590,7 @@ impl Runtime {
                 }
                 self.workers.remove(&task);
                 // What the worker left in its session or started elsewhere goes with it.
-                let records: Vec<_> = pid
-                    .iter()
-                    .filter_map(|p| self.worker_records.remove(p))
-                    .collect();
-                if !records.is_empty() {
-                    self.save_worker_records();
-                }
+                let records = self.take_worker_records(pid.as_slice());
                 // Workers switchyard stopped had theirs captured when they were stopped.
                 let stopped = self.engine.runs[task]
                     .worker
@@ -659,21 +667,8 @@ impl Runtime {
                     uncommitted,
                 } = *read;
                 self.exiting.remove(&task);
-                if !killed.is_empty() {
-                    self.journal(&JournalEntry {
-                        at: now_ms(),
-                        task: Some(self.engine.plan.ids[task].clone()),
-                        kind: "reap",
-                        message: format!(
-                            "killed {} process(es) a worker left behind: {}",
-                            killed.len(),
-                            crate::host::orphans::describe(&killed)
-                        ),
-                        data: serde_json::json!({
-                            "pids": killed.iter().map(|l| l.pid).collect::<Vec<_>>(),
-                        }),
-                    });
-                }
+                let id = self.engine.plan.ids[task].clone();
+                self.journal_reaped(Some(id), &killed);
                 self.journal_final_message(task, final_message);
                 // Only for the attempt that exited: a newer one may have started meanwhile.
                 let current = self.engine.runs[task].worker.as_ref().map(|w| w.attempt);
@@ -1044,17 +1039,7 @@ impl Runtime {
                 argv,
                 attempt,
             } => self.verify(task, attempt, argv),
-            Effect::SaveErrorLog { task, text } => {
-                let id = &self.engine.plan.ids[task];
-                let path = self.paths.logs.join(format!("{id}.errors.log"));
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                {
-                    let _ = f.write_all(text.as_bytes());
-                }
-            }
+            Effect::SaveErrorLog { task, text } => self.append_task_log(task, "errors.log", &text),
             Effect::Persist => self.save_due = true,
             Effect::Journal(entry) => self.journal(&entry),
             Effect::CollectFindings { task, round } => {
@@ -1085,17 +1070,7 @@ impl Runtime {
                     ));
                 }
             }
-            Effect::TaskLog { task, text } => {
-                let id = &self.engine.plan.ids[task];
-                let path = self.paths.logs.join(format!("{id}.review.md"));
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                {
-                    let _ = f.write_all(text.as_bytes());
-                }
-            }
+            Effect::TaskLog { task, text } => self.append_task_log(task, "review.md", &text),
             Effect::Merge {
                 task,
                 branch,
@@ -1290,7 +1265,7 @@ impl Runtime {
     fn final_message_job(
         &self,
         task: usize,
-    ) -> Option<impl FnOnce() -> FinalRead + Send + 'static> {
+    ) -> Option<impl FnOnce() -> crate::host::worker::FinalRead + Send + 'static> {
         use crate::core::config::FinalChannel;
         use crate::core::final_message as fm;
         let t = self.engine.task(task);
@@ -1342,8 +1317,22 @@ impl Runtime {
         })
     }
 
+    /// Appends `text` to the task's `logs/<id>.<suffix>` (best effort: the journal has what
+    /// matters, these files are for reading at leisure).
+    fn append_task_log(&self, task: usize, suffix: &str, text: &str) {
+        let id = &self.engine.plan.ids[task];
+        let path = self.paths.logs.join(format!("{id}.{suffix}"));
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+
     /// Journals a final message [`Runtime::final_message_job`] read (or why it was not written).
-    fn journal_final_message(&mut self, task: usize, read: FinalRead) {
+    fn journal_final_message(&mut self, task: usize, read: crate::host::worker::FinalRead) {
         match read {
             None => {}
             Some(Err(why)) => self.push_recent(why),
@@ -1491,26 +1480,6 @@ impl StartContext {
     }
 }
 
-/// A final message read after an exit: (text, where from, the file it was written to), why it
-/// could not be written, or `None` when there was none.
-type FinalRead = Option<Result<(String, &'static str, PathBuf), String>>;
-
-/// Writes a file that every start of the run writes (the same content for all): to a temporary
-/// file of its own, then renamed over it, so starts running side by side never leave it torn
-/// for an agent that reads it at that moment.
-fn write_shared(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".{}-{n}.tmp", std::process::id()));
-    let tmp = PathBuf::from(name);
-    std::fs::write(&tmp, contents)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-}
-
 /// Creates (or reuses) the worktree and spawns the worker. Errors are one readable sentence.
 fn prepare_worker(
     mut spec: crate::core::engine::StartSpec,
@@ -1602,16 +1571,13 @@ fn prepare_worker(
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        write_shared(
+        // Every start writes it (the same content): atomically, so starts running side by
+        // side never leave it torn for an agent reading it at that moment.
+        crate::core::manifest::write_atomic(
             &path,
             crate::core::config::gemini_settings(&vars.switchyard).as_bytes(),
         )
-        .map_err(|e| {
-            format!(
-                "cannot write {} for {{gemini_settings}}: {e}",
-                path.display()
-            )
-        })?;
+        .map_err(|e| format!("cannot write {{gemini_settings}}: {e}"))?;
     }
     let mentions = |p: &str| {
         spec.env.values().any(|v| v.contains(p)) || spec.command.iter().any(|a| a.contains(p))
@@ -1634,16 +1600,11 @@ fn prepare_worker(
         if let Some(dir) = ctx.claude_settings.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        write_shared(
+        crate::core::manifest::write_atomic(
             &ctx.claude_settings,
             crate::core::config::claude_settings(&vars.switchyard).as_bytes(),
         )
-        .map_err(|e| {
-            format!(
-                "cannot write {} for {{claude_settings}}: {e}",
-                ctx.claude_settings.display()
-            )
-        })?;
+        .map_err(|e| format!("cannot write {{claude_settings}}: {e}"))?;
     }
     let argv = render_argv(&spec.command, &vars);
     let mut env: Vec<(String, String)> = spec

@@ -97,6 +97,10 @@ pub enum ShellMsg {
     },
 }
 
+/// A final message read after an exit: (text, where from, the file it was written to), why it
+/// could not be written, or `None` when there was none.
+pub type FinalRead = Option<Result<(String, &'static str, std::path::PathBuf), String>>;
+
 /// An exited worker's leftovers, final message and branch state, read on a thread of its own
 /// so that a large repository's status scan or a long transcript never holds up the loop.
 #[derive(Debug)]
@@ -109,10 +113,9 @@ pub struct ExitRead {
     pub code: i32,
     /// Processes the worker left behind that were killed (for the journal).
     pub killed: Vec<crate::host::orphans::Leftover>,
-    /// The final message found: (text, where from, the file it was written to), why it could
-    /// not be written, or `None` when there was none (or the worker was stopped by switchyard,
-    /// whose message was read when it was stopped).
-    pub final_message: Option<Result<(String, &'static str, std::path::PathBuf), String>>,
+    /// The final message found (`None` also when switchyard stopped the worker: its message
+    /// was read when it was stopped).
+    pub final_message: FinalRead,
     /// Commits ahead of base (`None`: unknown).
     pub commits_ahead: Option<usize>,
     /// Files with uncommitted changes (`None`: unknown).
