@@ -841,36 +841,16 @@ mod tests {
 
     fn commit_in(dir: &Path, file: &str) {
         std::fs::write(dir.join(file), "x\n").unwrap();
-        let ok = Command::new("git")
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(["add", "-A"])
-            .current_dir(dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        let ok = Command::new("git")
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(["commit", "-qm", "work"])
-            .current_dir(dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
+        let who = [
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "commit.gpgsign=false",
+        ];
+        git_cli(dir, &[&who[..], &["add", "-A"]].concat());
+        git_cli(dir, &[&who[..], &["commit", "-qm", "work"]].concat());
     }
 
     fn git_cli(dir: &Path, args: &[&str]) {
