@@ -1,4 +1,4 @@
-//! Replays the sessions the agents end-to-end harness (tools/agents-e2e/run.py) recorded from the
+//! Replays the sessions the agents end-to-end harness (tests/harness/agents-e2e/run.py) recorded from the
 //! real CLIs under `switchyard run --headless` against the scripted model server, and checks the
 //! verdict timeline the shipped profiles give: the labelled verdicts must appear in that order,
 //! and the last one must be the final verdict. Needs neither the CLIs nor a network.
@@ -125,7 +125,7 @@ fn jsonl(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Claude Code 2.1.330's raw hook events, recorded by the harness (tools/agents-e2e/hooklog.py),
+/// Claude Code 2.1.330's raw hook events, recorded by the harness (tests/harness/agents-e2e/hooklog.py),
 /// through the same reader `switchyard hook` uses: a turn that edits and commits reads as
 /// running (session start, prompt, the Bash tool before and after) and then idle (Stop), and
 /// the Stop event comes within 2 s of the model's final message (what makes "done within 2 s"

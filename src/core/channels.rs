@@ -302,7 +302,7 @@ pub const GEMINI_API_FAILING_FOR_MS: u64 = 60_000;
 /// `hrTime` (`[seconds, nanoseconds]`) and `attributes` (`event.name`; for
 /// `gemini_cli.api_error`: `status_code` (absent for network errors), `error.message` (the API's
 /// JSON error body or a plain message), `model`). Checked against gemini-cli 0.61.0 (live run
-/// against tools/model-server/server.py, error500 and normal). Spans and metrics in the same
+/// against tests/harness/model-server/server.py, error500 and normal). Spans and metrics in the same
 /// file, and every other event, are skipped. A 429 neither counts nor ends the run of errors:
 /// gemini rides a rate window out itself (it shows only "Thinking…"), so it is reported as a
 /// rate limit the agent retries by itself (its other tasks wait, it is left alone), and the

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A scripted model server on 127.0.0.1 for driving real agent CLIs offline (Python 3.11 stdlib).
 
-    python3 tools/model-server/server.py --port 18400 --mode normal --log /tmp/model.jsonl
+    python3 tests/harness/model-server/server.py --port 18400 --mode normal --log /tmp/model.jsonl
 
 It speaks the four wire APIs the agent CLIs use, told apart by the request path:
 

@@ -3,7 +3,7 @@
 its first SECONDS, for fixtures of sessions that ran for minutes (a CLI spinning on a dead API
 writes megabytes). Rewrites both files in place; NAME.meta.json gets `"trimmed_at_ms"`.
 
-    python3 tools/agents-e2e/trim.py tests/fixtures/e2e/gemini-error500-a1 90
+    python3 tests/harness/agents-e2e/trim.py tests/fixtures/e2e/gemini-error500-a1 90
 """
 import json
 import sys

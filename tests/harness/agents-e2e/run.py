@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Real agent CLIs end to end under `switchyard run --headless`, against the scripted model server
-(tools/model-server/server.py) on 127.0.0.1. Not part of `cargo test`: it installs the CLIs from
+(tests/harness/model-server/server.py) on 127.0.0.1. Not part of `cargo test`: it installs the CLIs from
 npm at pinned versions. Python 3.11 stdlib only.
 
-    python3 tools/agents-e2e/run.py [--cli codex,claude,gemini,opencode]
+    python3 tests/harness/agents-e2e/run.py [--cli codex,claude,gemini,opencode]
         [--scenario normal,error500,rate429,deny] [--ask] [--pretrust] [--untrusted]
         [--record DIR] [--keep] [--json FILE]
 
@@ -11,7 +11,7 @@ For each scenario: starts the model server, writes a temp git repo, a fresh HOME
 settings that point each CLI at the server (base URL, API key, provider; claude's onboarding and
 key approval, gemini's auth type: dialogs the profiles rightly never answer), a manifest with one
 task per CLI and a `switchyard.toml` overlay whose `[agents.X]` tables add only `env` (and, with
---record, wrap the shipped command in tools/agents-e2e/ptyrec.py). Then runs
+--record, wrap the shipped command in tests/harness/agents-e2e/ptyrec.py). Then runs
 `switchyard run --foreground --headless` and checks the journal, the branches and the server log:
 
   normal   every task `complete`, its branch holds the scripted commit, and done is detected
@@ -44,7 +44,7 @@ import tempfile
 import time
 import tomllib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 PINNED = {
     "codex": ("@openai/codex", "0.169.0"),
     "claude": ("@anthropic-ai/claude-code", "2.1.330"),
@@ -122,7 +122,7 @@ def setup_home(home, port, prefix, trust_dir=None, ask=False, hook_log=None):
         "hasCompletedOnboarding": True,
         "customApiKeyResponses": {"approved": [key[-20:]], "rejected": []}}))
     if hook_log:  # recording: claude's raw hook events, beside switchyard's own hooks
-        cmd = "%s %s %s" % (sys.executable, os.path.join(ROOT, "tools/agents-e2e/hooklog.py"), hook_log)
+        cmd = "%s %s %s" % (sys.executable, os.path.join(ROOT, "tests/harness/agents-e2e/hooklog.py"), hook_log)
         entry = [{"hooks": [{"type": "command", "command": cmd, "timeout": 5}]}]
         events = ["SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Notification", "Stop", "StopFailure"]
         write(os.path.join(home, ".claude/settings.json"), json.dumps({"hooks": {
@@ -184,17 +184,17 @@ def record_wrap(cli, cmd, record_dir, name):
     """An argv wrapped for recording: the PTY's bytes through ptyrec.py, the CLI's own channel
     (codex notify, gemini hooks, opencode's event stream) through chanlog.py / sselog.py."""
     chan = os.path.join(record_dir, name + ".channel.jsonl")
-    chanlog = os.path.join(ROOT, "tools/agents-e2e/chanlog.py")
+    chanlog = os.path.join(ROOT, "tests/harness/agents-e2e/chanlog.py")
     if cli == "codex":  # notify goes through chanlog.py
         cmd = [c.replace("notify=[", "notify=[%s, %s, %s, \"codex\", \"--\", " % (
             toml_str(sys.executable), toml_str(chanlog), toml_str(chan))) for c in cmd]
     elif cli == "gemini":
         cmd = [sys.executable, chanlog, "wrap-gemini", chan, "--"] + cmd
     elif cli == "opencode":
-        cmd = [sys.executable, os.path.join(ROOT, "tools/agents-e2e/sselog.py"), chan, "{opencode_port}",
+        cmd = [sys.executable, os.path.join(ROOT, "tests/harness/agents-e2e/sselog.py"), chan, "{opencode_port}",
                "--"] + cmd
     out = os.path.join(record_dir, name + "-a{attempt}")
-    return ["python3", os.path.join(ROOT, "tools/agents-e2e/ptyrec.py"), out, "--"] + cmd
+    return ["python3", os.path.join(ROOT, "tests/harness/agents-e2e/ptyrec.py"), out, "--"] + cmd
 
 
 def parse_ms(ts):
@@ -232,7 +232,7 @@ def run_scenario(args, scenario, clis, shipped, tmp):
     git(repo, "commit", "-q", "-m", "manifest")
     slog = os.path.join(sdir, "model-server.jsonl")
     mode = "rate429" if scenario == "rate429mid" else scenario
-    server = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools/model-server/server.py"),
+    server = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/harness/model-server/server.py"),
                                "--port", str(port), "--mode", mode, "--log", slog,
                                "--retry-after", str(args.retry_after), "--rate-window", str(args.rate_window)]
                               + (["--escalate"] if args.ask else [])
@@ -391,7 +391,7 @@ def export(sdir, scenario, clis, dest, ask=False):
     for f in sorted(os.listdir(rundir)) if os.path.isdir(rundir) else []:
         if f.startswith("gemini-telemetry-") and f.endswith(".json") and "gemini" in clis:
             attempt = f[len("gemini-telemetry-"):-len(".json")].rsplit("-", 1)[-1]
-            subprocess.run([sys.executable, os.path.join(ROOT, "tools/agents-e2e/telemetry_fixture.py"),
+            subprocess.run([sys.executable, os.path.join(ROOT, "tests/harness/agents-e2e/telemetry_fixture.py"),
                             os.path.join(rundir, f),
                             os.path.join(dest, "gemini-%s-%s.telemetry.json" % (scenario, attempt))], check=False)
     model = os.path.join(sdir, "model-server.jsonl")
