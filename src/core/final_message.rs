@@ -34,6 +34,10 @@ pub const MAX_BYTES: usize = 64 * 1024;
 pub const TAIL_BYTES: u64 = 256 * 1024;
 /// Most lines the transcript heuristic takes.
 const MAX_LINES: usize = 200;
+/// Rows of the emulator the transcript heuristic replays the tail through (no scrollback).
+pub const TRANSCRIPT_ROWS: u16 = MAX_LINES as u16 + 56;
+/// Columns of that emulator: wide enough that no line wraps.
+pub const TRANSCRIPT_COLS: u16 = 400;
 
 /// The file name of a task's final message inside `<workdir>/logs`.
 pub fn file_name(id: &str) -> String {
@@ -117,11 +121,11 @@ pub fn from_json_lines(text: &str) -> Option<String> {
 /// The transcript's tail (raw PTY bytes) as plain lines, replayed through a terminal emulator
 /// wide enough that no line wraps.
 pub fn transcript_lines(tail: &[u8]) -> Vec<String> {
-    let mut p = vt100::Parser::new(MAX_LINES as u16 + 56, 400, 0);
+    let mut p = vt100::Parser::new(TRANSCRIPT_ROWS, TRANSCRIPT_COLS, 0);
     p.process(tail);
     let screen = p.screen();
     screen
-        .rows(0, 400)
+        .rows(0, TRANSCRIPT_COLS)
         .map(|r| r.trim_end().to_string())
         .collect()
 }

@@ -1305,7 +1305,12 @@ impl Runtime {
                         .flatten();
                     match json {
                         Some(t) => (Some(t), "its JSON output"),
-                        None => (fm::from_transcript(&tail), "the transcript"),
+                        None => {
+                            // Only the text the heuristic's emulator still shows at the end is
+                            // parsed (a flood's 256 KiB tail is thousands of lines).
+                            let from = crate::host::flood::text_cut(&tail, fm::TRANSCRIPT_ROWS, 0);
+                            (fm::from_transcript(&tail[from..]), "the transcript")
+                        }
                     }
                 }
             };

@@ -7,11 +7,13 @@
 //! queries the child sends (cursor position, device attributes, colours) are answered from the
 //! emulator so full-screen TUIs such as codex start correctly; at most [`REPLIES_PER_WINDOW`]
 //! answers per [`REPLY_WINDOW`], so a query flood swamps nothing. Between the PTY and the
-//! emulator, [`crate::host::stream_cap::StreamCap`] keeps an OSC/DCS that never ends from growing the
-//! emulator's buffer past 64 KiB. While a worker floods (256 KiB read with the PTY never running
-//! dry), its reader holds what it reads (at most [`crate::host::flood::BACKLOG_CAP`], at most
-//! [`crate::host::flood::MAX_AGE`] old, parsed once the PTY is quiet for [`crate::host::flood::QUIET`]) and
-//! parses only the part of each batch that can still be seen ([`crate::host::flood`]).
+//! emulator, [`crate::host::stream_cap::StreamCap`] keeps an OSC/DCS that never ends from growing
+//! the emulator's buffer past 64 KiB. While a worker floods ([`crate::host::flood::FLOOD_BYTES`]
+//! read with the PTY never running dry), its reader holds what it reads (at most
+//! [`crate::host::flood::BACKLOG_CAP`], at most [`crate::host::flood::MAX_AGE`] old, parsed once
+//! the PTY is quiet for [`crate::host::flood::QUIET`]) and parses only the part of each batch that
+//! can still be seen ([`crate::host::flood`]). The PTY's master is non-blocking: a read that finds
+//! it dry is followed by a `poll`, never a read by a `poll` while it floods.
 
 use crate::core::classify::ScreenSnapshot;
 use portable_pty::{native_pty_system, ChildKiller, CommandBuilder, MasterPty, PtySize};
@@ -155,20 +157,63 @@ pub fn feed(p: &mut Emulator, bytes: &[u8]) {
     p.callbacks_mut().generation += 1;
 }
 
-/// Waits at most `wait` for `fd` to have bytes to read (or to be closed); true when it does.
-/// Without a descriptor, true at once (the reader then reads as it always did).
-fn readable(fd: Option<&std::os::fd::OwnedFd>, wait: Duration) -> bool {
+/// Waits at most `wait` (`None`: as long as it takes) for `fd` to be ready for `events`
+/// (`POLLIN`, `POLLOUT`), or to be closed; true when it is. Without a descriptor, true at once
+/// (the reader then reads as it always did).
+fn ready(fd: Option<&std::os::fd::OwnedFd>, events: libc::c_short, wait: Option<Duration>) -> bool {
     use std::os::fd::AsRawFd;
     let Some(fd) = fd else { return true };
     let mut p = libc::pollfd {
         fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
+        events,
         revents: 0,
     };
-    let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    let ms = wait.map_or(-1, |w| {
+        w.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+    });
     // SAFETY: one valid pollfd, for the duration of the call.
     let r = unsafe { libc::poll(&mut p, 1, ms) };
     r != 0
+}
+
+/// Waits at most `wait` for `fd` to have bytes to read (or to be closed); true when it does.
+fn readable(fd: Option<&std::os::fd::OwnedFd>, wait: Duration) -> bool {
+    ready(fd, libc::POLLIN, Some(wait))
+}
+
+/// Makes reads and writes of the PTY's master (every descriptor of it: they share one open
+/// file) return `WouldBlock` instead of waiting: the reader then reads without a `poll` before
+/// every read, and waits in `poll` only when the PTY ran dry. True when it is set.
+fn set_nonblocking(fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this process owns; no memory is passed.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+    }
+}
+
+/// Writes all of `bytes`, waiting in `poll` for room whenever the PTY is full (its master is
+/// non-blocking, see [`set_nonblocking`]). Errors: the write's own, other than `WouldBlock`.
+fn write_waiting(
+    w: &mut (dyn Write + Send),
+    fd: Option<&std::os::fd::OwnedFd>,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match w.write(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                ready(fd, libc::POLLOUT, None);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    w.flush()
 }
 
 /// Most terminal-query replies a worker gets per [`REPLY_WINDOW`]: a TUI asks a handful at
@@ -471,6 +516,20 @@ impl Worker {
         // The one writer of this PTY: keys, answers, nudges and query replies queue here, so
         // neither the loop nor the reader ever blocks on a child that does not read its input.
         let (writer, jobs) = std::sync::mpsc::sync_channel::<WriteJob>(WRITE_QUEUE);
+        // Copies of the master's descriptor to wait on: the reader's (the master itself may
+        // close first) and the writer's. Both set the master non-blocking, for both.
+        let dup_master = || {
+            pair.master.as_raw_fd().and_then(|fd| {
+                use std::os::fd::BorrowedFd;
+                // SAFETY: the master's descriptor is open for this call (pair.master is alive).
+                unsafe { BorrowedFd::borrow_raw(fd) }
+                    .try_clone_to_owned()
+                    .ok()
+            })
+        };
+        let poll_fd = dup_master();
+        let write_fd = dup_master();
+        let nonblocking = poll_fd.as_ref().is_some_and(set_nonblocking) && write_fd.is_some();
         std::thread::Builder::new()
             .name(format!("pty-write-{}", spec.task))
             .spawn(move || {
@@ -482,11 +541,7 @@ impl Worker {
                             b
                         }
                     };
-                    if pty_writer
-                        .write_all(&bytes)
-                        .and_then(|_| pty_writer.flush())
-                        .is_err()
-                    {
+                    if write_waiting(&mut *pty_writer, write_fd.as_ref(), &bytes).is_err() {
                         break;
                     }
                 }
@@ -523,15 +578,6 @@ impl Worker {
             let writer = writer.clone();
             let tx = tx.clone();
             let scrollback = spec.scrollback;
-            // The reader waits on its own copy of the PTY's descriptor (the master may close
-            // first): a flooding worker's backlog is parsed once the PTY stays quiet.
-            let poll_fd = pair.master.as_raw_fd().and_then(|fd| {
-                use std::os::fd::BorrowedFd;
-                // SAFETY: the master's descriptor is open for this call (pair.master is alive).
-                unsafe { BorrowedFd::borrow_raw(fd) }
-                    .try_clone_to_owned()
-                    .ok()
-            });
             std::thread::Builder::new()
                 .name(format!("pty-read-{}", spec.task))
                 .spawn(move || {
@@ -597,20 +643,44 @@ impl Worker {
                                 let _ = tx.try_send(ShellMsg::Wake);
                             }
                         };
+                    // The reader waits on its copy of the PTY's descriptor: a flooding worker's
+                    // backlog is parsed once the PTY stays quiet. With the master non-blocking it
+                    // waits only when a read found the PTY dry (a flood's reads need no poll).
+                    let mut dry = !nonblocking;
                     loop {
-                        if !backlog.is_empty()
-                            && !readable(poll_fd.as_ref(), gate.wait(std::time::Instant::now()))
-                        {
-                            gate.on_quiet();
-                            let _ = transcript.write_all(&log);
-                            log.clear();
-                            parse(&mut backlog, &mut window, false);
-                            continue;
+                        if dry {
+                            if backlog.is_empty() {
+                                if nonblocking {
+                                    ready(poll_fd.as_ref(), libc::POLLIN, None);
+                                }
+                            } else if !readable(
+                                poll_fd.as_ref(),
+                                gate.wait(std::time::Instant::now()),
+                            ) {
+                                gate.on_quiet();
+                                let _ = transcript.write_all(&log);
+                                log.clear();
+                                parse(&mut backlog, &mut window, false);
+                                continue;
+                            }
                         }
                         let n = match reader.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
+                            Ok(0) => break,
                             Ok(n) => n,
+                            Err(e)
+                                if nonblocking
+                                    && matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::Interrupted
+                                    ) =>
+                            {
+                                dry = true;
+                                continue;
+                            }
+                            Err(_) => break,
                         };
+                        dry = !nonblocking;
                         let chunk = &buf[..n];
                         // A PTY gives at most 4 KiB a read: under a flood the transcript is
                         // written 64 KiB at a time (one write instead of sixteen).
@@ -624,6 +694,13 @@ impl Worker {
                             let _ = transcript.write_all(&log);
                             log.clear();
                             let _ = transcript.write_all(chunk);
+                        }
+                        if gate.flooding() && backlog.capacity() < crate::host::flood::BACKLOG_CAP {
+                            // A batch's whole room at once, kept while the flood lasts: grown
+                            // by doubling, it copied and faulted in twice its size per flood.
+                            backlog.reserve_exact(
+                                crate::host::flood::BACKLOG_CAP + buf.len() - backlog.len(),
+                            );
                         }
                         cap.feed(chunk, |part| backlog.extend_from_slice(part));
                         last.store(now_ms(), Ordering::Relaxed);
