@@ -62,6 +62,25 @@ pub fn repo_root(dir: &Path) -> Result<PathBuf, GitError> {
         })
 }
 
+/// Turns for worktree operations, one per branch: starts on different branches make their
+/// worktrees side by side (each in its own `.git/worktrees/<name>` and directory, each branch
+/// its own ref), while two starts naming one branch take turns, so the second sees the first's
+/// worktree and gets git's "already checked out" error instead of a second checkout.
+#[derive(Debug, Default)]
+pub struct BranchLocks {
+    turns:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<std::sync::Mutex<()>>>>,
+}
+
+impl BranchLocks {
+    /// The turn of `branch` (short name, e.g. `sy/t1`): lock it around the branch's worktree
+    /// operations.
+    pub fn turn(&self, branch: &str) -> std::sync::Arc<std::sync::Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        turns.entry(branch.to_string()).or_default().clone()
+    }
+}
+
 /// Resolves the run's `base` (a branch, ref or commit) to a commit id, for a check at start-up:
 /// a missing base or a repository without commits is bad input for the whole run (exit 3), not
 /// a failure of every task.
@@ -204,14 +223,22 @@ pub fn ensure_worktree_from(
     let reference = branch_ref.into_reference();
     let mut opts = WorktreeAddOptions::new();
     opts.reference(Some(&reference));
-    repo.worktree(&name, path, Some(&opts))
-        .map_err(|e| GitError {
-            action: format!("creating worktree {} on {branch}", path.display()),
-            message: format!(
-                "{}; if the branch is checked out elsewhere, remove that worktree (switchyard clean)",
-                e.message()
-            ),
-        })?;
+    // libgit2 (1.9) is not safe with two adds on one repository at once: one add can see
+    // another's half-written registration and take its own branch for checked out elsewhere
+    // (reproduced by `worktrees_on_distinct_branches_are_made_side_by_side`). Adds take turns
+    // in this process; what comes before them runs side by side.
+    static ADD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let added = {
+        let _turn = ADD.lock().unwrap_or_else(|e| e.into_inner());
+        repo.worktree(&name, path, Some(&opts))
+    };
+    added.map_err(|e| GitError {
+        action: format!("creating worktree {} on {branch}", path.display()),
+        message: format!(
+            "{}; if the branch is checked out elsewhere, remove that worktree (switchyard clean)",
+            e.message()
+        ),
+    })?;
     Ok(WorktreeInfo {
         path: path.to_path_buf(),
         branch: branch.to_string(),
@@ -911,6 +938,99 @@ mod tests {
         remove_worktrees(&repo, &["t1".into()]).unwrap();
         let fresh = ensure_worktree(&repo, "t1", &wt, "fix/issue-1", "HEAD").unwrap();
         assert_eq!(commits_ahead(&wt, &fresh.base_commit).unwrap(), 0);
+    }
+
+    /// Starts run side by side, each on its own branch: worktrees made at the same moment on
+    /// one repository (the first ones too, before `.git/worktrees` exists) all come out whole.
+    #[test]
+    fn worktrees_on_distinct_branches_are_made_side_by_side() {
+        for round in 0..4 {
+            let tmp = tempfile::tempdir().unwrap();
+            let repo = tmp.path().join("repo");
+            init_repo_with(
+                &repo,
+                &[("README.md", "hi\n"), ("src/a.rs", "fn a() {}\n")],
+                "init",
+            )
+            .unwrap();
+            let locks = BranchLocks::default();
+            let start = std::sync::Barrier::new(12);
+            let results: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..12)
+                    .map(|i| {
+                        let (repo, tmp, locks, start) = (&repo, tmp.path(), &locks, &start);
+                        s.spawn(move || {
+                            let branch = format!("sy/t{i}");
+                            start.wait();
+                            let turn = locks.turn(&branch);
+                            let _held = turn.lock().unwrap();
+                            ensure_worktree(
+                                repo,
+                                &format!("t{i}"),
+                                &tmp.join(format!("work/worktrees/t{i}")),
+                                &branch,
+                                "HEAD",
+                            )
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for (i, r) in results.iter().enumerate() {
+                let info = r
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("round {round}, t{i}: {e}"));
+                assert!(info.path.join("src/a.rs").exists());
+                assert_eq!(
+                    uncommitted(&info.path).unwrap(),
+                    0,
+                    "t{i} checked out whole"
+                );
+                let head = Repository::open(&info.path).unwrap();
+                assert_eq!(
+                    head.head().unwrap().shorthand().ok(),
+                    Some(&*format!("sy/t{i}"))
+                );
+            }
+            let r = Repository::open(&repo).unwrap();
+            assert_eq!(r.worktrees().unwrap().len(), 12);
+        }
+    }
+
+    /// Two tasks naming the same branch take turns: one gets the worktree, the other the error
+    /// that the branch is checked out elsewhere.
+    #[test]
+    fn two_starts_on_one_branch_take_turns() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        init_repo_with(&repo, &[("README.md", "hi\n")], "init").unwrap();
+        let locks = BranchLocks::default();
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|i| {
+                    let (repo, tmp, locks) = (&repo, tmp.path(), &locks);
+                    s.spawn(move || {
+                        let turn = locks.turn("shared");
+                        let _held = turn.lock().unwrap();
+                        ensure_worktree(
+                            repo,
+                            &format!("t{i}"),
+                            &tmp.join(format!("w{i}")),
+                            "shared",
+                            "HEAD",
+                        )
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        let e = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+        assert!(e.to_string().contains("checked out"), "{e}");
     }
 
     #[test]

@@ -149,7 +149,8 @@ pub struct Runtime {
     early_exits: BTreeMap<usize, ShellMsg>,
     /// Tasks whose exit is being read off the loop ([`ShellMsg::ExitRead`] not back yet).
     exiting: std::collections::BTreeSet<usize>,
-    git_lock: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Worktree operations of starts take turns per branch (git::BranchLocks).
+    branch_locks: std::sync::Arc<git::BranchLocks>,
     inspect_lane: crate::host::jobs::Lane,
     /// Merges, conflict predictions, pushes and pull requests (crate::host::stages), one at a time.
     life_lane: crate::host::jobs::Lane,
@@ -236,7 +237,7 @@ impl Runtime {
             starting: Default::default(),
             early_exits: BTreeMap::new(),
             exiting: Default::default(),
-            git_lock: Default::default(),
+            branch_locks: Default::default(),
             inspect_lane: crate::host::jobs::Lane::new("inspect")
                 .wrap_err("starting the inspect lane")?,
             life_lane: crate::host::jobs::Lane::new("lifecycle")
@@ -1163,7 +1164,8 @@ impl Runtime {
 
     /// Starts a worker off the loop, on a thread of its own (at most `max_parallel` at once), so
     /// a large repository never freezes the control room and starts do not wait on each other:
-    /// worktree operations take turns (`git_lock`), set-up commands and spawns run side by side.
+    /// worktree operations take turns per branch ([`git::BranchLocks`]), set-up commands, spawns
+    /// and the worktrees of different branches are made side by side.
     /// The result comes back as [`ShellMsg::Spawned`].
     fn start(&mut self, mut spec: crate::core::engine::StartSpec) {
         let task = spec.task;
@@ -1193,7 +1195,7 @@ impl Runtime {
             cols: self.pty_size.1,
             // The rest of `scrollback_lines` is replayed from the transcript (crate::ui::scroll).
             scrollback: self.config.scrollback_in_memory(),
-            git_lock: self.git_lock.clone(),
+            branch_locks: self.branch_locks.clone(),
             tx: self.tx.clone(),
             wake: self.wake.clone(),
             setup: self.config.setup.commands(),
@@ -1454,7 +1456,7 @@ struct StartContext {
     rows: u16,
     cols: u16,
     scrollback: usize,
-    git_lock: std::sync::Arc<std::sync::Mutex<()>>,
+    branch_locks: std::sync::Arc<git::BranchLocks>,
     tx: mpsc::Sender<ShellMsg>,
     wake: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The config's `setup` commands (crate::host::setup), run once per new worktree.
@@ -1510,9 +1512,11 @@ fn prepare_worker(
             ctx.prompt_file.display()
         ));
     }
+    // The branch's worktree operations in turn (two tasks naming one branch: the second gets
+    // git's "checked out elsewhere"); other branches' starts go on side by side.
+    let turn = ctx.branch_locks.turn(&spec.branch);
     let info = {
-        // One worktree operation at a time: git's own locks would make concurrent adds fail.
-        let _guard = ctx.git_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
         git::ensure_worktree(
             &ctx.repo,
             &spec.task_id,
@@ -1535,7 +1539,7 @@ fn prepare_worker(
         !info.reused,
     )?;
     if let Some(branch) = &spec.merge_first {
-        let _guard = ctx.git_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
         crate::host::stages::merge_into_worktree(&info.path, branch)?;
     }
     let vars = Vars {
