@@ -1822,6 +1822,8 @@ fn run_verify(
     let spawned = std::process::Command::new(program)
         .args(args)
         .current_dir(cwd)
+        // A program that is not a shell keeps the PWD it inherits (the server's).
+        .env("PWD", cwd)
         .stdin(std::process::Stdio::null())
         .stdout(pipe(&out))
         .stderr(pipe(&out))

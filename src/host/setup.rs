@@ -154,7 +154,8 @@ pub fn run_setup(argv: &[String], worktree: &Path, timeout_ms: u64) -> Result<St
         return Err(SetupError::Empty);
     };
     let mut cmd = Command::new(program);
-    cmd.args(args).current_dir(worktree);
+    // PWD too: a program that is not a shell keeps the one it inherits (the server's).
+    cmd.args(args).current_dir(worktree).env("PWD", worktree);
     let shown = argv.join(" ");
     match run_bounded(cmd, Duration::from_millis(timeout_ms)) {
         Err(io) => Err(SetupError::Spawn {

@@ -491,6 +491,9 @@ impl Worker {
         let mut cmd = CommandBuilder::new(program);
         cmd.args(&spec.argv[1..]);
         cmd.cwd(&spec.cwd);
+        // A program that is not a shell keeps the PWD it inherits: the server's directory, not
+        // the worktree (opencode 1.18.33 takes `PWD` over its working directory for its project).
+        cmd.env("PWD", &spec.cwd);
         cmd.env("TERM", "xterm-256color");
         cmd.env("COLORTERM", "truecolor");
         cmd.env("COLUMNS", spec.cols.to_string());
@@ -1132,6 +1135,63 @@ mod tests {
 #[cfg(test)]
 mod kill_tests {
     use super::*;
+
+    fn spec(dir: &Path, script: &str) -> SpawnSpec {
+        SpawnSpec {
+            task: 3,
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            cwd: dir.to_path_buf(),
+            env: vec![],
+            rows: 10,
+            cols: 60,
+            scrollback: 10,
+            transcript: dir.join("t.log"),
+        }
+    }
+
+    fn wait_for(w: &Worker, text: &str) {
+        let start = std::time::Instant::now();
+        while !w.snapshot().rows.iter().any(|r| r.contains(text)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "waited for {text:?}: {:?}",
+                w.snapshot().rows
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_worker_sees_its_worktree_as_pwd() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        // `exec printenv` so no shell sets PWD on its own: what the worker inherited is printed.
+        let w = Worker::spawn(spec(dir.path(), "exec printenv PWD"), tx).unwrap();
+        wait_for(&w, &dir.path().display().to_string());
+    }
+
+    #[test]
+    fn keys_beyond_what_the_pty_holds_wait_for_room_and_all_arrive() {
+        // The child reads nothing for a while: 64 000 bytes typed meanwhile fill the PTY's
+        // input, the (non-blocking) writer waits for room, and every byte arrives in order.
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        let w = Worker::spawn(
+            spec(
+                dir.path(),
+                "stty -echo; echo ready; sleep 1; echo count=$(wc -c)",
+            ),
+            tx,
+        )
+        .unwrap();
+        wait_for(&w, "ready");
+        let line = format!("{}\n", "x".repeat(99));
+        for _ in 0..64 {
+            w.write(line.repeat(10).as_bytes()).unwrap();
+        }
+        w.write(b"\x04").unwrap();
+        wait_for(&w, "count=64000");
+    }
 
     #[test]
     fn a_worker_that_ignores_sighup_is_killed_anyway() {
