@@ -82,7 +82,20 @@ fn report(channel: Channel, kind: VerdictKind, event: &str, line: String) -> Age
         permission: None,
         answered: None,
         sent_us: None,
+        session: None,
     }
+}
+
+/// `v` when it can be an agent's session id on a command line: 1–128 bytes of ASCII letters,
+/// digits, `-`, `_` and `.` (opencode 1.18.33 ids look like `ses_5f2a…`), not starting with `-`
+/// (never taken for an option). Anything else is no id.
+pub fn session_id(v: &str) -> Option<String> {
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && !v.starts_with('-')
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    ok.then(|| v.to_string())
 }
 
 /// What a tool call is about, in one line: the tool and its command, file or pattern.
@@ -452,7 +465,8 @@ pub fn gemini_final_message(event: &Value) -> Option<&str> {
 /// An opencode server event (one `data:` payload of `GET /event`: `{"type", "properties"}`),
 /// checked against opencode 1.x: `session.status` (`status.type` = `busy`, `idle` or `retry` with
 /// `message`), `session.idle`, `permission.asked` (older: `permission.updated`) with `permission`
-/// and `patterns`, `permission.replied`, `session.error` with `error.data.message`.
+/// and `patterns`, `permission.replied`, `session.error` with `error.data.message`. Every one
+/// names its session (`properties.sessionID`), kept as [`AgentReport::session`].
 pub fn opencode(event: &Value) -> Option<AgentReport> {
     let t = s(event, "type");
     let p = &event["properties"];
@@ -518,6 +532,8 @@ pub fn opencode(event: &Value) -> Option<AgentReport> {
         }
         _ => return None,
     };
+    let mut r = r;
+    r.session = session_id(s(p, "sessionID"));
     Some(r)
 }
 

@@ -439,6 +439,10 @@ pub struct AgentReport {
     /// report sent before the one the engine holds is stale: it counts as activity, never as
     /// the agent's latest word.
     pub sent_us: Option<u64>,
+    /// The agent's own session (conversation) id the event names, when it looks like one (see
+    /// [`crate::core::channels::session_id`]): opencode's `properties.sessionID`. The engine keeps
+    /// the latest per task for `{session_id}` in the profile's `resume_session`.
+    pub session: Option<String>,
 }
 
 /// Reads a Claude Code hook event; see [`crate::core::channels::claude`].

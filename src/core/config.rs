@@ -158,6 +158,12 @@ pub struct AgentProfile {
     /// `resume` acts as `restart` without it.
     #[serde(default)]
     pub resume: Option<Vec<String>>,
+    /// argv template for the `resume` heal action once the agent's channel has named its
+    /// session: `{session_id}` is replaced by the latest id it reported (opencode 1.18.33:
+    /// `["opencode", "--session", "{session_id}"]`, exact where `--continue` takes the newest
+    /// session of any worktree of the repository). `resume` is used while no id is known.
+    #[serde(default)]
+    pub resume_session: Option<Vec<String>>,
     /// Typed (then Enter) into a resumed agent once, the first time it sits at its prompt: for a
     /// CLI whose `resume` argv cannot carry a prompt (opencode 1.18.33 continues the session with
     /// `--continue` but ignores `--prompt` there).

@@ -438,6 +438,9 @@ pub struct TaskRun {
     /// The rate-limit line that paused the task: a resumed agent redraws its conversation, that
     /// line included, and it must not pause the task again.
     resume_echo: Option<String>,
+    /// The agent's own session id, the latest its channel reported ([`crate::core::classify::AgentReport::session`]):
+    /// what `{session_id}` in the profile's `resume_session` continues.
+    agent_session: Option<String>,
     /// Where each heal ladder stands: situation → (step, times used).
     pub ladder: BTreeMap<Situation, (usize, u32)>,
     /// Automatic keystroke injections sent (answers, nudges, keys).
@@ -1312,7 +1315,17 @@ impl Engine {
         let profile = self.policy.agents[&agent].clone();
         // The profile's resume argv continues the agent's conversation (after a rate-limit
         // pause or a `resume` step); without one it is a plain restart.
-        let resumed = resume && profile.resume.is_some();
+        let session = self.runs[i].agent_session.clone();
+        let resume_argv = match (&profile.resume_session, &session, &profile.resume) {
+            (Some(by_id), Some(id), _) => Some(
+                by_id
+                    .iter()
+                    .map(|a| a.replace("{session_id}", id))
+                    .collect::<Vec<_>>(),
+            ),
+            (_, _, r) => r.clone(),
+        };
+        let resumed = resume && resume_argv.is_some();
         let t = self.task(i).clone();
         let attempt = match (fresh, t.attempts.unwrap_or(0)) {
             (true, n) => n.max(1),
@@ -1377,8 +1390,8 @@ impl Engine {
             task_id: t.id.clone(),
             attempt,
             agent: agent.clone(),
-            command: match (&profile.resume, resume) {
-                (Some(r), true) => r.clone(),
+            command: match resume_argv {
+                Some(r) if resumed => r,
                 _ => profile.command.clone(),
             },
             env,

@@ -944,6 +944,9 @@ impl Engine {
         now: Ms,
         fx: &mut Vec<Effect>,
     ) {
+        if report.session.is_some() {
+            self.runs[i].agent_session = report.session.clone();
+        }
         let Some(w) = self.runs[i].worker.as_mut() else {
             return;
         };

@@ -657,6 +657,7 @@ fn report(kind: VerdictKind, event: &str, line: &str) -> AgentReport {
         permission: None,
         answered: None,
         sent_us: None,
+        session: None,
     }
 }
 
@@ -1322,6 +1323,70 @@ fn a_resume_prompt_is_typed_once_the_resumed_agent_sits_at_its_prompt() {
         [("Continue where you left off.".to_string(), true)],
         "typed and submitted, once"
     );
+}
+
+/// The argv of the next start after a rate limit that stopped the worker.
+fn resumed_argv(e: &mut Engine, now: Ms) -> Vec<String> {
+    let mut r = report(
+        VerdictKind::RateLimited,
+        "session.error",
+        "Rate limit reached. Please try again in 20s.",
+    );
+    r.channel = "opencode events".into();
+    e.update(Event::Reported { task: 0, report: r }, now);
+    e.update(Event::Tick, now + 100);
+    e.update(
+        Event::Exited {
+            task: 0,
+            code: 0,
+            commits_ahead: Some(0),
+            uncommitted: Some(0),
+        },
+        now + 200,
+    );
+    let fx = e.update(Event::Tick, now + 20_100);
+    fx.iter()
+        .find_map(|f| match f {
+            Effect::Start(s) if s.task == 0 => Some(s.command.clone()),
+            _ => None,
+        })
+        .expect("resumed")
+}
+
+#[test]
+fn a_resume_continues_the_session_the_agent_named_else_its_last() {
+    let profile = "[agents.opencode]\nresume = [\"opencode\", \"--continue\"]\nresume_session = [\"opencode\", \"--session\", \"{session_id}\"]\n";
+    // No session named yet: the plain resume.
+    let mut e = engine_for("opencode", profile);
+    assert_eq!(resumed_argv(&mut e, 1_000), ["opencode", "--continue"]);
+    // Its channel named its session: that one, the latest named.
+    let mut e = engine_for("opencode", profile);
+    for id in ["ses_old", "ses_2f9a"] {
+        let mut busy = report(VerdictKind::Running, "session.status", "busy");
+        busy.session = crate::core::channels::session_id(id);
+        e.update(
+            Event::Reported {
+                task: 0,
+                report: busy,
+            },
+            500,
+        );
+    }
+    assert_eq!(
+        resumed_argv(&mut e, 1_000),
+        ["opencode", "--session", "ses_2f9a"]
+    );
+}
+
+#[test]
+fn only_plain_ids_are_taken_for_a_session() {
+    use crate::core::channels::{opencode, session_id};
+    assert_eq!(session_id("ses_5f2a-1.b").as_deref(), Some("ses_5f2a-1.b"));
+    for bad in ["", "--help", "a b", "x;rm", "é", &"a".repeat(129)] {
+        assert_eq!(session_id(bad), None, "{bad:?}");
+    }
+    let ev = serde_json::json!({"type": "session.status", "properties": {"sessionID": "ses_1", "status": {"type": "busy"}}});
+    assert_eq!(opencode(&ev).unwrap().session.as_deref(), Some("ses_1"));
 }
 
 #[test]
