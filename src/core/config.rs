@@ -161,7 +161,9 @@ pub struct AgentProfile {
     /// argv template for the `resume` heal action once the agent's channel has named its
     /// session: `{session_id}` is replaced by the latest id it reported (opencode 1.18.33:
     /// `["opencode", "--session", "{session_id}"]`, exact where `--continue` takes the newest
-    /// session of any worktree of the repository). `resume` is used while no id is known.
+    /// session of any worktree of the repository). `resume` is used while no id is known, and
+    /// always when this is empty (`[]`: off). A config layer that sets `resume` without this
+    /// drops the one of the layers below.
     #[serde(default)]
     pub resume_session: Option<Vec<String>>,
     /// Typed (then Enter) into a resumed agent once, the first time it sits at its prompt: for a
@@ -525,6 +527,7 @@ impl Config {
             let table: toml::Table = text
                 .parse()
                 .map_err(|e: toml::de::Error| ConfigError::Syntax(path.clone(), e.to_string()))?;
+            drop_outdated_resume_session(&mut merged, &table);
             merge(&mut merged, table);
         }
         let files = layers
@@ -625,6 +628,25 @@ impl Config {
 }
 
 /// Deep-merges `over` into `base`: tables merge key by key, everything else replaces.
+/// A layer that sets an agent's `resume` without its `resume_session` means its own resume: the
+/// `resume_session` of the layers below (the shipped one, say) goes, since it would take over
+/// once the agent names its session.
+fn drop_outdated_resume_session(merged: &mut toml::Table, over: &toml::Table) {
+    let (Some(toml::Value::Table(below)), Some(toml::Value::Table(above))) =
+        (merged.get_mut("agents"), over.get("agents"))
+    else {
+        return;
+    };
+    for (name, profile) in above {
+        let sets_resume_only = profile
+            .as_table()
+            .is_some_and(|t| t.contains_key("resume") && !t.contains_key("resume_session"));
+        if let (true, Some(toml::Value::Table(b))) = (sets_resume_only, below.get_mut(name)) {
+            b.remove("resume_session");
+        }
+    }
+}
+
 fn merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
@@ -1123,6 +1145,34 @@ mod tests {
         assert_eq!(v["ui"]["theme"], "a//b /* c */");
         assert_eq!(v["n"], 1);
         assert_eq!(super::strip_json_comments("\"\\\"//\""), "\"\\\"//\"");
+    }
+
+    #[test]
+    fn a_layer_with_its_own_resume_drops_the_resume_session_below() {
+        let with = |user: &str| {
+            Config::from_layers(&[
+                ("defaults".into(), DEFAULTS.into()),
+                ("user.toml".into(), user.into()),
+            ])
+            .unwrap()
+            .agents["opencode"]
+                .resume_session
+                .clone()
+        };
+        assert!(with("").is_some_and(|r| r.iter().any(|a| a == "{session_id}")));
+        assert!(with("[agents.opencode]\nnudge = \"go on\"\n").is_some());
+        assert_eq!(
+            with(
+                "[agents.opencode]\nresume = [\"opencode\", \"--continue\", \"--model\", \"m\"]\n"
+            ),
+            None
+        );
+        assert_eq!(
+            with(
+                "[agents.opencode]\nresume = [\"a\"]\nresume_session = [\"b\", \"{session_id}\"]\n"
+            ),
+            Some(vec!["b".to_string(), "{session_id}".to_string()])
+        );
     }
 
     #[test]

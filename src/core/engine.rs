@@ -423,6 +423,8 @@ pub struct WorkerState {
     /// The agent has been seen at work (a busy rule, its own channel saying it works): before
     /// that, an idle screen in its first seconds is its start-up, not the end of a turn.
     turn_seen: bool,
+    /// Its channel named its session already (the first one is the agent's own).
+    session_seen: bool,
 }
 
 /// A task's run state beside its manifest entry.
@@ -438,8 +440,10 @@ pub struct TaskRun {
     /// The rate-limit line that paused the task: a resumed agent redraws its conversation, that
     /// line included, and it must not pause the task again.
     resume_echo: Option<String>,
-    /// The agent's own session id, the latest its channel reported ([`crate::core::classify::AgentReport::session`]):
-    /// what `{session_id}` in the profile's `resume_session` continues.
+    /// The agent's own session id: the first its channel reported in an attempt (opencode's
+    /// root session; its subagents report sessions of their own later), kept across resumes
+    /// and dropped at a fresh start ([`crate::core::classify::AgentReport::session`]): what
+    /// `{session_id}` in the profile's `resume_session` continues.
     agent_session: Option<String>,
     /// Where each heal ladder stands: situation → (step, times used).
     pub ladder: BTreeMap<Situation, (usize, u32)>,
@@ -1316,7 +1320,8 @@ impl Engine {
         // The profile's resume argv continues the agent's conversation (after a rate-limit
         // pause or a `resume` step); without one it is a plain restart.
         let session = self.runs[i].agent_session.clone();
-        let resume_argv = match (&profile.resume_session, &session, &profile.resume) {
+        let by_id = profile.resume_session.as_ref().filter(|a| !a.is_empty());
+        let resume_argv = match (by_id, &session, &profile.resume) {
             (Some(by_id), Some(id), _) => Some(
                 by_id
                     .iter()
@@ -1326,6 +1331,11 @@ impl Engine {
             (_, _, r) => r.clone(),
         };
         let resumed = resume && resume_argv.is_some();
+        if !resumed {
+            // A fresh start (or a new round, maybe another agent) begins a new session: the old
+            // id is not its to continue.
+            self.runs[i].agent_session = None;
+        }
         let t = self.task(i).clone();
         let attempt = match (fresh, t.attempts.unwrap_or(0)) {
             (true, n) => n.max(1),
@@ -1438,6 +1448,7 @@ impl Engine {
             answered: None,
             answered_once: Vec::new(),
             turn_seen: false,
+            session_seen: false,
             echo,
             echo_expires,
             echo_rows: (0, None),

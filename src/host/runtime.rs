@@ -1164,8 +1164,9 @@ impl Runtime {
 
     /// Starts a worker off the loop, on a thread of its own (at most `max_parallel` at once), so
     /// a large repository never freezes the control room and starts do not wait on each other:
-    /// worktree operations take turns per branch ([`git::BranchLocks`]), set-up commands, spawns
-    /// and the worktrees of different branches are made side by side.
+    /// worktree operations take turns per branch ([`git::BranchLocks`]) and libgit2's worktree
+    /// add (registration and checkout) takes turns across the run; the rest of making a worktree,
+    /// set-up commands and spawns run side by side.
     /// The result comes back as [`ShellMsg::Spawned`].
     fn start(&mut self, mut spec: crate::core::engine::StartSpec) {
         let task = spec.task;

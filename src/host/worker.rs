@@ -159,10 +159,15 @@ pub fn feed(p: &mut Emulator, bytes: &[u8]) {
 
 /// Waits at most `wait` (`None`: as long as it takes) for `fd` to be ready for `events`
 /// (`POLLIN`, `POLLOUT`), or to be closed; true when it is. Without a descriptor, true at once
-/// (the reader then reads as it always did).
-fn ready(fd: Option<&std::os::fd::OwnedFd>, events: libc::c_short, wait: Option<Duration>) -> bool {
+/// (the reader then reads as it always did). `None` when `poll` calls the descriptor invalid
+/// (`POLLNVAL`): nothing will ever be ready, the caller stops rather than spin.
+fn ready(
+    fd: Option<&std::os::fd::OwnedFd>,
+    events: libc::c_short,
+    wait: Option<Duration>,
+) -> Option<bool> {
     use std::os::fd::AsRawFd;
-    let Some(fd) = fd else { return true };
+    let Some(fd) = fd else { return Some(true) };
     let mut p = libc::pollfd {
         fd: fd.as_raw_fd(),
         events,
@@ -173,12 +178,16 @@ fn ready(fd: Option<&std::os::fd::OwnedFd>, events: libc::c_short, wait: Option<
     });
     // SAFETY: one valid pollfd, for the duration of the call.
     let r = unsafe { libc::poll(&mut p, 1, ms) };
-    r != 0
+    if r > 0 && p.revents & libc::POLLNVAL != 0 {
+        return None;
+    }
+    Some(r != 0)
 }
 
-/// Waits at most `wait` for `fd` to have bytes to read (or to be closed); true when it does.
+/// Waits at most `wait` for `fd` to have bytes to read (or to be closed); true when it does,
+/// false for an invalid descriptor.
 fn readable(fd: Option<&std::os::fd::OwnedFd>, wait: Duration) -> bool {
-    ready(fd, libc::POLLIN, Some(wait))
+    ready(fd, libc::POLLIN, Some(wait)).unwrap_or(false)
 }
 
 /// Makes reads and writes of the PTY's master (every descriptor of it: they share one open
@@ -207,7 +216,9 @@ fn write_waiting(
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => rest = &rest[n..],
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                ready(fd, libc::POLLOUT, None);
+                if ready(fd, libc::POLLOUT, None).is_none() {
+                    return Err(e);
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -532,7 +543,8 @@ impl Worker {
         };
         let poll_fd = dup_master();
         let write_fd = dup_master();
-        let nonblocking = poll_fd.as_ref().is_some_and(set_nonblocking) && write_fd.is_some();
+        // Both copies first: the flag is the master's, for every descriptor of it.
+        let nonblocking = write_fd.is_some() && poll_fd.as_ref().is_some_and(set_nonblocking);
         std::thread::Builder::new()
             .name(format!("pty-write-{}", spec.task))
             .spawn(move || {
@@ -653,8 +665,10 @@ impl Worker {
                     loop {
                         if dry {
                             if backlog.is_empty() {
-                                if nonblocking {
-                                    ready(poll_fd.as_ref(), libc::POLLIN, None);
+                                if nonblocking
+                                    && ready(poll_fd.as_ref(), libc::POLLIN, None).is_none()
+                                {
+                                    break;
                                 }
                             } else if !readable(
                                 poll_fd.as_ref(),

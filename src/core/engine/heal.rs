@@ -944,8 +944,16 @@ impl Engine {
         now: Ms,
         fx: &mut Vec<Effect>,
     ) {
-        if report.session.is_some() {
-            self.runs[i].agent_session = report.session.clone();
+        let Some(w) = self.runs[i].worker.as_mut() else {
+            return;
+        };
+        // The attempt's first session is the agent's own (opencode's subagents report theirs
+        // later); a resumed attempt reports the one it continues.
+        if !w.session_seen {
+            if let Some(id) = &report.session {
+                w.session_seen = true;
+                self.runs[i].agent_session = Some(id.clone());
+            }
         }
         let Some(w) = self.runs[i].worker.as_mut() else {
             return;

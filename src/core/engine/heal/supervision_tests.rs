@@ -1359,9 +1359,9 @@ fn a_resume_continues_the_session_the_agent_named_else_its_last() {
     // No session named yet: the plain resume.
     let mut e = engine_for("opencode", profile);
     assert_eq!(resumed_argv(&mut e, 1_000), ["opencode", "--continue"]);
-    // Its channel named its session: that one, the latest named.
+    // Its channel named its session, then a subagent's: the agent's own, the first named.
     let mut e = engine_for("opencode", profile);
-    for id in ["ses_old", "ses_2f9a"] {
+    for id in ["ses_root", "ses_subagent"] {
         let mut busy = report(VerdictKind::Running, "session.status", "busy");
         busy.session = crate::core::channels::session_id(id);
         e.update(
@@ -1374,8 +1374,53 @@ fn a_resume_continues_the_session_the_agent_named_else_its_last() {
     }
     assert_eq!(
         resumed_argv(&mut e, 1_000),
-        ["opencode", "--session", "ses_2f9a"]
+        ["opencode", "--session", "ses_root"]
     );
+    // Kept across the resume; a fresh start begins a new session and forgets it.
+    assert_eq!(e.runs[0].agent_session.as_deref(), Some("ses_root"));
+    e.update(
+        Event::Started {
+            task: 0,
+            worktree: "/w/a".into(),
+            branch: "b".into(),
+            base_commit: "abc".into(),
+            argv: vec![],
+        },
+        21_200,
+    );
+    e.update(
+        Event::Exited {
+            task: 0,
+            code: 1,
+            commits_ahead: Some(0),
+            uncommitted: Some(0),
+        },
+        22_000,
+    );
+    let restart = (22_100..300_000).step_by(1_000).find_map(|t| {
+        e.update(Event::Tick, t).into_iter().find_map(|f| match f {
+            Effect::Start(s) => Some(s.command),
+            _ => None,
+        })
+    });
+    let restart = restart.expect("restarted");
+    assert!(!restart.iter().any(|a| a == "--session"), "{restart:?}");
+    assert_eq!(e.runs[0].agent_session, None, "a fresh start forgets it");
+    // An empty resume_session is off.
+    let mut e = engine_for(
+        "opencode",
+        "[agents.opencode]\nresume = [\"opencode\", \"--continue\"]\nresume_session = []\n",
+    );
+    let mut busy = report(VerdictKind::Running, "session.status", "busy");
+    busy.session = Some("ses_1".into());
+    e.update(
+        Event::Reported {
+            task: 0,
+            report: busy,
+        },
+        500,
+    );
+    assert_eq!(resumed_argv(&mut e, 1_000), ["opencode", "--continue"]);
 }
 
 #[test]
