@@ -243,12 +243,7 @@ fn a_rate_limit_after_a_pause_pauses_again() {
     let mut e = engine_for("opencode", "");
     for (k, at) in [(1, 1_000), (2, 30_000)] {
         // opencode gave up (session.error), so it is paused and resumed, not left alone.
-        let mut r = report(
-            VerdictKind::RateLimited,
-            "session.error",
-            "Rate limit reached. Please try again in 20s.",
-        );
-        r.channel = "opencode events".into();
+        let r = opencode_gave_up();
         e.update(Event::Reported { task: 0, report: r }, at);
         let fx = e.update(Event::Tick, at + 100);
         assert!(
@@ -646,6 +641,17 @@ fn a_person_typing_restarts_the_ladders() {
     // A later allow-listed prompt is answered, not "ladder used up".
     show(&mut e, "Continue? (y/n)", "", 3_000);
     assert_eq!(writes(&e.update(Event::Tick, 3_500)), vec!["y\r"]);
+}
+
+/// opencode 1.18.33 giving up on a rate limit: its `session.error` event.
+fn opencode_gave_up() -> AgentReport {
+    let mut r = report(
+        VerdictKind::RateLimited,
+        "session.error",
+        "Rate limit reached. Please try again in 20s.",
+    );
+    r.channel = "opencode events".into();
+    r
 }
 
 fn report(kind: VerdictKind, event: &str, line: &str) -> AgentReport {
@@ -1131,12 +1137,7 @@ fn opencodes_retry_status_leaves_it_alone_but_its_error_pauses_it() {
         "{fx:?}"
     );
     assert!(e.paused_agents.contains_key("opencode"));
-    let mut r = report(
-        VerdictKind::RateLimited,
-        "session.error",
-        "Rate limit reached. Please try again in 20s.",
-    );
-    r.channel = "opencode events".into();
+    let r = opencode_gave_up();
     e.update(Event::Reported { task: 0, report: r }, 150_000);
     let fx = e.update(Event::Tick, 150_100);
     assert!(
@@ -1289,23 +1290,7 @@ fn a_resume_prompt_is_typed_once_the_resumed_agent_sits_at_its_prompt() {
         "opencode",
         "[agents.opencode]\nresume = [\"opencode\", \"--continue\"]\nresume_prompt = \"Continue where you left off.\"\n",
     );
-    let mut r = report(
-        VerdictKind::RateLimited,
-        "session.error",
-        "Rate limit reached. Please try again in 20s.",
-    );
-    r.channel = "opencode events".into();
-    e.update(Event::Reported { task: 0, report: r }, 1_000);
-    e.update(Event::Tick, 1_100);
-    e.update(
-        Event::Exited {
-            task: 0,
-            code: 0,
-            commits_ahead: Some(0),
-            uncommitted: Some(0),
-        },
-        1_200,
-    );
+    gives_up_and_exits(&mut e, 1_000, 0);
     assert!(started(&mut e, 21_100));
     let idle =
         "┃  Create HARNESS.md\n\n  ▣  Build · Mock Model\n\n  ~/w/a    tab agents  ctrl+p commands";
@@ -1325,25 +1310,30 @@ fn a_resume_prompt_is_typed_once_the_resumed_agent_sits_at_its_prompt() {
     );
 }
 
-/// The argv of the next start after a rate limit that stopped the worker.
-fn resumed_argv(e: &mut Engine, now: Ms) -> Vec<String> {
-    let mut r = report(
-        VerdictKind::RateLimited,
-        "session.error",
-        "Rate limit reached. Please try again in 20s.",
+/// opencode gives up on a rate limit at `now`, is paused (stopped) and exits, `commits` ahead.
+fn gives_up_and_exits(e: &mut Engine, now: Ms, commits: usize) {
+    e.update(
+        Event::Reported {
+            task: 0,
+            report: opencode_gave_up(),
+        },
+        now,
     );
-    r.channel = "opencode events".into();
-    e.update(Event::Reported { task: 0, report: r }, now);
     e.update(Event::Tick, now + 100);
     e.update(
         Event::Exited {
             task: 0,
             code: 0,
-            commits_ahead: Some(0),
+            commits_ahead: Some(commits),
             uncommitted: Some(0),
         },
         now + 200,
     );
+}
+
+/// The argv of the next start after a rate limit that stopped the worker.
+fn resumed_argv(e: &mut Engine, now: Ms) -> Vec<String> {
+    gives_up_and_exits(e, now, 0);
     let fx = e.update(Event::Tick, now + 20_100);
     fx.iter()
         .find_map(|f| match f {
@@ -1441,23 +1431,7 @@ fn a_resumed_agent_showing_its_broken_off_turn_as_running_gets_the_resume_prompt
         "opencode",
         "[agents.opencode]\nresume = [\"opencode\", \"--continue\"]\nresume_prompt = \"Continue where you left off.\"\n",
     );
-    let mut r = report(
-        VerdictKind::RateLimited,
-        "session.error",
-        "Rate limit reached. Please try again in 20s.",
-    );
-    r.channel = "opencode events".into();
-    e.update(Event::Reported { task: 0, report: r }, 1_000);
-    e.update(Event::Tick, 1_100);
-    e.update(
-        Event::Exited {
-            task: 0,
-            code: 0,
-            commits_ahead: Some(1),
-            uncommitted: Some(0),
-        },
-        1_200,
-    );
+    gives_up_and_exits(&mut e, 1_000, 1);
     assert!(started(&mut e, 21_100));
     let mut typed = vec![];
     for t in (22_000..60_000).step_by(2_000) {
