@@ -441,7 +441,7 @@ pub struct AgentReport {
     pub sent_us: Option<u64>,
     /// The agent's own session (conversation) id the event names, when it looks like one (see
     /// [`crate::core::channels::session_id`]): opencode's `properties.sessionID`. The engine keeps
-    /// the latest per task for `{session_id}` in the profile's `resume_session`.
+    /// the first of each attempt for `{session_id}` in the profile's `resume_session`.
     pub session: Option<String>,
 }
 

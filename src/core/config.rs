@@ -159,7 +159,8 @@ pub struct AgentProfile {
     #[serde(default)]
     pub resume: Option<Vec<String>>,
     /// argv template for the `resume` heal action once the agent's channel has named its
-    /// session: `{session_id}` is replaced by the latest id it reported (opencode 1.18.33:
+    /// session: `{session_id}` is replaced by the first id it reported in the attempt (or in the
+    /// attempt a resume continued; opencode 1.18.33:
     /// `["opencode", "--session", "{session_id}"]`, exact where `--continue` takes the newest
     /// session of any worktree of the repository). `resume` is used while no id is known, and
     /// always when this is empty (`[]`: off). A config layer that sets `resume` without this

@@ -1820,11 +1820,8 @@ fn run_verify(
             .map(std::process::Stdio::from)
             .unwrap_or(std::process::Stdio::null())
     };
-    let spawned = std::process::Command::new(program)
+    let spawned = crate::host::setup::command_in(program, cwd)
         .args(args)
-        .current_dir(cwd)
-        // A program that is not a shell keeps the PWD it inherits (the server's).
-        .env("PWD", cwd)
         .stdin(std::process::Stdio::null())
         .stdout(pipe(&out))
         .stderr(pipe(&out))

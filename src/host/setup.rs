@@ -143,6 +143,14 @@ fn last_line(output: &str) -> String {
     }
 }
 
+/// A command for `program` run in `dir`, with `PWD` set to `dir` too: a program that is not a
+/// shell keeps the `PWD` it inherits (the server's), whatever its working directory.
+pub fn command_in(program: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(dir).env("PWD", dir);
+    cmd
+}
+
 /// Runs one setup command in `worktree` (stdin closed) and returns its output (stdout and
 /// stderr interleaved, at most [`MAX_OUTPUT`] bytes, tail kept). `timeout_ms` bounds the run;
 /// past it the command and its process group are killed.
@@ -153,9 +161,8 @@ pub fn run_setup(argv: &[String], worktree: &Path, timeout_ms: u64) -> Result<St
     let Some((program, args)) = argv.split_first() else {
         return Err(SetupError::Empty);
     };
-    let mut cmd = Command::new(program);
-    // PWD too: a program that is not a shell keeps the one it inherits (the server's).
-    cmd.args(args).current_dir(worktree).env("PWD", worktree);
+    let mut cmd = command_in(program, worktree);
+    cmd.args(args);
     let shown = argv.join(" ");
     match run_bounded(cmd, Duration::from_millis(timeout_ms)) {
         Err(io) => Err(SetupError::Spawn {
@@ -507,6 +514,13 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("exit status 3"), "{msg}");
         assert!(msg.contains("npm ERR! missing lockfile"), "{msg}");
+    }
+
+    #[test]
+    fn a_setup_command_sees_its_worktree_as_pwd() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run_setup(&argv(&["printenv", "PWD"]), dir.path(), 5_000).unwrap();
+        assert_eq!(out.trim(), dir.path().display().to_string());
     }
 
     #[test]

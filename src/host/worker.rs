@@ -1163,11 +1163,12 @@ mod kill_tests {
         }
     }
 
-    fn wait_for(w: &Worker, text: &str) {
+    /// Waits at most `within` for `text` on the worker's screen.
+    fn wait_for(w: &Worker, text: &str, within: Duration) {
         let start = std::time::Instant::now();
         while !w.snapshot().rows.iter().any(|r| r.contains(text)) {
             assert!(
-                start.elapsed() < Duration::from_secs(10),
+                start.elapsed() < within,
                 "waited for {text:?}: {:?}",
                 w.snapshot().rows
             );
@@ -1181,7 +1182,11 @@ mod kill_tests {
         let (tx, _rx) = tokio::sync::mpsc::channel(16);
         // `exec printenv` so no shell sets PWD on its own: what the worker inherited is printed.
         let w = Worker::spawn(spec(dir.path(), "exec printenv PWD"), tx).unwrap();
-        wait_for(&w, &dir.path().display().to_string());
+        wait_for(
+            &w,
+            &dir.path().display().to_string(),
+            Duration::from_secs(10),
+        );
     }
 
     #[test]
@@ -1198,48 +1203,29 @@ mod kill_tests {
             tx,
         )
         .unwrap();
-        wait_for(&w, "ready");
+        wait_for(&w, "ready", Duration::from_secs(10));
         let line = format!("{}\n", "x".repeat(99));
         for _ in 0..64 {
             w.write(line.repeat(10).as_bytes()).unwrap();
         }
         w.write(b"\x04").unwrap();
-        wait_for(&w, "count=64000");
+        wait_for(&w, "count=64000", Duration::from_secs(10));
     }
 
     #[test]
     fn a_worker_that_ignores_sighup_is_killed_anyway() {
         let dir = tempfile::tempdir().unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-        let spec = SpawnSpec {
-            task: 7,
-            argv: vec![
-                "sh".into(),
-                "-c".into(),
-                "trap '' HUP; echo ready; sleep 30 & wait".into(),
-            ],
-            cwd: dir.path().to_path_buf(),
-            env: vec![],
-            rows: 10,
-            cols: 40,
-            scrollback: 10,
-            transcript: dir.path().join("t.log"),
-        };
+        let spec = spec(dir.path(), "trap '' HUP; echo ready; sleep 30 & wait");
+        let task = spec.task;
         let mut w = Worker::spawn(spec, tx).unwrap();
-        let start = std::time::Instant::now();
-        while !w.snapshot().rows.iter().any(|r| r.contains("ready")) {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "the child started"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(&w, "ready", Duration::from_secs(5));
         w.kill();
         let start = std::time::Instant::now();
         loop {
             match rx.try_recv() {
-                Ok(ShellMsg::Exited { task, .. }) => {
-                    assert_eq!(task, 7);
+                Ok(ShellMsg::Exited { task: exited, .. }) => {
+                    assert_eq!(exited, task);
                     break;
                 }
                 _ => {

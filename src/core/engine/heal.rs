@@ -944,7 +944,8 @@ impl Engine {
         now: Ms,
         fx: &mut Vec<Effect>,
     ) {
-        let Some(w) = self.runs[i].worker.as_mut() else {
+        let run = &mut self.runs[i];
+        let Some(w) = run.worker.as_mut() else {
             return;
         };
         // The attempt's first session is the agent's own (opencode's subagents report theirs
@@ -952,12 +953,9 @@ impl Engine {
         if !w.session_seen {
             if let Some(id) = &report.session {
                 w.session_seen = true;
-                self.runs[i].agent_session = Some(id.clone());
+                run.agent_session = Some(id.clone());
             }
         }
-        let Some(w) = self.runs[i].worker.as_mut() else {
-            return;
-        };
         w.last_activity_at = now;
         w.last_progress_at = now;
         // The turn ended because of the failure it just reported (opencode 1.18.33 sends

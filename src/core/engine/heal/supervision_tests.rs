@@ -24,17 +24,22 @@ fn engine_for(agent: &str, extra: &str) -> Engine {
     .unwrap();
     let mut e = Engine::new(m, plan, config, 0).unwrap();
     e.update(Event::Tick, 0);
+    mark_started(&mut e, vec![agent.into()], 10);
+    e
+}
+
+/// The runtime's word that task 0's worker started (at `/w/a` on `b` from `abc`) with `argv`.
+fn mark_started(e: &mut Engine, argv: Vec<String>, now: Ms) {
     e.update(
         Event::Started {
             task: 0,
             worktree: "/w/a".into(),
             branch: "b".into(),
             base_commit: "abc".into(),
-            argv: vec![agent.into()],
+            argv,
         },
-        10,
+        now,
     );
-    e
 }
 
 fn show(e: &mut Engine, text: &str, title: &str, now: Ms) {
@@ -261,16 +266,7 @@ fn a_rate_limit_after_a_pause_pauses_again() {
             at + 200,
         );
         e.update(Event::Tick, at + 21_000);
-        e.update(
-            Event::Started {
-                task: 0,
-                worktree: "/w/a".into(),
-                branch: "b".into(),
-                base_commit: "abc".into(),
-                argv: vec!["opencode".into()],
-            },
-            at + 21_100,
-        );
+        mark_started(&mut e, vec!["opencode".into()], at + 21_100);
     }
     assert_eq!(e.status(0), Status::Running);
 }
@@ -610,16 +606,7 @@ fn an_error_after_the_branch_moved_is_verified_not_restarted() {
         spec.prompt
     );
     // The restarted agent shows its prompt with the context: not an error again.
-    e.update(
-        Event::Started {
-            task: 0,
-            worktree: "/w/a".into(),
-            branch: "b".into(),
-            base_commit: "abc".into(),
-            argv: vec!["opencode".into()],
-        },
-        4_300,
-    );
+    mark_started(&mut e, vec!["opencode".into()], 4_300);
     let echoed: Vec<String> = spec.prompt.lines().map(|l| format!("┃  {l}")).collect();
     show(&mut e, &echoed.join("\n"), "", 5_000);
     let fx = e.update(Event::Tick, 8_000);
@@ -1021,16 +1008,7 @@ fn started(e: &mut Engine, now: Ms) -> bool {
         .iter()
         .any(|f| matches!(f, Effect::Start(s) if s.task == 0));
     if started {
-        e.update(
-            Event::Started {
-                task: 0,
-                worktree: "/w/a".into(),
-                branch: "b".into(),
-                base_commit: "abc".into(),
-                argv: vec!["codex".into()],
-            },
-            now + 100,
-        );
+        mark_started(e, vec!["codex".into()], now + 100);
     }
     started
 }
@@ -1286,12 +1264,7 @@ fn resumed_codex_gives_up_again(scrolled: bool) {
 
 #[test]
 fn a_resume_prompt_is_typed_once_the_resumed_agent_sits_at_its_prompt() {
-    let mut e = engine_for(
-        "opencode",
-        "[agents.opencode]\nresume = [\"opencode\", \"--continue\"]\nresume_prompt = \"Continue where you left off.\"\n",
-    );
-    gives_up_and_exits(&mut e, 1_000, 0);
-    assert!(started(&mut e, 21_100));
+    let mut e = opencode_resumed(0);
     let idle =
         "┃  Create HARNESS.md\n\n  ▣  Build · Mock Model\n\n  ~/w/a    tab agents  ctrl+p commands";
     let mut typed = vec![];
@@ -1331,6 +1304,18 @@ fn gives_up_and_exits(e: &mut Engine, now: Ms, commits: usize) {
     );
 }
 
+/// An opencode task (with `resume` and `resume_prompt`) that gave up on a rate limit with
+/// `commits` ahead, was paused, and has just been started again with its resume argv.
+fn opencode_resumed(commits: usize) -> Engine {
+    let mut e = engine_for(
+        "opencode",
+        "[agents.opencode]\nresume = [\"opencode\", \"--continue\"]\nresume_prompt = \"Continue where you left off.\"\n",
+    );
+    gives_up_and_exits(&mut e, 1_000, commits);
+    assert!(started(&mut e, 21_100));
+    e
+}
+
 /// The argv of the next start after a rate limit that stopped the worker.
 fn resumed_argv(e: &mut Engine, now: Ms) -> Vec<String> {
     gives_up_and_exits(e, now, 0);
@@ -1368,16 +1353,7 @@ fn a_resume_continues_the_session_the_agent_named_else_its_last() {
     );
     // Kept across the resume; a fresh start begins a new session and forgets it.
     assert_eq!(e.runs[0].agent_session.as_deref(), Some("ses_root"));
-    e.update(
-        Event::Started {
-            task: 0,
-            worktree: "/w/a".into(),
-            branch: "b".into(),
-            base_commit: "abc".into(),
-            argv: vec![],
-        },
-        21_200,
-    );
+    mark_started(&mut e, vec![], 21_200);
     e.update(
         Event::Exited {
             task: 0,
@@ -1427,12 +1403,7 @@ fn only_plain_ids_are_taken_for_a_session() {
 #[test]
 fn a_resumed_agent_showing_its_broken_off_turn_as_running_gets_the_resume_prompt() {
     // opencode 1.18.33 `--continue` after a limit that hit mid-turn: the old turn's spinner.
-    let mut e = engine_for(
-        "opencode",
-        "[agents.opencode]\nresume = [\"opencode\", \"--continue\"]\nresume_prompt = \"Continue where you left off.\"\n",
-    );
-    gives_up_and_exits(&mut e, 1_000, 1);
-    assert!(started(&mut e, 21_100));
+    let mut e = opencode_resumed(1);
     let mut typed = vec![];
     for t in (22_000..60_000).step_by(2_000) {
         show(
